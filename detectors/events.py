@@ -1,0 +1,249 @@
+"""The canonical event model: one typed record per thing a customer does or says.
+
+Everything downstream of the adapters (detectors, models, the worker, replay and backtest) sees
+only these types. They are ``msgspec`` structs so that a batch decodes and validates in a few
+microseconds per event, which the hot path needs (DEVELOPERS.md, "Measured facts").
+
+Every event carries ``id``, ``time`` (event time, Unix seconds, float), ``session_id`` and,
+where known, ``customer_id``. The ``type`` tag selects the class on decode.
+
+>>> from detectors.events import Click, decode_batch, encode_batch
+>>> batch = [Click(id="e1", time=1.0, session_id="s1", x=10, y=20, target="#pay")]
+>>> data = encode_batch(batch)
+>>> data[:40]
+b'[{"type":"click","id":"e1","time":1.0,"s'
+>>> decode_batch(data) == batch
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ApiError",
+    "CartUpdated",
+    "CheckoutStarted",
+    "CheckoutStepCompleted",
+    "CheckoutStepViewed",
+    "Click",
+    "CouponEntered",
+    "DeadClick",
+    "Event",
+    "FormFieldError",
+    "FormSubmitted",
+    "Identify",
+    "JsError",
+    "OrderCompleted",
+    "PagePerformance",
+    "PageView",
+    "PaymentAttempted",
+    "SupportEvent",
+    "Ticket",
+    "WebEvent",
+    "decode_batch",
+    "encode_batch",
+    "EVENT_TYPES",
+]
+
+
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Fields every event has."""
+
+    id: str
+    time: float
+    session_id: str
+    customer_id: str | None = None
+    #: Page the event happened on, when the source says.
+    url: str | None = None
+    #: "desktop", "mobile", "tablet" or None: a bounded label for metrics.
+    device: str | None = None
+
+
+# --- web -----------------------------------------------------------------------------------
+
+
+class PageView(BaseEvent, kw_only=True, tag="page_view"):
+    path: str | None = None
+    title: str | None = None
+    referrer: str | None = None
+    #: HTTP status of the page itself, when the client reports it (error pages are friction).
+    status_code: int | None = None
+
+
+class Click(BaseEvent, kw_only=True, tag="click"):
+    x: float
+    y: float
+    #: CSS selector or element description of what was clicked.
+    target: str | None = None
+
+
+class DeadClick(BaseEvent, kw_only=True, tag="dead_click"):
+    """A click the client SDK saw produce no navigation, DOM change or request."""
+
+    x: float | None = None
+    y: float | None = None
+    target: str | None = None
+
+
+class FormFieldError(BaseEvent, kw_only=True, tag="form_field_error"):
+    form: str | None = None
+    field: str
+    message: str | None = None
+
+
+class FormSubmitted(BaseEvent, kw_only=True, tag="form_submitted"):
+    form: str | None = None
+    success: bool = True
+
+
+class JsError(BaseEvent, kw_only=True, tag="js_error"):
+    message: str
+    source: str | None = None
+
+
+class ApiError(BaseEvent, kw_only=True, tag="api_error"):
+    """A failed XHR/fetch call the page made (status >= 400 or a network error, status 0)."""
+
+    endpoint: str
+    status_code: int
+
+
+class PagePerformance(BaseEvent, kw_only=True, tag="page_performance"):
+    """Core Web Vitals and friends, in milliseconds (CLS is unitless)."""
+
+    lcp_ms: float | None = None
+    inp_ms: float | None = None
+    cls: float | None = None
+    ttfb_ms: float | None = None
+
+
+class CartUpdated(BaseEvent, kw_only=True, tag="cart_updated"):
+    action: Literal["add", "remove", "view"]
+    product_id: str | None = None
+    quantity: int = 1
+    price: float | None = None
+    #: Cart total after the change, when the source knows it.
+    cart_value: float | None = None
+    currency: str | None = None
+
+
+class CheckoutStarted(BaseEvent, kw_only=True, tag="checkout_started"):
+    cart_value: float | None = None
+    currency: str | None = None
+
+
+class CheckoutStepViewed(BaseEvent, kw_only=True, tag="checkout_step_viewed"):
+    step: int
+    step_name: str | None = None
+
+
+class CheckoutStepCompleted(BaseEvent, kw_only=True, tag="checkout_step_completed"):
+    step: int
+    step_name: str | None = None
+
+
+class CouponEntered(BaseEvent, kw_only=True, tag="coupon_entered"):
+    code: str | None = None
+    success: bool
+    reason: str | None = None
+
+
+class PaymentAttempted(BaseEvent, kw_only=True, tag="payment_attempted"):
+    success: bool
+    #: Card network or processor decline reason, e.g. "insufficient_funds", "do_not_honor".
+    decline_reason: str | None = None
+    method: str | None = None
+    provider: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+
+
+class OrderCompleted(BaseEvent, kw_only=True, tag="order_completed"):
+    order_id: str | None = None
+    revenue: float
+    currency: str | None = None
+
+
+# --- support and identity -------------------------------------------------------------------
+
+
+class Ticket(BaseEvent, kw_only=True, tag="ticket"):
+    """A support-desk ticket was created, updated or solved."""
+
+    action: Literal["created", "updated", "solved"]
+    ticket_id: str
+    channel: str | None = None
+    subject: str | None = None
+    text: str | None = None
+    priority: str | None = None
+    status: str | None = None
+    #: "good", "bad" or None (Zendesk's satisfaction_rating.score, normalised).
+    satisfaction: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class Identify(BaseEvent, kw_only=True, tag="identify"):
+    traits: dict[str, Any] = {}
+
+
+WebEvent = (
+    PageView
+    | Click
+    | DeadClick
+    | FormFieldError
+    | FormSubmitted
+    | JsError
+    | ApiError
+    | PagePerformance
+    | CartUpdated
+    | CheckoutStarted
+    | CheckoutStepViewed
+    | CheckoutStepCompleted
+    | CouponEntered
+    | PaymentAttempted
+    | OrderCompleted
+)
+SupportEvent = Ticket | Identify
+Event = WebEvent | SupportEvent
+
+EVENT_TYPES: dict[str, type[BaseEvent]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        PageView, Click, DeadClick, FormFieldError, FormSubmitted, JsError, ApiError,
+        PagePerformance, CartUpdated, CheckoutStarted, CheckoutStepViewed,
+        CheckoutStepCompleted, CouponEntered, PaymentAttempted, OrderCompleted, Ticket, Identify,
+    )
+}
+
+# Encoders and decoders are built once: msgspec caches type info on them.
+_encoder = msgspec.json.Encoder()
+_batch_decoder = msgspec.json.Decoder(list[Event])  # type: ignore[valid-type]
+_event_decoder = msgspec.json.Decoder(Event)  # type: ignore[valid-type]
+
+
+def encode_batch(events: list[Any]) -> bytes:
+    """Encode a list of events as one JSON array (the value of a canonical topic message)."""
+    return _encoder.encode(events)
+
+
+def decode_batch(data: bytes) -> list[Any]:
+    """Decode and validate a JSON array of events; raises ``msgspec.ValidationError``."""
+    return _batch_decoder.decode(data)
+
+
+def decode_event(data: bytes) -> Any:
+    """Decode and validate one event."""
+    return _event_decoder.decode(data)
+
+
+def to_builtins(event: Any) -> dict[str, Any]:
+    """The event as a plain dict, ``type`` tag included (for JSONL files and tests)."""
+    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
+
+
+def from_builtins(obj: Any) -> Any:
+    """Build and validate an event from a plain dict with a ``type`` tag."""
+    return msgspec.convert(obj, Event)

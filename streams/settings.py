@@ -1,0 +1,94 @@
+"""The one settings object: environment variables (prefix ``FRICTIONWATCH_``) with defaults that
+run out of the box.
+
+With no ``FRICTIONWATCH_BOOTSTRAP_SERVERS`` the CLI starts the embedded ``tansu`` broker.
+
+>>> s = Settings(_env_file=None)
+>>> s.bootstrap_servers is None, s.web_port, s.topic_prefix
+(True, 6066, 'fw.')
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FRICTIONWATCH_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # --- Kafka ---------------------------------------------------------------------------
+    #: Comma-separated ``host:port`` list. Unset: start the embedded tansu broker.
+    bootstrap_servers: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topic_prefix: str = "fw."
+    #: Partitions for topics frictionwatch creates; the unit of horizontal scale.
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # --- worker --------------------------------------------------------------------------
+    app_id: str = "frictionwatch"
+    web_host: str = "0.0.0.0"
+    web_port: int = 6066
+    data_dir: Path = Path("var/frictionwatch")
+    #: Faust table store: ``memory://`` or ``rocksdb://`` (needs rocksdict installed).
+    store: str = "memory://"
+    #: Seconds between offset commits; session state is flushed to its table just before.
+    commit_interval: float = Field(default=2.0, gt=0)
+    #: Kafka messages handled together; session state is written once per session per batch.
+    batch_max_messages: int = Field(default=1000, ge=1)
+    #: Longest wait (seconds) to fill a batch; bounds added latency at low traffic.
+    batch_within: float = Field(default=0.1, gt=0)
+    #: Faust's group rebalance timeout; tansu needs about 3 s or every join waits 30 s.
+    broker_rebalance_timeout: float = Field(default=3.0, gt=0)
+    #: Sessions idle longer than this (event time, seconds) are expired.
+    session_gap: float = Field(default=1800.0, gt=0)
+    log_level: str = "WARNING"
+
+    # --- input validation ----------------------------------------------------------------
+    #: Largest accepted body/message. Segment's own batch limit is 500 KB.
+    max_payload_bytes: int = Field(default=512 * 1024, ge=1024)
+    #: Most events accepted in one message/batch.
+    max_events_per_message: int = Field(default=1000, ge=1)
+
+    @cached_property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in (self.bootstrap_servers or "").split(",") if s.strip()]
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """TLS/SASL settings in the keyword form aiokafka and kafka-python both accept."""
+        kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            ctx = ssl.create_default_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+            if self.ssl_certfile:
+                ctx.load_cert_chain(
+                    str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+                )
+            kwargs["ssl_context"] = ctx
+        return kwargs
+
+
+def load(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. from CLI flags) on top."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,112 @@
+"""Every Kafka topic frictionwatch reads or writes: its name, its key and its value schema.
+
+This is the one place topics are declared. The Faust app (``streams.app``), the collector,
+the simulator, replay, the benches and the docs (``frictionwatch topics``) all read from here.
+
+Session topics are keyed by session id and customer topics by customer id, so every agent's
+state is co-partitioned with its input and nothing is repartitioned.
+
+>>> from streams.topics import TOPICS, topic_name
+>>> topic_name("web_events", "fw.")
+'fw.web-events'
+>>> TOPICS["web_events"].key
+'session_id'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["TOPICS", "TopicSpec", "topic_name", "SOURCE_HEADER", "DeadLetterReason"]
+
+#: Kafka header naming the format of an ingest message ("segment", "ga4", "support",
+#: "canonical"). Without it the format is detected from the payload's shape.
+SOURCE_HEADER = "fw-source"
+
+#: Why a message went to the dead-letter topic. Bounded: these are Prometheus label values.
+DeadLetterReason = Literal[
+    "not_json",  # bytes that are not JSON (or not UTF-8)
+    "too_large",  # over settings.max_payload_bytes
+    "too_many_events",  # more events in one message than settings.max_events_per_message
+    "unknown_format",  # JSON, but no adapter recognises its shape
+    "unknown_event",  # a recognised format, but an event name we do not map
+    "missing_id",  # no session/anonymous id, or no event id where one is required
+    "invalid_field",  # a field of the wrong type or out of range
+    "empty",  # an empty body or an empty batch
+]
+DEAD_LETTER_REASONS: tuple[str, ...] = DeadLetterReason.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    suffix: str
+    key: str
+    schema: str
+    doc: str
+    #: Compacted topics keep the latest value per key (none yet; tables' changelogs are Faust's).
+    compacted: bool = False
+
+
+TOPICS: dict[str, TopicSpec] = {
+    "ingest": TopicSpec(
+        suffix="ingest",
+        key="anonymous/session id of the sending client when known, else none",
+        schema="raw JSON as users emit it: a Segment event or batch, a GA4 Measurement Protocol "
+        "payload, a support-desk ticket webhook, or canonical events; header fw-source names "
+        "the format",
+        doc="Everything the collector, replay and direct producers send. The normalize agent "
+        "turns it into canonical events.",
+    ),
+    "web_events": TopicSpec(
+        suffix="web-events",
+        key="session_id",
+        schema="JSON array of canonical web events (detectors.events.WebEvent), all of one "
+        "session",
+        doc="Canonical web events, several per message; consumed by the session agent.",
+    ),
+    "support_events": TopicSpec(
+        suffix="support-events",
+        key="customer_id",
+        schema="JSON array of canonical support events (detectors.events.SupportEvent: Ticket, "
+        "Identify), all of one customer",
+        doc="Tickets and identify calls, per customer; consumed by the customer agent.",
+    ),
+    "friction_signals": TopicSpec(
+        suffix="friction-signals",
+        key="session_id",
+        schema="JSON object: a friction signal with its type, session, time and evidence",
+        doc="Every friction signal a detector raises, for downstream use.",
+    ),
+    "alerts": TopicSpec(
+        suffix="alerts",
+        key="session_id (session alerts) or journey/step (incidents)",
+        schema="CloudEvents 1.0 JSON document (structured mode)",
+        doc="Explained alerts for CX teams.",
+    ),
+    "chat_triggers": TopicSpec(
+        suffix="chat-triggers",
+        key="session_id",
+        schema="CloudEvents 1.0 JSON document with a deterministic id and an expiry time",
+        doc="Requests to a chat system to offer proactive help.",
+    ),
+    "labels": TopicSpec(
+        suffix="labels",
+        key="session_id or customer_id",
+        schema="JSON object: a label (session outcome, churn event or human feedback) with the "
+        "id of what it labels",
+        doc="Outcomes and people's feedback, which the online models learn from.",
+    ),
+    "dead_letters": TopicSpec(
+        suffix="dead-letters",
+        key="none",
+        schema="JSON object streams.deadletter.DeadLetter: reason, detail, stage, source topic, "
+        "partition, offset, time and the original bytes (base64)",
+        doc="Input frictionwatch could not use, with the reason. Never silently dropped.",
+    ),
+}
+
+
+def topic_name(topic: str, prefix: str) -> str:
+    """Full Kafka topic name for a declared topic (``KeyError`` for an undeclared one)."""
+    return prefix + TOPICS[topic].suffix
