@@ -1,0 +1,9 @@
+"""``frictionwatch simulate`` (being written)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

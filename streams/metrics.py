@@ -1,0 +1,69 @@
+"""Every Prometheus metric frictionwatch exports, declared once.
+
+Names follow the Prometheus naming guide (``frictionwatch_`` namespace, ``_total`` counters,
+``_seconds`` durations). Labels are bounded: sources, event types, reasons, endpoints and
+codes. Never a session or customer id.
+
+Hot-path code binds label children once (``EVENTS.labels(...)`` costs about 1 us; a cached
+child's ``inc`` about 0.5 us).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "METRICS"]
+
+
+class Metrics:
+    """The metric families, on one registry (a fresh one per test if wanted)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "frictionwatch_events_total",
+            "Canonical events processed, by source format and event type.",
+            ["source", "type"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "frictionwatch_dead_letters_total",
+            "Inputs sent to the dead-letter topic, by reason and pipeline stage.",
+            ["reason", "stage"],
+            registry=registry,
+        )
+        self.messages = Counter(
+            "frictionwatch_messages_total",
+            "Kafka messages consumed by frictionwatch agents, by logical topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "frictionwatch_batch_seconds",
+            "Time to process one batch of Kafka messages in an agent.",
+            ["agent"],
+            # Batches take from well under a millisecond to a few hundred ms.
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.sessions_active = Gauge(
+            "frictionwatch_sessions_active",
+            "Sessions with state held by this worker.",
+            registry=registry,
+        )
+        self.collector_requests = Counter(
+            "frictionwatch_collector_requests_total",
+            "HTTP collector requests, by endpoint and response code.",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.state_flush_seconds = Histogram(
+            "frictionwatch_state_flush_seconds",
+            "Time to write a batch's changed session states to the table.",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
+            registry=registry,
+        )
+
+
+#: The process-wide metrics on the default registry (what /metrics serves).
+METRICS = Metrics()
