@@ -1,0 +1,168 @@
+"""Per-session state and the pure processor the worker (and offline replay) runs over it.
+
+``SessionProcessor.apply`` folds a batch of one session's events into its ``SessionState`` and
+returns what the detectors raised. It has no I/O: the Faust agent in ``streams.app`` loads the
+state from a table, calls ``apply`` and writes the state back once per batch.
+
+Detectors plug in through the ``Detector`` protocol; they keep their own per-session memory in
+``SessionState.detector_state[detector.name]`` so that it is checkpointed with the session.
+
+>>> from detectors.events import CheckoutStepViewed, OrderCompleted, PageView
+>>> proc = SessionProcessor()
+>>> state, out = proc.apply(None, [
+...     PageView(id="1", time=10.0, session_id="s1", url="/"),
+...     CheckoutStepViewed(id="2", time=20.0, session_id="s1", step=1),
+...     OrderCompleted(id="3", time=90.0, session_id="s1", revenue=42.5),
+... ], offset=7)
+>>> state.events, state.checkout_step, state.revenue, state.converted, state.last_offset
+(3, 1, 42.5, True, 7)
+>>> proc.apply(state, [PageView(id="4", time=95.0, session_id="s1")], offset=7)[0] is state
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from detectors import events as ev
+
+__all__ = ["SessionState", "SessionProcessor", "Detector", "Signal", "encode_state", "decode_state"]
+
+
+class SessionState(msgspec.Struct, kw_only=True):
+    """What the worker remembers about one session. Bounded in size by construction."""
+
+    session_id: str
+    customer_id: str | None = None
+    device: str | None = None
+    first_time: float = 0.0
+    last_time: float = 0.0
+    events: int = 0
+    page_views: int = 0
+    clicks: int = 0
+    #: Last known cart value (from cart or checkout events).
+    cart_value: float = 0.0
+    #: Current checkout step (0 = not in checkout) and the furthest step reached.
+    checkout_step: int = 0
+    max_checkout_step: int = 0
+    checkout_started_at: float | None = None
+    payment_failures: int = 0
+    form_errors: int = 0
+    js_errors: int = 0
+    converted: bool = False
+    revenue: float = 0.0
+    #: Kafka offset of the last message applied. Replays at or below it are skipped, which
+    #: makes recovery exact when a crash lands between the state flush and the offset commit.
+    last_offset: int = -1
+    #: Per-detector memory, by detector name (kept small by each detector).
+    detector_state: dict[str, Any] = {}
+
+
+class Signal(msgspec.Struct, frozen=True, kw_only=True):
+    """A friction signal raised by a detector."""
+
+    type: str
+    session_id: str
+    time: float
+    evidence: dict[str, Any] = {}
+
+
+class Detector(Protocol):
+    """A pure per-session detector. ``name`` keys its memory in ``state.detector_state``."""
+
+    name: str
+
+    def update(self, state: SessionState, event: Any) -> Iterable[Signal]: ...
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(SessionState)
+
+
+def encode_state(state: SessionState) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes) -> SessionState:
+    return _decoder.decode(data)
+
+
+def _fold(state: SessionState, e: Any) -> None:
+    """Update the generic session facts for one event (no detection here)."""
+    if state.events == 0:
+        state.first_time = e.time
+    state.events += 1
+    # Events from one client can arrive slightly out of order; keep the latest time seen.
+    if e.time > state.last_time:
+        state.last_time = e.time
+    if e.customer_id and not state.customer_id:
+        state.customer_id = e.customer_id
+    if e.device and not state.device:
+        state.device = e.device
+    t = type(e)
+    if t is ev.Click:
+        state.clicks += 1
+    elif t is ev.PageView:
+        state.page_views += 1
+    elif t is ev.CartUpdated:
+        if e.cart_value is not None:
+            state.cart_value = e.cart_value
+    elif t is ev.CheckoutStarted:
+        state.checkout_started_at = e.time
+        if state.checkout_step == 0:
+            state.checkout_step = 1
+        state.max_checkout_step = max(state.max_checkout_step, state.checkout_step)
+        if e.cart_value is not None:
+            state.cart_value = e.cart_value
+    elif t is ev.CheckoutStepViewed or t is ev.CheckoutStepCompleted:
+        if state.checkout_started_at is None:
+            state.checkout_started_at = e.time
+        state.checkout_step = e.step
+        state.max_checkout_step = max(state.max_checkout_step, e.step)
+    elif t is ev.PaymentAttempted:
+        if not e.success:
+            state.payment_failures += 1
+    elif t is ev.FormFieldError:
+        state.form_errors += 1
+    elif t is ev.JsError:
+        state.js_errors += 1
+    elif t is ev.OrderCompleted:
+        state.converted = True
+        state.revenue += e.revenue
+
+
+class SessionProcessor:
+    """Apply events to session state and run the detectors.
+
+    Parameters
+    ----------
+    detectors
+        Detectors to run on every event, in order.
+    """
+
+    def __init__(self, detectors: Sequence[Detector] = ()) -> None:
+        self.detectors = tuple(detectors)
+
+    def apply(
+        self, state: SessionState | None, events: Sequence[Any], offset: int = -1
+    ) -> tuple[SessionState, list[Signal]]:
+        """Fold ``events`` (one Kafka message's worth, one session) into ``state``.
+
+        ``offset`` is the message's Kafka offset; a message at or below ``state.last_offset``
+        was already applied before a crash and is skipped (state returned unchanged).
+        """
+        if state is None:
+            state = SessionState(session_id=events[0].session_id if events else "")
+        elif offset >= 0 and offset <= state.last_offset:
+            return state, []
+        signals: list[Signal] = []
+        for e in events:
+            _fold(state, e)
+            for d in self.detectors:
+                signals.extend(d.update(state, e))
+        if offset >= 0:
+            state.last_offset = offset
+        return state, signals

@@ -1,0 +1,544 @@
+"""Segment calls -> canonical events.
+
+The mapping follows the Segment Spec (https://segment.com/docs/connections/spec/: common
+fields, track, page, screen, identify), the V2 E-commerce Events spec
+(https://segment.com/docs/connections/spec/ecommerce/v2/) and the HTTP Tracking API's batch
+call (https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#batch).
+
+Accepted payloads: one call (a dict with ``type`` track/page/screen/identify), a ``/v1/batch``
+body ``{"batch": [...], "context": {...}}`` (the batch-level context is merged under each
+call's own context) or a JSON list of calls. Each call that cannot be used becomes a
+``Rejected`` with its reason; the others still flow.
+
+Rules beyond the spec's own names:
+
+- ids: ``id`` = ``messageId``; session = ``context.sessionId`` / ``context.session_id`` /
+  ``properties.session_id`` / ``anonymousId`` / ``userId``, first present; customer =
+  ``userId``. Time = ``timestamp``, else ``originalTimestamp``, ``sentAt``, ``receivedAt``
+  (ISO 8601; no zone means UTC).
+- checkout steps use the convention shared with the GA4 adapter: step 1 is the first step
+  after "Checkout Started", 2 shipping, 3 payment. "Payment Info Entered" without
+  ``properties.step`` is therefore step 3, named "payment".
+- money and counts may arrive as numeric strings (``"27.50"``, as many server libraries send
+  them); anything else that is not a finite number, or a negative amount, is ``invalid_field``.
+- unmapped track names, and calls other than track/page/screen/identify (group, alias), are
+  ``unknown_event``.
+
+This module also holds the small field converters the other adapters share.
+
+>>> from streams.adapters import segment
+>>> out = segment.adapt({"type": "track", "event": "Order Completed", "messageId": "m1",
+...     "anonymousId": "a1", "timestamp": "2024-05-01T12:00:00Z",
+...     "properties": {"order_id": "o1", "revenue": "25.00", "currency": "USD"}})
+>>> order = out.events[0]
+>>> order.id, order.time, order.session_id, order.revenue, order.currency
+('m1', 1714564800.0, 'a1', 25.0, 'USD')
+>>> segment.adapt({"type": "group", "messageId": "m2"}).rejected[0].reason
+'unknown_event'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from detectors.events import (
+    ApiError,
+    CartUpdated,
+    CheckoutStarted,
+    CheckoutStepCompleted,
+    CheckoutStepViewed,
+    Click,
+    CouponEntered,
+    DeadClick,
+    FormFieldError,
+    FormSubmitted,
+    Identify,
+    JsError,
+    OrderCompleted,
+    PagePerformance,
+    PageView,
+    PaymentAttempted,
+)
+from streams.adapters.base import Adapted, AdapterError, Rejected
+
+__all__ = [
+    "adapt",
+    "convert",
+    "DEVICE_TYPES",
+    "TRACK_EVENTS",
+    "as_bool",
+    "as_float",
+    "as_id",
+    "as_int",
+    "as_str",
+    "as_time",
+    "first",
+    "invalid",
+]
+
+# --- field converters (shared by the adapters) -----------------------------------------------
+# msgspec structs do not check types on __init__, so every value taken from a payload goes
+# through one of these. A failure is an AdapterError that the batch loop turns into a Rejected.
+
+
+def invalid(name: str, value: Any, why: str = "") -> AdapterError:
+    shown = repr(value)
+    if len(shown) > 60:  # keep dead-letter details short; the item itself is kept anyway
+        shown = shown[:57] + "..."
+    return AdapterError("invalid_field", f"{name}={shown}{': ' + why if why else ''}")
+
+
+def first(d: dict[str, Any], *keys: str) -> Any:
+    """The value of the first key present and not None (``or`` would skip a 0 or False)."""
+    for key in keys:
+        value = d.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def as_float(value: Any, name: str, *, required: bool = False, nonneg: bool = False) -> Any:
+    """A finite float from a number or numeric string; None stays None unless required."""
+    if value is None:
+        if required:
+            raise invalid(name, value, "required")
+        return None
+    kind = type(value)
+    if kind is float or kind is int:
+        out = float(value)
+    elif kind is str:
+        try:
+            out = float(value)
+        except ValueError:
+            raise invalid(name, value, "not a number") from None
+    else:  # bool is deliberately not a number here
+        raise invalid(name, value, "not a number")
+    if not math.isfinite(out) or (nonneg and out < 0):
+        raise invalid(name, value, "out of range")
+    return out
+
+
+def as_int(value: Any, name: str, *, required: bool = False, nonneg: bool = False) -> Any:
+    """An int from an int, an integral float or a numeric string."""
+    if value is None:
+        if required:
+            raise invalid(name, value, "required")
+        return None
+    if type(value) is int:
+        out = value
+    else:
+        f = as_float(value, name)
+        if not f.is_integer():
+            raise invalid(name, value, "not an integer")
+        out = int(f)
+    if nonneg and out < 0:
+        raise invalid(name, value, "out of range")
+    return out
+
+
+def as_str(value: Any, name: str) -> str | None:
+    """A string; numbers are accepted and formatted (order ids are often numbers)."""
+    if value is None or type(value) is str:
+        return value
+    if type(value) is int or type(value) is float:
+        return str(value)
+    raise invalid(name, value, "not a string")
+
+
+def as_id(value: Any, name: str) -> str | None:
+    """Like ``as_str``, but an empty id (an unrendered template placeholder) is no id."""
+    out = as_str(value, name)
+    return out or None
+
+
+def as_bool(value: Any, name: str, *, required: bool = False) -> Any:
+    """A bool; also the strings and 0/1 that query-string and template based senders emit."""
+    if type(value) is bool:
+        return value
+    if value is None:
+        if required:
+            raise invalid(name, value, "required")
+        return None
+    out = _BOOLS.get(value.lower() if type(value) is str else value)
+    if out is None:
+        raise invalid(name, value, "not a boolean")
+    return out
+
+
+_BOOLS: dict[Any, bool] = {"true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
+
+
+def as_time(value: Any, name: str) -> float:
+    """Epoch seconds from an ISO 8601 string (3.11's fromisoformat takes "Z"); naive is UTC."""
+    if type(value) is not str:
+        raise invalid(name, value, "not an ISO 8601 time")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise invalid(name, value, "not an ISO 8601 time") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+#: Device kinds to the three bounded labels; anything else is None (not a metrics label).
+#: Native SDKs report the OS ("ios", "android"), which we count as mobile.
+DEVICE_TYPES: dict[str, str] = {
+    "mobile": "mobile",
+    "phone": "mobile",
+    "smartphone": "mobile",
+    "ios": "mobile",
+    "android": "mobile",
+    "tablet": "tablet",
+    "ipad": "tablet",
+    "desktop": "desktop",
+    "computer": "desktop",
+    "pc": "desktop",
+    "mac": "desktop",
+    "macos": "desktop",
+    "windows": "desktop",
+    "linux": "desktop",
+}
+
+
+def device_label(value: Any) -> str | None:
+    return DEVICE_TYPES.get(value.lower()) if type(value) is str else None
+
+
+# --- track event builders --------------------------------------------------------------------
+
+_Builder = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Any]
+
+
+def _checkout_started(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    value = first(p, "value", "revenue", "total")
+    return CheckoutStarted(
+        **base,
+        cart_value=as_float(value, "properties.value", nonneg=True),
+        currency=as_str(p.get("currency"), "properties.currency"),
+    )
+
+
+def _step(cls: type[CheckoutStepViewed] | type[CheckoutStepCompleted]) -> _Builder:
+    def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+        return cls(
+            **base,
+            step=as_int(p.get("step"), "properties.step", required=True, nonneg=True),
+            step_name=as_str(p.get("step_name"), "properties.step_name"),
+        )
+
+    return build
+
+
+#: Checkout step numbers shared with the GA4 adapter (module docstring).
+PAYMENT_STEP = 3
+SHIPPING_STEP = 2
+
+
+def _payment_info_entered(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    step = as_int(p.get("step"), "properties.step", nonneg=True)
+    return CheckoutStepCompleted(
+        **base, step=PAYMENT_STEP if step is None else step, step_name="payment"
+    )
+
+
+def _order_completed(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    revenue = first(p, "revenue", "total", "value")
+    return OrderCompleted(
+        **base,
+        order_id=as_id(p.get("order_id"), "properties.order_id"),
+        revenue=as_float(revenue, "properties.revenue", required=True, nonneg=True),
+        currency=as_str(p.get("currency"), "properties.currency"),
+    )
+
+
+def _cart(action: str) -> _Builder:
+    def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+        quantity = as_int(p.get("quantity"), "properties.quantity", nonneg=True)
+        return CartUpdated(
+            **base,
+            action=action,  # type: ignore[arg-type]
+            product_id=as_id(first(p, "product_id", "sku"), "properties.product_id"),
+            quantity=1 if quantity is None else quantity,
+            price=as_float(p.get("price"), "properties.price", nonneg=True),
+            cart_value=as_float(p.get("cart_value"), "properties.cart_value", nonneg=True),
+            currency=as_str(p.get("currency"), "properties.currency"),
+        )
+
+    return build
+
+
+def _coupon(success: bool) -> _Builder:
+    def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+        return CouponEntered(
+            **base,
+            code=as_str(first(p, "coupon_id", "coupon_name", "coupon"), "properties.coupon_id"),
+            success=success,
+            reason=None if success else as_str(p.get("reason"), "properties.reason"),
+        )
+
+    return build
+
+
+def _payment(success: bool | None) -> _Builder:
+    def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+        ok = success
+        if ok is None:
+            ok = as_bool(p.get("success"), "properties.success", required=True)
+        return PaymentAttempted(
+            **base,
+            success=ok,
+            decline_reason=as_str(first(p, "decline_reason", "reason"), "properties.reason"),
+            method=as_str(first(p, "payment_method", "method"), "properties.payment_method"),
+            provider=as_str(p.get("provider"), "properties.provider"),
+            amount=as_float(first(p, "amount", "value"), "properties.amount", nonneg=True),
+            currency=as_str(p.get("currency"), "properties.currency"),
+        )
+
+    return build
+
+
+def _click(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    return Click(
+        **base,
+        x=as_float(p.get("x"), "properties.x", required=True),
+        y=as_float(p.get("y"), "properties.y", required=True),
+        target=as_str(first(p, "target", "selector"), "properties.target"),
+    )
+
+
+def _dead_click(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    return DeadClick(
+        **base,
+        x=as_float(p.get("x"), "properties.x"),
+        y=as_float(p.get("y"), "properties.y"),
+        target=as_str(first(p, "target", "selector"), "properties.target"),
+    )
+
+
+def _form_field_error(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    field = as_id(p.get("field"), "properties.field")
+    if field is None:
+        raise invalid("properties.field", p.get("field"), "required")
+    return FormFieldError(
+        **base,
+        field=field,
+        form=as_str(p.get("form"), "properties.form"),
+        message=as_str(p.get("message"), "properties.message"),
+    )
+
+
+def _form_submitted(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    success = as_bool(p.get("success"), "properties.success")
+    return FormSubmitted(
+        **base,
+        form=as_str(p.get("form"), "properties.form"),
+        success=True if success is None else success,
+    )
+
+
+def _js_error(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    message = as_str(p.get("message"), "properties.message")
+    if message is None:
+        raise invalid("properties.message", None, "required")
+    return JsError(**base, message=message, source=as_str(p.get("source"), "properties.source"))
+
+
+def _api_error(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    endpoint = as_id(first(p, "endpoint", "url"), "properties.endpoint")
+    if endpoint is None:
+        raise invalid("properties.endpoint", None, "required")
+    status = as_int(p.get("status_code"), "properties.status_code", required=True)
+    if not 0 <= status <= 599:  # 0 = network error, as browsers report it
+        raise invalid("properties.status_code", status, "out of range")
+    # properties.url is the failed endpoint here, not the page: keep only the page's url.
+    page = (msg.get("context") or {}).get("page")
+    base["url"] = as_str(page.get("url"), "context.page.url") if type(page) is dict else None
+    return ApiError(**base, endpoint=endpoint, status_code=status)
+
+
+def _web_vitals(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    return PagePerformance(
+        **base,
+        lcp_ms=as_float(p.get("lcp"), "properties.lcp", nonneg=True),
+        inp_ms=as_float(p.get("inp"), "properties.inp", nonneg=True),
+        cls=as_float(p.get("cls"), "properties.cls", nonneg=True),
+        ttfb_ms=as_float(p.get("ttfb"), "properties.ttfb", nonneg=True),
+    )
+
+
+def _browse(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    return PageView(**base, title=msg["event"])
+
+
+#: Browsing and promotion events of the E-commerce spec: page-like, so they count as views.
+BROWSE_EVENTS = (
+    "Products Searched",
+    "Product List Viewed",
+    "Product List Filtered",
+    "Product Clicked",
+    "Product Viewed",
+    "Promotion Viewed",
+    "Promotion Clicked",
+)
+
+#: Track event name (exact, as the spec writes it) -> builder.
+TRACK_EVENTS: dict[str, _Builder] = {
+    "Checkout Started": _checkout_started,
+    "Checkout Step Viewed": _step(CheckoutStepViewed),
+    "Checkout Step Completed": _step(CheckoutStepCompleted),
+    "Payment Info Entered": _payment_info_entered,
+    "Order Completed": _order_completed,
+    "Product Added": _cart("add"),
+    "Product Removed": _cart("remove"),
+    "Cart Viewed": _cart("view"),
+    "Coupon Applied": _coupon(True),
+    "Coupon Denied": _coupon(False),
+    "Payment Attempted": _payment(None),
+    "Payment Succeeded": _payment(True),
+    "Payment Declined": _payment(False),
+    "Payment Failed": _payment(False),
+    "Element Clicked": _click,
+    "Dead Click": _dead_click,
+    "Form Field Error": _form_field_error,
+    "Form Submitted": _form_submitted,
+    "JS Error": _js_error,
+    "Error": _js_error,
+    "API Error": _api_error,
+    "Web Vitals": _web_vitals,
+    **dict.fromkeys(BROWSE_EVENTS, _browse),
+}
+
+
+# --- page, screen, identify ------------------------------------------------------------------
+
+
+def _page(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    page = (msg.get("context") or {}).get("page")
+    page = page if type(page) is dict else {}
+    return PageView(
+        **base,
+        path=as_str(first(p, "path") or page.get("path"), "properties.path"),
+        title=as_str(first(p, "title", "name") or page.get("title") or msg.get("name"), "name"),
+        referrer=as_str(first(p, "referrer") or page.get("referrer"), "properties.referrer"),
+        status_code=as_int(p.get("status_code"), "properties.status_code", nonneg=True),
+    )
+
+
+def _identify(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    traits = msg.get("traits")
+    if traits is None:
+        traits = {}
+    elif type(traits) is not dict:
+        raise invalid("traits", traits, "not an object")
+    return Identify(**base, traits=traits)
+
+
+_CALLS: dict[str, _Builder] = {"page": _page, "screen": _page, "identify": _identify}
+
+#: The Segment call types this adapter reads (others, e.g. group and alias, are unknown_event).
+CALL_TYPES = frozenset(("track", "page", "screen", "identify"))
+
+
+# --- one call --------------------------------------------------------------------------------
+
+
+def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
+    """One Segment call as a canonical event; raises ``AdapterError`` (a per-item reason)."""
+    if type(msg) is not dict:
+        raise invalid("batch[]", msg, "not an object")
+    kind = msg.get("type")
+    if kind == "track":
+        name = msg.get("event")
+        if type(name) is not str:
+            raise invalid("event", name, "a track call needs an event name")
+        build = TRACK_EVENTS.get(name)
+        if build is None:
+            raise AdapterError("unknown_event", f"segment track {name[:80]!r} is not mapped")
+    else:
+        build = _CALLS.get(kind)  # type: ignore[arg-type]
+        if build is None:
+            if type(kind) is not str:
+                raise invalid("type", kind, "not a Segment call type")
+            raise AdapterError("unknown_event", f"segment call type {kind[:40]!r} is not mapped")
+
+    props = msg.get("properties")
+    if props is None:
+        props = {}
+    elif type(props) is not dict:
+        raise invalid("properties", props, "not an object")
+    ctx = msg.get("context")
+    if ctx is None:
+        ctx = {}
+    elif type(ctx) is not dict:
+        raise invalid("context", ctx, "not an object")
+    if batch_context:
+        ctx = {**batch_context, **ctx}
+        msg = {**msg, "context": ctx}
+
+    message_id = as_id(msg.get("messageId"), "messageId")
+    if message_id is None:
+        raise AdapterError("missing_id", "segment call without messageId")
+    user_id = as_id(msg.get("userId"), "userId")
+    session = (
+        first(ctx, "sessionId", "session_id")
+        or props.get("session_id")
+        or msg.get("anonymousId")
+        or user_id
+    )
+    session_id = as_id(session, "sessionId")
+    if session_id is None:
+        raise AdapterError("missing_id", "segment call without session id, anonymousId or userId")
+    stamp = first(msg, "timestamp", "originalTimestamp", "sentAt", "receivedAt")
+    if stamp is None:
+        raise invalid("timestamp", None, "no timestamp, originalTimestamp, sentAt or receivedAt")
+
+    page = ctx.get("page")
+    url = page.get("url") if type(page) is dict else None
+    device = ctx.get("device")
+    base: dict[str, Any] = {
+        "id": message_id,
+        "time": as_time(stamp, "timestamp"),
+        "session_id": session_id,
+        "customer_id": user_id,
+        "url": as_str(url if url is not None else props.get("url"), "context.page.url"),
+        "device": device_label(device.get("type")) if type(device) is dict else None,
+    }
+    return build(base, props, msg)
+
+
+def _convert_all(items: list[Any], batch_context: dict[str, Any] | None) -> Adapted:
+    out = Adapted()
+    events = out.events
+    for item in items:
+        try:
+            events.append(convert(item, batch_context))
+        except AdapterError as exc:
+            out.rejected.append(Rejected(exc.reason, exc.detail, item))
+    return out
+
+
+def adapt(payload: Any) -> Adapted:
+    """A Segment call, ``/v1/batch`` body or list of calls as canonical events."""
+    if type(payload) is list:
+        if not payload:
+            raise AdapterError("empty", "empty Segment batch")
+        return _convert_all(payload, None)
+    if type(payload) is not dict:
+        raise AdapterError("unknown_format", "a Segment payload is a JSON object or array")
+    batch = payload.get("batch")
+    if batch is not None:
+        if type(batch) is not list:
+            raise AdapterError("unknown_format", "Segment batch is not an array")
+        if not batch:
+            raise AdapterError("empty", "empty Segment batch")
+        ctx = payload.get("context")
+        return _convert_all(batch, ctx if type(ctx) is dict else None)
+    if not payload:
+        raise AdapterError("empty", "empty Segment payload")
+    if "type" not in payload:
+        raise AdapterError("unknown_format", "not a Segment call: no type and no batch")
+    return _convert_all([payload], None)

@@ -1,0 +1,282 @@
+"""The Faust worker: topics, tables, agents and web views, built from one ``Settings``.
+
+Read top to bottom: app, topics, tables, agents, web views. Agents stay short; the logic they
+call is pure and lives in ``detectors/`` (session and customer state) and
+``streams.normalize`` (adapters and dead letters).
+
+Throughput design (DEVELOPERS.md, "Measured facts"): Faust costs about 150 us per message, so
+agents take messages in batches (``stream.take_events``), a message may carry many events, and
+each session's state is written to its table once per batch, not once per event.
+
+Exact recovery: ``take_events`` acks a batch only after the agent body has run, Faust flushes
+the producer (table changelog included) before it commits offsets, and each state remembers the
+offset of the last message applied to it, so messages replayed after a crash between the
+changelog flush and the offset commit are skipped instead of applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import msgspec
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.streams import _current_event
+from faust.types import EventT
+
+from detectors.customer import CustomerState, apply_customer, decode_customer, encode_customer
+from detectors.events import decode_batch, encode_batch
+from detectors.session import (
+    SessionProcessor,
+    SessionState,
+    decode_state,
+    encode_state,
+)
+from streams.collector import register_collector
+from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
+from streams.metrics import METRICS, Metrics
+from streams.normalize import Normalized, normalize
+from streams.settings import Settings
+from streams.topics import SOURCE_HEADER, topic_name
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Worker", "create_worker", "SESSIONS_TABLE", "CUSTOMERS_TABLE"]
+
+SESSIONS_TABLE = "sessions"
+CUSTOMERS_TABLE = "customers"
+
+
+def _credentials(settings: Settings) -> Any:
+    kw = settings.kafka_client_kwargs()
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=kw.get("ssl_context"),
+        )
+    if "ssl_context" in kw:
+        return faust.SSLCredentials(kw["ssl_context"])
+    return None
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
+        if k == name:
+            return v.decode() if isinstance(v, bytes | bytearray) else str(v)
+    return None
+
+
+def _set_in_partition(table: Any, key: bytes, value: bytes, event: EventT) -> None:
+    """``table[key] = value`` with ``event`` as Faust's current event.
+
+    Faust picks the changelog (and RocksDB) partition from the current event. In a
+    ``take_events`` batch that is the batch's last message, which may be in another
+    partition than this key; setting it per write keeps state co-partitioned with its input.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        table[key] = value
+    finally:
+        _current_event.reset(token)
+
+
+@dataclass
+class Worker:
+    """The app and what tests and commands need to reach inside it."""
+
+    app: faust.App
+    settings: Settings
+    processor: SessionProcessor
+    topics: dict[str, faust.TopicT]
+    sessions: Any
+    customers: Any
+
+
+def create_worker(
+    settings: Settings,
+    bootstrap: str,
+    processor: SessionProcessor | None = None,
+    metrics: Metrics = METRICS,
+) -> Worker:
+    """Build the Faust app for ``bootstrap`` (``host:port,...``)."""
+    processor = processor or SessionProcessor()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()],
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        broker_commit_interval=settings.commit_interval,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_max_request_size=max(settings.max_payload_bytes * 2, 1_048_576),
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        # Our own JSON is encoded by msgspec; Faust only moves bytes.
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    # Faust's own sensor under "faust_", ours under "frictionwatch_": one /metrics, no clashes.
+    setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="faust")
+
+    def _topic(logical: str) -> faust.TopicT:
+        return app.topic(
+            topic_name(logical, settings.topic_prefix),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+        )
+
+    topics = {
+        name: _topic(name)
+        for name in (
+            "ingest",
+            "web_events",
+            "support_events",
+            "friction_signals",
+            "dead_letters",
+        )
+    }
+    sessions = app.Table(SESSIONS_TABLE, partitions=settings.partitions, key_type=bytes,
+                         value_type=bytes)
+    customers = app.Table(CUSTOMERS_TABLE, partitions=settings.partitions, key_type=bytes,
+                          value_type=bytes)
+    web_topic, support_topic = topics["web_events"], topics["support_events"]
+    dead_topic, signal_topic = topics["dead_letters"], topics["friction_signals"]
+    take = (settings.batch_max_messages, settings.batch_within)
+
+    m_dead = metrics.dead_letters
+    m_events = metrics.events
+    m_msgs = {k: metrics.messages.labels(topic=k) for k in topics}
+    m_batch = {k: metrics.batch_seconds.labels(agent=k) for k in ("normalize", "sessions",
+                                                                 "customers")}
+
+    async def publish(out: Normalized) -> None:
+        """Send a normalized batch on: events by key, dead letters with their reason."""
+        for sid, evs in out.web.items():
+            await web_topic.send(key=sid.encode(), value=encode_batch(evs))
+        for cid, evs in out.support.items():
+            await support_topic.send(key=cid.encode(), value=encode_batch(evs))
+        await send_dead(out.dead)
+        for (fmt, etype), n in out.counts.items():
+            m_events.labels(source=fmt, type=etype).inc(n)
+
+    async def send_dead(dead: Sequence[DeadLetter]) -> None:
+        for d in dead:
+            m_dead.labels(reason=d.reason, stage=d.stage).inc()
+            await dead_topic.send(key=None, value=encode_dead_letter(d))
+
+    @app.agent(topics["ingest"], name="normalize")
+    async def normalize_agent(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(*take):
+            t0 = time.perf_counter()
+            out, now = Normalized(), time.time()
+            for event in batch:
+                msg = event.message
+                normalize(
+                    event.value,
+                    _header(msg.headers, SOURCE_HEADER),
+                    max_bytes=settings.max_payload_bytes,
+                    max_events=settings.max_events_per_message,
+                    now=now,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    out=out,
+                )
+            await publish(out)
+            m_msgs["ingest"].inc(len(batch))
+            m_batch["normalize"].observe(time.perf_counter() - t0)
+
+    @app.agent(web_topic, name="sessions")
+    async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(*take):
+            t0 = time.perf_counter()
+            touched: dict[bytes, tuple[SessionState, EventT]] = {}
+            dead: list[DeadLetter] = []
+            for event in batch:
+                msg = event.message
+                try:
+                    evs = decode_batch(event.value)
+                    if not msg.key or not evs:
+                        raise ValueError("message without a session key or events")
+                except (msgspec.DecodeError, ValueError) as exc:
+                    reason = "not_json" if type(exc) is msgspec.DecodeError else "invalid_field"
+                    dead.append(make_dead_letter(reason, str(exc), "sessions", event.value or b"",
+                                                 time.time(), msg.topic, msg.partition,
+                                                 msg.offset))
+                    continue
+                prev = touched.get(msg.key)
+                if prev is None:
+                    raw = sessions.get(msg.key)
+                    state = decode_state(raw) if raw else None
+                else:
+                    state = prev[0]
+                state, signals = processor.apply(state, evs, offset=msg.offset)
+                touched[msg.key] = (state, event)
+                for s in signals:
+                    await signal_topic.send(key=msg.key, value=msgspec.json.encode(s))
+            t1 = time.perf_counter()
+            for key, (state, event) in touched.items():
+                _set_in_partition(sessions, key, encode_state(state), event)
+            metrics.state_flush_seconds.observe(time.perf_counter() - t1)
+            await send_dead(dead)
+            m_msgs["web_events"].inc(len(batch))
+            m_batch["sessions"].observe(time.perf_counter() - t0)
+
+    @app.agent(support_topic, name="customers")
+    async def customers_agent(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(*take):
+            t0 = time.perf_counter()
+            touched: dict[bytes, tuple[CustomerState, EventT]] = {}
+            dead: list[DeadLetter] = []
+            for event in batch:
+                msg = event.message
+                try:
+                    evs = decode_batch(event.value)
+                    if not msg.key or not evs:
+                        raise ValueError("message without a customer key or events")
+                except (msgspec.DecodeError, ValueError) as exc:
+                    reason = "not_json" if type(exc) is msgspec.DecodeError else "invalid_field"
+                    dead.append(make_dead_letter(reason, str(exc), "customers",
+                                                 event.value or b"", time.time(), msg.topic,
+                                                 msg.partition, msg.offset))
+                    continue
+                prev = touched.get(msg.key)
+                if prev is None:
+                    raw = customers.get(msg.key)
+                    cstate = decode_customer(raw) if raw else None
+                else:
+                    cstate = prev[0]
+                touched[msg.key] = (apply_customer(cstate, evs, offset=msg.offset), event)
+            for key, (cstate, event) in touched.items():
+                _set_in_partition(customers, key, encode_customer(cstate), event)
+            await send_dead(dead)
+            m_msgs["support_events"].inc(len(batch))
+            m_batch["customers"].observe(time.perf_counter() - t0)
+
+    @app.timer(interval=5.0)
+    async def gauge_sessions() -> None:
+        metrics.sessions_active.set(len(sessions))
+
+    @app.page("/health")
+    async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        assigned = len(app.consumer.assignment()) if app.consumer else 0
+        return self.json({"status": "ok", "app": settings.app_id, "assigned_partitions": assigned})
+
+    register_collector(app, settings, publish, send_dead, metrics)
+    return Worker(app, settings, processor, topics, sessions, customers)

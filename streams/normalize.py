@@ -1,0 +1,92 @@
+"""Turn one raw ingest message into canonical event batches and dead letters. Pure: no Kafka.
+
+The normalize agent calls ``normalize`` once per Kafka message. Good events are grouped by
+session (web) or customer (support) so each group becomes one message on its keyed topic;
+everything else becomes a ``DeadLetter`` with its reason. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from detectors import events as ev
+from streams.adapters import adapt
+from streams.adapters.base import AdapterError
+from streams.deadletter import DeadLetter, make_dead_letter
+
+__all__ = ["Normalized", "normalize"]
+
+_json_decoder = msgspec.json.Decoder()
+_json_encoder = msgspec.json.Encoder()
+_SUPPORT_TYPES = (ev.Ticket, ev.Identify)
+
+
+@dataclass(slots=True)
+class Normalized:
+    #: session id -> web events, in arrival order
+    web: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    #: customer id -> support events (tickets, identify)
+    support: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    dead: list[DeadLetter] = field(default_factory=list)
+    #: (source format, event type) -> count, for metrics
+    counts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+
+def normalize(
+    raw: bytes | None,
+    source: str | None,
+    *,
+    max_bytes: int,
+    max_events: int,
+    now: float,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    out: Normalized | None = None,
+    stage: str = "normalize",
+) -> Normalized:
+    """Adapt one raw message, appending to ``out`` (so a batch of messages shares one result)."""
+    out = out if out is not None else Normalized()
+    where = {"topic": topic, "partition": partition, "offset": offset}
+
+    def dead(reason: Any, detail: str, original: bytes) -> None:
+        out.dead.append(make_dead_letter(reason, detail, stage, original, now, **where))
+
+    data = raw or b""
+    if not data.strip():
+        dead("empty", "empty message", data)
+        return out
+    if len(data) > max_bytes:
+        # Keep only a prefix of oversized input: the record must fit on the dead-letter topic.
+        dead("too_large", f"{len(data)} bytes > limit {max_bytes}", data[:4096])
+        return out
+    try:
+        payload = _json_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        dead("not_json", str(exc), data)
+        return out
+    try:
+        adapted = adapt(payload, source)
+    except AdapterError as exc:
+        dead(exc.reason, exc.detail, data)
+        return out
+    if len(adapted.events) + len(adapted.rejected) > max_events:
+        dead("too_many_events", f"{len(adapted.events)} events > limit {max_events}", data)
+        return out
+    for rej in adapted.rejected:
+        dead(rej.reason, rej.detail, _json_encoder.encode(rej.item))
+    fmt = source or "auto"
+    for e in adapted.events:
+        if isinstance(e, _SUPPORT_TYPES):
+            if not e.customer_id:
+                dead("missing_id", f"{type(e).__name__} without a customer id", data)
+                continue
+            out.support[e.customer_id].append(e)
+        else:
+            out.web[e.session_id].append(e)
+        out.counts[(fmt, e.__struct_config__.tag)] += 1
+    return out

@@ -1,0 +1,170 @@
+"""Helpers for integration tests: a worker in a subprocess and topic readers (kafka-python)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.broker import free_port
+from streams.settings import Settings
+from streams.topics import topic_name
+
+
+def isolated_settings(tmp_path: Path, **extra: Any) -> Settings:
+    """Settings with their own topic prefix and app id, so tests share a broker safely."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        topic_prefix=f"t{tag}.",
+        app_id=f"fwtest-{tag}",
+        web_host="127.0.0.1",
+        web_port=free_port(),
+        data_dir=tmp_path / "state",
+        partitions=extra.pop("partitions", 2),
+        **extra,
+    )
+
+
+def settings_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"FRICTIONWATCH_{name.upper()}"] = str(value)
+    env["FRICTIONWATCH_BOOTSTRAP_SERVERS"] = bootstrap
+    return env
+
+
+class WorkerProcess:
+    """``frictionwatch worker`` in a subprocess, for tests that need real processes."""
+
+    def __init__(self, settings: Settings, bootstrap: str, log_path: Path) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}"
+
+    def start(self, timeout: float = 90.0) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=settings_env(self.settings, self.bootstrap),
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                body = json.loads(http_get(self.url + "/health", timeout=1.0))
+                if body.get("assigned_partitions", 0) > 0:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"worker not ready in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def http_get(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+        return r.read().decode()
+
+
+def http_post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b"{}")
+        except ValueError:
+            return e.code, {"raw": raw.decode(errors="replace")}
+
+
+def producer(bootstrap: str) -> KafkaProducer:
+    return KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Any]], bool],
+    timeout: float = 60.0,
+) -> list[Any]:
+    """Read ``topic`` from the beginning until ``until(records)`` holds or time runs out."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=500,
+    )
+    try:
+        parts = None
+        deadline = time.monotonic() + timeout
+        while parts is None and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if parts is None:
+                time.sleep(0.2)
+        if parts is None:
+            return []
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+            if until(records):
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def latest_by_key(records: list[Any]) -> dict[bytes, bytes | None]:
+    out: dict[bytes, bytes | None] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        out[r.key] = r.value
+    return out
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def topic(settings: Settings, logical: str) -> str:
+    return topic_name(logical, settings.topic_prefix)
