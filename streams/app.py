@@ -110,6 +110,7 @@ def create_worker(
 ) -> Worker:
     """Build the Faust app for ``bootstrap`` (``host:port,...``)."""
     processor = processor or SessionProcessor()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()],
@@ -121,6 +122,9 @@ def create_worker(
         web_in_thread=False,
         broker_commit_interval=settings.commit_interval,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_session_timeout=settings.broker_session_timeout,
+        # Heartbeats well inside the session timeout, so a busy batch never costs membership.
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 5),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_max_request_size=max(settings.max_payload_bytes * 2, 1_048_576),

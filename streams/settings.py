@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.1, gt=0)
     #: Faust's group rebalance timeout; tansu needs about 3 s or every join waits 30 s.
     broker_rebalance_timeout: float = Field(default=3.0, gt=0)
+    #: Consumer group session timeout. tansu holds a group join for half of it (measured:
+    #: 60 s, Faust's default, costs 30 s per join), so keep it short; 6 s is Kafka's minimum
+    #: (group.min.session.timeout.ms) and 10 s its pre-3.0 default.
+    broker_session_timeout: float = Field(default=10.0, ge=6.0)
     #: Sessions idle longer than this (event time, seconds) are expired.
     session_gap: float = Field(default=1800.0, gt=0)
     log_level: str = "WARNING"

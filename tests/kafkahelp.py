@@ -31,6 +31,7 @@ def isolated_settings(tmp_path: Path, **extra: Any) -> Settings:
         web_port=free_port(),
         data_dir=tmp_path / "state",
         partitions=extra.pop("partitions", 2),
+        broker_session_timeout=6.0,
         **extra,
     )
 

@@ -1,0 +1,371 @@
+"""Segment adapter: V2 E-commerce spec calls and HTTP API batches -> canonical events.
+
+Payload fixtures in tests/data/adapters/ follow the public examples of
+- the V2 E-commerce spec: https://segment.com/docs/connections/spec/ecommerce/v2/
+- the Spec's common fields: https://segment.com/docs/connections/spec/common/
+- the HTTP Tracking API batch: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#batch
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detectors.events import (
+    ApiError,
+    CartUpdated,
+    CheckoutStarted,
+    CheckoutStepCompleted,
+    CheckoutStepViewed,
+    Click,
+    CouponEntered,
+    DeadClick,
+    FormFieldError,
+    FormSubmitted,
+    Identify,
+    JsError,
+    OrderCompleted,
+    PagePerformance,
+    PageView,
+    PaymentAttempted,
+    decode_batch,
+    encode_batch,
+)
+from streams.adapters import segment
+from streams.adapters.base import AdapterError
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "adapters"
+NOON = 1714564800.0  # 2024-05-01T12:00:00Z
+
+
+def load(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def one(payload: dict[str, Any]) -> Any:
+    out = segment.adapt(payload)
+    assert not out.rejected, out.rejected
+    assert len(out.events) == 1
+    return out.events[0]
+
+
+def reason(payload: Any) -> str:
+    out = segment.adapt(payload)
+    assert not out.events
+    assert len(out.rejected) == 1
+    return out.rejected[0].reason
+
+
+@pytest.fixture
+def order() -> dict[str, Any]:
+    return load("segment_order_completed.json")
+
+
+# --- positive mapping ------------------------------------------------------------------------
+
+
+def test_order_completed_fields_land_where_expected(order: dict[str, Any]) -> None:
+    e = one(order)
+    assert isinstance(e, OrderCompleted)
+    assert e.id == "ajs-next-1714564800000-6a1f8f47"
+    assert e.time == NOON  # "timestamp" wins over originalTimestamp/sentAt/receivedAt
+    assert e.session_id == "1714564790123"  # numeric context.sessionId, as a string
+    assert e.customer_id == "019mr8mf4r"
+    assert e.url == "https://shop.example.com/checkout/thank-you"
+    assert (e.order_id, e.revenue, e.currency) == ("50314b8e9bcf000000000000", 25.0, "USD")
+
+
+def test_revenue_falls_back_to_total_then_value(order: dict[str, Any]) -> None:
+    del order["properties"]["revenue"]
+    assert one(order).revenue == 27.5
+    del order["properties"]["total"]
+    order["properties"]["value"] = "12.5"
+    assert one(order).revenue == 12.5
+
+
+@pytest.mark.parametrize(
+    ("drop", "expected"),
+    [
+        (["timestamp"], NOON - 0.5),  # originalTimestamp
+        (["timestamp", "originalTimestamp"], NOON + 0.1),  # sentAt
+        (["timestamp", "originalTimestamp", "sentAt"], NOON + 0.4),  # receivedAt
+    ],
+)
+def test_time_fallbacks(order: dict[str, Any], drop: list[str], expected: float) -> None:
+    for key in drop:
+        del order[key]
+    assert one(order).time == pytest.approx(expected)
+
+
+def test_naive_timestamp_is_utc(order: dict[str, Any]) -> None:
+    order["timestamp"] = "2024-05-01T12:00:00"
+    assert one(order).time == NOON
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value", "expected"),
+    [
+        ("context", "session_id", "ctx-snake", "ctx-snake"),
+        ("properties", "session_id", "prop-session", "prop-session"),
+        (None, None, None, "23adfd82-aa0f-45a7-a756-24f2a7a4c895"),  # anonymousId
+    ],
+)
+def test_session_id_fallbacks(
+    order: dict[str, Any], where: str | None, key: str | None, value: Any, expected: str
+) -> None:
+    del order["context"]["sessionId"]
+    if where is not None and key is not None:
+        order[where][key] = value
+    assert one(order).session_id == expected
+
+
+def test_session_falls_back_to_user_id(order: dict[str, Any]) -> None:
+    del order["context"]["sessionId"]
+    del order["anonymousId"]
+    assert one(order).session_id == "019mr8mf4r"
+
+
+def test_http_api_batch_maps_each_call_and_merges_batch_context() -> None:
+    out = segment.adapt(load("segment_batch.json"))
+    ident, page, checkout, completed = out.events
+    assert isinstance(ident, Identify)
+    assert ident.traits["email"] == "jake@yahoo.com"
+    assert ident.customer_id == "019mr8mf4r" and ident.session_id == "507f191e810c19729de860ea"
+    assert isinstance(page, PageView)
+    assert (page.url, page.path, page.title, page.referrer) == (
+        "https://shop.example.com/checkout",
+        "/checkout",
+        "Checkout | Initech",
+        "https://shop.example.com/cart",
+    )
+    assert isinstance(checkout, CheckoutStarted)
+    assert (checkout.cart_value, checkout.currency) == (30.0, "USD")  # value before revenue
+    assert isinstance(completed, OrderCompleted) and completed.revenue == 25.0
+    # The batch-level context ("phone") reaches every call; a call's own context wins.
+    assert [e.device for e in out.events] == ["mobile", "mobile", "mobile", "tablet"]
+    # "Song Played" (the HTTP API doc's own example) is not a mapped name; the rest still flow.
+    [rej] = out.rejected
+    assert rej.reason == "unknown_event" and "Song Played" in rej.detail
+    assert rej.item["messageId"] == "msg-song-1"
+
+
+def test_top_level_list_of_calls() -> None:
+    out = segment.adapt(load("segment_calls.json"))
+    assert not out.rejected
+    by_id = {e.id: e for e in out.events}
+    assert len(by_id) == 19
+
+    add = by_id["m-add"]
+    assert isinstance(add, CartUpdated)
+    assert (add.action, add.product_id, add.quantity, add.price) == (
+        "add",
+        "507f1f77bcf86cd799439011",
+        1,
+        18.99,
+    )
+    assert add.url == "https://www.example.com/product/path"  # properties.url without a page
+    remove = by_id["m-remove"]
+    assert (remove.action, remove.quantity, remove.cart_value) == ("remove", 2, 0.0)
+    view = by_id["m-cart"]
+    assert (view.action, view.product_id, view.cart_value, view.currency) == (
+        "view",
+        None,
+        41.5,
+        "EUR",
+    )
+
+    viewed, completed = by_id["m-step-v"], by_id["m-step-c"]
+    assert isinstance(viewed, CheckoutStepViewed) and viewed.step == 2
+    assert isinstance(completed, CheckoutStepCompleted)
+    assert (completed.step, completed.step_name) == (2, "shipping")
+    pay_info = by_id["m-pay-info"]
+    assert isinstance(pay_info, CheckoutStepCompleted)
+    assert (pay_info.step, pay_info.step_name) == (3, "payment")  # shared step convention
+
+    applied, denied = by_id["m-coupon-ok"], by_id["m-coupon-no"]
+    assert isinstance(applied, CouponEntered) and isinstance(denied, CouponEntered)
+    assert (applied.success, applied.code, applied.reason) == (True, "may_deals_2016", None)
+    assert (denied.success, denied.code, denied.reason) == (
+        False,
+        "may_deals_2016",
+        "Coupon expired",
+    )
+
+    search = by_id["m-search"]
+    assert isinstance(search, PageView)
+    assert (search.title, search.url) == (
+        "Products Searched",
+        "https://www.example.com/search?q=blue+roses",
+    )
+
+    declined, attempted = by_id["m-pay-no"], by_id["m-pay-try"]
+    assert isinstance(declined, PaymentAttempted)
+    assert (declined.success, declined.decline_reason, declined.method) == (
+        False,
+        "insufficient_funds",
+        "card",
+    )
+    assert (declined.provider, declined.amount, declined.currency) == ("stripe", 41.5, "EUR")
+    assert (attempted.success, attempted.method, attempted.amount) == (True, "paypal", 41.5)
+
+    click, dead = by_id["m-click"], by_id["m-dead"]
+    assert isinstance(click, Click) and (click.x, click.y, click.target) == (
+        412.0,
+        980.5,
+        "button#pay",
+    )
+    assert isinstance(dead, DeadClick) and (dead.x, dead.target) == (None, "img.hero")
+
+    field = by_id["m-field"]
+    assert isinstance(field, FormFieldError)
+    assert (field.form, field.field, field.message) == (
+        "checkout",
+        "postcode",
+        "Enter a valid postcode",
+    )
+    form = by_id["m-form"]
+    assert isinstance(form, FormSubmitted) and form.success is False
+
+    js, api, vitals = by_id["m-js"], by_id["m-api"], by_id["m-vitals"]
+    assert isinstance(js, JsError) and js.message.startswith("TypeError")
+    assert isinstance(api, ApiError)
+    assert (api.endpoint, api.status_code) == ("/api/payments", 502)
+    assert api.url == "https://shop.example.com/checkout"  # the page, not the failed endpoint
+    assert isinstance(vitals, PagePerformance)
+    assert (vitals.lcp_ms, vitals.inp_ms, vitals.cls, vitals.ttfb_ms) == (
+        4200.0,
+        350.0,
+        0.31,
+        900.0,
+    )
+
+    screen = by_id["m-screen"]
+    assert isinstance(screen, PageView) and screen.title == "Checkout"
+    assert screen.device == "mobile"  # "ios" device type
+
+
+def test_events_survive_the_canonical_codec() -> None:
+    """Types really are what the structs declare (msgspec does not check on __init__)."""
+    events = segment.adapt(load("segment_calls.json")).events
+    events += segment.adapt(load("segment_batch.json")).events
+    assert decode_batch(encode_batch(events)) == events
+
+
+def test_form_submitted_defaults_to_success(order: dict[str, Any]) -> None:
+    order["event"] = "Form Submitted"
+    order["properties"] = {"form": "newsletter"}
+    assert one(order).success is True
+
+
+# --- rejections ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Song Played", "order completed", "Coupon Removed"])
+def test_unmapped_track_name_is_unknown_event(order: dict[str, Any], name: str) -> None:
+    order["event"] = name
+    assert reason(order) == "unknown_event"
+
+
+def test_unmapped_call_type_is_unknown_event(order: dict[str, Any]) -> None:
+    order["type"] = "group"
+    assert reason(order) == "unknown_event"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_no_message_id_is_missing_id(order: dict[str, Any], value: Any) -> None:
+    order["messageId"] = value
+    assert reason(order) == "missing_id"
+
+
+def test_no_session_or_user_is_missing_id(order: dict[str, Any]) -> None:
+    del order["context"]["sessionId"]
+    del order["anonymousId"]
+    del order["userId"]
+    assert reason(order) == "missing_id"
+
+
+@pytest.mark.parametrize("value", ["abc", True, "NaN", -5, [25]])
+def test_bad_revenue_is_invalid_field(order: dict[str, Any], value: Any) -> None:
+    order["properties"]["revenue"] = value
+    out = segment.adapt(order)
+    assert [r.reason for r in out.rejected] == ["invalid_field"]
+    assert "revenue" in out.rejected[0].detail
+
+
+def test_no_revenue_at_all_is_invalid_field(order: dict[str, Any]) -> None:
+    for key in ("revenue", "total"):
+        del order["properties"][key]
+    assert reason(order) == "invalid_field"
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "May18, 2014", 1714564800])
+def test_unparseable_timestamp_is_invalid_field(order: dict[str, Any], stamp: Any) -> None:
+    order["timestamp"] = stamp
+    assert reason(order) == "invalid_field"
+
+
+def test_no_timestamp_at_all_is_invalid_field(order: dict[str, Any]) -> None:
+    for key in ("timestamp", "originalTimestamp", "sentAt", "receivedAt"):
+        del order[key]
+    assert reason(order) == "invalid_field"
+
+
+@pytest.mark.parametrize(
+    ("event", "props"),
+    [
+        ("Element Clicked", {"x": "left", "y": 1}),
+        ("Element Clicked", {"y": 1}),
+        ("Checkout Step Viewed", {"step": "two"}),
+        ("Checkout Step Viewed", {"step": 1.5}),
+        ("Checkout Step Viewed", {}),
+        ("API Error", {"endpoint": "/api", "status_code": 700}),
+        ("Form Field Error", {"form": "checkout"}),
+        ("Payment Attempted", {"amount": 3}),
+        ("Product Added", {"quantity": -1}),
+        ("JS Error", {"source": "app.js"}),
+    ],
+)
+def test_bad_or_missing_fields_are_invalid_field(
+    order: dict[str, Any], event: str, props: dict[str, Any]
+) -> None:
+    order["event"] = event
+    order["properties"] = props
+    assert reason(order) == "invalid_field"
+
+
+def test_non_object_properties_or_traits_are_invalid_field(order: dict[str, Any]) -> None:
+    bad = copy.deepcopy(order)
+    bad["properties"] = ["not", "an", "object"]
+    assert reason(bad) == "invalid_field"
+    ident = {"type": "identify", "messageId": "i1", "userId": "u1", "traits": "vip"}
+    ident["timestamp"] = "2024-05-01T12:00:00Z"
+    assert reason(ident) == "invalid_field"
+
+
+def test_bad_items_do_not_stop_good_ones_in_a_batch(order: dict[str, Any]) -> None:
+    no_id = dict(order, messageId=None)
+    out = segment.adapt({"batch": [order, "junk", no_id, order]})
+    assert len(out.events) == 2
+    assert [r.reason for r in out.rejected] == ["invalid_field", "missing_id"]
+    assert out.rejected[0].item == "junk"
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ({"batch": []}, "empty"),
+        ([], "empty"),
+        ({}, "empty"),
+        ({"batch": "nope"}, "unknown_format"),
+        ({"event": "Order Completed"}, "unknown_format"),
+        ("Order Completed", "unknown_format"),
+    ],
+)
+def test_whole_payload_errors_raise(payload: Any, why: str) -> None:
+    with pytest.raises(AdapterError) as info:
+        segment.adapt(payload)
+    assert info.value.reason == why
