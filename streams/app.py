@@ -76,6 +76,15 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
+def _decode_reason(exc: Exception) -> Any:
+    """Dead-letter reason for a canonical message that failed to decode."""
+    if isinstance(exc, msgspec.ValidationError):
+        return "invalid_field"
+    if isinstance(exc, msgspec.DecodeError | UnicodeDecodeError):
+        return "not_json"
+    return "invalid_field"
+
+
 def _set_in_partition(table: Any, key: bytes, value: bytes, event: EventT) -> None:
     """``table[key] = value`` with ``event`` as Faust's current event.
 
@@ -218,8 +227,8 @@ def create_worker(
                     evs = decode_batch(event.value)
                     if not msg.key or not evs:
                         raise ValueError("message without a session key or events")
-                except (msgspec.DecodeError, ValueError) as exc:
-                    reason = "not_json" if type(exc) is msgspec.DecodeError else "invalid_field"
+                except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+                    reason = _decode_reason(exc)
                     dead.append(make_dead_letter(reason, str(exc), "sessions", event.value or b"",
                                                  time.time(), msg.topic, msg.partition,
                                                  msg.offset))
@@ -230,7 +239,13 @@ def create_worker(
                     state = decode_state(raw) if raw else None
                 else:
                     state = prev[0]
-                state, signals = processor.apply(state, evs, offset=msg.offset)
+                try:
+                    state, signals = processor.apply(state, evs, offset=msg.offset)
+                except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                    dead.append(make_dead_letter("processing_error", repr(exc), "sessions",
+                                                 event.value, time.time(), msg.topic,
+                                                 msg.partition, msg.offset))
+                    continue
                 touched[msg.key] = (state, event)
                 for s in signals:
                     await signal_topic.send(key=msg.key, value=msgspec.json.encode(s))
@@ -254,8 +269,8 @@ def create_worker(
                     evs = decode_batch(event.value)
                     if not msg.key or not evs:
                         raise ValueError("message without a customer key or events")
-                except (msgspec.DecodeError, ValueError) as exc:
-                    reason = "not_json" if type(exc) is msgspec.DecodeError else "invalid_field"
+                except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+                    reason = _decode_reason(exc)
                     dead.append(make_dead_letter(reason, str(exc), "customers",
                                                  event.value or b"", time.time(), msg.topic,
                                                  msg.partition, msg.offset))

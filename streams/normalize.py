@@ -66,13 +66,16 @@ def normalize(
         return out
     try:
         payload = _json_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         dead("not_json", str(exc), data)
         return out
     try:
         adapted = adapt(payload, source)
     except AdapterError as exc:
         dead(exc.reason, exc.detail, data)
+        return out
+    except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the worker
+        dead("processing_error", f"{type(exc).__name__}: {exc}", data)
         return out
     if len(adapted.events) + len(adapted.rejected) > max_events:
         dead("too_many_events", f"{len(adapted.events)} events > limit {max_events}", data)

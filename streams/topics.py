@@ -34,6 +34,7 @@ DeadLetterReason = Literal[
     "missing_id",  # no session/anonymous id, or no event id where one is required
     "invalid_field",  # a field of the wrong type or out of range
     "empty",  # an empty body or an empty batch
+    "processing_error",  # our code failed on it: a bug to fix, the input kept to replay
 ]
 DEAD_LETTER_REASONS: tuple[str, ...] = DeadLetterReason.__args__  # type: ignore[attr-defined]
 
