@@ -5,9 +5,9 @@
 ...     Identify(id="i", time=1.0, session_id="s", customer_id="c1", traits={"plan": "pro"}),
 ...     Ticket(id="t", time=2.0, session_id="s", customer_id="c1", action="created",
 ...            ticket_id="9", priority="high"),
-... ], offset=3)
->>> state.tickets_created, state.tickets_open, state.traits["plan"], state.last_offset
-(1, 1, 'pro', 3)
+... ], origin=("ingest-0", 3))
+>>> state.tickets_created, state.tickets_open, state.traits["plan"], state.positions
+(1, 1, 'pro', {'ingest-0': 3})
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from detectors import events as ev
+from detectors.session import is_replay
 
 __all__ = ["CustomerState", "apply_customer", "encode_customer", "decode_customer"]
 
@@ -35,16 +36,19 @@ class CustomerState(msgspec.Struct, kw_only=True):
     tickets_open: int = 0
     high_priority_tickets: int = 0
     bad_satisfaction: int = 0
-    last_offset: int = -1
+    #: Highest offset applied per origin; see ``detectors.session.SessionState.positions``.
+    positions: dict[str, int] = {}
 
 
 def apply_customer(
-    state: CustomerState | None, events: Sequence[Any], offset: int = -1
+    state: CustomerState | None,
+    events: Sequence[Any],
+    origin: tuple[str, int] | None = None,
 ) -> CustomerState:
-    """Fold one message's support events into the customer's state (idempotent by offset)."""
+    """Fold one message's support events into the customer's state (replays skipped)."""
     if state is None:
         state = CustomerState(customer_id=events[0].customer_id if events else "")
-    elif 0 <= offset <= state.last_offset:
+    elif is_replay(state.positions, origin):
         return state
     for e in events:
         if state.first_time == 0.0:
@@ -64,8 +68,8 @@ def apply_customer(
                 state.tickets_open = max(0, state.tickets_open - 1)
             if e.satisfaction == "bad":
                 state.bad_satisfaction += 1
-    if offset >= 0:
-        state.last_offset = offset
+    if origin is not None:
+        state.positions[origin[0]] = origin[1]
     return state
 
 

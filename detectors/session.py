@@ -13,11 +13,16 @@ Detectors plug in through the ``Detector`` protocol; they keep their own per-ses
 ...     PageView(id="1", time=10.0, session_id="s1", url="/"),
 ...     CheckoutStepViewed(id="2", time=20.0, session_id="s1", step=1),
 ...     OrderCompleted(id="3", time=90.0, session_id="s1", revenue=42.5),
-... ], offset=7)
->>> state.events, state.checkout_step, state.revenue, state.converted, state.last_offset
-(3, 1, 42.5, True, 7)
->>> proc.apply(state, [PageView(id="4", time=95.0, session_id="s1")], offset=7)[0] is state
-True
+... ], origin=("ingest-0", 7))
+>>> state.events, state.checkout_step, state.revenue, state.converted, state.positions
+(3, 1, 42.5, True, {'ingest-0': 7})
+
+A message from an origin at or below the position already applied is a replay; it is skipped:
+
+>>> again, _ = proc.apply(state, [PageView(id="4", time=95.0, session_id="s1")],
+...                       origin=("ingest-0", 7))
+>>> again.events
+3
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ import msgspec
 
 from detectors import events as ev
 
-__all__ = ["SessionState", "SessionProcessor", "Detector", "Signal", "encode_state", "decode_state"]
+__all__ = [
+    "Detector",
+    "SessionProcessor",
+    "SessionState",
+    "Signal",
+    "decode_state",
+    "encode_state",
+    "is_replay",
+]
 
 
 class SessionState(msgspec.Struct, kw_only=True):
@@ -54,9 +67,11 @@ class SessionState(msgspec.Struct, kw_only=True):
     js_errors: int = 0
     converted: bool = False
     revenue: float = 0.0
-    #: Kafka offset of the last message applied. Replays at or below it are skipped, which
-    #: makes recovery exact when a crash lands between the state flush and the offset commit.
-    last_offset: int = -1
+    #: Highest offset applied per origin (an input partition, e.g. "ingest-3"). A replayed
+    #: message at or below it is skipped, which makes recovery exact when a crash lands between
+    #: the state flush and the offset commit, or an upstream agent re-sends after its own crash.
+    #: At most one entry per input partition, so bounded.
+    positions: dict[str, int] = {}
     #: Per-detector memory, by detector name (kept small by each detector).
     detector_state: dict[str, Any] = {}
 
@@ -147,22 +162,31 @@ class SessionProcessor:
         self.detectors = tuple(detectors)
 
     def apply(
-        self, state: SessionState | None, events: Sequence[Any], offset: int = -1
+        self,
+        state: SessionState | None,
+        events: Sequence[Any],
+        origin: tuple[str, int] | None = None,
     ) -> tuple[SessionState, list[Signal]]:
         """Fold ``events`` (one Kafka message's worth, one session) into ``state``.
 
-        ``offset`` is the message's Kafka offset; a message at or below ``state.last_offset``
-        was already applied before a crash and is skipped (state returned unchanged).
+        ``origin`` is where the message came from: (input partition id, offset). A message at
+        or below the position already applied for that origin is a replay and is skipped
+        (state returned unchanged, no signals).
         """
         if state is None:
             state = SessionState(session_id=events[0].session_id if events else "")
-        elif offset >= 0 and offset <= state.last_offset:
+        elif is_replay(state.positions, origin):
             return state, []
         signals: list[Signal] = []
         for e in events:
             _fold(state, e)
             for d in self.detectors:
                 signals.extend(d.update(state, e))
-        if offset >= 0:
-            state.last_offset = offset
+        if origin is not None:
+            state.positions[origin[0]] = origin[1]
         return state, signals
+
+
+def is_replay(positions: dict[str, int], origin: tuple[str, int] | None) -> bool:
+    """True when ``origin`` was already applied (its offset is at or below the position)."""
+    return origin is not None and origin[1] <= positions.get(origin[0], -1)

@@ -42,7 +42,7 @@ from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
-from streams.topics import SOURCE_HEADER, topic_name
+from streams.topics import ORIGIN_HEADER, SOURCE_HEADER, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,17 @@ def _header(headers: Any, name: str) -> str | None:
         if k == name:
             return v.decode() if isinstance(v, bytes | bytearray) else str(v)
     return None
+
+
+def _origin(msg: Any, own: str) -> tuple[str, int]:
+    """Where a canonical message's events came from: the ingest position in its header when
+    the normalize agent sent it, else this message's own partition and offset."""
+    raw = _header(msg.headers, ORIGIN_HEADER)
+    if raw:
+        name, _, offset = raw.rpartition(":")
+        if name and offset.isdigit():
+            return name, int(offset)
+    return f"{own}{msg.partition}", msg.offset
 
 
 def _decode_reason(exc: Exception) -> Any:
@@ -178,12 +189,13 @@ def create_worker(
     m_batch = {k: metrics.batch_seconds.labels(agent=k) for k in ("normalize", "sessions",
                                                                  "customers")}
 
-    async def publish(out: Normalized) -> None:
-        """Send a normalized batch on: events by key, dead letters with their reason."""
+    async def publish(out: Normalized, origin: bytes | None = None) -> None:
+        """Send normalized events on by key, and dead letters with their reason."""
+        headers = [(ORIGIN_HEADER, origin)] if origin else None
         for sid, evs in out.web.items():
-            await web_topic.send(key=sid.encode(), value=encode_batch(evs))
+            await web_topic.send(key=sid.encode(), value=encode_batch(evs), headers=headers)
         for cid, evs in out.support.items():
-            await support_topic.send(key=cid.encode(), value=encode_batch(evs))
+            await support_topic.send(key=cid.encode(), value=encode_batch(evs), headers=headers)
         await send_dead(out.dead)
         for (fmt, etype), n in out.counts.items():
             m_events.labels(source=fmt, type=etype).inc(n)
@@ -197,10 +209,12 @@ def create_worker(
     async def normalize_agent(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(*take):
             t0 = time.perf_counter()
-            out, now = Normalized(), time.time()
+            now = time.time()
             for event in batch:
                 msg = event.message
-                normalize(
+                # One output message per input message and key, tagged with its origin, so the
+                # session agent can tell a re-send after a crash from new events.
+                out = normalize(
                     event.value,
                     _header(msg.headers, SOURCE_HEADER),
                     max_bytes=settings.max_payload_bytes,
@@ -209,9 +223,8 @@ def create_worker(
                     topic=msg.topic,
                     partition=msg.partition,
                     offset=msg.offset,
-                    out=out,
                 )
-            await publish(out)
+                await publish(out, b"i%d:%d" % (msg.partition, msg.offset))
             m_msgs["ingest"].inc(len(batch))
             m_batch["normalize"].observe(time.perf_counter() - t0)
 
@@ -240,7 +253,7 @@ def create_worker(
                 else:
                     state = prev[0]
                 try:
-                    state, signals = processor.apply(state, evs, offset=msg.offset)
+                    state, signals = processor.apply(state, evs, _origin(msg, "w"))
                 except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
                     dead.append(make_dead_letter("processing_error", repr(exc), "sessions",
                                                  event.value, time.time(), msg.topic,
@@ -281,7 +294,7 @@ def create_worker(
                     cstate = decode_customer(raw) if raw else None
                 else:
                     cstate = prev[0]
-                touched[msg.key] = (apply_customer(cstate, evs, offset=msg.offset), event)
+                touched[msg.key] = (apply_customer(cstate, evs, _origin(msg, "s")), event)
             for key, (cstate, event) in touched.items():
                 _set_in_partition(customers, key, encode_customer(cstate), event)
             await send_dead(dead)

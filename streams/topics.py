@@ -18,11 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["TOPICS", "TopicSpec", "topic_name", "SOURCE_HEADER", "DeadLetterReason"]
+__all__ = [
+    "DeadLetterReason",
+    "ORIGIN_HEADER",
+    "SOURCE_HEADER",
+    "TOPICS",
+    "TopicSpec",
+    "topic_name",
+]
 
 #: Kafka header naming the format of an ingest message ("segment", "ga4", "support",
 #: "canonical"). Without it the format is detected from the payload's shape.
 SOURCE_HEADER = "fw-source"
+
+#: Kafka header on canonical messages the normalize agent sends: "<origin>:<offset>", the
+#: ingest partition and offset they came from. State keeps the highest offset applied per
+#: origin, so a message re-sent after a crash is recognised and skipped (exact recovery).
+ORIGIN_HEADER = "fw-origin"
 
 #: Why a message went to the dead-letter topic. Bounded: these are Prometheus label values.
 DeadLetterReason = Literal[
