@@ -65,7 +65,7 @@ class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omi
 # --- web -----------------------------------------------------------------------------------
 
 
-class PageView(BaseEvent, kw_only=True, tag="page_view"):
+class PageView(BaseEvent, frozen=True, kw_only=True, tag="page_view"):
     path: str | None = None
     title: str | None = None
     referrer: str | None = None
@@ -73,14 +73,14 @@ class PageView(BaseEvent, kw_only=True, tag="page_view"):
     status_code: int | None = None
 
 
-class Click(BaseEvent, kw_only=True, tag="click"):
+class Click(BaseEvent, frozen=True, kw_only=True, tag="click"):
     x: float
     y: float
     #: CSS selector or element description of what was clicked.
     target: str | None = None
 
 
-class DeadClick(BaseEvent, kw_only=True, tag="dead_click"):
+class DeadClick(BaseEvent, frozen=True, kw_only=True, tag="dead_click"):
     """A click the client SDK saw produce no navigation, DOM change or request."""
 
     x: float | None = None
@@ -88,30 +88,30 @@ class DeadClick(BaseEvent, kw_only=True, tag="dead_click"):
     target: str | None = None
 
 
-class FormFieldError(BaseEvent, kw_only=True, tag="form_field_error"):
+class FormFieldError(BaseEvent, frozen=True, kw_only=True, tag="form_field_error"):
     form: str | None = None
     field: str
     message: str | None = None
 
 
-class FormSubmitted(BaseEvent, kw_only=True, tag="form_submitted"):
+class FormSubmitted(BaseEvent, frozen=True, kw_only=True, tag="form_submitted"):
     form: str | None = None
     success: bool = True
 
 
-class JsError(BaseEvent, kw_only=True, tag="js_error"):
+class JsError(BaseEvent, frozen=True, kw_only=True, tag="js_error"):
     message: str
     source: str | None = None
 
 
-class ApiError(BaseEvent, kw_only=True, tag="api_error"):
+class ApiError(BaseEvent, frozen=True, kw_only=True, tag="api_error"):
     """A failed XHR/fetch call the page made (status >= 400 or a network error, status 0)."""
 
     endpoint: str
     status_code: int
 
 
-class PagePerformance(BaseEvent, kw_only=True, tag="page_performance"):
+class PagePerformance(BaseEvent, frozen=True, kw_only=True, tag="page_performance"):
     """Core Web Vitals and friends, in milliseconds (CLS is unitless)."""
 
     lcp_ms: float | None = None
@@ -120,7 +120,7 @@ class PagePerformance(BaseEvent, kw_only=True, tag="page_performance"):
     ttfb_ms: float | None = None
 
 
-class CartUpdated(BaseEvent, kw_only=True, tag="cart_updated"):
+class CartUpdated(BaseEvent, frozen=True, kw_only=True, tag="cart_updated"):
     action: Literal["add", "remove", "view"]
     product_id: str | None = None
     quantity: int = 1
@@ -130,28 +130,28 @@ class CartUpdated(BaseEvent, kw_only=True, tag="cart_updated"):
     currency: str | None = None
 
 
-class CheckoutStarted(BaseEvent, kw_only=True, tag="checkout_started"):
+class CheckoutStarted(BaseEvent, frozen=True, kw_only=True, tag="checkout_started"):
     cart_value: float | None = None
     currency: str | None = None
 
 
-class CheckoutStepViewed(BaseEvent, kw_only=True, tag="checkout_step_viewed"):
+class CheckoutStepViewed(BaseEvent, frozen=True, kw_only=True, tag="checkout_step_viewed"):
     step: int
     step_name: str | None = None
 
 
-class CheckoutStepCompleted(BaseEvent, kw_only=True, tag="checkout_step_completed"):
+class CheckoutStepCompleted(BaseEvent, frozen=True, kw_only=True, tag="checkout_step_completed"):
     step: int
     step_name: str | None = None
 
 
-class CouponEntered(BaseEvent, kw_only=True, tag="coupon_entered"):
+class CouponEntered(BaseEvent, frozen=True, kw_only=True, tag="coupon_entered"):
     code: str | None = None
     success: bool
     reason: str | None = None
 
 
-class PaymentAttempted(BaseEvent, kw_only=True, tag="payment_attempted"):
+class PaymentAttempted(BaseEvent, frozen=True, kw_only=True, tag="payment_attempted"):
     success: bool
     #: Card network or processor decline reason, e.g. "insufficient_funds", "do_not_honor".
     decline_reason: str | None = None
@@ -161,7 +161,7 @@ class PaymentAttempted(BaseEvent, kw_only=True, tag="payment_attempted"):
     currency: str | None = None
 
 
-class OrderCompleted(BaseEvent, kw_only=True, tag="order_completed"):
+class OrderCompleted(BaseEvent, frozen=True, kw_only=True, tag="order_completed"):
     order_id: str | None = None
     revenue: float
     currency: str | None = None
@@ -170,7 +170,7 @@ class OrderCompleted(BaseEvent, kw_only=True, tag="order_completed"):
 # --- support and identity -------------------------------------------------------------------
 
 
-class Ticket(BaseEvent, kw_only=True, tag="ticket"):
+class Ticket(BaseEvent, frozen=True, kw_only=True, tag="ticket"):
     """A support-desk ticket was created, updated or solved."""
 
     action: Literal["created", "updated", "solved"]
@@ -185,7 +185,7 @@ class Ticket(BaseEvent, kw_only=True, tag="ticket"):
     tags: tuple[str, ...] = ()
 
 
-class Identify(BaseEvent, kw_only=True, tag="identify"):
+class Identify(BaseEvent, frozen=True, kw_only=True, tag="identify"):
     traits: dict[str, Any] = {}
 
 

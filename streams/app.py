@@ -17,11 +17,12 @@ changelog flush and the offset commit are skipped instead of applied twice.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -59,10 +60,10 @@ def _credentials(settings: Settings) -> Any:
             username=settings.sasl_username,
             password=settings.sasl_password,
             mechanism=settings.sasl_mechanism,
-            ssl_context=kw.get("ssl_context"),
+            ssl_context=cast(ssl.SSLContext | None, kw.get("ssl_context")),
         )
     if "ssl_context" in kw:
-        return faust.SSLCredentials(kw["ssl_context"])
+        return faust.SSLCredentials(cast(ssl.SSLContext, kw["ssl_context"]))
     return None
 
 
@@ -155,7 +156,9 @@ def create_worker(
         value_serializer="raw",
     )
     # Faust's own sensor under "faust_", ours under "frictionwatch_": one /metrics, no clashes.
-    setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="faust")
+    setup_prometheus_sensors(
+        app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
+    )
 
     def _topic(logical: str) -> faust.TopicT:
         return app.topic(
@@ -207,7 +210,7 @@ def create_worker(
 
     @app.agent(topics["ingest"], name="normalize")
     async def normalize_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(*take):
+        async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
             now = time.time()
             for event in batch:
@@ -230,7 +233,7 @@ def create_worker(
 
     @app.agent(web_topic, name="sessions")
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(*take):
+        async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
             touched: dict[bytes, tuple[SessionState, EventT]] = {}
             dead: list[DeadLetter] = []
@@ -272,7 +275,7 @@ def create_worker(
 
     @app.agent(support_topic, name="customers")
     async def customers_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(*take):
+        async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
             touched: dict[bytes, tuple[CustomerState, EventT]] = {}
             dead: list[DeadLetter] = []

@@ -7,6 +7,7 @@ producer. Topic creation uses kafka-python's admin client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -43,10 +44,9 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
             if n not in existing
         ]
         if missing:
-            try:
+            # Another process may win the race to create them.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=int(timeout * 1000))
-            except TopicAlreadyExistsError:  # another process won the race
-                pass
     finally:
         admin.close()
     return names

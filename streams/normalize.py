@@ -51,10 +51,10 @@ def normalize(
 ) -> Normalized:
     """Adapt one raw message, appending to ``out`` (so a batch of messages shares one result)."""
     out = out if out is not None else Normalized()
-    where = {"topic": topic, "partition": partition, "offset": offset}
-
     def dead(reason: Any, detail: str, original: bytes) -> None:
-        out.dead.append(make_dead_letter(reason, detail, stage, original, now, **where))
+        out.dead.append(
+            make_dead_letter(reason, detail, stage, original, now, topic, partition, offset)
+        )
 
     data = raw or b""
     if not data.strip():

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -19,6 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from streams.broker import free_port
 from streams.settings import Settings
 from streams.topics import topic_name
+from streams.worker_process import WorkerProcess, settings_env  # noqa: F401 - re-exported
 
 
 def isolated_settings(tmp_path: Path, **extra: Any) -> Settings:
@@ -34,67 +31,6 @@ def isolated_settings(tmp_path: Path, **extra: Any) -> Settings:
         broker_session_timeout=6.0,
         **extra,
     )
-
-
-def settings_env(settings: Settings, bootstrap: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump(exclude_none=True).items():
-        env[f"FRICTIONWATCH_{name.upper()}"] = str(value)
-    env["FRICTIONWATCH_BOOTSTRAP_SERVERS"] = bootstrap
-    return env
-
-
-class WorkerProcess:
-    """``frictionwatch worker`` in a subprocess, for tests that need real processes."""
-
-    def __init__(self, settings: Settings, bootstrap: str, log_path: Path) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}"
-
-    def start(self, timeout: float = 90.0) -> WorkerProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env=settings_env(self.settings, self.bootstrap),
-            stdout=log,
-            stderr=log,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                body = json.loads(http_get(self.url + "/health", timeout=1.0))
-                if body.get("assigned_partitions", 0) > 0:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"worker not ready in {timeout} s:\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no final commit."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
