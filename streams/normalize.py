@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from detectors import events as ev
-from streams.adapters import adapt
+from streams.adapters import adapt, detect
 from streams.adapters.base import AdapterError
 from streams.deadletter import DeadLetter, make_dead_letter
 
@@ -51,6 +51,7 @@ def normalize(
 ) -> Normalized:
     """Adapt one raw message, appending to ``out`` (so a batch of messages shares one result)."""
     out = out if out is not None else Normalized()
+
     def dead(reason: Any, detail: str, original: bytes) -> None:
         out.dead.append(
             make_dead_letter(reason, detail, stage, original, now, topic, partition, offset)
@@ -70,7 +71,9 @@ def normalize(
         dead("not_json", str(exc), data)
         return out
     try:
-        adapted = adapt(payload, source)
+        # Detect here rather than inside adapt, so metrics name the real format.
+        fmt = source or detect(payload)
+        adapted = adapt(payload, fmt)
     except AdapterError as exc:
         dead(exc.reason, exc.detail, data)
         return out
@@ -81,8 +84,9 @@ def normalize(
         dead("too_many_events", f"{len(adapted.events)} events > limit {max_events}", data)
         return out
     for rej in adapted.rejected:
-        dead(rej.reason, rej.detail, _json_encoder.encode(rej.item))
-    fmt = source or "auto"
+        # A rejected single call keeps the exact bytes; an item of a batch its own JSON.
+        original = data if rej.item is payload else _json_encoder.encode(rej.item)
+        dead(rej.reason, rej.detail, original)
     for e in adapted.events:
         if isinstance(e, _SUPPORT_TYPES):
             if not e.customer_id:

@@ -1,0 +1,91 @@
+"""SessionProcessor and customer state: folding, replay skipping, detectors, encoding."""
+
+from __future__ import annotations
+
+from detectors import events as ev
+from detectors.customer import apply_customer, decode_customer, encode_customer
+from detectors.session import SessionProcessor, Signal, decode_state, encode_state, is_replay
+
+
+def _checkout(sid: str = "s1") -> list[ev.Event]:
+    return [
+        ev.PageView(id="1", time=10.0, session_id=sid, device="mobile"),
+        ev.CartUpdated(id="2", time=11.0, session_id=sid, action="add", cart_value=40.0),
+        ev.CheckoutStarted(id="3", time=12.0, session_id=sid, customer_id="c9"),
+        ev.CheckoutStepViewed(id="4", time=13.0, session_id=sid, step=2),
+        ev.PaymentAttempted(id="5", time=14.0, session_id=sid, success=False,
+                            decline_reason="insufficient_funds"),
+        ev.CheckoutStepViewed(id="6", time=15.0, session_id=sid, step=1),
+        ev.OrderCompleted(id="7", time=16.0, session_id=sid, revenue=40.0),
+    ]
+
+
+def test_fold_tracks_cart_steps_failures_and_outcome() -> None:
+    state, signals = SessionProcessor().apply(None, _checkout(), origin=("i0", 5))
+    assert signals == []
+    assert (state.events, state.page_views, state.cart_value) == (7, 1, 40.0)
+    assert (state.checkout_step, state.max_checkout_step) == (1, 2)
+    assert state.payment_failures == 1 and state.converted and state.revenue == 40.0
+    assert (state.customer_id, state.device) == ("c9", "mobile")
+    assert (state.first_time, state.last_time) == (10.0, 16.0)
+
+
+def test_replayed_message_is_skipped_and_newer_one_applied() -> None:
+    proc = SessionProcessor()
+    state, _ = proc.apply(None, _checkout()[:2], origin=("i0", 5))
+    state, _ = proc.apply(state, _checkout()[2:4], origin=("i0", 5))  # re-sent after a crash
+    assert state.events == 2
+    state, _ = proc.apply(state, _checkout()[2:4], origin=("i1", 1))  # another partition
+    assert state.events == 4 and state.positions == {"i0": 5, "i1": 1}
+    assert is_replay(state.positions, ("i1", 0)) and not is_replay(state.positions, ("i1", 2))
+    assert not is_replay(state.positions, None)
+
+
+def test_out_of_order_events_keep_latest_time() -> None:
+    evs = [ev.PageView(id="a", time=20.0, session_id="s"), ev.PageView(id="b", time=5.0,
+                                                                        session_id="s")]
+    state, _ = SessionProcessor().apply(None, evs)
+    assert state.last_time == 20.0
+
+
+class _CountClicks:
+    """A toy detector: a signal on every third click, memory kept in detector_state."""
+
+    name = "three_clicks"
+
+    def update(self, state, event):  # type: ignore[no-untyped-def]
+        if type(event) is not ev.Click:
+            return ()
+        n = state.detector_state.get(self.name, 0) + 1
+        state.detector_state[self.name] = n
+        if n % 3:
+            return ()
+        return [Signal(type="three", session_id=state.session_id, time=event.time)]
+
+
+def test_detectors_plug_in_and_their_memory_survives_encoding() -> None:
+    proc = SessionProcessor([_CountClicks()])
+    clicks = [ev.Click(id=str(i), time=float(i), session_id="s", x=1, y=1) for i in range(5)]
+    state, signals = proc.apply(None, clicks[:2], origin=("i0", 0))
+    assert signals == []
+    state = decode_state(encode_state(state))  # what the table holds between batches
+    state, signals = proc.apply(state, clicks[2:], origin=("i0", 1))
+    assert [s.time for s in signals] == [2.0]
+    assert state.detector_state == {"three_clicks": 5}
+
+
+def test_customer_state_counts_tickets_and_bounds_traits() -> None:
+    many = {f"t{i}": i for i in range(200)}
+    evs = [
+        ev.Identify(id="i", time=1.0, session_id="s", customer_id="c", traits=many),
+        ev.Ticket(id="t1", time=2.0, session_id="s", customer_id="c", action="created",
+                  ticket_id="1", priority="urgent"),
+        ev.Ticket(id="t2", time=3.0, session_id="s", customer_id="c", action="solved",
+                  ticket_id="1", satisfaction="bad"),
+    ]
+    state = apply_customer(None, evs, origin=("i0", 1))
+    assert (state.tickets_created, state.tickets_open, state.tickets_solved) == (1, 0, 1)
+    assert state.high_priority_tickets == 1 and state.bad_satisfaction == 1
+    assert len(state.traits) == 50
+    again = apply_customer(decode_customer(encode_customer(state)), evs, origin=("i0", 1))
+    assert again.tickets_created == 1  # replay skipped
