@@ -8,13 +8,17 @@ import msgspec
 
 from streams.topics import DeadLetterReason
 
-__all__ = ["DeadLetter", "encode_dead_letter", "decode_dead_letter"]
+__all__ = ["STAGES", "DeadLetter", "encode_dead_letter", "decode_dead_letter"]
+
+
+#: Where in the pipeline input can be rejected: a bounded Prometheus label.
+STAGES = ("collector", "normalize", "sessions", "customers")
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     reason: DeadLetterReason
     detail: str
-    #: Pipeline stage that rejected it: "collector", "normalize" or "sessions".
+    #: Pipeline stage that rejected it (one of ``STAGES``).
     stage: str
     topic: str | None = None
     partition: int | None = None

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from streams.deadletter import STAGES
+from streams.topics import DEAD_LETTER_REASONS
+
 __all__ = ["Metrics", "METRICS"]
 
 
@@ -32,6 +35,11 @@ class Metrics:
             ["reason", "stage"],
             registry=registry,
         )
+        # Every reason x stage child exists from the start at 0, so increase() and rate() see
+        # the first dead letter too (a child born at 1 has no earlier sample to compare).
+        for reason in DEAD_LETTER_REASONS:
+            for stage in STAGES:
+                self.dead_letters.labels(reason=reason, stage=stage)
         self.messages = Counter(
             "frictionwatch_messages_total",
             "Kafka messages consumed by frictionwatch agents, by logical topic.",
