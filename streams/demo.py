@@ -132,7 +132,7 @@ class Watch:
 
 def _counter_table(title: str, counts: Counter[str], empty: str, top: int = 12) -> Table:
     t = Table(title=title, title_justify="left", expand=True, show_edge=False)
-    t.add_column("", overflow="fold")
+    t.add_column("", no_wrap=True, overflow="ellipsis")
     t.add_column("count", justify="right")
     for k, v in counts.most_common(top):
         t.add_row(k, f"{v:,}")
@@ -159,17 +159,20 @@ def render(w: Watch, final: bool = False) -> Group:
         funnel.add_row(k, f"{v:,.2f}" if k == "revenue" else f"{int(v):,}")
     if f["sessions"]:
         funnel.add_row("conversion", f"{f['converted'] / f['sessions']:.1%}")
-    grid = Table.grid(expand=True)
-    for _ in range(4):
-        grid.add_column(ratio=1)
+    # Two by two, so it stays readable in an 80-column terminal.
+    grid = Table.grid(expand=True, padding=(0, 2))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
     grid.add_row(
-        _counter_table("events by type", w.events_by_type, "waiting for the worker"),
+        _counter_table("events by type (worker)", w.events_by_type, "waiting for the worker"),
         funnel,
-        _counter_table("friction injected (truth)", w.injected, "none yet"),
+    )
+    grid.add_row(
+        _counter_table("friction injected (ground truth)", w.injected, "none yet"),
         Group(
             _counter_table("flagged by the worker", w.signals_by_type,
-                           "none (no detectors configured)"),
-            _counter_table("dead letters", w.dead_by_reason, "none"),
+                           "none: no detectors configured"),
+            _counter_table("dead letters by reason", w.dead_by_reason, "none"),
         ),
     )
     parts: list[Text | Table] = [head, grid]
