@@ -93,7 +93,8 @@ async def raw_consume(settings: Settings, bootstrap: str, expect_events: int) ->
                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        # ensure_topics created it with settings.partitions partitions.
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         seen = 0
