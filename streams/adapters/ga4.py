@@ -15,6 +15,8 @@ custom events documented below for friction signals GA4 has no name for.
   (microseconds, as numbers or numeric strings). None at all is ``invalid_field``: the
   collection time is not the event time and would distort gaps in a session.
 - url = ``params.page_location``; device = ``device.category`` (mobile/tablet/desktop).
+- page_view reads the custom param ``status_code`` (HTTP status of the page, as Segment's
+  ``properties.status_code``): GA4 has no name for error pages.
 - checkout steps (the convention the Segment adapter shares): ``begin_checkout`` starts the
   checkout (CheckoutStarted); step 2 is shipping (``add_shipping_info``), step 3 payment
   (``add_payment_info``); ``params.step`` overrides either. ``purchase`` ends it.
@@ -94,6 +96,7 @@ def _page_view(base: dict[str, Any], p: dict[str, Any]) -> Any:
         **base,
         title=as_str(p.get("page_title"), "params.page_title"),
         referrer=as_str(p.get("page_referrer"), "params.page_referrer"),
+        status_code=as_int(p.get("status_code"), "params.status_code", nonneg=True),
     )
 
 

@@ -120,6 +120,14 @@ def test_session_falls_back_to_client_id() -> None:
     assert e.session_id == "123456.7654321" and e.customer_id is None
 
 
+def test_page_view_status_code_marks_error_pages() -> None:
+    [e] = ga4.adapt(payload_of("page_view", {"status_code": 503})).events
+    assert isinstance(e, PageView) and e.status_code == 503
+    [e] = ga4.adapt(payload_of("page_view")).events
+    assert e.status_code is None
+    assert reason(payload_of("page_view", {"status_code": "oops"})) == "invalid_field"
+
+
 def test_custom_friction_events() -> None:
     out = ga4.adapt(load("ga4_friction.json"))
     step, pay, coupon, field, exc, vitals, click, api = out.events
