@@ -515,7 +515,9 @@ def _incident_record(inc: Incident, start: float) -> dict[str, Any]:
 
 def write_truth(sim: Simulator, out: str | Path | IO[str]) -> int:
     """Write the truth as JSONL: ``{"record": "incident" | "friction" | "outcome", ...}`` lines
-    (incidents first, then frictions in start order, then outcomes); returns lines written."""
+    (incidents first, then frictions in order of first emitted event, then outcomes); returns
+    lines written. Works mid-run too (e.g. after Ctrl-C): ``truncated`` is brought up to date."""
+    sim.mark_truncated()
     lines = [_incident_record(i, sim.config.start) for i in sim.config.incidents]
     lines += [{"record": "friction", **asdict(t)} for t in sim.truth]
     lines += [{"record": "outcome", **asdict(o)} for o in sim.outcomes]
@@ -1499,6 +1501,8 @@ class Simulator:
         self.session_rate = config.events_per_second / self.messages_per_session
         self._started = False
         self._gen: Generator[SimMessage, None, None] | None = None
+        #: Pending actions: (time ms, sequence, session or None for an arrival, action).
+        self._heap: list[tuple[int, int, _Session | None, Any]] = []
 
     @property
     def outcomes(self) -> list[SessionOutcome]:
@@ -1527,7 +1531,7 @@ class Simulator:
         max_sessions = cfg.max_sessions
         mean_gap_ms = 1000.0 / self.session_rate
         iso = _Iso()
-        heap: list[tuple[int, int, _Session | None, Any]] = []
+        heap = self._heap
         push, pop = heapq.heappush, heapq.heappop
         seq = 0
         arrival = float(start_ms - int(cfg.warmup_seconds * 1000))
@@ -1623,18 +1627,16 @@ class Simulator:
                 seq += 1
                 push(heap, (nxt[0], seq, s, nxt))
         finally:
-            self._truncate(heap, registered)
+            self.mark_truncated()
 
-    def _truncate(self, heap: list[tuple[int, int, _Session | None, Any]],
-                  registered: set[int]) -> None:
-        """Flag friction records whose events were not all out when the run stopped."""
-        for _, _, _, act in heap:
-            tr = act[3] if act is not None else None
-            if tr is not None and id(tr) in registered:
-                tr.truncated = True
+    def mark_truncated(self) -> None:
+        """Set each friction record's ``truncated``: are some of its events still to come?
+
+        Done when a run ends; ``write_truth`` calls it too, for a run stopped part-way."""
+        pending = {id(act[3]) for _, _, _, act in self._heap
+                   if act is not None and act[3] is not None}
         for tr in self.truth:
-            if tr.end > self.clock:
-                tr.truncated = True
+            tr.truncated = tr.end > self.clock or id(tr) in pending
 
     def finish(self) -> None:
         """Stop a run taken part-way (e.g. on Ctrl-C), so the truth says what was cut short.

@@ -5,6 +5,9 @@ friction-like pattern in the events is in the truth."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import itertools
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -400,6 +403,23 @@ def test_truth_file_round_trip(busy: Run, tmp_path) -> None:  # type: ignore[no-
     assert [i["name"] for i in back.incidents] == [i.label for i in INCIDENTS]
     assert back.incidents[0]["start"] == START + 120 and back.incidents[0]["params"] == \
         INCIDENT_KINDS["payment_outage"]
+
+
+def test_a_run_stopped_part_way_says_what_was_cut_short() -> None:
+    sim = Simulator(SimConfig(seed=6, events_per_second=100, warmup=0,
+                              friction={**NO_FRICTION, "step_stall": 1.0, "backtrack": 1.0}))
+    taken = list(itertools.islice(sim.messages(), 20_000))
+    out = io.StringIO()
+    write_truth(sim, out)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    frictions = [r for r in records if r["record"] == "friction"]
+    assert len(frictions) == len(sim.truth) > 20
+    cut = [r for r in frictions if r["truncated"]]
+    assert cut and len(cut) < len(frictions)
+    last = taken[-1].time
+    assert all(r["end"] <= last for r in frictions if not r["truncated"])
+    assert any(r["end"] > last for r in cut if r["friction"] == "step_stall")
+    sim.finish()
 
 
 def test_messages_can_be_taken_once() -> None:
