@@ -21,6 +21,7 @@ from streams.demo import Watch, render
 from streams.kafka_io import IngestProducer
 from streams.settings import Settings
 from streams.simulator import Incident, SimConfig, Simulator, write_truth
+from streams.traffic import run_until_signal, send_live
 from streams.worker_process import WorkerError, WorkerProcess
 
 #: Input a real pipeline receives now and then; the demo sends some so dead letters show.
@@ -46,10 +47,36 @@ def _port(preferred: int) -> int:
             return free_port()
 
 
+class _DemoSink:
+    """The producer, counting what goes out and slipping in a malformed message now and then."""
+
+    def __init__(self, producer: IngestProducer, watch: Watch, bad_every: int) -> None:
+        self.producer, self.watch, self.bad_every = producer, watch, bad_every
+
+    async def send(self, value: bytes, key: bytes | None = None,
+                   source: str | None = None) -> None:
+        await self.producer.send(value, key=key, source=source)
+        w = self.watch
+        w.sent_messages += 1
+        if self.bad_every and w.sent_messages % self.bad_every == 0:
+            raw, bad_source = BAD_INPUT[(w.sent_messages // self.bad_every) % len(BAD_INPUT)]
+            await self.producer.send(raw, source=bad_source)
+            w.sent_bad += 1
+
+
 async def _run(watch: Watch, sim: Simulator, settings: Settings, bootstrap: str,
-               wall_seconds: float, speed: float, bad_every: int, live: Live) -> None:
-    stop = asyncio.Event()
-    tail = asyncio.create_task(watch.tail(stop))
+               wall_seconds: float, speed: float, bad_every: int, live: Live,
+               stop: asyncio.Event) -> bool:
+    """Send, watch, let the worker catch up; False when ``stop`` came before the time was up."""
+    done = asyncio.Event()
+    timed_out = False
+
+    def time_up() -> None:
+        nonlocal timed_out
+        timed_out = True
+        stop.set()
+
+    tail = asyncio.create_task(watch.tail(done))
     counted = 0
 
     def refresh() -> None:
@@ -60,49 +87,37 @@ async def _run(watch: Watch, sim: Simulator, settings: Settings, bootstrap: str,
         live.update(render(watch))
 
     async def scrape_loop() -> None:
-        while not stop.is_set():
+        while not done.is_set():
             await asyncio.to_thread(watch.scrape)
             refresh()
             await asyncio.sleep(1.0)
 
     scraper = asyncio.create_task(scrape_loop())
+    timer = asyncio.get_running_loop().call_later(wall_seconds, time_up)
     try:
         async with IngestProducer(settings, bootstrap) as producer:
-            t0_wall = time.monotonic()
-            t0_event: float | None = None
-            for msg in sim.messages():
-                t0_event = msg.time if t0_event is None else t0_event
-                # Pace by event time: ``speed`` simulated seconds per wall second.
-                due = t0_wall + (msg.time - t0_event) / speed
-                now = time.monotonic()
-                if now >= t0_wall + wall_seconds:
-                    break
-                if due > now:
-                    await producer.flush()
-                    await asyncio.sleep(min(due - now, 0.5))
-                await producer.send(msg.encode(), key=msg.key, source=msg.source)
-                watch.sent_messages += 1
-                if bad_every and watch.sent_messages % bad_every == 0:
-                    raw, source = BAD_INPUT[(watch.sent_messages // bad_every) % len(BAD_INPUT)]
-                    await producer.send(raw, source=source)
-                    watch.sent_bad += 1
+            await send_live(sim.messages(), _DemoSink(producer, watch, bad_every), speed=speed,
+                            stop=stop)
         # Let the worker catch up with what was sent (bounded: a demo must end).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             await asyncio.to_thread(watch.scrape)
-            done = sum(watch.events_by_type.values())
-            if done >= watch.sent_messages and sum(watch.dead_by_reason.values()) >= watch.sent_bad:
-                break
             refresh()
+            processed = sum(watch.events_by_type.values())
+            if (processed >= watch.sent_messages
+                    and sum(watch.dead_by_reason.values()) >= watch.sent_bad):
+                break
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # the last changelog flush
     finally:
-        stop.set()
+        timer.cancel()
+        done.set()
         scraper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await scraper
         await tail
         refresh()
+    return timed_out or not stop.is_set()
 
 
 def demo(
@@ -166,11 +181,15 @@ def _demo(console: Console, worker: WorkerProcess, settings: Settings, bootstrap
     interrupted = False
     try:
         with Live(render(watch), console=console, refresh_per_second=4, transient=True) as live:
-            try:
-                asyncio.run(_run(watch, sim, settings, bootstrap, duration, speed, bad_every,
-                                 live))
-            except KeyboardInterrupt:
-                interrupted = True
+
+            async def main(stop: asyncio.Event) -> None:
+                nonlocal interrupted
+                finished = await _run(watch, sim, settings, bootstrap, duration, speed,
+                                      bad_every, live, stop)
+                interrupted = not finished
+
+            # Ctrl-C ends the traffic early; the summary still comes.
+            run_until_signal(main)
     finally:
         worker.stop()
     console.print(render(watch, final=True))
