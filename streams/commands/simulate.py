@@ -71,11 +71,13 @@ def _parse_friction(items: list[str]) -> dict[str, float]:
     return out
 
 
-def _status(sim: Simulator, sent: int, rate: float) -> str:
-    active = ", ".join(i.label for i in sim.active_incidents()) or "none"
+def _status(sim: Simulator, sent: int, rate: float | None = None) -> str:
     when = datetime.fromtimestamp(sim.clock, UTC).strftime("%H:%M:%S")
-    return (f"{sent:,} sent · {rate:,.0f}/s · event time {when} · {sim.sessions:,} sessions · "
-            f"{sim.orders:,} orders · {len(sim.truth):,} frictions · incident: {active}")
+    text = (f"{sent:,} sent · " if rate is None else f"{sent:,} sent · {rate:,.0f}/s · ") + (
+        f"event time {when} · {sim.sessions:,} sessions · {sim.orders:,} orders · "
+        f"{len(sim.truth):,} frictions")
+    active = ", ".join(i.label for i in sim.active_incidents())
+    return text + (f" · incident: {active}" if active else "")
 
 
 def _summary(sim: Simulator, console: Console, where: str) -> None:
@@ -134,7 +136,8 @@ def simulate(
         help="Share of sessions sent as GA4 payloads (the rest are Segment).", min=0, max=1,
     )] = 0.2,
     sessions: Annotated[int | None, typer.Option(
-        help="Stop after this many sessions have started and finished (instead of --duration).",
+        help="Stop once this many sessions have started and run to their end, instead of "
+        "--duration (their support tickets come up to a few hours of event time later).",
         min=1,
     )] = None,
     start: Annotated[str | None, typer.Option(
@@ -209,7 +212,7 @@ def _to_file(sim: Simulator, f: IO[bytes], console: Console) -> None:
                 write(b"\n".join(buf) + b"\n")
                 buf.clear()
                 progress.update(task, completed=msg.time - cfg.start,
-                                description=_status(sim, n, 0)[: -len(" · incident: none")])
+                                description=_status(sim, n))
         if buf:
             write(b"\n".join(buf) + b"\n")
 
