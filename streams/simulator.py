@@ -585,7 +585,7 @@ class _Session:
     __slots__ = (
         "sid", "key", "fmt", "device", "anon", "client_id", "customer_id", "t", "n", "ctx",
         "url", "path", "patience", "flags", "pay_style", "cart", "cart_value", "outcome",
-        "registered", "last_step", "first_t", "last_t", "frictions", "ga4_device",
+        "registered", "last_step", "last_t", "frictions", "ga4_device",
         "dead_sdk", "gen", "prev_path", "prev_title",
     )
     sid: str
@@ -615,7 +615,6 @@ class _Session:
     outcome: SessionOutcome | None
     registered: bool
     last_step: int
-    first_t: int
     last_t: int
     frictions: list[str]
     ga4_device: dict[str, str]
@@ -680,7 +679,11 @@ class _Behaviour:
         self.seq += 1
         s = _Session()
         u = rng.random()
-        s.device = "mobile" if u < 0.55 else ("desktop" if u < 0.93 else "tablet")
+        for device, share in DEVICE_MIX:
+            s.device = device
+            u -= share
+            if u < 0:
+                break
         hexid = f"{rng.getrandbits(64):016x}"
         s.sid = f"sess_{hexid}"
         s.key = s.sid.encode()
@@ -690,7 +693,7 @@ class _Behaviour:
         s.ga4_device = {"category": s.device}
         s.customer_id = self.customer() if rng.random() < LOGGED_IN_SHARE else None
         s.t = t
-        s.first_t = s.last_t = t
+        s.last_t = t
         s.path = "/"
         s.url = SHOP_URL + "/"
         s.ctx = None
