@@ -159,6 +159,7 @@ def simulate(
     leave). The ground truth (--truth) lists every injected friction with its session, time,
     step and incident, and every session's outcome.
 
+    \b
     Examples:
       frictionwatch simulate --rate 50 --broker localhost:9092
       frictionwatch simulate --rate 500 --duration 600 --out traffic.jsonl --truth truth.jsonl
