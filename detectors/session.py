@@ -27,12 +27,13 @@ A message from an origin at or below the position already applied is a replay; i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
 
 from detectors import events as ev
+from detectors.base import BaseDetector, Signal
 
 __all__ = [
     "Detector",
@@ -76,21 +77,17 @@ class SessionState(msgspec.Struct, kw_only=True):
     detector_state: dict[str, Any] = {}
 
 
-class Signal(msgspec.Struct, frozen=True, kw_only=True):
-    """A friction signal raised by a detector."""
-
-    type: str
-    session_id: str
-    time: float
-    evidence: dict[str, Any] = {}
-
-
 class Detector(Protocol):
-    """A pure per-session detector. ``name`` keys its memory in ``state.detector_state``."""
+    """A pure per-session detector (see ``detectors.base``; subclass ``BaseDetector``)."""
 
     name: str
+    handles: tuple[type, ...]
 
-    def update(self, state: SessionState, event: Any) -> Iterable[Signal]: ...
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]: ...
+
+    def due(self, state: SessionState) -> float | None: ...
+
+    def tick(self, state: SessionState, now: float) -> Sequence[Signal]: ...
 
 
 _encoder = msgspec.json.Encoder()
@@ -160,6 +157,11 @@ class SessionProcessor:
 
     def __init__(self, detectors: Sequence[Detector] = ()) -> None:
         self.detectors = tuple(detectors)
+        # Event class -> the detectors that want it, so each event costs one lookup.
+        self._by_type: dict[type, tuple[Detector, ...]] = {
+            t: tuple(d for d in self.detectors if t in d.handles) for t in ev.EVENT_TYPES.values()
+        }
+        self._timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
 
     def apply(
         self,
@@ -171,20 +173,41 @@ class SessionProcessor:
 
         ``origin`` is where the message came from: (input partition id, offset). A message at
         or below the position already applied for that origin is a replay and is skipped
-        (state returned unchanged, no signals).
+        (state returned unchanged, no signals). Deadlines that an event's time passes are
+        ticked before the event is applied.
         """
         if state is None:
             state = SessionState(session_id=events[0].session_id if events else "")
         elif is_replay(state.positions, origin):
             return state, []
         signals: list[Signal] = []
+        by_type = self._by_type
         for e in events:
+            if self._timed:
+                self._tick(state, e.time, signals)
             _fold(state, e)
-            for d in self.detectors:
+            for d in by_type.get(type(e), ()):
                 signals.extend(d.update(state, e))
         if origin is not None:
             state.positions[origin[0]] = origin[1]
         return state, signals
+
+    def next_due(self, state: SessionState) -> float | None:
+        """Earliest deadline any detector has pending for this session (None: none)."""
+        dues = [t for d in self._timed if (t := d.due(state)) is not None]
+        return min(dues) if dues else None
+
+    def advance(self, state: SessionState, now: float) -> list[Signal]:
+        """Event time reached ``now`` with no event of this session: run due ticks."""
+        signals: list[Signal] = []
+        self._tick(state, now, signals)
+        return signals
+
+    def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
+        for d in self._timed:
+            due = d.due(state)
+            if due is not None and due <= now:
+                out.extend(d.tick(state, now))
 
 
 def is_replay(positions: dict[str, int], origin: tuple[str, int] | None) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from detectors import events as ev
+from detectors.base import BaseDetector
 from detectors.customer import apply_customer, decode_customer, encode_customer
-from detectors.session import SessionProcessor, Signal, decode_state, encode_state, is_replay
+from detectors.session import SessionProcessor, decode_state, encode_state, is_replay
 
 
 def _checkout(sid: str = "s1") -> list[ev.Event]:
@@ -48,19 +49,57 @@ def test_out_of_order_events_keep_latest_time() -> None:
     assert state.last_time == 20.0
 
 
-class _CountClicks:
+class _CountClicks(BaseDetector):
     """A toy detector: a signal on every third click, memory kept in detector_state."""
 
     name = "three_clicks"
+    handles = (ev.Click,)
 
     def update(self, state, event):  # type: ignore[no-untyped-def]
-        if type(event) is not ev.Click:
-            return ()
-        n = state.detector_state.get(self.name, 0) + 1
-        state.detector_state[self.name] = n
-        if n % 3:
-            return ()
-        return [Signal(type="three", session_id=state.session_id, time=event.time)]
+        mem = self.memory(state)
+        mem["n"] = mem.get("n", 0) + 1
+        return () if mem["n"] % 3 else [self.signal(state, event.time, event.time)]
+
+
+class _Silence(BaseDetector):
+    """A toy timed detector: a click not followed by any event within 1 s."""
+
+    name = "silence"
+    handles = tuple(ev.EVENT_TYPES.values())
+
+    def update(self, state, event):  # type: ignore[no-untyped-def]
+        mem = self.memory(state)
+        if type(event) is ev.Click:
+            mem["click"] = event.time
+        else:
+            mem.pop("click", None)
+        return ()
+
+    def due(self, state):  # type: ignore[no-untyped-def]
+        t = state.detector_state.get(self.name, {}).get("click")
+        return None if t is None else t + 1.0
+
+    def tick(self, state, now):  # type: ignore[no-untyped-def]
+        t = self.memory(state).pop("click")
+        return [self.signal(state, now, t)]
+
+
+def test_timed_detector_ticks_by_next_event_or_by_advance() -> None:
+    proc = SessionProcessor([_Silence()])
+    click = ev.Click(id="c", time=10.0, session_id="s", x=1, y=1)
+    state, out = proc.apply(None, [click])
+    assert out == [] and proc.next_due(state) == 11.0
+    assert proc.advance(state, 10.5) == []
+    [sig] = proc.advance(state, 11.2)
+    assert (sig.type, sig.start, sig.time) == ("silence", 10.0, 11.2)
+    assert proc.next_due(state) is None
+    # A late next event of the same session ticks the deadline first.
+    state, out = proc.apply(state, [click, ev.PageView(id="p", time=15.0, session_id="s")])
+    assert [s.time for s in out] == [15.0]
+    # An event in time cancels it.
+    state, out = proc.apply(state, [ev.Click(id="d", time=20.0, session_id="s", x=1, y=1),
+                                    ev.PageView(id="q", time=20.5, session_id="s")])
+    assert out == [] and proc.next_due(state) is None
 
 
 def test_detectors_plug_in_and_their_memory_survives_encoding() -> None:
@@ -71,7 +110,7 @@ def test_detectors_plug_in_and_their_memory_survives_encoding() -> None:
     state = decode_state(encode_state(state))  # what the table holds between batches
     state, signals = proc.apply(state, clicks[2:], origin=("i0", 1))
     assert [s.time for s in signals] == [2.0]
-    assert state.detector_state == {"three_clicks": 5}
+    assert state.detector_state == {"three_clicks": {"n": 5}}
 
 
 def test_customer_state_counts_tickets_and_bounds_traits() -> None:
