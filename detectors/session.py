@@ -73,6 +73,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     #: the state flush and the offset commit, or an upstream agent re-sends after its own crash.
     #: At most one entry per input partition, so bounded.
     positions: dict[str, int] = {}
+    #: Friction signals raised in this session, by type.
+    friction: dict[str, int] = {}
     #: Per-detector memory, by detector name (kept small by each detector).
     detector_state: dict[str, Any] = {}
 
@@ -204,10 +206,12 @@ class SessionProcessor:
         return signals
 
     def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
+        # Each deadline runs at its own due time, not at ``now``: results then do not depend
+        # on when the caller got round to it (watermark steps, batching, stream vs backtest).
         for d in self._timed:
             due = d.due(state)
             if due is not None and due <= now:
-                out.extend(d.tick(state, now))
+                out.extend(d.tick(state, due))
 
 
 def is_replay(positions: dict[str, int], origin: tuple[str, int] | None) -> bool:

@@ -1,0 +1,190 @@
+"""The detection engine: session state, detectors, deadlines, expiry and alerting, driven by
+event time. Pure: the offline backtest runs it over a file, the worker runs it per partition.
+
+``feed(events)`` applies one message's events (one session). Before it does, every deadline
+and expiry that event time has passed is run, so the order of work depends only on event
+times, never on wall-clock time or on how messages were batched: the same events give the
+same signals, alerts and outcomes in the stream and in the backtest.
+
+Deadlines run *at their due time* (a dead click is flagged 1 s after the click, not when the
+watermark happens to pass), which keeps results independent of the watermark's granularity.
+
+Idle sessions expire ``session_gap`` seconds (event time) after their last event, emitting an
+outcome (converted with revenue, or abandoned at a step) that later issues use as a label, so
+state stays bounded.
+
+>>> from detectors.events import CheckoutStepViewed, OrderCompleted, PageView
+>>> eng = Engine(SessionProcessor(), session_gap=60)
+>>> out = eng.feed([PageView(id="1", time=0.0, session_id="a"),
+...                 CheckoutStepViewed(id="2", time=5.0, session_id="a", step=2)])
+>>> out = eng.feed([PageView(id="3", time=200.0, session_id="b")])
+>>> [(o["session_id"], o["converted"], o["abandoned_step"]) for o in out.outcomes]
+[('a', False, 2)]
+>>> len(eng.sessions)
+1
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.alerting import Alerting
+from detectors.base import Signal
+from detectors.session import SessionProcessor, SessionState
+
+__all__ = ["Engine", "Outputs", "outcome"]
+
+
+@dataclass
+class Outputs:
+    """What feeding or advancing produced, in order."""
+
+    signals: list[Signal] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    chats: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Outputs) -> None:
+        self.signals += other.signals
+        self.alerts += other.alerts
+        self.chats += other.chats
+        self.outcomes += other.outcomes
+
+
+def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
+    """A session's outcome label: converted with revenue, or where it was abandoned."""
+    abandoned = None
+    if not state.converted and (state.cart_value > 0 or state.max_checkout_step > 0):
+        abandoned = state.checkout_step  # 0: left with a cart before checkout
+    return {
+        "type": "session_outcome",
+        "session_id": state.session_id,
+        "customer_id": state.customer_id,
+        "device": state.device,
+        "start": state.first_time,
+        "end": state.last_time,
+        "expired_at": expired_at,
+        "converted": state.converted,
+        "revenue": round(state.revenue, 2),
+        "cart_value": round(state.cart_value, 2),
+        "abandoned_step": abandoned,
+        "max_checkout_step": state.max_checkout_step,
+        "friction": dict(state.friction),
+    }
+
+
+class Engine:
+    """Sessions in a dict, deadlines and expiries in heaps (stale entries skipped lazily).
+
+    Parameters
+    ----------
+    processor
+        The detectors, wrapped in a ``SessionProcessor``.
+    alerting
+        Score/alert/chat policy; None: signals only.
+    session_gap
+        Seconds of event-time inactivity after which a session expires.
+    """
+
+    def __init__(self, processor: SessionProcessor, alerting: Alerting | None = None,
+                 session_gap: float = 1800.0) -> None:
+        self.processor = processor
+        self.alerting = alerting
+        self.session_gap = session_gap
+        self.sessions: dict[str, SessionState] = {}
+        self.watermark = -math.inf
+        # One heap entry per session at most (plus stale ones popped in passing), so memory is
+        # bounded by the number of live sessions, not of events.
+        self._due: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+        self._expiry: list[tuple[float, str]] = []
+
+    def feed(self, events: Sequence[Any], origin: tuple[str, int] | None = None) -> Outputs:
+        """Apply one message's events (all of one session, in order)."""
+        out = Outputs()
+        if not events:
+            return out
+        first = min(e.time for e in events)
+        if first > self.watermark:
+            self._advance(first, out, strict=True)
+        sid = events[0].session_id
+        state = self.sessions.get(sid)
+        if state is None:
+            # Checked (and moved on if the session had events since) when it comes up.
+            heapq.heappush(self._expiry, (max(e.time for e in events) + self.session_gap, sid))
+        state, signals = self.processor.apply(state, events, origin)
+        self.sessions[sid] = state
+        self._emit(state, signals, out)
+        self._schedule(state)
+        return out
+
+    def advance(self, now: float) -> Outputs:
+        """Event time reached ``now``: run deadlines and expiries up to it."""
+        out = Outputs()
+        self._advance(now, out, strict=False)
+        return out
+
+    def close(self) -> Outputs:
+        """End of input: run every pending deadline and expire every session."""
+        return self.advance(math.inf)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _emit(self, state: SessionState, signals: Iterable[Signal], out: Outputs) -> None:
+        signals = list(signals)
+        if not signals:
+            return
+        for s in signals:
+            state.friction[s.type] = state.friction.get(s.type, 0) + 1
+        out.signals += signals
+        if self.alerting is not None:
+            alerts, chats = self.alerting.on_signals(state, signals)
+            out.alerts += alerts
+            out.chats += chats
+
+    def _schedule(self, state: SessionState) -> None:
+        due = self.processor.next_due(state)
+        sid = state.session_id
+        if due is not None and due < self._scheduled.get(sid, math.inf):
+            self._scheduled[sid] = due
+            heapq.heappush(self._due, (due, sid))
+
+    def _advance(self, now: float, out: Outputs, strict: bool) -> None:
+        """Run what is due before ``now`` (``strict``: due < now, so an event at exactly a
+        deadline is applied by ``feed`` itself, which ticks first) or at ``now``."""
+        self.watermark = max(self.watermark, now)
+        due, expiry = self._due, self._expiry
+        while True:
+            next_due = due[0][0] if due else math.inf
+            next_exp = expiry[0][0] if expiry else math.inf
+            t = min(next_due, next_exp)
+            if t > now or (strict and t == now) or t == math.inf:
+                return
+            if next_due <= next_exp:
+                _, sid = heapq.heappop(due)
+                if self._scheduled.get(sid) != t:
+                    continue  # stale: superseded by an earlier deadline
+                del self._scheduled[sid]
+                state = self.sessions.get(sid)
+                if state is None:
+                    continue
+                if self.processor.next_due(state) == t:
+                    self._emit(state, self.processor.advance(state, t), out)
+                self._schedule(state)  # its next deadline, if any (maybe later than t)
+            else:
+                _, sid = heapq.heappop(expiry)
+                state = self.sessions.get(sid)
+                if state is None:
+                    continue
+                expires = state.last_time + self.session_gap
+                if expires > t:  # it had events since: look again then
+                    heapq.heappush(expiry, (expires, sid))
+                    continue
+                # Deadlines inside the gap ran above (they come first in time).
+                del self.sessions[sid]
+                self._scheduled.pop(sid, None)
+                out.outcomes.append(outcome(state, t))
