@@ -1,0 +1,380 @@
+"""Click friction: rage clicks, dead clicks and error clicks.
+
+Each detector is a small pure class (``detectors.base.BaseDetector``) whose ``name`` is the
+friction type the simulator's truth uses, so a backtest can match signals to truth by type and
+session. Per-session memory lives in ``state.detector_state[name]`` as short lists of numbers and
+strings (JSON-able, bounded); ``update`` costs a few microseconds per event.
+
+==================  ===================================================================
+rage_click          >= 3 clicks within 1 s, pairwise within 30 px: one signal per burst
+dead_click          the client SDK's dead-click report, or silence for 1 s after a click on
+                    an element whose silent clicks SDKs report as dead
+error_click         a click followed by a JS error within 1 s
+==================  ===================================================================
+
+>>> from detectors.events import Click, JsError
+>>> from detectors.session import SessionProcessor
+>>> proc = SessionProcessor([RageClickDetector(), ErrorClickDetector()])
+>>> clicks = [Click(id=str(i), time=10 + i / 10, session_id="s", x=100, y=200, target="#pay")
+...           for i in range(5)]
+>>> state, signals = proc.apply(None, clicks)
+>>> [(s.type, s.start, s.time, s.evidence["clicks"]) for s in signals]
+[('rage_click', 10.0, 10.2, 3)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from detectors import events as ev
+from detectors.base import BaseDetector, Signal
+
+if TYPE_CHECKING:
+    from detectors.session import SessionState
+
+__all__ = ["DeadClickDetector", "ErrorClickDetector", "RageClickDetector"]
+
+
+class RageClickDetector(BaseDetector):
+    """Rage clicks: ``count`` or more clicks within ``window_s`` seconds, all within
+    ``radius_px`` of each other. One signal per burst: raised by the click that completes
+    the threshold; later clicks that continue the burst (each within ``window_s`` of the
+    previous one and ``radius_px`` of the completing click) are part of it.
+
+    Parameters
+    ----------
+    count
+        Clicks that make a burst. Default 3: posthog-js ``RAGE_CLICK_CLICK_COUNT = 3``
+        (``src/extensions/rageclick.ts``; newer versions make it configurable).
+    window_s
+        Seconds from the first to the last click of the burst. Default 1.0: posthog-js
+        ``RAGE_CLICK_TIMEOUT_MS = 1000``. posthog-js chains clicks (each within 1 s of the
+        previous one); here the whole burst must fit in the window, as the issue states it.
+    radius_px
+        Greatest distance (Euclidean, CSS px) between any two clicks of the burst. Default 30:
+        posthog-js ``RAGE_CLICK_THRESHOLD_PX = 30`` (which measures |dx| + |dy| to the previous
+        click).
+
+    Evidence: ``target``, ``clicks`` (at the time of the signal), ``x``/``y`` of the first
+    click, ``first`` and ``last`` click times. ``Signal.start`` is the first click,
+    ``Signal.time`` the click that completed the threshold.
+
+    Memory: ``r``, at most ``count - 1`` recent clicks ``[t, x, y]``; ``b``, the burst in
+    progress ``[last click time, x, y]`` after a signal.
+
+    >>> from detectors.events import Click
+    >>> from detectors.session import SessionState
+    >>> det, s = RageClickDetector(), SessionState(session_id="s")
+    >>> out = [det.update(s, Click(id=str(i), time=t, session_id="s", x=10 + i, y=10,
+    ...                            target="button#pay"))
+    ...        for i, t in enumerate([1.0, 1.3, 1.6, 1.8, 5.0])]
+    >>> [len(o) for o in out]
+    [0, 0, 1, 0, 0]
+    >>> out[2][0].evidence
+    {'target': 'button#pay', 'clicks': 3, 'x': 10, 'y': 10, 'first': 1.0, 'last': 1.6}
+    >>> det.update(s, Click(id="x", time=6.5, session_id="s", x=300, y=10))  # one, far away
+    ()
+    """
+
+    name = "rage_click"
+    handles: ClassVar[tuple[type, ...]] = (ev.Click,)
+
+    def __init__(self, count: int = 3, window_s: float = 1.0, radius_px: float = 30.0) -> None:
+        if count < 2:
+            raise ValueError("count must be >= 2")
+        if window_s <= 0 or radius_px <= 0:
+            raise ValueError("window_s and radius_px must be > 0")
+        self.count = count
+        self.window_s = window_s
+        self.radius_px = radius_px
+        self._r2 = radius_px * radius_px
+
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        mem = state.detector_state.get("rage_click")
+        if mem is None:
+            mem = state.detector_state["rage_click"] = {}
+        t, x, y = event.time, event.x, event.y
+        r2, window = self._r2, self.window_s
+        burst = mem.get("b")
+        if burst is not None:
+            dx, dy = x - burst[1], y - burst[2]
+            if 0.0 <= t - burst[0] <= window and dx * dx + dy * dy <= r2:
+                burst[0] = t  # the burst goes on: no new signal
+                return ()
+            del mem["b"]
+        kept = []
+        for c in mem.get("r", ()):
+            dx, dy = x - c[1], y - c[2]
+            if 0.0 <= t - c[0] <= window and dx * dx + dy * dy <= r2:
+                kept.append(c)
+        if len(kept) + 1 >= self.count:
+            first = kept[0]
+            mem["r"] = []
+            mem["b"] = [t, x, y]
+            return [Signal(type="rage_click", session_id=state.session_id, time=t,
+                           start=first[0], step=state.checkout_step or None,
+                           evidence={"target": event.target, "clicks": len(kept) + 1,
+                                     "x": first[1], "y": first[2], "first": first[0],
+                                     "last": t})]
+        kept.append([t, x, y])
+        mem["r"] = kept[1 - self.count:]
+        return ()
+
+
+class DeadClickDetector(BaseDetector):
+    """Dead clicks: a click that produced no navigation, DOM change or request.
+
+    Two ways to know, one signal per click either way:
+
+    - **sdk**: the client SDK says so (a canonical ``DeadClick`` event, from Segment's or
+      PostHog's dead-click events). Flagged at once; ``start`` is the click it reports (the
+      session's last click on the same target within ``report_within_s``), else the report.
+    - **silence**: no event of any kind in the session within ``silence_s`` after the click
+      (a ``due``/``tick`` deadline). Silence alone is common after ordinary clicks (opening a
+      size list, a zoom, a tab: DOM changes no analytics event shows) and before people read
+      or leave, so silence is flagged only on elements where silence means dead: a selector
+      in ``expect_response``, or one whose silent clicks client SDKs report as dead at least
+      ``min_dead_share`` of the time (learned online across sessions, after at least
+      ``min_reports`` reports). Sessions whose SDK reports dead clicks thus teach the
+      detector which elements are broken, and it finds them in sessions whose SDK cannot.
+
+    No double count: a click flagged by silence and then reported by the SDK (reports come
+    about 1-1.5 s after the click) gives one signal; the report is absorbed. A click that
+    follows another click within ``silence_s`` is a repeat (a rage burst's territory) and is
+    not a silence candidate; the earlier click got a response (the click).
+
+    Parameters
+    ----------
+    silence_s
+        Seconds without any event after a click. Default 1.0: the issue's "nothing within 1 s";
+        PostHog's dead-click autocapture waits 2.5 s for a DOM mutation, scroll or selection
+        change, which an analytics stream cannot see, so silence here is only a candidate.
+    report_within_s
+        Longest delay from a click to the SDK's report of it. Default 3.0 (PostHog waits
+        2.5 s before deciding; the report follows).
+    min_dead_share
+        Share of an element's silent clicks that SDKs report as dead above which silence on it
+        is flagged. Default 0.3: where SDKs report, nearly every silent click on a broken
+        element is reported, while on a working element almost none is; 0.3 leaves room for
+        a minority of sessions whose SDK reports.
+    min_reports
+        SDK reports on an element before its silence is trusted. Default 3.
+    expect_response
+        Selectors that always send an event when they work (navigation, a request, a cart
+        update): silence after them is always a dead click. Default none.
+    max_targets
+        Elements whose statistics are kept (the oldest dropped first). Default 1,000.
+    max_silent
+        When an element's silent clicks reach this count both counts are halved, so the
+        share follows the last few hundred clicks (a fixed element stops being flagged).
+        Default 400.
+
+    Evidence: ``target``, ``x``/``y``, ``click_time`` and ``detected`` ("sdk" or "silence").
+
+    Memory: ``c``, the pending click ``[t, x, y, target]``; ``l``, the last click time;
+    ``s``, the last silent or reported click ``[t, target, flagged]``. Learned element
+    statistics live on the detector (shared by the sessions a worker handles), not in the
+    session state.
+
+    >>> from detectors.events import Click, DeadClick, PageView
+    >>> from detectors.session import SessionProcessor
+    >>> proc = SessionProcessor([DeadClickDetector(expect_response=["button#pay"])])
+    >>> s, out = proc.apply(None, [
+    ...     Click(id="1", time=10.0, session_id="s", x=5, y=5, target="button#pay"),
+    ...     PageView(id="2", time=10.4, session_id="s"),        # it worked
+    ...     Click(id="3", time=20.0, session_id="s", x=5, y=5, target="button#pay")])
+    >>> out, proc.next_due(s)
+    ([], 21.0)
+    >>> [(x.start, x.time, x.evidence["detected"]) for x in proc.advance(s, 22.0)]
+    [(20.0, 21.0, 'silence')]
+    >>> _, out = proc.apply(s, [DeadClick(id="4", time=21.2, session_id="s", x=5, y=5,
+    ...                                   target="button#pay")])
+    >>> out  # the SDK's report of the same click: already flagged
+    []
+    """
+
+    name = "dead_click"
+    handles: ClassVar[tuple[type, ...]] = tuple(ev.EVENT_TYPES.values())
+
+    def __init__(
+        self,
+        silence_s: float = 1.0,
+        report_within_s: float = 3.0,
+        min_dead_share: float = 0.3,
+        min_reports: int = 3,
+        expect_response: Iterable[str] = (),
+        max_targets: int = 1000,
+        max_silent: int = 400,
+    ) -> None:
+        if silence_s <= 0 or report_within_s <= 0:
+            raise ValueError("silence_s and report_within_s must be > 0")
+        if not 0.0 < min_dead_share <= 1.0:
+            raise ValueError("min_dead_share must be within (0, 1]")
+        if min_reports < 1 or max_targets < 1 or max_silent < 2:
+            raise ValueError("min_reports, max_targets must be >= 1 and max_silent >= 2")
+        self.silence_s = silence_s
+        self.report_within_s = report_within_s
+        self.min_dead_share = min_dead_share
+        self.min_reports = min_reports
+        self.expect_response = frozenset(expect_response)
+        self.max_targets = max_targets
+        self.max_silent = max_silent
+        #: Learned: element -> [silent clicks, SDK dead-click reports] (insertion-ordered).
+        self.targets: dict[str, list[float]] = {}
+
+    # -- learned element statistics -------------------------------------------------------
+
+    def _learn(self, target: str | None, silent: int, reported: int) -> list[float] | None:
+        if target is None:
+            return None
+        targets = self.targets
+        st = targets.pop(target, None)  # re-inserted last: the dict stays in recency order
+        if st is None:
+            st = [0.0, 0.0]
+            if len(targets) >= self.max_targets:
+                del targets[next(iter(targets))]
+        targets[target] = st
+        st[0] += silent
+        st[1] += reported
+        if st[0] >= self.max_silent:
+            st[0] /= 2
+            st[1] /= 2
+        return st
+
+    def is_dead(self, target: str | None) -> bool:
+        """Whether silence after a click on ``target`` is a dead click."""
+        if target is None:
+            return False
+        if target in self.expect_response:
+            return True
+        st = self.targets.get(target)
+        return st is not None and st[1] >= self.min_reports and \
+            st[1] >= self.min_dead_share * st[0]
+
+    # -- the detector ---------------------------------------------------------------------
+
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        t = type(event)
+        if t is ev.Click:
+            mem = state.detector_state.get("dead_click")
+            if mem is None:
+                mem = state.detector_state["dead_click"] = {}
+            last = mem.get("l")
+            mem["l"] = event.time
+            if last is not None and 0.0 <= event.time - last < self.silence_s:
+                mem.pop("c", None)  # a repeat: not a candidate, and the earlier one responded
+            else:
+                mem["c"] = [event.time, event.x, event.y, event.target]
+            return ()
+        if t is ev.DeadClick:
+            return self._reported(state, event)
+        mem = state.detector_state.get("dead_click")
+        if mem is not None and "c" in mem:
+            del mem["c"]  # something happened: not dead
+        return ()
+
+    def _reported(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        mem = self.memory(state)
+        target, now, within = event.target, event.time, self.report_within_s
+        pending = mem.get("c")
+        if pending is not None and 0.0 <= now - pending[0] <= within and \
+                (target is None or pending[3] is None or target == pending[3]):
+            del mem["c"]  # reported before the silence deadline
+            self._learn(pending[3], 1, 1)
+            mem["s"] = [pending[0], pending[3], 1]
+            return [self._signal(state, now, pending[0], pending[1], pending[2], pending[3],
+                                 "sdk")]
+        last = mem.get("s")
+        if last is not None and 0.0 <= now - last[0] <= within and \
+                (target is None or last[1] is None or target == last[1]):
+            self._learn(last[1], 0, 1)  # its silence was counted at the deadline
+            if last[2]:
+                return ()  # already flagged (by silence, or an earlier report of it)
+            last[2] = 1
+            return [self._signal(state, now, last[0], event.x, event.y, last[1], "sdk")]
+        self._learn(target, 1, 1)  # a report without its click
+        mem["s"] = [now, target, 1]
+        return [self._signal(state, now, now, event.x, event.y, target, "sdk")]
+
+    def due(self, state: SessionState) -> float | None:
+        mem = state.detector_state.get("dead_click")
+        if mem is None:
+            return None
+        pending = mem.get("c")
+        return None if pending is None else pending[0] + self.silence_s  # type: ignore[no-any-return]
+
+    def tick(self, state: SessionState, now: float) -> Sequence[Signal]:
+        mem = self.memory(state)
+        pending = mem.pop("c", None)
+        if pending is None:
+            return ()
+        t, x, y, target = pending
+        self._learn(target, 1, 0)
+        dead = self.is_dead(target)
+        mem["s"] = [t, target, 1 if dead else 0]
+        if not dead:
+            return ()
+        return [self._signal(state, t + self.silence_s, t, x, y, target, "silence")]
+
+    def _signal(self, state: SessionState, time: float, start: float, x: Any, y: Any,
+                target: str | None, detected: str) -> Signal:
+        return Signal(type="dead_click", session_id=state.session_id, time=time, start=start,
+                      step=state.checkout_step or None,
+                      evidence={"target": target, "x": x, "y": y, "click_time": start,
+                                "detected": detected})
+
+
+class ErrorClickDetector(BaseDetector):
+    """Error clicks: a click followed by a JavaScript error within ``window_s`` seconds.
+    One signal per click, however many errors follow it.
+
+    Parameters
+    ----------
+    window_s
+        Seconds from the click to the error. Default 1.0 (the issue's threshold; session-replay
+        tools such as FullStory and Contentsquare tie an error to the click just before it).
+
+    Evidence: ``target``, ``message``, ``source``, ``delay`` (seconds from click to error).
+    ``Signal.start`` is the click, ``Signal.time`` the error.
+
+    Memory: ``c``, the last click ``[t, target]``; ``f``, the time of the last click flagged.
+
+    >>> from detectors.events import Click, JsError
+    >>> from detectors.session import SessionState
+    >>> det, s = ErrorClickDetector(), SessionState(session_id="s")
+    >>> det.update(s, Click(id="1", time=5.0, session_id="s", x=1, y=1, target="button#pay"))
+    ()
+    >>> [sig] = det.update(s, JsError(id="2", time=5.4, session_id="s", message="TypeError"))
+    >>> sig.start, sig.time, sig.evidence["target"], sig.evidence["delay"]
+    (5.0, 5.4, 'button#pay', 0.4)
+    >>> det.update(s, JsError(id="3", time=5.6, session_id="s", message="TypeError"))
+    ()
+    """
+
+    name = "error_click"
+    handles: ClassVar[tuple[type, ...]] = (ev.Click, ev.JsError)
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be > 0")
+        self.window_s = window_s
+
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        mem = state.detector_state.get("error_click")
+        if mem is None:
+            mem = state.detector_state["error_click"] = {}
+        if type(event) is ev.Click:
+            mem["c"] = [event.time, event.target]
+            return ()
+        click = mem.get("c")
+        if click is None:
+            return ()
+        delay = event.time - click[0]
+        if not 0.0 <= delay <= self.window_s or mem.get("f") == click[0]:
+            return ()
+        mem["f"] = click[0]
+        return [Signal(type="error_click", session_id=state.session_id, time=event.time,
+                       start=click[0], step=state.checkout_step or None,
+                       evidence={"target": click[1], "message": event.message,
+                                 "source": event.source, "delay": round(delay, 3)})]

@@ -1,0 +1,222 @@
+"""Page friction: slow pages (Core Web Vitals "poor"), error pages and failed API calls.
+
+Each detector is a small pure class (``detectors.base.BaseDetector``) whose ``name`` is the
+friction type the simulator's truth uses. Per-session memory is a few numbers in
+``state.detector_state[name]``.
+
+==================  ===================================================================
+slow_page           LCP > 4 s or INP > 500 ms on a page: one signal per page view
+error_page          a page view with a 4xx/5xx status
+api_error           failed API calls in checkout (5xx, 429, network error 0): one signal
+                    per episode (an endpoint failing again within a minute is the same one)
+==================  ===================================================================
+
+>>> from detectors.events import PagePerformance, PageView
+>>> from detectors.session import SessionProcessor
+>>> proc = SessionProcessor([SlowPageDetector(), ErrorPageDetector()])
+>>> _, signals = proc.apply(None, [
+...     PageView(id="1", time=1.0, session_id="s", path="/cart", status_code=503),
+...     PageView(id="2", time=5.0, session_id="s", path="/cart"),
+...     PagePerformance(id="3", time=11.0, session_id="s", lcp_ms=5200.0, inp_ms=90.0)])
+>>> [(s.type, s.start, s.time) for s in signals]
+[('error_page', 1.0, 1.0), ('slow_page', 5.0, 11.0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from detectors import events as ev
+from detectors.base import BaseDetector, Signal
+
+if TYPE_CHECKING:
+    from detectors.session import SessionState
+
+__all__ = ["ApiErrorDetector", "ErrorPageDetector", "SlowPageDetector"]
+
+
+class SlowPageDetector(BaseDetector):
+    """Slow pages: a Core Web Vital in the "poor" band, from ``PagePerformance`` events.
+
+    Parameters
+    ----------
+    lcp_ms
+        Largest Contentful Paint above this is poor. Default 4000: web.dev, "Largest
+        Contentful Paint (LCP)": good <= 2.5 s, poor > 4 s (https://web.dev/articles/lcp).
+    inp_ms
+        Interaction to Next Paint above this is poor. Default 500: web.dev, "Interaction to
+        Next Paint (INP)": good <= 200 ms, poor > 500 ms (https://web.dev/articles/inp).
+
+    One signal per page view (a later report for the same page adds nothing). Evidence:
+    ``url`` (of the report), ``path`` (of the last page view, else its URL), ``lcp_ms``,
+    ``inp_ms`` and ``poor`` (which metrics crossed).
+    ``Signal.start`` is the page view (the wait began there), ``Signal.time`` the report.
+
+    Memory: ``v``, the last page view time; ``p``, its path (or URL); ``f``, 1 once its page
+    was flagged.
+
+    >>> from detectors.events import PagePerformance
+    >>> from detectors.session import SessionState
+    >>> det, s = SlowPageDetector(), SessionState(session_id="s")
+    >>> det.update(s, PagePerformance(id="1", time=3.0, session_id="s", lcp_ms=4000.0))
+    ()
+    >>> [sig] = det.update(s, PagePerformance(id="2", time=9.0, session_id="s", url="/p/1",
+    ...                                       lcp_ms=3100.0, inp_ms=620.0))
+    >>> sig.evidence
+    {'url': '/p/1', 'path': None, 'lcp_ms': 3100.0, 'inp_ms': 620.0, 'poor': ['inp']}
+    """
+
+    name = "slow_page"
+    handles: ClassVar[tuple[type, ...]] = (ev.PageView, ev.PagePerformance)
+
+    def __init__(self, lcp_ms: float = 4000.0, inp_ms: float = 500.0) -> None:
+        if lcp_ms <= 0 or inp_ms <= 0:
+            raise ValueError("lcp_ms and inp_ms must be > 0")
+        self.lcp_ms = lcp_ms
+        self.inp_ms = inp_ms
+
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        mem = state.detector_state.get("slow_page")
+        if mem is None:
+            mem = state.detector_state["slow_page"] = {}
+        if type(event) is ev.PageView:
+            mem["v"] = event.time
+            mem["p"] = event.path or event.url
+            mem["f"] = 0
+            return ()
+        lcp, inp = event.lcp_ms, event.inp_ms
+        poor = []
+        if lcp is not None and lcp > self.lcp_ms:
+            poor.append("lcp")
+        if inp is not None and inp > self.inp_ms:
+            poor.append("inp")
+        if not poor or mem.get("f"):
+            return ()
+        mem["f"] = 1
+        start = mem.get("v")
+        if start is None or start > event.time:
+            start = event.time
+        return [Signal(type="slow_page", session_id=state.session_id, time=event.time,
+                       start=start, step=state.checkout_step or None,
+                       evidence={"url": event.url, "path": mem.get("p"), "lcp_ms": lcp,
+                                 "inp_ms": inp, "poor": poor})]
+
+
+class ErrorPageDetector(BaseDetector):
+    """Error pages: a page view whose HTTP status is ``min_status`` or more (4xx and 5xx).
+
+    Parameters
+    ----------
+    min_status
+        Lowest status that is an error page. Default 400: RFC 9110 section 15, 4xx client
+        errors (a 404 dead link) and 5xx server errors.
+
+    One signal per error page view. Evidence: ``path``, ``url``, ``status``.
+
+    >>> from detectors.events import PageView
+    >>> from detectors.session import SessionState
+    >>> det, s = ErrorPageDetector(), SessionState(session_id="s")
+    >>> det.update(s, PageView(id="1", time=1.0, session_id="s", path="/p/9", status_code=200))
+    ()
+    >>> [sig] = det.update(s, PageView(id="2", time=2.0, session_id="s", path="/p/9",
+    ...                                status_code=404))
+    >>> sig.evidence
+    {'path': '/p/9', 'url': None, 'status': 404}
+    """
+
+    name = "error_page"
+    handles: ClassVar[tuple[type, ...]] = (ev.PageView,)
+
+    def __init__(self, min_status: int = 400) -> None:
+        if not 100 <= min_status <= 599:
+            raise ValueError("min_status must be an HTTP status (100-599)")
+        self.min_status = min_status
+
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        status = event.status_code
+        if status is None or status < self.min_status:
+            return ()
+        return [Signal(type="error_page", session_id=state.session_id, time=event.time,
+                       start=event.time, step=state.checkout_step or None,
+                       evidence={"path": event.path, "url": event.url, "status": status})]
+
+
+class ApiErrorDetector(BaseDetector):
+    """Failed API calls during checkout: one signal per episode, at its first failure.
+
+    A failure is an ``ApiError`` with status 5xx, 429 (too many requests) or 0 (network
+    error, no response); with ``client_errors`` also any other 4xx. Other 4xx are off by
+    default: a 400/422 is how many APIs answer a form the shopper has to correct (the form
+    detectors see those), a 401/403/404 is often a probe of a session or a stock check, not a
+    checkout that broke. An episode is one endpoint failing again within ``episode_gap_s``
+    seconds of its previous failure (retries, the shopper trying again); another endpoint, or
+    the same one after a longer gap, starts a new episode.
+
+    Parameters
+    ----------
+    client_errors
+        Count 4xx other than 429 as failures too. Default False (see above).
+    checkout_only
+        Only while the session is in checkout (``state.checkout_step > 0``), as the issue
+        asks. Default True.
+    episode_gap_s
+        Seconds between failures of one endpoint that still make one episode. Default 60:
+        retries with backoff and a shopper's own retries come within seconds to a minute.
+    max_endpoints
+        Endpoints remembered per session (the oldest dropped). Default 8.
+
+    Evidence: ``endpoint``, ``status``. ``Signal.start`` and ``Signal.time`` are the first
+    failure of the episode.
+
+    Memory: ``e``, endpoint -> time of its last failure.
+
+    >>> from detectors.events import ApiError, CheckoutStarted
+    >>> from detectors.session import SessionProcessor
+    >>> proc = SessionProcessor([ApiErrorDetector()])
+    >>> _, out = proc.apply(None, [
+    ...     CheckoutStarted(id="0", time=0.0, session_id="s"),
+    ...     ApiError(id="1", time=10.0, session_id="s", endpoint="/api/rates", status_code=503),
+    ...     ApiError(id="2", time=16.0, session_id="s", endpoint="/api/rates", status_code=503),
+    ...     ApiError(id="3", time=20.0, session_id="s", endpoint="/api/pay", status_code=422)])
+    >>> [(s.time, s.step, s.evidence) for s in out]
+    [(10.0, 1, {'endpoint': '/api/rates', 'status': 503})]
+    """
+
+    name = "api_error"
+    handles: ClassVar[tuple[type, ...]] = (ev.ApiError,)
+
+    def __init__(self, client_errors: bool = False, checkout_only: bool = True,
+                 episode_gap_s: float = 60.0, max_endpoints: int = 8) -> None:
+        if episode_gap_s < 0 or max_endpoints < 1:
+            raise ValueError("episode_gap_s must be >= 0 and max_endpoints >= 1")
+        self.client_errors = client_errors
+        self.checkout_only = checkout_only
+        self.episode_gap_s = episode_gap_s
+        self.max_endpoints = max_endpoints
+
+    def is_failure(self, status: int) -> bool:
+        """Whether an API call with this status failed the shopper."""
+        return status >= 500 or status == 429 or status == 0 or \
+            (self.client_errors and 400 <= status < 500)
+
+    def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        status = event.status_code
+        if not self.is_failure(status) or (self.checkout_only and not state.checkout_step):
+            return ()
+        mem = state.detector_state.get("api_error")
+        if mem is None:
+            mem = state.detector_state["api_error"] = {}
+        seen = mem.get("e")
+        if seen is None:
+            seen = mem["e"] = {}
+        endpoint, t = event.endpoint, event.time
+        last = seen.pop(endpoint, None)  # re-inserted last: the dict stays in recency order
+        seen[endpoint] = t if last is None else max(t, last)
+        if last is not None and -self.episode_gap_s <= t - last <= self.episode_gap_s:
+            return ()
+        if len(seen) > self.max_endpoints:
+            del seen[next(iter(seen))]
+        return [Signal(type="api_error", session_id=state.session_id, time=t, start=t,
+                       step=state.checkout_step or None,
+                       evidence={"endpoint": endpoint, "status": status})]
