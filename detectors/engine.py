@@ -103,34 +103,46 @@ class Engine:
         self._scheduled: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
 
-    def feed(self, events: Sequence[Any], origin: tuple[str, int] | None = None) -> Outputs:
-        """Apply one message's events (all of one session, in order)."""
-        out = Outputs()
+    def feed(self, events: Sequence[Any], origin: tuple[str, int] | None = None,
+             out: Outputs | None = None) -> Outputs:
+        """Apply one message's events (all of one session, in order); what it produces is
+        appended to ``out`` (a new ``Outputs`` if None) and returned."""
+        if out is None:
+            out = Outputs()
         if not events:
             return out
-        first = min(e.time for e in events)
+        # The hot path: most messages carry one event and nothing is due before it.
+        first = events[0].time if len(events) == 1 else min(e.time for e in events)
         if first > self.watermark:
-            self._advance(first, out, strict=True)
+            due, expiry = self._due, self._expiry
+            if (due and due[0][0] <= first) or (expiry and expiry[0][0] <= first):
+                self._advance(first, out, strict=True)
+            else:
+                self.watermark = first
         sid = events[0].session_id
         state = self.sessions.get(sid)
         if state is None:
             # Checked (and moved on if the session had events since) when it comes up.
-            heapq.heappush(self._expiry, (max(e.time for e in events) + self.session_gap, sid))
+            last = events[-1].time if len(events) == 1 else max(e.time for e in events)
+            heapq.heappush(self._expiry, (last + self.session_gap, sid))
         state, signals = self.processor.apply(state, events, origin)
         self.sessions[sid] = state
-        self._emit(state, signals, out)
-        self._schedule(state)
+        if signals:
+            self._emit(state, signals, out)
+        if self.processor.has_deadlines:
+            self._schedule(state)
         return out
 
-    def advance(self, now: float) -> Outputs:
+    def advance(self, now: float, out: Outputs | None = None) -> Outputs:
         """Event time reached ``now``: run deadlines and expiries up to it."""
-        out = Outputs()
+        if out is None:
+            out = Outputs()
         self._advance(now, out, strict=False)
         return out
 
-    def close(self) -> Outputs:
+    def close(self, out: Outputs | None = None) -> Outputs:
         """End of input: run every pending deadline and expire every session."""
-        return self.advance(math.inf)
+        return self.advance(math.inf, out)
 
     # --- internals -----------------------------------------------------------------------
 

@@ -49,7 +49,10 @@ __all__ = [
 ]
 
 
-class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+# gc=False: events hold no reference cycles, and keeping millions of them out of the cyclic
+# garbage collector's sight saves it a walk over every one (measured in the backtest).
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True,
+                gc=False):
     """Fields every event has."""
 
     id: str

@@ -28,7 +28,7 @@ A message from an origin at or below the position already applied is a replay; i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 
@@ -82,8 +82,8 @@ class SessionState(msgspec.Struct, kw_only=True):
 class Detector(Protocol):
     """A pure per-session detector (see ``detectors.base``; subclass ``BaseDetector``)."""
 
-    name: str
-    handles: tuple[type, ...]
+    name: ClassVar[str]
+    handles: ClassVar[tuple[type, ...]]
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]: ...
 
@@ -164,6 +164,8 @@ class SessionProcessor:
             t: tuple(d for d in self.detectors if t in d.handles) for t in ev.EVENT_TYPES.values()
         }
         self._timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
+        #: Whether any detector uses deadlines (callers can skip scheduling when none does).
+        self.has_deadlines = bool(self._timed)
 
     def apply(
         self,
@@ -184,11 +186,12 @@ class SessionProcessor:
             return state, []
         signals: list[Signal] = []
         by_type = self._by_type
+        timed = self._timed
         for e in events:
-            if self._timed:
+            if timed:
                 self._tick(state, e.time, signals)
             _fold(state, e)
-            for d in by_type.get(type(e), ()):
+            for d in by_type[type(e)]:
                 signals.extend(d.update(state, e))
         if origin is not None:
             state.positions[origin[0]] = origin[1]

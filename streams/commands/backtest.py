@@ -1,0 +1,134 @@
+"""``frictionwatch backtest FILE``: the detection core over a JSONL file, offline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from detectors.alerting import Alerting
+from detectors.catalog import default_detectors
+from detectors.engine import Engine
+from detectors.quality import Quality, Truth, evaluate
+from detectors.session import SessionProcessor
+from streams.backtest import BacktestResult, run
+from streams.commands.common import fail
+from streams.settings import load
+
+
+def _truth(path: Path) -> list[Truth]:
+    """Friction records of a ``simulate --truth`` file, leaving out those the run cut short or
+    that began before its window (their evidence may be incomplete)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec.get("record") != "friction" or rec.get("partial") or rec.get("truncated"):
+                continue
+            out.append(Truth(rec["session_id"], rec["friction"], rec["start"], rec["end"]))
+    return out
+
+
+def backtest(
+    file: Annotated[Path, typer.Argument(help="JSONL: one message per line, any supported "
+                                         "format, or simulate --out envelopes.",
+                                         exists=True, dir_okay=False)],
+    truth: Annotated[Path | None, typer.Option(help="Ground truth from simulate --truth: "
+                                               "print precision, recall, F1 and time to "
+                                               "detect per friction type.",
+                                               exists=True, dir_okay=False)] = None,
+    alerts_out: Annotated[Path | None, typer.Option(help="Write the alerts it would have sent "
+                                                    "(CloudEvents JSONL).")] = None,
+    chats_out: Annotated[Path | None, typer.Option(help="Write the chat triggers it would "
+                                                   "have sent (CloudEvents JSONL).")] = None,
+    signals_out: Annotated[Path | None, typer.Option(help="Write every friction signal "
+                                                     "(JSONL).")] = None,
+    save_canonical: Annotated[Path | None, typer.Option(help="Also write the adapted "
+                                                        "canonical events here; backtests of "
+                                                        "that file skip the adapters.")] = None,
+    session_gap: Annotated[float | None, typer.Option(help="Idle seconds after which a "
+                                                      "session expires (default: the "
+                                                      "settings').")] = None,
+) -> None:
+    """Run the same detection core the worker runs over a file of events, offline: friction
+    signals, alerts, chat triggers and session outcomes, with a progress bar. With --truth,
+    score the detectors against what the simulator injected."""
+    settings = load(session_gap=session_gap)
+    engine = Engine(SessionProcessor(default_detectors()), Alerting(),
+                    session_gap=settings.session_gap)
+    console = Console(stderr=True)
+    size = file.stat().st_size
+    canonical = open(save_canonical, "wb") if save_canonical else None  # noqa: SIM115
+    with open(file, "rb") as f, Progress(
+        TextColumn("backtest"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("", total=size)
+        res = run(f, engine, max_bytes=settings.max_payload_bytes,
+                  max_events=settings.max_events_per_message,
+                  progress=lambda _: bar.update(task, completed=f.tell()),
+                  canonical_out=canonical)
+    if canonical is not None:
+        canonical.close()
+    out = Console()
+    _report(out, res)
+    for path, docs in ((alerts_out, res.outputs.alerts), (chats_out, res.outputs.chats),
+                       (signals_out, [_signal(s) for s in res.outputs.signals])):
+        if path is not None:
+            with open(path, "w") as w:
+                for d in docs:
+                    w.write(json.dumps(d, separators=(",", ":")) + "\n")
+    if truth is not None:
+        records = _truth(truth)
+        if not records:
+            raise fail(f"{truth} has no friction records")
+        out.print(quality_table(evaluate(res.outputs.signals, records)))
+
+
+def _signal(s: object) -> dict[str, object]:
+    import msgspec
+
+    return msgspec.to_builtins(s)  # type: ignore[no-any-return]
+
+
+def _report(console: Console, res: BacktestResult) -> None:
+    o = res.outputs
+    console.print(
+        f"{res.messages:,} messages, {res.events:,} events in {res.seconds:.2f} s "
+        f"({res.events_per_second:,.0f} events/s); {res.dead:,} dead letters; "
+        f"{len(o.outcomes):,} sessions ({sum(x['converted'] for x in o.outcomes):,} converted); "
+        f"{len(o.signals):,} signals, {len(o.alerts):,} alerts, {len(o.chats):,} chat triggers"
+    )
+    counts: dict[str, int] = {}
+    for s in o.signals:
+        counts[s.type] = counts.get(s.type, 0) + 1
+    t = Table(title="friction signals")
+    t.add_column("type")
+    t.add_column("signals", justify="right")
+    for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
+        t.add_row(k, f"{v:,}")
+    console.print(t)
+
+
+def quality_table(rows: Mapping[str, Quality], title: str = "detection quality") -> Table:
+    t = Table(title=title)
+    for col in ("friction", "truth", "signals", "precision", "recall", "F1", "median TTD s"):
+        t.add_column(col, justify="left" if col == "friction" else "right")
+    for name in sorted(rows):
+        q = rows[name]
+        ttd = q.median_ttd
+        t.add_row(name, str(q.truths), str(q.signals), f"{q.precision:.3f}",
+                  f"{q.recall:.3f}", f"{q.f1:.3f}", "-" if ttd is None else f"{ttd:.1f}")
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backtest")(backtest)
