@@ -47,12 +47,15 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     chats: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    #: Sessions whose state a deadline changed (the worker writes them back).
+    ticked: set[str] = field(default_factory=set)
 
     def extend(self, other: Outputs) -> None:
         self.signals += other.signals
         self.alerts += other.alerts
         self.chats += other.chats
         self.outcomes += other.outcomes
+        self.ticked |= other.ticked
 
 
 def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
@@ -133,6 +136,23 @@ class Engine:
             self._schedule(state)
         return out
 
+    def adopt(self, state: SessionState) -> None:
+        """Take over a session whose state was stored elsewhere (the worker's table after a
+        restart or a rebalance): its expiry and deadlines are scheduled again."""
+        sid = state.session_id
+        if sid in self.sessions:
+            return
+        self.sessions[sid] = state
+        heapq.heappush(self._expiry, (state.last_time + self.session_gap, sid))
+        self._schedule(state)
+
+    def forget(self, session_ids: Iterable[str]) -> None:
+        """Drop sessions this engine no longer owns (their partitions moved to another worker);
+        their heap entries are skipped as stale when they come up."""
+        for sid in session_ids:
+            self.sessions.pop(sid, None)
+            self._scheduled.pop(sid, None)
+
     def advance(self, now: float, out: Outputs | None = None) -> Outputs:
         """Event time reached ``now``: run deadlines and expiries up to it."""
         if out is None:
@@ -186,6 +206,7 @@ class Engine:
                     continue
                 if self.processor.next_due(state) == t:
                     self._emit(state, self.processor.advance(state, t), out)
+                    out.ticked.add(sid)
                 self._schedule(state)  # its next deadline, if any (maybe later than t)
             else:
                 _, sid = heapq.heappop(expiry)

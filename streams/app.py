@@ -22,6 +22,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
@@ -29,17 +30,21 @@ import msgspec
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.streams import _current_event
 from faust.types import EventT
+from kafka.partitioner.default import murmur2
 
+from detectors.alerting import Alerting
+from detectors.catalog import default_detectors
 from detectors.customer import CustomerState, apply_customer, decode_customer, encode_customer
+from detectors.engine import Engine, Outputs
 from detectors.events import decode_batch, encode_batch
 from detectors.session import (
     SessionProcessor,
-    SessionState,
     decode_state,
     encode_state,
 )
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
+from streams.journeys import load_journeys
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
@@ -97,7 +102,7 @@ def _decode_reason(exc: Exception) -> Any:
     return "invalid_field"
 
 
-def _set_in_partition(table: Any, key: bytes, value: bytes, event: EventT) -> None:
+def _set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:
     """``table[key] = value`` with ``event`` as Faust's current event.
 
     Faust picks the changelog (and RocksDB) partition from the current event. In a
@@ -109,6 +114,31 @@ def _set_in_partition(table: Any, key: bytes, value: bytes, event: EventT) -> No
         table[key] = value
     finally:
         _current_event.reset(token)
+
+
+class _At:
+    """Stands in for Faust's current event when a timer writes a table: Faust reads only the
+    source topic and partition from it, to pick the changelog partition."""
+
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=partition)
+
+
+def _del_in_partition(table: Any, key: bytes, event: Any) -> None:
+    """``del table[key]`` in ``event``'s partition (see ``_set_in_partition``)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        del table[key]
+    finally:
+        _current_event.reset(token)
+
+
+def _outcome_label(o: dict[str, Any]) -> str:
+    if o["converted"]:
+        return "converted"
+    return "abandoned" if o["abandoned_step"] is not None else "browsed"
 
 
 @dataclass
@@ -130,7 +160,10 @@ def create_worker(
     metrics: Metrics = METRICS,
 ) -> Worker:
     """Build the Faust app for ``bootstrap`` (``host:port,...``)."""
-    processor = processor or SessionProcessor()
+    processor = processor or SessionProcessor(
+        default_detectors(journeys=load_journeys(settings.journeys_file))
+    )
+    alerting = Alerting(customer_salt=settings.customer_salt)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -175,6 +208,9 @@ def create_worker(
             "web_events",
             "support_events",
             "friction_signals",
+            "alerts",
+            "chat_triggers",
+            "labels",
             "dead_letters",
         )
     }
@@ -184,6 +220,8 @@ def create_worker(
                           value_type=bytes)
     web_topic, support_topic = topics["web_events"], topics["support_events"]
     dead_topic, signal_topic = topics["dead_letters"], topics["friction_signals"]
+    alert_topic, chat_topic = topics["alerts"], topics["chat_triggers"]
+    labels_topic = topics["labels"]
     take = (settings.batch_max_messages, settings.batch_within)
 
     m_dead = metrics.dead_letters
@@ -276,25 +314,119 @@ def create_worker(
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await send_dead(dead)
 
-    async def apply_session(key: bytes, state: SessionState | None, evs: list[Any],
-                            msg: Any) -> SessionState:
-        state, signals = processor.apply(state, evs, _origin(msg, "w"))
-        for s in signals:
-            await signal_topic.send(key=key, value=msgspec.json.encode(s))
-        return state
-
     async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
                             msg: Any) -> CustomerState:
         return apply_customer(state, evs, _origin(msg, "s"))
+
+    web_name = topic_name("web_events", settings.topic_prefix)
+    # One engine per input partition: event time (the watermark that runs deadlines and
+    # expiries) is per partition, where Kafka keeps order; across partitions it does not, and
+    # a lagging partition must not see its sessions' deadlines run ahead of their events.
+    engines: dict[int, Engine] = {}
+    m_signals, m_alerts = metrics.signals, metrics.alerts
+    m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
+
+    def engine_for(partition: int) -> Engine:
+        eng = engines.get(partition)
+        if eng is None:
+            eng = engines[partition] = Engine(processor, alerting,
+                                              session_gap=settings.session_gap)
+        return eng
+
+    def partition_of(key: bytes) -> int:
+        n = app.consumer.topic_partitions(web_name) if app.consumer else None
+        # The producer's default partitioner (murmur2, as Java and aiokafka use for keys).
+        return (murmur2(key) & 0x7FFFFFFF) % (n or settings.partitions)
+
+    def store(engine: Engine, partition: int, out: Outputs,
+              touched: dict[str, EventT]) -> None:
+        """Write back every session the batch or a deadline changed; delete expired ones."""
+        ended = {o["session_id"] for o in out.outcomes}
+        at = _At(web_name, partition)
+        for sid in touched.keys() | out.ticked | ended:
+            key = sid.encode()
+            event = touched.get(sid, at)
+            state = engine.sessions.get(sid)
+            if state is not None:
+                _set_in_partition(sessions, key, encode_state(state), event)
+            elif key in sessions:
+                _del_in_partition(sessions, key, event)
+
+    async def publish_outputs(out: Outputs) -> None:
+        for sig in out.signals:
+            m_signals.labels(type=sig.type).inc()
+            await signal_topic.send(key=sig.session_id.encode(), value=msgspec.json.encode(sig))
+        for doc in out.alerts:
+            m_alerts.labels(reason=doc["data"]["reason"]).inc()
+            await alert_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+        for doc in out.chats:
+            m_chats.labels(reason=doc["data"]["reason"]).inc()
+            await chat_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+        for o in out.outcomes:
+            m_outcomes.labels(outcome=_outcome_label(o)).inc()
+            await labels_topic.send(key=o["session_id"].encode(), value=msgspec.json.encode(o))
 
     @app.agent(web_topic, name="sessions")
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
-            await fold_batch(batch, sessions, "sessions", decode_state, apply_session,
-                             encode_state)
+            # partition -> (outputs, sessions touched and their last event)
+            work: dict[int, tuple[Outputs, dict[str, EventT]]] = {}
+            dead: list[DeadLetter] = []
+            for event in batch:
+                msg = event.message
+                try:
+                    evs = decode_batch(event.value)
+                    if not msg.key or not evs:
+                        raise ValueError("message without a key or events")
+                except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+                    dead.append(make_dead_letter(_decode_reason(exc), str(exc), "sessions",
+                                                 event.value or b"", time.time(), msg.topic,
+                                                 msg.partition, msg.offset))
+                    continue
+                engine = engine_for(msg.partition)
+                out, touched = work.setdefault(msg.partition, (Outputs(), {}))
+                sid = evs[0].session_id
+                if sid not in engine.sessions:
+                    raw = sessions.get(sid.encode())
+                    if raw:
+                        engine.adopt(decode_state(raw))
+                try:
+                    engine.feed(evs, _origin(msg, "w"), out)
+                except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                    dead.append(make_dead_letter("processing_error", repr(exc), "sessions",
+                                                 event.value, time.time(), msg.topic,
+                                                 msg.partition, msg.offset))
+                touched[sid] = event
+            t1 = time.perf_counter()
+            for partition, (out, touched) in work.items():
+                store(engines[partition], partition, out, touched)
+            metrics.state_flush_seconds.observe(time.perf_counter() - t1)
+            for out, _ in work.values():
+                await publish_outputs(out)
+            await send_dead(dead)
             m_msgs["web_events"].inc(len(batch))
             m_batch["sessions"].observe(time.perf_counter() - t0)
+
+    @app.timer(interval=1.0)
+    async def event_time() -> None:
+        """Deadlines and expiries as each partition's event time (its newest event) moves."""
+        for partition, engine in list(engines.items()):
+            out = engine.advance(engine.watermark)
+            if out.signals or out.outcomes or out.ticked:
+                store(engine, partition, out, {})
+                await publish_outputs(out)
+
+    @app.timer(interval=30.0)
+    async def adopt_stored_sessions() -> None:
+        """After a restart or a rebalance, take over stored sessions that get no events, so
+        they still expire (state stays bounded) and their deadlines still run."""
+        for key in list(sessions.keys()):
+            engine = engine_for(partition_of(key))
+            if key.decode(errors="replace") not in engine.sessions:
+                raw = sessions.get(key)
+                if raw:
+                    engine.adopt(decode_state(raw))
 
     @app.agent(support_topic, name="customers")
     async def customers_agent(stream: faust.StreamT[bytes]) -> None:

@@ -54,6 +54,30 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        self.signals = Counter(
+            "frictionwatch_friction_signals_total",
+            "Friction signals raised by the detectors, by friction type.",
+            ["type"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "frictionwatch_alerts_total",
+            "Session alerts sent to the alerts topic, by the friction that triggered them.",
+            ["reason"],
+            registry=registry,
+        )
+        self.chat_triggers = Counter(
+            "frictionwatch_chat_triggers_total",
+            "Proactive chat triggers sent, by the friction that triggered them.",
+            ["reason"],
+            registry=registry,
+        )
+        self.sessions_ended = Counter(
+            "frictionwatch_sessions_ended_total",
+            "Sessions expired after their idle gap, by outcome (converted, abandoned, browsed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.sessions_active = Gauge(
             "frictionwatch_sessions_active",
             "Sessions with state held by this worker.",

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     broker_session_timeout: float = Field(default=10.0, ge=6.0)
     #: Sessions idle longer than this (event time, seconds) are expired.
     session_gap: float = Field(default=1800.0, gt=0)
+    #: YAML file of journeys (checkout funnels); unset: the packaged retail and B2B ones.
+    journeys_file: Path | None = None
+    #: Salt for the hashed customer ids alerts carry (set it to keep them unlinkable).
+    customer_salt: str = ""
     log_level: str = "WARNING"
 
     # --- input validation ----------------------------------------------------------------

@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+from kafka.partitioner.default import murmur2
 from kafkahelp import (
     WorkerProcess,
     changelog_topic,
@@ -19,9 +20,13 @@ from kafkahelp import (
     topic,
 )
 
+from detectors.alerting import Alerting
+from detectors.catalog import default_detectors
+from detectors.engine import Engine
 from detectors.session import SessionProcessor, SessionState, decode_state
 from streams.adapters import adapt
 from streams.app import SESSIONS_TABLE
+from streams.journeys import load_journeys
 from streams.kafka_io import ensure_topics
 from streams.topics import SOURCE_HEADER
 
@@ -48,7 +53,8 @@ def traffic(seed: int) -> list[dict[str, object]]:
             batch.append({
                 "type": "track", "event": name, "messageId": f"m{m}-{k}",
                 "anonymousId": f"a{s}", "context": {"sessionId": f"s{s}"},
-                "timestamp": f"2026-01-01T00:00:{clock[s] % 60:02d}Z",
+                # Each session's clock only moves forward, as a real client's does.
+                "timestamp": f"2026-01-01T00:{clock[s] // 60:02d}:{clock[s] % 60:02d}Z",
                 "properties": dict(props, cart_value=float(clock[s])) if "cart_value" in props
                 else props,
             })
@@ -56,9 +62,13 @@ def traffic(seed: int) -> list[dict[str, object]]:
     return out
 
 
-def offline_states(messages: list[dict[str, object]]) -> dict[str, SessionState]:
-    """The uninterrupted run: the same pure core over the same messages, in order."""
-    proc, states = SessionProcessor(), {}
+def offline_states(messages: list[dict[str, object]], partitions: int
+                   ) -> dict[str, SessionState]:
+    """The uninterrupted run: the worker's core over the same messages, in order, with one
+    engine per web-events partition and each advanced to its newest event time at the end,
+    as the worker's event-time timer does."""
+    processor = SessionProcessor(default_detectors(journeys=load_journeys()))
+    engines: dict[int, Engine] = {}
     for payload in messages:
         adapted = adapt(payload, "segment")
         assert not adapted.rejected
@@ -66,7 +76,13 @@ def offline_states(messages: list[dict[str, object]]) -> dict[str, SessionState]
         for e in adapted.events:
             by_session.setdefault(e.session_id, []).append(e)
         for sid, evs in by_session.items():
-            states[sid], _ = proc.apply(states.get(sid), evs)
+            p = (murmur2(sid.encode()) & 0x7FFFFFFF) % partitions
+            engine = engines.setdefault(p, Engine(processor, Alerting()))
+            engine.feed(evs)
+    states: dict[str, SessionState] = {}
+    for engine in engines.values():
+        engine.advance(engine.watermark)
+        states.update(engine.sessions)
     return states
 
 
@@ -89,7 +105,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
                                  commit_interval=2.0)
     ensure_topics(settings, kafka_bootstrap)
     messages = traffic(seed=11)
-    expected = offline_states(messages)
+    expected = offline_states(messages, settings.partitions)
     total_events = sum(s.events for s in expected.values())
 
     first = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w1.log").start()
