@@ -122,10 +122,13 @@ def main() -> None:
     args = ap.parse_args()
     print(f"{'seed':>4} {'type':<17} {'truth':>5} {'signals':>7} {'prec':>6} {'recall':>6} "
           f"{'ttd_s':>7} {'ttd_alt':>7}")
+    worst: dict[str, tuple[float, float]] = {}
     for seed in args.seeds:
         r = run(seed, args.rate, args.duration)
         res = score(r["truth"], r["signals"])
         for kind, m in res.items():
+            p0, r0 = worst.get(kind, (1.0, 1.0))
+            worst[kind] = (min(p0, m["precision"]), min(r0, m["recall"]))
             alt = "" if m["ttd_alt"] is None else f"{m['ttd_alt']:7.1f}"
             print(f"{seed:>4} {kind:<17} {m['truth']:>5} {m['signals']:>7} "
                   f"{m['precision']:6.3f} {m['recall']:6.3f} {m['ttd']:7.1f} {alt}")
@@ -134,7 +137,10 @@ def main() -> None:
             for s in m["fps"][:args.show]:
                 print("    fp", s)
         print(f"     {r['events']} events, {r['elapsed']:.1f} s "
-              f"({r['events'] / r['elapsed']:,.0f} events/s incl. adapters)")
+              f"({r['events'] / r['elapsed']:,.0f} events/s incl. simulator and adapters)")
+    ok = all(p >= 0.9 and rc >= 0.9 for p, rc in worst.values())
+    print("worst over seeds:", {k: (round(p, 3), round(rc, 3)) for k, (p, rc) in worst.items()},
+          "PASS" if ok else "FAIL (target: precision and recall >= 0.9 per type)")
 
 
 if __name__ == "__main__":

@@ -368,9 +368,12 @@ class StepStall(BaseDetector):
     Parameters
     ----------
     k
-        Multiple of the typical time that is "far above". Default 4: checkout step times are
-        about log-normal with a spread (sigma) near 0.5, so 4x the median is 2.8 sigma out
-        (under 0.3% of ordinary visits); the simulator's baseline never exceeds 3x its medians.
+        Multiple of the typical time that is "far above". Default 3.5: checkout step times are
+        about log-normal with a spread (sigma) near 0.5, so 3.5x the median is 2.5 sigma out
+        (under 1% of ordinary visits, and those are busy, not idle); in simulated traffic the
+        longest friction-free visit of each step is 2.5-3.3x that step's median. Precision
+        hardly depends on k (idle visits that long are rare whatever k), so it trades the time
+        to detect against what "far above" means: each 0.5 costs half a typical step time.
     min_seconds
         Floor of the threshold, so a step that normally takes seconds does not flag a short
         pause. Default 60.
@@ -380,7 +383,7 @@ class StepStall(BaseDetector):
 
     >>> from detectors.events import CheckoutStepViewed, CheckoutStepCompleted
     >>> from detectors.session import SessionProcessor
-    >>> det = StepStall(k=4.0, durations=StepDurations(warmup=3))
+    >>> det = StepStall(k=3.5, durations=StepDurations(warmup=3))
     >>> proc = SessionProcessor([det])
     >>> view = lambda sid, t, n: CheckoutStepViewed(id=f"v{t}", time=t, session_id=sid, step=n)
     >>> done = lambda sid, t, n: CheckoutStepCompleted(id=f"d{t}", time=t, session_id=sid, step=n)
@@ -389,20 +392,20 @@ class StepStall(BaseDetector):
     >>> round(det.durations.typical(2), 6)
     30.0
     >>> state, out = proc.apply(None, [view("x", 100.0, 2)])
-    >>> proc.next_due(state)  # entry + max(60, 4 x 30)
-    220.0
+    >>> proc.next_due(state)  # entry + max(60, 3.5 x 30)
+    205.0
     >>> proc.advance(state, 200.0)
     []
-    >>> [sig] = proc.advance(state, 221.0)
+    >>> [sig] = proc.advance(state, 206.0)
     >>> sig.type, sig.start, sig.time, sig.step, sig.evidence["typical_seconds"]
-    ('step_stall', 100.0, 220.0, 2, 30.0)
+    ('step_stall', 100.0, 205.0, 2, 30.0)
     """
 
     name = "step_stall"
     handles: ClassVar[tuple[type, ...]] = (
         CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIVITY)
 
-    def __init__(self, k: float = 4.0, min_seconds: float = 60.0,
+    def __init__(self, k: float = 3.5, min_seconds: float = 60.0,
                  durations: StepDurations | None = None) -> None:
         if k <= 1 or min_seconds < 0:
             raise ValueError("k must be > 1 and min_seconds >= 0")

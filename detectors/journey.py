@@ -201,6 +201,10 @@ def _step_from_dict(where: str, i: int, data: Any) -> JourneyStep:
     return JourneyStep(name=name, events=tuple(events), step=step, url=url, url_regex=url_regex)
 
 
+#: Entries of the tracker's match cache (cleared when full): bounded memory.
+_CACHE_SIZE = 4096
+
+
 class JourneyTracker(BaseDetector):
     """Tracks each session's position in a journey; raises no signals.
 
@@ -216,7 +220,8 @@ class JourneyTracker(BaseDetector):
     journeys
         The journeys to follow (a sequence, or the mapping ``load_journeys`` returns).
 
-    Cost: one dict lookup per event for types no step names; otherwise a few step checks.
+    Cost: event types no step names are not dispatched to it; for the others, one lookup in a
+    bounded cache of (type, journey, URL, step, path) -> matched step, since URLs repeat.
     """
 
     name = "journey"
@@ -237,21 +242,35 @@ class JourneyTracker(BaseDetector):
             if per:
                 self._candidates[cls] = per
         self.handles = tuple(self._candidates)  # type: ignore[misc]
+        self._cache: dict[tuple[Any, ...], tuple[str, int, str] | None] = {}
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
-        cands = self._candidates.get(type(event))
-        if cands is None:
-            return ()
+        cls = type(event)
         mem = state.detector_state.get("journey")
         current = mem.get("journey") if mem else None
-        for jname, steps in cands:
+        # What an event matches depends only on these: cache it (URLs repeat a lot).
+        key = (cls, current, event.url, getattr(event, "step", None),
+               getattr(event, "path", None))
+        cache = self._cache
+        if key in cache:
+            hit = cache[key]
+        else:
+            hit = self._match(cls, event, current)
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[key] = hit
+        if hit is not None:
+            self._enter(state, mem, hit[0], hit[1], hit[2], event.time)
+        return ()
+
+    def _match(self, cls: type, event: Any, current: str | None) -> tuple[str, int, str] | None:
+        for jname, steps in self._candidates.get(cls, ()):
             if current is not None and jname != current:
                 continue
             for i, s in steps:
                 if s.matches(event):
-                    self._enter(state, mem, jname, i, s.name, event.time)
-                    return ()
-        return ()
+                    return jname, i, s.name
+        return None
 
     def _enter(self, state: SessionState, mem: dict[str, Any] | None, journey: str, index: int,
                step_name: str, t: float) -> None:

@@ -133,14 +133,15 @@ def _trained(typical: float = 30.0, n: int = 25) -> tuple[StepStall, SessionProc
 def test_stall_fires_by_deadline_while_the_customer_is_still_there() -> None:
     det, proc = _trained(30.0)
     assert det.durations.typical(2) == pytest.approx(30.0)
-    assert det.threshold(2) == pytest.approx(120.0)
+    assert det.threshold(2) == pytest.approx(105.0)
     state, out = _run(proc, [ev.PageView(id="p", time=1000.0, session_id=SID),
                              _view(1000.0, 2),
                              ev.PagePerformance(id="pp", time=1003.0, session_id=SID, lcp_ms=2000)])
-    assert out == [] and proc.next_due(state) == pytest.approx(1120.0)
-    [sig] = proc.advance(state, 1121.0)  # the watermark passed it: no event of the session needed
+    assert out == [] and proc.next_due(state) == pytest.approx(1105.0)
+    assert proc.advance(state, 1104.0) == []
+    [sig] = proc.advance(state, 1106.0)  # the watermark passed it: no event of the session needed
     assert sig.type == "step_stall" and sig.step == 2
-    assert sig.start == 1000.0 and sig.time == pytest.approx(1120.0)
+    assert sig.start == 1000.0 and sig.time == pytest.approx(1105.0)
     assert sig.evidence["typical_seconds"] == pytest.approx(30.0)
     assert proc.next_due(state) is None and proc.advance(state, 5000.0) == []
     # The flagged visit is not learned from.
@@ -151,11 +152,11 @@ def test_stall_fires_by_deadline_while_the_customer_is_still_there() -> None:
 
 def test_stall_near_misses() -> None:
     det, proc = _trained(30.0)
-    # Just under the threshold: completes at 119 s.
-    _, out = _run(proc, [_view(0.0, 2), _done(119.0, 2)])
+    # Just under the threshold: completes at 104 s.
+    _, out = _run(proc, [_view(0.0, 2), _done(104.0, 2)])
     assert out == []
     # Just under, then the watermark passes it: nothing is pending any more.
-    state, out = _run(proc, [_view(0.0, 2, "u"), _done(119.9, 2, "u")])
+    state, out = _run(proc, [_view(0.0, 2, "u"), _done(104.9, 2, "u")])
     assert out == [] and proc.next_due(state) is None and proc.advance(state, 1e6) == []
     # Active in the step (a click): not an idle stall, even if it then goes quiet (left).
     state, _ = _run(proc, [_view(0.0, 2, "w"),
@@ -175,7 +176,7 @@ def test_stall_learns_from_completed_first_visits_and_next_step() -> None:
     assert det.durations.typical(1) == pytest.approx(20.0)  # moved on without a completion
     assert det.durations.typical(2) == pytest.approx(40.0)
     # Warm-up default until enough samples.
-    assert det.durations.typical(4) == 60.0 and det.threshold(4) == 240.0
+    assert det.durations.typical(4) == 60.0 and det.threshold(4) == 210.0
 
 
 def test_step_durations_robust_to_outliers_and_checkpointable() -> None:

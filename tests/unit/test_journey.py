@@ -129,3 +129,14 @@ def test_step_criteria_combine_glob_regex_and_step() -> None:
     assert not cart.matches(_page(0, "/cart?region=us"))
     assert ship.matches(_view(1, 2)) and not ship.matches(_view(1, 3))
     assert ship.matches(ev.CheckoutStarted(id="c", time=0, session_id="s"))  # no step number
+
+
+def test_tracker_match_cache_is_bounded() -> None:
+    tracker = JourneyTracker(load_journeys())
+    proc = SessionProcessor([tracker])
+    state = None
+    for i in range(5000):
+        state, _ = proc.apply(state, [_page(float(i), f"/p/sku-{i}")])
+    state, _ = proc.apply(state, [_page(6000.0, "/cart")])
+    assert len(tracker._cache) <= 4096
+    assert journey_position(state)["step_name"] == "cart"
