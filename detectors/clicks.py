@@ -103,8 +103,12 @@ class RageClickDetector(BaseDetector):
                 burst[0] = t  # the burst goes on: no new signal
                 return ()
             del mem["b"]
+        recent = mem.get("r")
+        if not recent or not 0.0 <= t - recent[-1][0] <= window:
+            mem["r"] = [[t, x, y]]  # the common case: no click just before this one
+            return ()
         kept = []
-        for c in mem.get("r", ()):
+        for c in recent:
             dx, dy = x - c[1], y - c[2]
             if 0.0 <= t - c[0] <= window and dx * dx + dy * dy <= r2:
                 kept.append(c)
@@ -172,7 +176,8 @@ class DeadClickDetector(BaseDetector):
 
     Evidence: ``target``, ``x``/``y``, ``click_time`` and ``detected`` ("sdk" or "silence").
 
-    Memory: ``c``, the pending click ``[t, x, y, target]``; ``l``, the last click time;
+    Memory: ``c``, the pending click ``[t, x, y, target, state.events]`` (any event after it
+    raises the session's event count); ``l``, the last click time;
     ``s``, the last silent or reported click ``[t, target, flagged]``. Learned element
     statistics live on the detector (shared by the sessions a worker handles), not in the
     session state.
@@ -195,7 +200,7 @@ class DeadClickDetector(BaseDetector):
     """
 
     name = "dead_click"
-    handles: ClassVar[tuple[type, ...]] = tuple(ev.EVENT_TYPES.values())
+    handles: ClassVar[tuple[type, ...]] = (ev.Click, ev.DeadClick)
 
     def __init__(
         self,
@@ -255,23 +260,19 @@ class DeadClickDetector(BaseDetector):
     # -- the detector ---------------------------------------------------------------------
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
-        t = type(event)
-        if t is ev.Click:
-            mem = state.detector_state.get("dead_click")
-            if mem is None:
-                mem = state.detector_state["dead_click"] = {}
-            last = mem.get("l")
-            mem["l"] = event.time
-            if last is not None and 0.0 <= event.time - last < self.silence_s:
-                mem.pop("c", None)  # a repeat: not a candidate, and the earlier one responded
-            else:
-                mem["c"] = [event.time, event.x, event.y, event.target]
-            return ()
-        if t is ev.DeadClick:
+        if type(event) is ev.DeadClick:
             return self._reported(state, event)
         mem = state.detector_state.get("dead_click")
-        if mem is not None and "c" in mem:
-            del mem["c"]  # something happened: not dead
+        if mem is None:
+            mem = state.detector_state["dead_click"] = {}
+        last = mem.get("l")
+        mem["l"] = event.time
+        if last is not None and 0.0 <= event.time - last < self.silence_s:
+            mem.pop("c", None)  # a repeat: not a candidate, and the earlier one responded
+        else:
+            # ``state.events`` counts this click: any later event before the deadline raises
+            # it (deadlines run before later events are applied), so no need to see them all.
+            mem["c"] = [event.time, event.x, event.y, event.target, state.events]
         return ()
 
     def _reported(self, state: SessionState, event: Any) -> Sequence[Signal]:
@@ -309,7 +310,9 @@ class DeadClickDetector(BaseDetector):
         pending = mem.pop("c", None)
         if pending is None:
             return ()
-        t, x, y, target = pending
+        t, x, y, target, seen = pending
+        if state.events > seen:
+            return ()  # something happened after the click, before the deadline: not dead
         self._learn(target, 1, 0)
         dead = self.is_dead(target)
         mem["s"] = [t, target, 1 if dead else 0]

@@ -53,8 +53,7 @@ class SlowPageDetector(BaseDetector):
     ``inp_ms`` and ``poor`` (which metrics crossed).
     ``Signal.start`` is the page view (the wait began there), ``Signal.time`` the report.
 
-    Memory: ``v``, the last page view time; ``p``, its path (or URL); ``f``, 1 once its page
-    was flagged.
+    Memory: ``v``, the last page view ``[time, path or URL, 1 once flagged]``.
 
     >>> from detectors.events import PagePerformance
     >>> from detectors.session import SessionState
@@ -81,9 +80,7 @@ class SlowPageDetector(BaseDetector):
         if mem is None:
             mem = state.detector_state["slow_page"] = {}
         if type(event) is ev.PageView:
-            mem["v"] = event.time
-            mem["p"] = event.path or event.url
-            mem["f"] = 0
+            mem["v"] = [event.time, event.path or event.url, 0]
             return ()
         lcp, inp = event.lcp_ms, event.inp_ms
         poor = []
@@ -91,15 +88,16 @@ class SlowPageDetector(BaseDetector):
             poor.append("lcp")
         if inp is not None and inp > self.inp_ms:
             poor.append("inp")
-        if not poor or mem.get("f"):
+        view = mem.get("v")
+        if view is None:
+            view = mem["v"] = [event.time, None, 0]  # no page view seen: this report's page
+        if not poor or view[2]:
             return ()
-        mem["f"] = 1
-        start = mem.get("v")
-        if start is None or start > event.time:
-            start = event.time
+        view[2] = 1
+        start = view[0] if view[0] <= event.time else event.time
         return [Signal(type="slow_page", session_id=state.session_id, time=event.time,
                        start=start, step=state.checkout_step or None,
-                       evidence={"url": event.url, "path": mem.get("p"), "lcp_ms": lcp,
+                       evidence={"url": event.url, "path": view[1], "lcp_ms": lcp,
                                  "inp_ms": inp, "poor": poor})]
 
 
