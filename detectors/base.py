@@ -66,7 +66,10 @@ class BaseDetector:
         return ()
 
     def due(self, state: SessionState) -> float | None:
-        """Event time at which ``tick`` must run for this session; None: nothing pending."""
+        """Event time at which ``tick`` must run for this session; None: nothing pending.
+
+        Its answer may change only through this detector's own ``update`` or ``tick`` (the
+        processor caches the earliest deadline and recomputes it only then)."""
         return None
 
     def tick(self, state: SessionState, now: float) -> Sequence[Signal]:

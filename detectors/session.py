@@ -73,6 +73,9 @@ class SessionState(msgspec.Struct, kw_only=True):
     #: the state flush and the offset commit, or an upstream agent re-sends after its own crash.
     #: At most one entry per input partition, so bounded.
     positions: dict[str, int] = {}
+    #: Earliest pending detector deadline (event time), cached: detectors' ``due`` may change
+    #: only in their own ``update`` or ``tick``, so it is recomputed only then.
+    due_at: float | None = None
     #: Friction signals raised in this session, by type.
     friction: dict[str, int] = {}
     #: Per-detector memory, by detector name (kept small by each detector).
@@ -166,6 +169,9 @@ class SessionProcessor:
         self._timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
         #: Whether any detector uses deadlines (callers can skip scheduling when none does).
         self.has_deadlines = bool(self._timed)
+        # Event classes a timed detector sees: only they (and ticks) can move a deadline.
+        self._moves_due = frozenset(t for t, ds in self._by_type.items()
+                                    if any(d in self._timed for d in ds))
 
     def apply(
         self,
@@ -186,27 +192,36 @@ class SessionProcessor:
             return state, []
         signals: list[Signal] = []
         by_type = self._by_type
-        timed = self._timed
+        moves_due = self._moves_due
         for e in events:
-            if timed:
+            due = state.due_at
+            if due is not None and due <= e.time:
                 self._tick(state, e.time, signals)
             _fold(state, e)
-            for d in by_type[type(e)]:
+            t = type(e)
+            for d in by_type[t]:
                 signals.extend(d.update(state, e))
+            if t in moves_due:
+                state.due_at = self._compute_due(state)
         if origin is not None:
             state.positions[origin[0]] = origin[1]
         return state, signals
 
     def next_due(self, state: SessionState) -> float | None:
         """Earliest deadline any detector has pending for this session (None: none)."""
-        dues = [t for d in self._timed if (t := d.due(state)) is not None]
-        return min(dues) if dues else None
+        return state.due_at
 
     def advance(self, state: SessionState, now: float) -> list[Signal]:
         """Event time reached ``now`` with no event of this session: run due ticks."""
         signals: list[Signal] = []
-        self._tick(state, now, signals)
+        due = state.due_at
+        if due is not None and due <= now:
+            self._tick(state, now, signals)
         return signals
+
+    def _compute_due(self, state: SessionState) -> float | None:
+        dues = [t for d in self._timed if (t := d.due(state)) is not None]
+        return min(dues) if dues else None
 
     def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
         # Each deadline runs at its own due time, not at ``now``: results then do not depend
@@ -215,6 +230,7 @@ class SessionProcessor:
             due = d.due(state)
             if due is not None and due <= now:
                 out.extend(d.tick(state, due))
+        state.due_at = self._compute_due(state)
 
 
 def is_replay(positions: dict[str, int], origin: tuple[str, int] | None) -> bool:
