@@ -1,7 +1,7 @@
 """Detection quality of the checkout detectors against the simulator's ground truth.
 
-Simulates labelled traffic (several seeds, every checkout friction type, payment-outage,
-broken-field and broken-promo incidents), adapts each payload to canonical events, runs one
+Simulates labelled traffic (several seeds, every checkout friction type, one incident of
+each kind), adapts each payload to canonical events, runs one
 ``SessionProcessor(checkout_detectors())`` over all sessions in global event-time order with a
 watermark (a session's pending deadlines are ticked as soon as global event time passes them),
 and matches signals to truth: same session and type, signal time within
@@ -34,7 +34,8 @@ TYPES = ("form_error_loop", "payment_declined", "step_stall", "backtrack", "coup
 #: Per-session rates: twice the simulator's defaults, so each seed has a few hundred of each.
 FRICTION = {"form_error_loop": 0.2, "payment_declined": 0.12, "step_stall": 0.1,
             "backtrack": 0.12, "coupon_failure": 0.1}
-INCIDENTS = ("payment_outage@300+180", "broken_field@900+120", "promo_broken@1200+180")
+INCIDENTS = ("payment_outage@300+180", "slow_step@600+300", "broken_field@900+120",
+             "promo_broken@1200+180", "api_outage@1500+120")
 
 
 def run(seed: int, rate: float, duration: float, **overrides: Any) -> dict[str, Any]:

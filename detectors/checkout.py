@@ -42,6 +42,8 @@ from detectors.events import (
     FormSubmitted,
     Identify,
     OrderCompleted,
+    PagePerformance,
+    PageView,
     PaymentAttempted,
 )
 
@@ -336,9 +338,24 @@ def _median(xs: list[float]) -> float:
 #: Events that show something happening in a step after it loaded: the customer acting, or a
 #: call of the page failing (progress is handled separately). Not in it: the step's own load
 #: events (PageView, CheckoutStepViewed, PagePerformance) and JsError (scripts failing at load
-#: are common background noise, not something the customer did or saw).
+#: are common background noise, not something the customer did or saw), except a page view
+#: with an error status and a "poor" page load (``_poor``), which are the page failing.
 _ACTIVITY = (Click, DeadClick, FormFieldError, FormSubmitted, CouponEntered, PaymentAttempted,
              CartUpdated, Identify, ApiError)
+
+_ACTIVITY_SET = frozenset(_ACTIVITY)
+
+#: Core Web Vitals "poor" lines (https://web.dev/articles/vitals): LCP > 4 s, INP > 500 ms.
+POOR_LCP_MS = 4000.0
+POOR_INP_MS = 500.0
+
+
+def _poor(event: Any) -> bool:
+    """A page view with an error status, or a page load with poor Web Vitals."""
+    if type(event) is PageView:
+        return (event.status_code or 0) >= 400
+    lcp, inp = event.lcp_ms, event.inp_ms
+    return (lcp is not None and lcp > POOR_LCP_MS) or (inp is not None and inp > POOR_INP_MS)
 
 
 class StepStall(BaseDetector):
@@ -357,8 +374,11 @@ class StepStall(BaseDetector):
     the page or gone, and a session that did things in the step and then fell silent has most
     likely left (abandonment, which the outcome label and the models cover, not a friction
     signal). Without a client heartbeat the two cannot be told apart in real time; requiring
-    no interaction keeps abandonments after a filled-in step out. Long *active* steps are left
-    to the detectors of what makes them long (form-error loops, backtracking, declines...).
+    no interaction keeps abandonments after a filled-in step out. Likewise the page failing in
+    the step (an error page view, a failed API call, a load with "poor" Web Vitals) ends the
+    idle clock: silence after it is that failure's friction (``error_page``, ``api_error``,
+    ``slow_page``), most often the customer leaving. Long *active* steps are left to the
+    detectors of what makes them long (form-error loops, backtracking, declines...).
 
     The typical time is learned online per step by the ``StepDurations`` this instance owns
     (shared by all sessions it sees): from step visits that ended by completing the step or by
@@ -403,7 +423,8 @@ class StepStall(BaseDetector):
 
     name = "step_stall"
     handles: ClassVar[tuple[type, ...]] = (
-        CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIVITY)
+        CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIVITY,
+        PageView, PagePerformance)
 
     def __init__(self, k: float = 3.5, min_seconds: float = 60.0,
                  durations: StepDurations | None = None) -> None:
@@ -431,7 +452,8 @@ class StepStall(BaseDetector):
                 self._learn(mem, event.time)  # moved on without a completion event
             top = mem.get("max", 0)
             mem.clear()
-            mem.update(step=step, entry=event.time, max=max(top, step), first=step > top)
+            mem.update(step=step, entry=event.time, max=max(top, step), first=step > top,
+                       step_name=event.step_name if t is CheckoutStepViewed else None)
             mem["due"] = event.time + self.threshold(step) if step > top else None
         elif mem:
             if t is CheckoutStepCompleted:
@@ -444,8 +466,8 @@ class StepStall(BaseDetector):
                 top = mem.get("max", 0)
                 mem.clear()
                 mem["max"] = top
-            elif mem.get("due") is not None:
-                mem["due"] = None  # interacted with the step: not idle
+            elif mem.get("due") is not None and (t in _ACTIVITY_SET or _poor(event)):
+                mem["due"] = None  # something happened in the step: not an idle stall
         return _NO_SIGNALS
 
     def _learn(self, mem: dict[str, Any], now: float) -> None:
@@ -465,7 +487,8 @@ class StepStall(BaseDetector):
         mem["flagged"] = True
         step = mem["step"]
         typical = self.durations.typical(step)
-        return [self.signal(state, due, mem["entry"], step, entered_at=mem["entry"],
+        return [self.signal(state, due, mem["entry"], step, step_name=mem.get("step_name"),
+                            entered_at=mem["entry"],
                             seconds=round(due - mem["entry"], 3),
                             typical_seconds=round(typical, 3), k=self.k,
                             samples=self.durations.count(step))]

@@ -162,6 +162,14 @@ def test_stall_near_misses() -> None:
     state, _ = _run(proc, [_view(0.0, 2, "w"),
                            ev.Click(id="c", time=5.0, session_id="w", x=1, y=1)])
     assert proc.advance(state, 1e6) == []
+    # The page failing in the step (poor Web Vitals, an error page): the silence after it is
+    # that failure's friction (the customer most often left), not a stall.
+    for failure in (ev.PagePerformance(id="pp", time=9.0, session_id="f", lcp_ms=9000.0),
+                    ev.PageView(id="pv", time=9.0, session_id="f", status_code=503),
+                    ev.ApiError(id="ae", time=9.0, session_id="f", endpoint="/x",
+                                status_code=500)):
+        state, _ = _run(proc, [_view(0.0, 2, "f"), failure])
+        assert proc.advance(state, 1e6) == [], failure
     # A revisit after going back is not measured against first-visit times.
     state, _ = _run(proc, [_view(0.0, 2, "b"), _view(10.0, 3, "b"), _view(20.0, 2, "b")])
     assert proc.advance(state, 1e6) == []
