@@ -335,25 +335,29 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-#: Events that show something happening in a step after it loaded: the customer acting, or a
-#: call of the page failing (progress is handled separately). Not in it: the step's own load
-#: events (PageView, CheckoutStepViewed, PagePerformance) and JsError (scripts failing at load
-#: are common background noise, not something the customer did or saw), except a page view
-#: with an error status and a "poor" page load (``_poor``), which are the page failing.
-_ACTIVITY = (Click, DeadClick, FormFieldError, FormSubmitted, CouponEntered, PaymentAttempted,
-             CartUpdated, Identify, ApiError)
-
-_ACTIVITY_SET = frozenset(_ACTIVITY)
+#: Events that show the customer acting in a step (progress is handled separately). The page
+#: failing (``_failed``: a failed API call, an error page view, a "poor" page load) is the other
+#: thing that ends an idle visit. Neither: the step's own load events (PageView,
+#: CheckoutStepViewed, PagePerformance) and JsError (scripts failing at load are common
+#: background noise, not something the customer did or saw).
+_ACTIONS = (Click, DeadClick, FormFieldError, FormSubmitted, CouponEntered, PaymentAttempted,
+            CartUpdated, Identify)
+_ACTIONS_SET = frozenset(_ACTIONS)
 
 #: Core Web Vitals "poor" lines (https://web.dev/articles/vitals): LCP > 4 s, INP > 500 ms.
 POOR_LCP_MS = 4000.0
 POOR_INP_MS = 500.0
 
 
-def _poor(event: Any) -> bool:
-    """A page view with an error status, or a page load with poor Web Vitals."""
-    if type(event) is PageView:
+def _failed(event: Any) -> bool:
+    """A failed API call, a page view with an error status, or a load with poor Web Vitals."""
+    t = type(event)
+    if t is ApiError:
+        return True
+    if t is PageView:
         return (event.status_code or 0) >= 400
+    if t is not PagePerformance:
+        return False
     lcp, inp = event.lcp_ms, event.inp_ms
     return (lcp is not None and lcp > POOR_LCP_MS) or (inp is not None and inp > POOR_INP_MS)
 
@@ -377,8 +381,10 @@ class StepStall(BaseDetector):
     no interaction keeps abandonments after a filled-in step out. Likewise the page failing in
     the step (an error page view, a failed API call, a load with "poor" Web Vitals) ends the
     idle clock: silence after it is that failure's friction (``error_page``, ``api_error``,
-    ``slow_page``), most often the customer leaving. Long *active* steps are left to the
-    detectors of what makes them long (form-error loops, backtracking, declines...).
+    ``slow_page``), most often the customer leaving. If such a customer does come back and
+    act in the step after the deadline, it was a stall after all: ``step_stall`` is raised
+    then (``time`` = that event, evidence ``came_back`` True). Long *active* steps are left to
+    the detectors of what makes them long (form-error loops, backtracking, declines...).
 
     The typical time is learned online per step by the ``StepDurations`` this instance owns
     (shared by all sessions it sees): from step visits that ended by completing the step or by
@@ -423,8 +429,8 @@ class StepStall(BaseDetector):
 
     name = "step_stall"
     handles: ClassVar[tuple[type, ...]] = (
-        CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIVITY,
-        PageView, PagePerformance)
+        CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIONS,
+        ApiError, PageView, PagePerformance)
 
     def __init__(self, k: float = 3.5, min_seconds: float = 60.0,
                  durations: StepDurations | None = None) -> None:
@@ -466,8 +472,16 @@ class StepStall(BaseDetector):
                 top = mem.get("max", 0)
                 mem.clear()
                 mem["max"] = top
-            elif mem.get("due") is not None and (t in _ACTIVITY_SET or _poor(event)):
-                mem["due"] = None  # something happened in the step: not an idle stall
+            elif t in _ACTIONS_SET:
+                mem["due"] = None  # the customer acts in the step: not an idle stall
+                quiet = mem.pop("quiet", None)
+                if quiet is not None and event.time >= quiet:
+                    return self._stall(state, mem, event.time, came_back=True)
+            elif mem.get("due") is not None and _failed(event):
+                # Silence after the page failed is most often that failure's friction (they
+                # left); if they come back after the deadline, it was a stall after all.
+                mem["quiet"] = mem["due"]
+                mem["due"] = None
         return _NO_SIGNALS
 
     def _learn(self, mem: dict[str, Any], now: float) -> None:
@@ -484,14 +498,17 @@ class StepStall(BaseDetector):
         if due is None or due > now:
             return _NO_SIGNALS
         mem["due"] = None
+        return self._stall(state, mem, due, came_back=False)
+
+    def _stall(self, state: SessionState, mem: dict[str, Any], time: float, came_back: bool
+               ) -> list[Signal]:
         mem["flagged"] = True
         step = mem["step"]
         typical = self.durations.typical(step)
-        return [self.signal(state, due, mem["entry"], step, step_name=mem.get("step_name"),
-                            entered_at=mem["entry"],
-                            seconds=round(due - mem["entry"], 3),
+        return [self.signal(state, time, mem["entry"], step, step_name=mem.get("step_name"),
+                            entered_at=mem["entry"], seconds=round(time - mem["entry"], 3),
                             typical_seconds=round(typical, 3), k=self.k,
-                            samples=self.durations.count(step))]
+                            samples=self.durations.count(step), came_back=came_back)]
 
 
 # --- backtracking ------------------------------------------------------------------------------

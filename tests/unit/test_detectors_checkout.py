@@ -170,6 +170,14 @@ def test_stall_near_misses() -> None:
                                 status_code=500)):
         state, _ = _run(proc, [_view(0.0, 2, "f"), failure])
         assert proc.advance(state, 1e6) == [], failure
+        # ... unless they come back after the deadline: a stall after all, flagged then.
+        state, _ = _run(proc, [_view(0.0, 2, "g"), failure])
+        state, out = proc.apply(state, [ev.Click(id="k", time=104.0, session_id="g", x=1, y=1)])
+        assert out == []  # back before the deadline
+        state, _ = _run(proc, [_view(0.0, 2, "h"), failure])
+        state, [sig] = proc.apply(state, [ev.Click(id="k", time=400.0, session_id="h", x=1,
+                                                   y=1)])
+        assert (sig.start, sig.time, sig.evidence["came_back"]) == (0.0, 400.0, True)
     # A revisit after going back is not measured against first-visit times.
     state, _ = _run(proc, [_view(0.0, 2, "b"), _view(10.0, 3, "b"), _view(20.0, 2, "b")])
     assert proc.advance(state, 1e6) == []
