@@ -394,12 +394,14 @@ class StepStall(BaseDetector):
     Parameters
     ----------
     k
-        Multiple of the typical time that is "far above". Default 3.5: checkout step times are
-        about log-normal with a spread (sigma) near 0.5, so 3.5x the median is 2.5 sigma out
-        (under 1% of ordinary visits, and those are busy, not idle); in simulated traffic the
-        longest friction-free visit of each step is 2.5-3.3x that step's median. Precision
-        hardly depends on k (idle visits that long are rare whatever k), so it trades the time
-        to detect against what "far above" means: each 0.5 costs half a typical step time.
+        Multiple of the typical time that is "far above". Default 3: checkout step times are
+        about log-normal with a spread (sigma) near 0.5, so 3x the median is 2.2 sigma out
+        (about 1% of ordinary visits, and those are busy, not idle, so they never fire); in
+        simulated traffic the longest friction-free visit of each step is 2.5-3.3x that step's
+        median. Precision hardly depends on k (measured equal for 2.5-4: idle visits that long
+        are rare whatever k), so it trades the time to detect against what "far above" means:
+        each 0.5 costs half a typical step time. Measured (bench/detection_quality.py, seeds
+        1-3): 3.5 flagged 12 s after the stall's onset (3x typical), 3 flagged about 2 s before.
     min_seconds
         Floor of the threshold, so a step that normally takes seconds does not flag a short
         pause. Default 60.
@@ -432,7 +434,7 @@ class StepStall(BaseDetector):
         CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIONS,
         ApiError, PageView, PagePerformance)
 
-    def __init__(self, k: float = 3.5, min_seconds: float = 60.0,
+    def __init__(self, k: float = 3.0, min_seconds: float = 60.0,
                  durations: StepDurations | None = None) -> None:
         if k <= 1 or min_seconds < 0:
             raise ValueError("k must be > 1 and min_seconds >= 0")

@@ -161,8 +161,18 @@ class Engine:
         return out
 
     def close(self, out: Outputs | None = None) -> Outputs:
-        """End of input: run every pending deadline and expire every session."""
-        return self.advance(math.inf, out)
+        """End of input: run what is due up to the last event time, then expire every
+        session. Deadlines beyond the data are not run: what the customer did next is not in
+        it (a stall flagged there would be a guess about the future)."""
+        out = self.advance(self.watermark, out)
+        for sid in sorted(self.sessions, key=lambda k: self.sessions[k].last_time):
+            state = self.sessions[sid]
+            out.outcomes.append(outcome(state, state.last_time + self.session_gap))
+        self.sessions.clear()
+        self._scheduled.clear()
+        self._due.clear()
+        self._expiry.clear()
+        return out
 
     # --- internals -----------------------------------------------------------------------
 

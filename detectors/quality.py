@@ -36,6 +36,9 @@ class Truth:
     friction: str
     start: float
     end: float
+    #: When it exists by its definition (e.g. the 2nd decline); None: ``start``. Time to
+    #: detect is measured from it: a detector cannot flag a repetition before it repeats.
+    onset: float | None = None
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Quality:
     truths: int = 0
     detected: int = 0
     ttd: list[float] = field(default_factory=list)
+    #: Time from the first piece of evidence (``start``), for comparison.
+    ttd_start: list[float] = field(default_factory=list)
 
     @property
     def precision(self) -> float:
@@ -65,10 +70,21 @@ class Quality:
     def median_ttd(self) -> float | None:
         return round(statistics.median(self.ttd), 3) if self.ttd else None
 
+    @property
+    def median_ttd_start(self) -> float | None:
+        return round(statistics.median(self.ttd_start), 3) if self.ttd_start else None
+
 
 def evaluate(signals: Iterable[Signal], truth: Iterable[Truth], early: float = 1.0,
-             late: float = 5.0) -> dict[str, Quality]:
-    """Quality per friction type (every type seen in signals or truth)."""
+             late: float = 5.0, ignore: Iterable[Truth] = ()) -> dict[str, Quality]:
+    """Quality per friction type (every type seen in signals or truth).
+
+    ``ignore``: frictions left out of the score (e.g. begun before the data's window, so
+    their evidence is incomplete); signals about them count neither way.
+    """
+    skip: dict[tuple[str, str], list[Truth]] = defaultdict(list)
+    for t in ignore:
+        skip[(t.session_id, t.friction)].append(t)
     by_key: dict[tuple[str, str], list[Truth]] = defaultdict(list)
     rows: dict[str, Quality] = defaultdict(Quality)
     for t in truth:
@@ -76,6 +92,9 @@ def evaluate(signals: Iterable[Signal], truth: Iterable[Truth], early: float = 1
         rows[t.friction].truths += 1
     first_hit: dict[Truth, float] = {}
     for s in sorted(signals, key=lambda s: s.time):
+        if any(t.start - early <= s.time <= t.end + late
+               for t in skip.get((s.session_id, s.type), ())):
+            continue
         row = rows[s.type]
         row.signals += 1
         hits = [t for t in by_key.get((s.session_id, s.type), ())
@@ -87,5 +106,7 @@ def evaluate(signals: Iterable[Signal], truth: Iterable[Truth], early: float = 1
         if fresh:  # credit a friction not yet detected before one already detected
             first_hit[fresh[0]] = s.time
             row.detected += 1
-            row.ttd.append(s.time - fresh[0].start)
+            t = fresh[0]
+            row.ttd.append(s.time - (t.onset if t.onset else t.start))
+            row.ttd_start.append(s.time - t.start)
     return dict(rows)

@@ -466,6 +466,12 @@ class FrictionTruth:
     incident: str | None
     #: Type-specific evidence: target, path, field, reasons, counts...
     detail: dict[str, Any]
+    #: Event time at which it exists by its own definition, which detection is timed from:
+    #: the 3rd click of a rage burst, the 2nd failure of a form-field loop, a coupon or a
+    #: payment (the 1st during an outage), the 2nd return of a backtrack, and for a stall the
+    #: moment its time in the step passes 3x the step's typical time (the most a friction-free
+    #: visit takes here). Else ``start``.
+    onset: float = 0.0
     #: The friction began before the emitted window (warm-up): its first events are missing.
     partial: bool = False
     #: The run stopped before all its events were out: ``end`` and the counts in ``detail``
@@ -511,6 +517,37 @@ def _incident_record(inc: Incident, start: float) -> dict[str, Any]:
     return {"record": "incident", "name": inc.label, "kind": inc.kind,
             "start": start + inc.start, "end": start + inc.start + inc.duration,
             "params": inc.settings}
+
+
+#: Friction type -> (event names that make it, how many it takes); see ``FrictionTruth.onset``.
+_ONSET: dict[str, tuple[frozenset[str], int]] = {
+    "rage_click": (frozenset({"Element Clicked"}), 3),
+    "form_error_loop": (frozenset({"Form Field Error"}), 2),
+    "coupon_failure": (frozenset({"Coupon Denied"}), 2),
+    "payment_declined": (frozenset({"Payment Declined", "Payment Attempted"}), 2),
+    "backtrack": (frozenset({"Checkout Step Viewed"}), 2),
+}
+
+
+def _defines(tr: FrictionTruth, kind: str, props: dict[str, Any],
+             counts: dict[int, int]) -> bool:
+    """Whether this event of ``tr`` is the one from which the friction exists."""
+    if tr.friction == "step_stall":
+        # Set once: the stall becomes abnormal 3x typical after the step opened.
+        tr.onset = tr.start + 3 * float(tr.detail.get("typical_seconds", 0.0))
+        return False
+    rule = _ONSET.get(tr.friction)
+    if rule is None:
+        return True
+    kinds, needed = rule
+    if kind not in kinds:
+        return False
+    if tr.friction == "backtrack" and props.get("step") != tr.detail.get("to_step"):
+        return False
+    if tr.friction == "payment_declined" and tr.incident is not None:
+        needed = 1
+    n = counts[id(tr)] = counts.get(id(tr), 0) + 1
+    return n == needed
 
 
 def write_truth(sim: Simulator, out: str | Path | IO[str]) -> int:
@@ -1543,6 +1580,7 @@ class Simulator:
         started = 0
         truth, counts, outcomes = self.truth, self.counts, self._outcomes
         registered: set[int] = set()
+        defining: dict[int, int] = {}  # id(truth) -> its defining events so far
         expo = rng.expovariate
         segment_render = self._segment
         ga4_render = self._ga4
@@ -1604,6 +1642,8 @@ class Simulator:
                             tr.start = t / 1000
                             tr.partial = not visible
                         tr.end = max(tr.end, t / 1000)
+                        if tr.onset == 0.0 and _defines(tr, kind, act[2], defining):
+                            tr.onset = t / 1000
                     if visible:
                         if not s.registered:
                             s.registered = True

@@ -22,19 +22,23 @@ from streams.commands.common import fail
 from streams.settings import load
 
 
-def _truth(path: Path) -> list[Truth]:
-    """Friction records of a ``simulate --truth`` file, leaving out those the run cut short or
-    that began before its window (their evidence may be incomplete)."""
-    out = []
+def _truth(path: Path) -> tuple[list[Truth], list[Truth]]:
+    """Friction records of a ``simulate --truth`` file: those to score, and those to leave
+    out because the run cut them short or they began before its window (their evidence may
+    be incomplete)."""
+    score: list[Truth] = []
+    ignore: list[Truth] = []
     with open(path) as f:
         for line in f:
             if not line.strip():
                 continue
             rec = json.loads(line)
-            if rec.get("record") != "friction" or rec.get("partial") or rec.get("truncated"):
+            if rec.get("record") != "friction":
                 continue
-            out.append(Truth(rec["session_id"], rec["friction"], rec["start"], rec["end"]))
-    return out
+            t = Truth(rec["session_id"], rec["friction"], rec["start"], rec["end"],
+                      rec.get("onset") or None)
+            (ignore if rec.get("partial") or rec.get("truncated") else score).append(t)
+    return score, ignore
 
 
 def backtest(
@@ -87,10 +91,10 @@ def backtest(
                 for d in docs:
                     w.write(json.dumps(d, separators=(",", ":")) + "\n")
     if truth is not None:
-        records = _truth(truth)
+        records, ignore = _truth(truth)
         if not records:
             raise fail(f"{truth} has no friction records")
-        out.print(quality_table(evaluate(res.outputs.signals, records)))
+        out.print(quality_table(evaluate(res.outputs.signals, records, ignore=ignore)))
 
 
 def _signal(s: object) -> dict[str, object]:
@@ -120,13 +124,15 @@ def _report(console: Console, res: BacktestResult) -> None:
 
 def quality_table(rows: Mapping[str, Quality], title: str = "detection quality") -> Table:
     t = Table(title=title)
-    for col in ("friction", "truth", "signals", "precision", "recall", "F1", "median TTD s"):
+    for col in ("friction", "truth", "signals", "precision", "recall", "F1", "median TTD s",
+                "from 1st evidence"):
         t.add_column(col, justify="left" if col == "friction" else "right")
     for name in sorted(rows):
         q = rows[name]
-        ttd = q.median_ttd
+        ttd, ttd0 = q.median_ttd, q.median_ttd_start
         t.add_row(name, str(q.truths), str(q.signals), f"{q.precision:.3f}",
-                  f"{q.recall:.3f}", f"{q.f1:.3f}", "-" if ttd is None else f"{ttd:.1f}")
+                  f"{q.recall:.3f}", f"{q.f1:.3f}", "-" if ttd is None else f"{ttd:.1f}",
+                  "-" if ttd0 is None else f"{ttd0:.1f}")
     return t
 
 

@@ -123,7 +123,7 @@ def test_payment_near_miss_one_customer_decline_then_success() -> None:
 
 
 def _trained(typical: float = 30.0, n: int = 25) -> tuple[StepStall, SessionProcessor]:
-    det = StepStall()
+    det = StepStall(k=3.5)  # numbers below: threshold 3.5 x 30 s = 105 s
     proc = SessionProcessor([det])
     for i in range(n):
         proc.apply(None, [_view(0.0, 2, f"t{i}"), _done(typical, 2, f"t{i}")])
@@ -184,7 +184,7 @@ def test_stall_near_misses() -> None:
 
 
 def test_stall_learns_from_completed_first_visits_and_next_step() -> None:
-    det = StepStall(durations=StepDurations(warmup=3))
+    det = StepStall(k=3.5, durations=StepDurations(warmup=3))
     proc = SessionProcessor([det])
     for i in range(3):
         proc.apply(None, [_view(0.0, 1, f"s{i}"), _view(20.0, 2, f"s{i}"),
