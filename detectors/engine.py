@@ -132,7 +132,7 @@ class Engine:
         self.sessions[sid] = state
         if signals:
             self._emit(state, signals, out)
-        if self.processor.has_deadlines:
+        if state.due_at is not None:
             self._schedule(state)
         return out
 
@@ -189,9 +189,11 @@ class Engine:
             out.chats += chats
 
     def _schedule(self, state: SessionState) -> None:
-        due = self.processor.next_due(state)
+        due = state.due_at  # the processor keeps it (SessionProcessor.next_due)
+        if due is None:
+            return
         sid = state.session_id
-        if due is not None and due < self._scheduled.get(sid, math.inf):
+        if due < self._scheduled.get(sid, math.inf):
             self._scheduled[sid] = due
             heapq.heappush(self._due, (due, sid))
 
@@ -214,7 +216,7 @@ class Engine:
                 state = self.sessions.get(sid)
                 if state is None:
                     continue
-                if self.processor.next_due(state) == t:
+                if state.due_at == t:
                     self._emit(state, self.processor.advance(state, t), out)
                     out.ticked.add(sid)
                 self._schedule(state)  # its next deadline, if any (maybe later than t)

@@ -188,7 +188,7 @@ class SessionProcessor:
         """
         if state is None:
             state = SessionState(session_id=events[0].session_id if events else "")
-        elif is_replay(state.positions, origin):
+        elif origin is not None and is_replay(state.positions, origin):
             return state, []
         signals: list[Signal] = []
         by_type = self._by_type
@@ -200,7 +200,9 @@ class SessionProcessor:
             _fold(state, e)
             t = type(e)
             for d in by_type[t]:
-                signals.extend(d.update(state, e))
+                found = d.update(state, e)
+                if found:
+                    signals.extend(found)
             if t in moves_due:
                 state.due_at = self._compute_due(state)
         if origin is not None:
@@ -220,8 +222,12 @@ class SessionProcessor:
         return signals
 
     def _compute_due(self, state: SessionState) -> float | None:
-        dues = [t for d in self._timed if (t := d.due(state)) is not None]
-        return min(dues) if dues else None
+        best = None
+        for d in self._timed:
+            t = d.due(state)
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
         # Each deadline runs at its own due time, not at ``now``: results then do not depend
