@@ -53,7 +53,7 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
                              until=lambda rs: n is not None and len(rs) >= n, timeout=timeout)
         return [json.loads(r.value) for r in records]
 
-    with WorkerProcess(settings, kafka_bootstrap, tmp_path / "worker.log"):
+    with WorkerProcess(settings, kafka_bootstrap, tmp_path / "worker.log") as w:
         p = producer(kafka_bootstrap)
         for m in msgs:
             p.send(topic(settings, "ingest"), key=m.key, value=m.encode(),
@@ -65,6 +65,12 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
         signals = docs("friction_signals", None, timeout=4)
         alerts = docs("alerts", None, timeout=4)
         chats = docs("chat_triggers", None, timeout=4)
+        metrics = w.metrics_text()
+    # Labels stay bounded: no session or customer id reaches Prometheus.
+    ids = {s.session_id for s in expected.signals} | {o["customer_id"] for o in
+                                                      expected.outcomes if o["customer_id"]}
+    assert "frictionwatch_alerts_total" in metrics
+    assert not [i for i in ids if f'"{i}"' in metrics]
 
     def key(d: dict[str, object]) -> str:
         return json.dumps(d, sort_keys=True)
