@@ -27,7 +27,7 @@ from rich.console import Console  # noqa: E402
 from detectors.alerting import Alerting  # noqa: E402
 from detectors.catalog import default_detectors  # noqa: E402
 from detectors.engine import Engine, Outputs  # noqa: E402
-from detectors.quality import Quality, Truth, evaluate  # noqa: E402
+from detectors.quality import Quality, evaluate, split_truth  # noqa: E402
 from detectors.session import SessionProcessor  # noqa: E402
 from streams.commands.backtest import quality_table  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
@@ -50,11 +50,7 @@ def run_seed(seed: int, minutes: float, rate: float) -> tuple[dict[str, Quality]
         for evs in norm.web.values():
             engine.feed(evs, None, out)
     engine.close(out)
-    truth, ignore = [], []
-    for t in sim.truth:
-        rec = Truth(t.session_id, t.friction, t.start, t.end, t.onset or None)
-        # Begun in the warm-up or cut off by the end of the run: evidence incomplete.
-        (ignore if t.partial or t.truncated else truth).append(rec)
+    truth, ignore = split_truth(sim.truth)
     return evaluate(out.signals, truth, ignore=ignore), out
 
 

@@ -193,49 +193,47 @@ class Alerting:
     def _alert(self, state: SessionState, sig: Signal, score: float, p: float | None,
                mem: dict[str, Any]) -> dict[str, Any]:
         risk = self._risk(score, p)
-        return {
-            "specversion": "1.0",
-            "type": "io.frictionwatch.session.friction",
-            "source": self.source,
-            "id": _event_id("alert", state, mem["alerts"]),
-            "time": _iso(sig.time),
-            "subject": state.session_id,
-            "datacontenttype": "application/json",
-            "data": {
-                "session_id": state.session_id,
-                "customer": hash_customer(state.customer_id, self.customer_salt),
-                "journey": _journey(state),
-                "step": sig.step if sig.step is not None else (state.checkout_step or None),
-                "device": state.device,
-                "score": round(score, 3),
-                "reason": sig.type,
-                "signals": list(mem["recent"]),
-                "cart_value": round(state.cart_value, 2),
-                "abandon_probability": round(risk, 3),
-                "revenue_at_risk": round(state.cart_value * risk, 2),
-                "recommended_action": ACTIONS.get(sig.type, "offer chat"),
-            },
-        }
+        return self._cloudevent("alert", "io.frictionwatch.session.friction", state, sig,
+                                mem["alerts"], {
+            "session_id": state.session_id,
+            "customer": hash_customer(state.customer_id, self.customer_salt),
+            "journey": _journey(state),
+            "step": sig.step if sig.step is not None else (state.checkout_step or None),
+            "device": state.device,
+            "score": round(score, 3),
+            "reason": sig.type,
+            "signals": list(mem["recent"]),
+            "cart_value": round(state.cart_value, 2),
+            "abandon_probability": round(risk, 3),
+            "revenue_at_risk": round(state.cart_value * risk, 2),
+            "recommended_action": ACTIONS.get(sig.type, "offer chat"),
+        })
 
     def _chat(self, state: SessionState, sig: Signal, score: float, p: float | None,
               mem: dict[str, Any]) -> dict[str, Any]:
         risk = self._risk(score, p)
+        return self._cloudevent("chat", "io.frictionwatch.chat.offer", state, sig,
+                                mem["chats"], {
+            "session_id": state.session_id,
+            "customer": hash_customer(state.customer_id, self.customer_salt),
+            "reason": sig.type,
+            "priority": round(state.cart_value * risk, 2),
+            "expires": _iso(sig.time + self.chat_ttl),
+            "message": OPENING_MESSAGES.get(sig.type, "Can I help you with anything?"),
+        })
+
+    def _cloudevent(self, kind: str, ce_type: str, state: SessionState, sig: Signal, seq: int,
+                    data: dict[str, Any]) -> dict[str, Any]:
+        """A CloudEvents 1.0 structured-mode document about one session."""
         return {
             "specversion": "1.0",
-            "type": "io.frictionwatch.chat.offer",
+            "type": ce_type,
             "source": self.source,
-            "id": _event_id("chat", state, mem["chats"]),
+            "id": _event_id(kind, state, seq),
             "time": _iso(sig.time),
             "subject": state.session_id,
             "datacontenttype": "application/json",
-            "data": {
-                "session_id": state.session_id,
-                "customer": hash_customer(state.customer_id, self.customer_salt),
-                "reason": sig.type,
-                "priority": round(state.cart_value * risk, 2),
-                "expires": _iso(sig.time + self.chat_ttl),
-                "message": OPENING_MESSAGES.get(sig.type, "Can I help you with anything?"),
-            },
+            "data": data,
         }
 
 

@@ -50,13 +50,6 @@ class Outputs:
     #: Sessions whose state a deadline changed (the worker writes them back).
     ticked: set[str] = field(default_factory=set)
 
-    def extend(self, other: Outputs) -> None:
-        self.signals += other.signals
-        self.alerts += other.alerts
-        self.chats += other.chats
-        self.outcomes += other.outcomes
-        self.ticked |= other.ticked
-
 
 def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
     """A session's outcome label: converted with revenue, or where it was abandoned."""
@@ -145,13 +138,6 @@ class Engine:
         self.sessions[sid] = state
         heapq.heappush(self._expiry, (state.last_time + self.session_gap, sid))
         self._schedule(state)
-
-    def forget(self, session_ids: Iterable[str]) -> None:
-        """Drop sessions this engine no longer owns (their partitions moved to another worker);
-        their heap entries are skipped as stale when they come up."""
-        for sid in session_ids:
-            self.sessions.pop(sid, None)
-            self._scheduled.pop(sid, None)
 
     def advance(self, now: float, out: Outputs | None = None) -> Outputs:
         """Event time reached ``now``: run deadlines and expiries up to it."""

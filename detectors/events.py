@@ -46,6 +46,7 @@ __all__ = [
     "decode_batch",
     "encode_batch",
     "EVENT_TYPES",
+    "SUPPORT_EVENT_TYPES",
 ]
 
 
@@ -220,6 +221,9 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
         CheckoutStepCompleted, CouponEntered, PaymentAttempted, OrderCompleted, Ticket, Identify,
     )
 }
+
+#: The support event classes (keyed by customer, not session), for isinstance checks.
+SUPPORT_EVENT_TYPES: tuple[type[BaseEvent], ...] = (Ticket, Identify)
 
 # Encoders and decoders are built once: msgspec caches type info on them.
 _encoder = msgspec.json.Encoder()

@@ -22,10 +22,11 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from detectors.base import Signal
 
-__all__ = ["Quality", "Truth", "evaluate"]
+__all__ = ["Quality", "Truth", "evaluate", "split_truth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,18 @@ class Quality:
     @property
     def median_ttd_start(self) -> float | None:
         return round(statistics.median(self.ttd_start), 3) if self.ttd_start else None
+
+
+def split_truth(records: Iterable[Any]) -> tuple[list[Truth], list[Truth]]:
+    """Ground-truth frictions (anything with ``session_id``, ``friction``, ``start``, ``end``,
+    ``onset``, ``partial`` and ``truncated``, like the simulator's) as (to score, to ignore):
+    those begun before the data's window or cut off by its end have incomplete evidence."""
+    score: list[Truth] = []
+    ignore: list[Truth] = []
+    for r in records:
+        t = Truth(r.session_id, r.friction, r.start, r.end, r.onset or None)
+        (ignore if r.partial or r.truncated else score).append(t)
+    return score, ignore
 
 
 def evaluate(signals: Iterable[Signal], truth: Iterable[Truth], early: float = 1.0,

@@ -167,8 +167,6 @@ class SessionProcessor:
             t: tuple(d for d in self.detectors if t in d.handles) for t in ev.EVENT_TYPES.values()
         }
         self._timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
-        #: Whether any detector uses deadlines (callers can skip scheduling when none does).
-        self.has_deadlines = bool(self._timed)
         # Event classes a timed detector sees: only they (and ticks) can move a deadline.
         self._moves_due = frozenset(t for t, ds in self._by_type.items()
                                     if any(d in self._timed for d in ds))
@@ -232,11 +230,16 @@ class SessionProcessor:
     def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
         # Each deadline runs at its own due time, not at ``now``: results then do not depend
         # on when the caller got round to it (watermark steps, batching, stream vs backtest).
+        # The earliest deadline left is found in the same pass (a tick may set a new one).
+        best = None
         for d in self._timed:
             due = d.due(state)
             if due is not None and due <= now:
                 out.extend(d.tick(state, due))
-        state.due_at = self._compute_due(state)
+                due = d.due(state)
+            if due is not None and (best is None or due < best):
+                best = due
+        state.due_at = best
 
 
 def is_replay(positions: dict[str, int], origin: tuple[str, int] | None) -> bool:

@@ -102,6 +102,24 @@ def _decode_reason(exc: Exception) -> Any:
     return "invalid_field"
 
 
+def _dead_letter(event: EventT, reason: Any, detail: str, stage: str) -> DeadLetter:
+    msg = event.message
+    return make_dead_letter(reason, detail, stage, event.value or b"", time.time(), msg.topic,
+                            msg.partition, msg.offset)
+
+
+def _decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[Any] | None:
+    """A canonical message's events, or None after adding its dead letter to ``dead``."""
+    try:
+        evs = decode_batch(event.value)
+        if not event.message.key or not evs:
+            raise ValueError("message without a key or events")
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        dead.append(_dead_letter(event, _decode_reason(exc), str(exc), stage))
+        return None
+    return evs
+
+
 def _set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:
     """``table[key] = value`` with ``event`` as Faust's current event.
 
@@ -281,36 +299,27 @@ def create_worker(
         once per batch (DEVELOPERS.md: no changelog record per event)."""
         touched: dict[bytes, tuple[Any, EventT]] = {}
         dead: list[DeadLetter] = []
-
-        def reject(reason: Any, detail: str, event: EventT) -> None:
-            msg = event.message
-            dead.append(make_dead_letter(reason, detail, stage, event.value or b"", time.time(),
-                                         msg.topic, msg.partition, msg.offset))
-
         for event in batch:
             msg = event.message
-            try:
-                evs = decode_batch(event.value)
-                if not msg.key or not evs:
-                    raise ValueError("message without a key or events")
-            except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-                reject(_decode_reason(exc), str(exc), event)
+            evs = _decode_events(event, stage, dead)
+            if evs is None:
                 continue
-            prev = touched.get(msg.key)
+            key = cast(bytes, msg.key)  # _decode_events refused messages without one
+            prev = touched.get(key)
             if prev is None:
-                raw = table.get(msg.key)
+                raw = table.get(key)
                 state = load(raw) if raw else None
             else:
                 state = prev[0]
             try:
-                state = await apply(msg.key, state, evs, msg)
+                state = await apply(key, state, evs, msg)
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                reject("processing_error", repr(exc), event)
+                dead.append(_dead_letter(event, "processing_error", repr(exc), stage))
                 continue
-            touched[msg.key] = (state, event)
+            touched[key] = (state, event)
         t1 = time.perf_counter()
-        for key, (state, event) in touched.items():
-            _set_in_partition(table, key, dump(state), event)
+        for k, (state, event) in touched.items():
+            _set_in_partition(table, k, dump(state), event)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await send_dead(dead)
 
@@ -375,17 +384,14 @@ def create_worker(
             dead: list[DeadLetter] = []
             for event in batch:
                 msg = event.message
-                try:
-                    evs = decode_batch(event.value)
-                    if not msg.key or not evs:
-                        raise ValueError("message without a key or events")
-                except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-                    dead.append(make_dead_letter(_decode_reason(exc), str(exc), "sessions",
-                                                 event.value or b"", time.time(), msg.topic,
-                                                 msg.partition, msg.offset))
+                evs = _decode_events(event, "sessions", dead)
+                if evs is None:
                     continue
                 engine = engine_for(msg.partition)
-                out, touched = work.setdefault(msg.partition, (Outputs(), {}))
+                pending = work.get(msg.partition)
+                if pending is None:
+                    pending = work[msg.partition] = (Outputs(), {})
+                out, touched = pending
                 sid = evs[0].session_id
                 if sid not in engine.sessions:
                     raw = sessions.get(sid.encode())
@@ -394,9 +400,7 @@ def create_worker(
                 try:
                     engine.feed(evs, _origin(msg, "w"), out)
                 except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                    dead.append(make_dead_letter("processing_error", repr(exc), "sessions",
-                                                 event.value, time.time(), msg.topic,
-                                                 msg.partition, msg.offset))
+                    dead.append(_dead_letter(event, "processing_error", repr(exc), "sessions"))
                 touched[sid] = event
             t1 = time.perf_counter()
             for partition, (out, touched) in work.items():

@@ -28,10 +28,8 @@ from typing import IO, Any
 import msgspec
 
 from detectors.engine import Engine, Outputs
-from detectors.events import Event, SupportEvent, encode_batch
-from streams.normalize import normalize
-
-_SUPPORT = SupportEvent.__args__  # type: ignore[attr-defined]
+from detectors.events import SUPPORT_EVENT_TYPES, Event, encode_batch
+from streams.normalize import canonical_ok, normalize
 
 __all__ = ["BacktestResult", "iter_messages", "run"]
 
@@ -108,7 +106,7 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
             if evs is not None:
                 res.messages += 1
                 res.events += len(evs)
-                if not isinstance(evs[0], _SUPPORT):
+                if not isinstance(evs[0], SUPPORT_EVENT_TYPES):
                     feed(evs, None, out)
             else:
                 for raw, source in iter_messages((line,)):
@@ -128,12 +126,12 @@ def _canonical_events(line: bytes, max_events: int) -> list[Any] | None:
         evs = _canonical.decode(line).payload
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if not evs or len(evs) > max_events:
+    # What normalize checks, plus what --save-canonical promises: one session (or customer)
+    # per line, so the line goes to the engine as one message.
+    if not canonical_ok(evs, max_events):
         return None
-    sid = evs[0].session_id
-    if not sid or any(not e.id or e.session_id != sid for e in evs):
-        return None
-    if isinstance(evs[0], _SUPPORT) and not all(isinstance(e, _SUPPORT) for e in evs):
+    sid, support = evs[0].session_id, isinstance(evs[0], SUPPORT_EVENT_TYPES)
+    if any(e.session_id != sid or isinstance(e, SUPPORT_EVENT_TYPES) != support for e in evs):
         return None
     return evs
 

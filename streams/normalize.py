@@ -18,11 +18,10 @@ from streams.adapters import adapt, detect
 from streams.adapters.base import AdapterError
 from streams.deadletter import DeadLetter, make_dead_letter
 
-__all__ = ["Normalized", "normalize"]
+__all__ = ["Normalized", "canonical_ok", "normalize"]
 
 _json_decoder = msgspec.json.Decoder()
 _json_encoder = msgspec.json.Encoder()
-_SUPPORT_TYPES = (ev.Ticket, ev.Identify)
 
 
 @dataclass(slots=True)
@@ -90,7 +89,7 @@ def normalize(
         original = data if rej.item is payload else _json_encoder.encode(rej.item)
         dead(rej.reason, rej.detail, original)
     for e in adapted.events:
-        if isinstance(e, _SUPPORT_TYPES):
+        if isinstance(e, ev.SUPPORT_EVENT_TYPES):
             if not e.customer_id:
                 dead("missing_id", f"{type(e).__name__} without a customer id", data)
                 continue
@@ -101,6 +100,16 @@ def normalize(
     return out
 
 
+def canonical_ok(events: list[Any], max_events: int) -> bool:
+    """Whether decoded canonical events can go on as they are: not empty, within the limit,
+    every one with an id and session id, support events with a customer id."""
+    if not events or len(events) > max_events:
+        return False
+    support = ev.SUPPORT_EVENT_TYPES
+    return all(e.id and e.session_id and (e.customer_id or not isinstance(e, support))
+               for e in events)
+
+
 def _canonical_fast(data: bytes, out: Normalized, max_events: int) -> bool:
     """Canonical events straight into typed structs (a few microseconds per event). False when
     anything is off, and the generic path then finds and names each problem."""
@@ -108,14 +117,10 @@ def _canonical_fast(data: bytes, out: Normalized, max_events: int) -> bool:
         events = ev.decode_batch(data) if data.lstrip()[:1] == b"[" else [ev.decode_event(data)]
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return False
-    if not events or len(events) > max_events:
-        return False
-    if any(not e.id or not e.session_id for e in events):
-        return False
-    if any(isinstance(e, _SUPPORT_TYPES) and not e.customer_id for e in events):
+    if not canonical_ok(events, max_events):
         return False
     for e in events:
-        if isinstance(e, _SUPPORT_TYPES):
+        if isinstance(e, ev.SUPPORT_EVENT_TYPES):
             out.support[e.customer_id or ""].append(e)  # checked above: never empty
         else:
             out.web[e.session_id].append(e)

@@ -15,30 +15,12 @@ from rich.table import Table
 from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
-from detectors.quality import Quality, Truth, evaluate
+from detectors.quality import Quality, evaluate, split_truth
 from detectors.session import SessionProcessor
 from streams.backtest import BacktestResult, run
 from streams.commands.common import fail
 from streams.settings import load
-
-
-def _truth(path: Path) -> tuple[list[Truth], list[Truth]]:
-    """Friction records of a ``simulate --truth`` file: those to score, and those to leave
-    out because the run cut them short or they began before its window (their evidence may
-    be incomplete)."""
-    score: list[Truth] = []
-    ignore: list[Truth] = []
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            if rec.get("record") != "friction":
-                continue
-            t = Truth(rec["session_id"], rec["friction"], rec["start"], rec["end"],
-                      rec.get("onset") or None)
-            (ignore if rec.get("partial") or rec.get("truncated") else score).append(t)
-    return score, ignore
+from streams.simulator import read_truth
 
 
 def backtest(
@@ -91,7 +73,7 @@ def backtest(
                 for d in docs:
                     w.write(json.dumps(d, separators=(",", ":")) + "\n")
     if truth is not None:
-        records, ignore = _truth(truth)
+        records, ignore = split_truth(read_truth(truth).frictions)
         if not records:
             raise fail(f"{truth} has no friction records")
         out.print(quality_table(evaluate(res.outputs.signals, records, ignore=ignore)))
