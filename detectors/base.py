@@ -2,7 +2,9 @@
 ``Signal``s, keeping its per-session memory inside the session's state.
 
 A detector declares the event classes it wants (``handles``); the processor passes it only
-those, so ten detectors cost one dict lookup per event, not ten calls. Friction that shows as
+those, so ten detectors cost one dict lookup per event, not ten calls. Classes that matter only
+while something is pending (any event answering a click, page views while in checkout) go in
+``follows``: they reach the detector only while its memory slot exists. Friction that shows as
 *nothing happening* (a click with no response, a stall in a checkout step) needs time to pass:
 a detector with a pending deadline returns it from ``due`` and gets ``tick(state, now)`` once
 event time (the stream's watermark, or the session's own next event) reaches it.
@@ -61,6 +63,11 @@ class BaseDetector:
     name: ClassVar[str] = "base"
     #: Event classes ``update`` is called with.
     handles: ClassVar[tuple[type, ...]] = ()
+    #: Event classes ``update`` is called with only while this detector has memory in the
+    #: session (its ``state.detector_state[name]`` slot exists): for what matters only while
+    #: something is pending, e.g. any event answering a click. Delete the slot when nothing
+    #: is, and sessions with nothing pending cost a lookup instead of a call.
+    follows: ClassVar[tuple[type, ...]] = ()
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         return ()

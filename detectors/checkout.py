@@ -430,9 +430,10 @@ class StepStall(BaseDetector):
     """
 
     name = "step_stall"
-    handles: ClassVar[tuple[type, ...]] = (
-        CheckoutStarted, CheckoutStepViewed, CheckoutStepCompleted, OrderCompleted, *_ACTIONS,
-        ApiError, PageView, PagePerformance)
+    handles: ClassVar[tuple[type, ...]] = (CheckoutStarted, CheckoutStepViewed)
+    #: What ends a step or its idle clock: only while the session is in checkout.
+    follows: ClassVar[tuple[type, ...]] = (
+        CheckoutStepCompleted, OrderCompleted, *_ACTIONS, ApiError, PageView, PagePerformance)
 
     def __init__(self, k: float = 3.0, min_seconds: float = 60.0,
                  durations: StepDurations | None = None) -> None:

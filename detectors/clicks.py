@@ -143,6 +143,11 @@ class DeadClickDetector(BaseDetector):
       ``min_reports`` reports). Sessions whose SDK reports dead clicks thus teach the
       detector which elements are broken, and it finds them in sessions whose SDK cannot.
 
+    Only clicks on such elements get a deadline (decided at the click). Whether any other
+    click was silent is learned when the session's next event arrives (the detector
+    ``follows`` every web event while it has something pending), which costs a lookup
+    instead of a timer per click; a session that ends on a click teaches nothing about it.
+
     No double count: a click flagged by silence and then reported by the SDK (reports come
     about 1-1.5 s after the click) gives one signal; the report is absorbed. A click that
     follows another click within ``silence_s`` is a repeat (a rage burst's territory) and is
@@ -176,11 +181,12 @@ class DeadClickDetector(BaseDetector):
 
     Evidence: ``target``, ``x``/``y``, ``click_time`` and ``detected`` ("sdk" or "silence").
 
-    Memory: ``c``, the pending click ``[t, x, y, target, state.events]`` (any event after it
-    raises the session's event count); ``l``, the last click time;
-    ``s``, the last silent or reported click ``[t, target, flagged]``. Learned element
-    statistics live on the detector (shared by the sessions a worker handles), not in the
-    session state.
+    Memory: ``state.detector_state["dead_click"]``, the session's last click while no other
+    event has followed it, ``[t, x, y, target, deadline, candidate]`` (deadline 1 when
+    silence on its element is flagged; candidate 0 for a repeat), so that the detector
+    follows other events only then; ``["dead_click.last"]``, the last silent or reported
+    click ``[t, target, flagged]``. Learned element statistics live on the detector (shared
+    by the sessions a worker handles), not in the session state.
 
     >>> from detectors.events import Click, DeadClick, PageView
     >>> from detectors.session import SessionProcessor
@@ -201,6 +207,10 @@ class DeadClickDetector(BaseDetector):
 
     name = "dead_click"
     handles: ClassVar[tuple[type, ...]] = (ev.Click, ev.DeadClick)
+    #: Any other web event is the response that makes a pending click not dead.
+    follows: ClassVar[tuple[type, ...]] = tuple(
+        t for t in ev.EVENT_TYPES.values()
+        if t not in (ev.Click, ev.DeadClick, *ev.SUPPORT_EVENT_TYPES))
 
     def __init__(
         self,
@@ -260,62 +270,75 @@ class DeadClickDetector(BaseDetector):
     # -- the detector ---------------------------------------------------------------------
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
-        if type(event) is ev.DeadClick:
+        t = type(event)
+        if t is ev.DeadClick:
             return self._reported(state, event)
-        mem = state.detector_state.get("dead_click")
-        if mem is None:
-            mem = state.detector_state["dead_click"] = {}
-        last = mem.get("l")
-        mem["l"] = event.time
-        if last is not None and 0.0 <= event.time - last < self.silence_s:
-            mem.pop("c", None)  # a repeat: not a candidate, and the earlier one responded
-        else:
-            # ``state.events`` counts this click: any later event before the deadline raises
-            # it (deadlines run before later events are applied), so no need to see them all.
-            mem["c"] = [event.time, event.x, event.y, event.target, state.events]
+        memory = state.detector_state
+        now = event.time
+        repeat = False
+        pending = memory.get("dead_click")
+        if pending is not None:
+            gap = now - pending[0]
+            if gap >= self.silence_s:
+                if pending[5]:  # a candidate, and silent (if it had a deadline: ticked)
+                    self._learn(pending[3], 1, 0)
+                    memory["dead_click.last"] = [pending[0], pending[3], 0]
+            elif gap >= 0.0:
+                repeat = t is ev.Click  # else: answered
+            elif t is not ev.Click:
+                return ()  # an event from before the click, late: no answer yet
+            if t is not ev.Click:
+                del memory["dead_click"]
+                return ()
+        elif t is not ev.Click:
+            return ()
+        target = event.target
+        # A repeat (rage burst's territory) is pending too, only for the burst to go on.
+        memory["dead_click"] = [now, event.x, event.y, target,
+                                0 if repeat or not self.is_dead(target) else 1,
+                                0 if repeat else 1]
         return ()
 
     def _reported(self, state: SessionState, event: Any) -> Sequence[Signal]:
-        mem = self.memory(state)
+        memory = state.detector_state
         target, now, within = event.target, event.time, self.report_within_s
-        pending = mem.get("c")
+        pending = memory.get("dead_click")
         if pending is not None and 0.0 <= now - pending[0] <= within and \
                 (target is None or pending[3] is None or target == pending[3]):
-            del mem["c"]  # reported before the silence deadline
+            del memory["dead_click"]  # reported before the silence deadline
             self._learn(pending[3], 1, 1)
-            mem["s"] = [pending[0], pending[3], 1]
+            memory["dead_click.last"] = [pending[0], pending[3], 1]
             return [self._signal(state, now, pending[0], pending[1], pending[2], pending[3],
                                  "sdk")]
-        last = mem.get("s")
+        last = memory.get("dead_click.last")
         if last is not None and 0.0 <= now - last[0] <= within and \
                 (target is None or last[1] is None or target == last[1]):
-            self._learn(last[1], 0, 1)  # its silence was counted at the deadline
+            self._learn(last[1], 0, 1)  # its silence was counted already
             if last[2]:
                 return ()  # already flagged (by silence, or an earlier report of it)
             last[2] = 1
             return [self._signal(state, now, last[0], event.x, event.y, last[1], "sdk")]
         self._learn(target, 1, 1)  # a report without its click
-        mem["s"] = [now, target, 1]
+        memory["dead_click.last"] = [now, target, 1]
         return [self._signal(state, now, now, event.x, event.y, target, "sdk")]
 
     def due(self, state: SessionState) -> float | None:
-        mem = state.detector_state.get("dead_click")
-        if mem is None:
+        pending = state.detector_state.get("dead_click")
+        if pending is None or not pending[4]:
             return None
-        pending = mem.get("c")
-        return None if pending is None else pending[0] + self.silence_s  # type: ignore[no-any-return]
+        return pending[0] + self.silence_s  # type: ignore[no-any-return]
 
     def tick(self, state: SessionState, now: float) -> Sequence[Signal]:
-        mem = self.memory(state)
-        pending = mem.pop("c", None)
-        if pending is None:
+        # Nothing came within the silence: any event would have answered the pending click.
+        memory = state.detector_state
+        pending = memory.get("dead_click")
+        if pending is None or not pending[4]:
             return ()
-        t, x, y, target, seen = pending
-        if state.events > seen:
-            return ()  # something happened after the click, before the deadline: not dead
+        del memory["dead_click"]
+        t, x, y, target = pending[:4]
         self._learn(target, 1, 0)
         dead = self.is_dead(target)
-        mem["s"] = [t, target, 1 if dead else 0]
+        memory["dead_click.last"] = [t, target, 1 if dead else 0]
         if not dead:
             return ()
         return [self._signal(state, t + self.silence_s, t, x, y, target, "silence")]
@@ -341,22 +364,23 @@ class ErrorClickDetector(BaseDetector):
     Evidence: ``target``, ``message``, ``source``, ``delay`` (seconds from click to error).
     ``Signal.start`` is the click, ``Signal.time`` the error.
 
-    Memory: ``c``, the last click ``[t, target]``; ``f``, the time of the last click flagged.
+    The click is the session's last one (``SessionState.click_at``, ``click_target``).
+    Memory: ``f``, the time of the last click flagged.
 
     >>> from detectors.events import Click, JsError
-    >>> from detectors.session import SessionState
-    >>> det, s = ErrorClickDetector(), SessionState(session_id="s")
-    >>> det.update(s, Click(id="1", time=5.0, session_id="s", x=1, y=1, target="button#pay"))
-    ()
-    >>> [sig] = det.update(s, JsError(id="2", time=5.4, session_id="s", message="TypeError"))
+    >>> from detectors.session import SessionProcessor
+    >>> proc = SessionProcessor([ErrorClickDetector()])
+    >>> s, _ = proc.apply(None, [Click(id="1", time=5.0, session_id="s", x=1, y=1,
+    ...                                target="button#pay")])
+    >>> _, [sig] = proc.apply(s, [JsError(id="2", time=5.4, session_id="s", message="TypeError")])
     >>> sig.start, sig.time, sig.evidence["target"], sig.evidence["delay"]
     (5.0, 5.4, 'button#pay', 0.4)
-    >>> det.update(s, JsError(id="3", time=5.6, session_id="s", message="TypeError"))
-    ()
+    >>> proc.apply(s, [JsError(id="3", time=5.6, session_id="s", message="TypeError")])[1]
+    []
     """
 
     name = "error_click"
-    handles: ClassVar[tuple[type, ...]] = (ev.Click, ev.JsError)
+    handles: ClassVar[tuple[type, ...]] = (ev.JsError,)
 
     def __init__(self, window_s: float = 1.0) -> None:
         if window_s <= 0:
@@ -364,20 +388,19 @@ class ErrorClickDetector(BaseDetector):
         self.window_s = window_s
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        clicked = state.click_at
+        if clicked is None:
+            return ()
+        delay = event.time - clicked
+        if not 0.0 <= delay <= self.window_s:
+            return ()
         mem = state.detector_state.get("error_click")
         if mem is None:
             mem = state.detector_state["error_click"] = {}
-        if type(event) is ev.Click:
-            mem["c"] = [event.time, event.target]
+        elif mem.get("f") == clicked:
             return ()
-        click = mem.get("c")
-        if click is None:
-            return ()
-        delay = event.time - click[0]
-        if not 0.0 <= delay <= self.window_s or mem.get("f") == click[0]:
-            return ()
-        mem["f"] = click[0]
+        mem["f"] = clicked
         return [Signal(type="error_click", session_id=state.session_id, time=event.time,
-                       start=click[0], step=state.checkout_step or None,
-                       evidence={"target": click[1], "message": event.message,
+                       start=clicked, step=state.checkout_step or None,
+                       evidence={"target": state.click_target, "message": event.message,
                                  "source": event.source, "delay": round(delay, 3)})]

@@ -121,11 +121,16 @@ class Engine:
             # Checked (and moved on if the session had events since) when it comes up.
             last = events[-1].time if len(events) == 1 else max(e.time for e in events)
             heapq.heappush(self._expiry, (last + self.session_gap, sid))
-        state, signals = self.processor.apply(state, events, origin)
-        self.sessions[sid] = state
+            state, signals = self.processor.apply(None, events, origin)
+            self.sessions[sid] = state
+            before = None
+        else:  # updated in place
+            before = state.due_at
+            state, signals = self.processor.apply(state, events, origin)
         if signals:
             self._emit(state, signals, out)
-        if state.due_at is not None:
+        # An unchanged deadline is in the heap already (it leaves only when it comes due).
+        if state.due_at is not None and state.due_at != before:
             self._schedule(state)
         return out
 

@@ -53,7 +53,8 @@ class SlowPageDetector(BaseDetector):
     ``inp_ms`` and ``poor`` (which metrics crossed).
     ``Signal.start`` is the page view (the wait began there), ``Signal.time`` the report.
 
-    Memory: ``v``, the last page view ``[time, path or URL, 1 once flagged]``.
+    The page is the session's last page view (``SessionState.page_at``, ``page``). Memory:
+    ``f``, the page view time already flagged (None: reports before any page view).
 
     >>> from detectors.events import PagePerformance
     >>> from detectors.session import SessionState
@@ -67,7 +68,7 @@ class SlowPageDetector(BaseDetector):
     """
 
     name = "slow_page"
-    handles: ClassVar[tuple[type, ...]] = (ev.PageView, ev.PagePerformance)
+    handles: ClassVar[tuple[type, ...]] = (ev.PagePerformance,)
 
     def __init__(self, lcp_ms: float = 4000.0, inp_ms: float = 500.0) -> None:
         if lcp_ms <= 0 or inp_ms <= 0:
@@ -76,29 +77,28 @@ class SlowPageDetector(BaseDetector):
         self.inp_ms = inp_ms
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
-        mem = state.detector_state.get("slow_page")
-        if mem is None:
-            mem = state.detector_state["slow_page"] = {}
-        if type(event) is ev.PageView:
-            mem["v"] = [event.time, event.path or event.url, 0]
-            return ()
         lcp, inp = event.lcp_ms, event.inp_ms
         poor = []
         if lcp is not None and lcp > self.lcp_ms:
             poor.append("lcp")
         if inp is not None and inp > self.inp_ms:
             poor.append("inp")
-        view = mem.get("v")
-        if view is None:
-            view = mem["v"] = [event.time, None, 0]  # no page view seen: this report's page
-        if not poor or view[2]:
+        if not poor:
             return ()
-        view[2] = 1
-        start = view[0] if view[0] <= event.time else event.time
+        viewed = state.page_at  # None: no page view seen, this report's page
+        mem = state.detector_state.get("slow_page")
+        if mem is None:
+            mem = state.detector_state["slow_page"] = {}
+        elif "f" in mem and mem["f"] == viewed:
+            return ()
+        mem["f"] = viewed
+        start, path = event.time, None
+        if viewed is not None:
+            start, path = min(viewed, event.time), state.page
         return [Signal(type="slow_page", session_id=state.session_id, time=event.time,
                        start=start, step=state.checkout_step or None,
-                       evidence={"url": event.url, "path": view[1], "lcp_ms": lcp,
-                                 "inp_ms": inp, "poor": poor})]
+                       evidence={"url": event.url, "path": path, "lcp_ms": lcp, "inp_ms": inp,
+                                 "poor": poor})]
 
 
 class ErrorPageDetector(BaseDetector):

@@ -57,6 +57,13 @@ class SessionState(msgspec.Struct, kw_only=True):
     events: int = 0
     page_views: int = 0
     clicks: int = 0
+    #: The last page view: its time and path (or URL). Detectors read it instead of each
+    #: keeping its own copy (one event class fewer for them to be called with).
+    page_at: float | None = None
+    page: str | None = None
+    #: The last click: its time and target element.
+    click_at: float | None = None
+    click_target: str | None = None
     #: Last known cart value (from cart or checkout events).
     cart_value: float = 0.0
     #: Current checkout step (0 = not in checkout) and the furthest step reached.
@@ -107,48 +114,55 @@ def decode_state(data: bytes) -> SessionState:
     return _decoder.decode(data)
 
 
-def _fold(state: SessionState, e: Any) -> None:
-    """Update the generic session facts for one event (no detection here)."""
-    if state.events == 0:
-        state.first_time = e.time
-    state.events += 1
-    # Events from one client can arrive slightly out of order; keep the latest time seen.
-    if e.time > state.last_time:
-        state.last_time = e.time
-    if e.customer_id and not state.customer_id:
-        state.customer_id = e.customer_id
-    if e.device and not state.device:
-        state.device = e.device
-    t = type(e)
-    if t is ev.Click:
-        state.clicks += 1
-    elif t is ev.PageView:
-        state.page_views += 1
-    elif t is ev.CartUpdated:
-        if e.cart_value is not None:
-            state.cart_value = e.cart_value
-    elif t is ev.CheckoutStarted:
+def _cart_updated(state: SessionState, e: Any) -> None:
+    if e.cart_value is not None:
+        state.cart_value = e.cart_value
+
+
+def _checkout_started(state: SessionState, e: Any) -> None:
+    state.checkout_started_at = e.time
+    if state.checkout_step == 0:
+        state.checkout_step = 1
+    state.max_checkout_step = max(state.max_checkout_step, state.checkout_step)
+    if e.cart_value is not None:
+        state.cart_value = e.cart_value
+
+
+def _checkout_step(state: SessionState, e: Any) -> None:
+    if state.checkout_started_at is None:
         state.checkout_started_at = e.time
-        if state.checkout_step == 0:
-            state.checkout_step = 1
-        state.max_checkout_step = max(state.max_checkout_step, state.checkout_step)
-        if e.cart_value is not None:
-            state.cart_value = e.cart_value
-    elif t is ev.CheckoutStepViewed or t is ev.CheckoutStepCompleted:
-        if state.checkout_started_at is None:
-            state.checkout_started_at = e.time
-        state.checkout_step = e.step
-        state.max_checkout_step = max(state.max_checkout_step, e.step)
-    elif t is ev.PaymentAttempted:
-        if not e.success:
-            state.payment_failures += 1
-    elif t is ev.FormFieldError:
-        state.form_errors += 1
-    elif t is ev.JsError:
-        state.js_errors += 1
-    elif t is ev.OrderCompleted:
-        state.converted = True
-        state.revenue += e.revenue
+    state.checkout_step = e.step
+    state.max_checkout_step = max(state.max_checkout_step, e.step)
+
+
+def _payment_attempted(state: SessionState, e: Any) -> None:
+    if not e.success:
+        state.payment_failures += 1
+
+
+def _form_field_error(state: SessionState, e: Any) -> None:
+    state.form_errors += 1
+
+
+def _js_error(state: SessionState, e: Any) -> None:
+    state.js_errors += 1
+
+
+def _order_completed(state: SessionState, e: Any) -> None:
+    state.converted = True
+    state.revenue += e.revenue
+
+
+_FOLD_BY_TYPE: dict[type, Any] = {
+    ev.CartUpdated: _cart_updated,
+    ev.CheckoutStarted: _checkout_started,
+    ev.CheckoutStepViewed: _checkout_step,
+    ev.CheckoutStepCompleted: _checkout_step,
+    ev.PaymentAttempted: _payment_attempted,
+    ev.FormFieldError: _form_field_error,
+    ev.JsError: _js_error,
+    ev.OrderCompleted: _order_completed,
+}
 
 
 class SessionProcessor:
@@ -162,14 +176,19 @@ class SessionProcessor:
 
     def __init__(self, detectors: Sequence[Detector] = ()) -> None:
         self.detectors = tuple(detectors)
-        # Event class -> the detectors that want it, so each event costs one lookup.
-        self._by_type: dict[type, tuple[Detector, ...]] = {
-            t: tuple(d for d in self.detectors if t in d.handles) for t in ev.EVENT_TYPES.values()
+        timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
+        self._timed = timed
+        self._dues = tuple(d.due for d in timed)
+        # Event class -> (bound update, gate, timed) per detector that wants it: one lookup
+        # per event and no bound-method object made per call (the hot path, DEVELOPERS.md).
+        # A gate is the detector's name for the classes it only ``follows``: it is called for
+        # them only while its memory slot exists in the session.
+        self._updates: dict[type, tuple[tuple[Any, str | None, bool], ...]] = {
+            t: tuple((d.update, None if t in d.handles else d.name, d in timed)
+                     for d in self.detectors
+                     if t in d.handles or t in getattr(d, "follows", ()))
+            for t in ev.EVENT_TYPES.values()
         }
-        self._timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
-        # Event classes a timed detector sees: only they (and ticks) can move a deadline.
-        self._moves_due = frozenset(t for t, ds in self._by_type.items()
-                                    if any(d in self._timed for d in ds))
 
     def apply(
         self,
@@ -189,20 +208,53 @@ class SessionProcessor:
         elif origin is not None and is_replay(state.positions, origin):
             return state, []
         signals: list[Signal] = []
-        by_type = self._by_type
-        moves_due = self._moves_due
+        updates = self._updates
+        memory = state.detector_state
         for e in events:
+            now = e.time
             due = state.due_at
-            if due is not None and due <= e.time:
-                self._tick(state, e.time, signals)
-            _fold(state, e)
+            if due is not None and due <= now:
+                self._tick(state, now, signals)
+            # The generic session facts (inline: this runs for every event).
+            if state.events == 0:
+                state.first_time = now
+            state.events += 1
+            # Events from one client can arrive slightly out of order: keep the latest time.
+            if now > state.last_time:
+                state.last_time = now
+            if e.customer_id and not state.customer_id:
+                state.customer_id = e.customer_id
+            if e.device and not state.device:
+                state.device = e.device
             t = type(e)
-            for d in by_type[t]:
-                found = d.update(state, e)
+            # Clicks and page views are most of the traffic: tested first, the rest by lookup.
+            if t is ev.Click:
+                state.clicks += 1
+                state.click_at = now
+                state.click_target = e.target
+            elif t is ev.PageView:
+                state.page_views += 1
+                state.page_at = now
+                state.page = e.path or e.url
+            else:
+                fold = _FOLD_BY_TYPE.get(t)
+                if fold is not None:
+                    fold(state, e)
+            moved = False
+            for update, gate, timed in updates[t]:
+                if gate is not None and gate not in memory:
+                    continue
+                found = update(state, e)
                 if found:
                     signals.extend(found)
-            if t in moves_due:
-                state.due_at = self._compute_due(state)
+                moved = moved or timed
+            if moved:  # only a timed detector's own update (or tick) moves its deadline
+                best = None
+                for due_of in self._dues:
+                    due = due_of(state)
+                    if due is not None and (best is None or due < best):
+                        best = due
+                state.due_at = best
         if origin is not None:
             state.positions[origin[0]] = origin[1]
         return state, signals
@@ -218,14 +270,6 @@ class SessionProcessor:
         if due is not None and due <= now:
             self._tick(state, now, signals)
         return signals
-
-    def _compute_due(self, state: SessionState) -> float | None:
-        best = None
-        for d in self._timed:
-            t = d.due(state)
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
 
     def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
         # Each deadline runs at its own due time, not at ``now``: results then do not depend

@@ -128,3 +128,42 @@ def test_customer_state_counts_tickets_and_bounds_traits() -> None:
     assert len(state.traits) == 50
     again = apply_customer(decode_customer(encode_customer(state)), evs, origin=("i0", 1))
     assert again.tickets_created == 1  # replay skipped
+
+
+def test_last_page_and_last_click_are_session_facts() -> None:
+    state, _ = SessionProcessor().apply(None, [
+        ev.PageView(id="1", time=1.0, session_id="s", url="https://x.test/cart"),
+        ev.Click(id="2", time=2.0, session_id="s", x=1, y=1, target="button#pay"),
+        ev.PageView(id="3", time=3.0, session_id="s", path="/checkout"),
+    ])
+    assert (state.page_at, state.page) == (3.0, "/checkout")
+    assert (state.click_at, state.click_target) == (2.0, "button#pay")
+
+
+class _Pending(BaseDetector):
+    """Starts something on a click; follows page views only while it is pending."""
+
+    name = "pending"
+    handles = (ev.Click,)
+    follows = (ev.PageView,)
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def update(self, state, event):  # type: ignore[no-untyped-def]
+        self.seen.append(event.id)
+        if type(event) is ev.Click:
+            state.detector_state["pending"] = {"since": event.time}
+        else:
+            del state.detector_state["pending"]  # answered: nothing pending any more
+        return ()
+
+
+def test_followed_classes_reach_a_detector_only_while_it_has_memory() -> None:
+    det = _Pending()
+    views = [ev.PageView(id=f"v{i}", time=float(i), session_id="s") for i in range(3)]
+    click = ev.Click(id="c", time=5.0, session_id="s", x=1, y=1)
+    more = [ev.PageView(id=f"w{i}", time=6.0 + i, session_id="s") for i in range(3)]
+    state, _ = SessionProcessor([det]).apply(None, [*views, click, *more])
+    assert det.seen == ["c", "w0"]  # before the click and after the answer: not called
+    assert "pending" not in state.detector_state
