@@ -18,16 +18,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.alerting import Alerting  # noqa: E402
-from detectors.catalog import default_detectors  # noqa: E402
 from detectors.engine import Engine  # noqa: E402
-from detectors.session import SessionProcessor  # noqa: E402
+from streams import detection  # noqa: E402
 from streams.backtest import run  # noqa: E402
+from streams.settings import Settings  # noqa: E402
 from streams.simulator import SimConfig, Simulator  # noqa: E402
 
 
 def engine() -> Engine:
-    return Engine(SessionProcessor(default_detectors()), Alerting())
+    return detection.engine(Settings())
 
 
 def main() -> None:

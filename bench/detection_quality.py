@@ -24,13 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
-from detectors.alerting import Alerting  # noqa: E402
-from detectors.catalog import default_detectors  # noqa: E402
-from detectors.engine import Engine, Outputs  # noqa: E402
+from detectors.engine import Outputs  # noqa: E402
 from detectors.quality import Quality, evaluate, split_truth  # noqa: E402
-from detectors.session import SessionProcessor  # noqa: E402
+from streams import detection  # noqa: E402
 from streams.commands.backtest import quality_table  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
+from streams.settings import Settings  # noqa: E402
 from streams.simulator import FRICTION_TYPES, Incident, SimConfig, Simulator  # noqa: E402
 
 INCIDENTS = ("payment_outage@5m+2m", "broken_field@10m+3m", "slow_step@15m+2m",
@@ -43,7 +42,7 @@ def run_seed(seed: int, minutes: float, rate: float) -> tuple[dict[str, Quality]
         friction=dict.fromkeys(FRICTION_TYPES, 0.08),
         incidents=tuple(Incident.parse(s) for s in INCIDENTS),
     ))
-    engine = Engine(SessionProcessor(default_detectors()), Alerting())
+    engine = detection.engine(Settings())
     out = Outputs()
     for msg in sim.messages():
         norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)

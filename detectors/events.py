@@ -44,7 +44,10 @@ __all__ = [
     "Ticket",
     "WebEvent",
     "decode_batch",
+    "decode_event",
+    "decode_lines",
     "encode_batch",
+    "encode_event",
     "EVENT_TYPES",
     "SUPPORT_EVENT_TYPES",
 ]
@@ -244,6 +247,16 @@ def decode_batch(data: bytes) -> list[Any]:
 def decode_event(data: bytes) -> Any:
     """Decode and validate one event."""
     return _event_decoder.decode(data)
+
+
+def encode_event(event: Any) -> bytes:
+    """Encode one event as a JSON object."""
+    return _encoder.encode(event)
+
+
+def decode_lines(data: bytes) -> list[Any]:
+    """Decode and validate newline-delimited events, one per line (blank lines skipped)."""
+    return _event_decoder.decode_lines(data)
 
 
 def to_builtins(event: Any) -> dict[str, Any]:

@@ -32,8 +32,6 @@ from faust.streams import _current_event
 from faust.types import EventT
 from kafka.partitioner.default import murmur2
 
-from detectors.alerting import Alerting
-from detectors.catalog import default_detectors
 from detectors.customer import CustomerState, apply_customer, decode_customer, encode_customer
 from detectors.engine import Engine, Outputs
 from detectors.events import decode_batch, encode_batch
@@ -42,9 +40,9 @@ from detectors.session import (
     decode_state,
     encode_state,
 )
+from streams import detection
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
-from streams.journeys import load_journeys
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
@@ -178,10 +176,8 @@ def create_worker(
     metrics: Metrics = METRICS,
 ) -> Worker:
     """Build the Faust app for ``bootstrap`` (``host:port,...``)."""
-    processor = processor or SessionProcessor(
-        default_detectors(journeys=load_journeys(settings.journeys_file))
-    )
-    alerting = Alerting(customer_salt=settings.customer_salt)
+    processor = processor or detection.processor(settings)
+    alerting = detection.alerting(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -338,8 +334,7 @@ def create_worker(
     def engine_for(partition: int) -> Engine:
         eng = engines.get(partition)
         if eng is None:
-            eng = engines[partition] = Engine(processor, alerting,
-                                              session_gap=settings.session_gap)
+            eng = engines[partition] = detection.engine(settings, processor, alerting)
         return eng
 
     def partition_of(key: bytes) -> int:

@@ -4,7 +4,8 @@ file, as fast as one core allows.
 Each line is one message, as on the ingest topic: a payload in any supported format, or a
 ``frictionwatch simulate --out`` envelope ``{"time", "source", "key", "payload"}`` (its payload
 is handed on as the raw bytes it was, never re-encoded). Bad lines become dead letters, as in
-the worker, and are counted.
+the worker, and are counted. Canonical events, one per line (what ``--save-canonical``
+writes), take a fast path: a whole block of lines decodes into typed events in one call.
 
 >>> import io, json
 >>> from detectors.engine import Engine
@@ -28,8 +29,8 @@ from typing import IO, Any
 import msgspec
 
 from detectors.engine import Engine, Outputs
-from detectors.events import SUPPORT_EVENT_TYPES, Event, encode_batch
-from streams.normalize import canonical_ok, normalize
+from detectors.events import SUPPORT_EVENT_TYPES, decode_lines, encode_batch, encode_event
+from streams.normalize import normalize
 
 __all__ = ["BacktestResult", "iter_messages", "run"]
 
@@ -41,14 +42,8 @@ class _Envelope(msgspec.Struct):
     key: str | None = None
 
 
-class _CanonicalEnvelope(msgspec.Struct):
-    source: str
-    payload: list[Event]  # type: ignore[valid-type]
-
-
 _envelope = msgspec.json.Decoder(_Envelope)
-_canonical = msgspec.json.Decoder(_CanonicalEnvelope)
-_CANONICAL = b'{"source":"canonical","payload":'
+_CANONICAL = b'{"type":"'
 
 
 def iter_messages(lines: Iterable[bytes]) -> Iterator[tuple[bytes, str | None]]:
@@ -104,29 +99,30 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
     t0 = time.perf_counter()
     try:
         for block in _blocks(lines, block_bytes):
-            # What --save-canonical wrote: a whole block of envelopes decodes in one call.
-            envelopes = _canonical_block(block) if block.startswith(_CANONICAL) else None
-            if envelopes is None:  # anything else: line by line
+            # Canonical events, one per line (what --save-canonical writes): the whole block
+            # decodes in one call. Anything else (another format, an array of events, a bad
+            # line) fails the block's decode at once and goes line by line.
+            events = _canonical_block(block) if block.startswith(_CANONICAL) else None
+            if events is None:
                 for line in block.split(b"\n"):
-                    _line(line, *args)
+                    if line.strip():
+                        for raw, source in iter_messages((line,)):
+                            _general(raw, source, *args)
             else:
                 fast = 0
                 split = None
-                for i, env in enumerate(envelopes):
-                    evs = env.payload
-                    if len(evs) == 1:  # the common case, checked as normalize would
-                        e = evs[0]
-                        if e.id and e.session_id:
-                            if not isinstance(e, support):
-                                fast += 1
-                                feed(evs, None, out)
-                                continue
-                            if e.customer_id:  # customer state is the worker's
-                                fast += 1
-                                continue
+                for i, e in enumerate(events):
+                    if e.id and e.session_id:  # what normalize checks
+                        if not isinstance(e, support):
+                            fast += 1
+                            feed([e], None, out)
+                            continue
+                        if e.customer_id:  # customer state is the worker's
+                            fast += 1
+                            continue
                     if split is None:  # the same lines decode_lines saw
                         split = [x for x in block.split(b"\n") if x.strip()]
-                    _line(split[i], *args)
+                    _general(split[i], None, *args)  # names the problem
                 res.messages += fast
                 res.events += fast
             if progress is not None and res.messages >= next_progress:
@@ -138,22 +134,6 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
             gc.enable()
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _line(line: bytes, res: BacktestResult, feed: Callable[..., Any], max_bytes: int,
-          max_events: int, canonical_out: IO[bytes] | None) -> None:
-    """One line: a canonical envelope of one session's events, or any other message."""
-    if not line.strip():
-        return
-    evs = _canonical_events(line, max_events) if line.startswith(_CANONICAL) else None
-    if evs is not None:
-        res.messages += 1
-        res.events += len(evs)
-        if not isinstance(evs[0], SUPPORT_EVENT_TYPES):
-            feed(evs, None, res.outputs)
-        return
-    for raw, source in iter_messages((line,)):
-        _general(raw, source, res, feed, max_bytes, max_events, canonical_out)
 
 
 def _blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
@@ -174,30 +154,12 @@ def _blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
         yield rest
 
 
-def _canonical_block(block: bytes) -> list[_CanonicalEnvelope] | None:
-    """Every non-blank line of ``block`` as a canonical envelope, or None if one is not."""
+def _canonical_block(block: bytes) -> list[Any] | None:
+    """Every non-blank line of ``block`` as one canonical event, or None if one is not."""
     try:
-        return _canonical.decode_lines(block)
+        return decode_lines(block)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-
-
-def _canonical_events(line: bytes, max_events: int) -> list[Any] | None:
-    try:
-        evs = _canonical.decode(line).payload
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    return evs if _one_key(evs, max_events) else None
-
-
-def _one_key(evs: list[Any], max_events: int) -> bool:
-    # What normalize checks, plus what --save-canonical promises: one session (or customer)
-    # per line, so the line goes to the engine as one message.
-    if not canonical_ok(evs, max_events):
-        return False
-    sid, support = evs[0].session_id, isinstance(evs[0], SUPPORT_EVENT_TYPES)
-    return all(e.session_id == sid and isinstance(e, SUPPORT_EVENT_TYPES) == support
-               for e in evs)
 
 
 def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable[..., Any],
@@ -214,6 +176,7 @@ def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable
         feed(evs, None, out)
     for evs in norm.support.values():
         res.events += len(evs)  # customer state is the worker's; nothing to detect yet
-    if canonical_out is not None:
+    if canonical_out is not None:  # one line per message and session, as normalize split it
         for evs in (*norm.web.values(), *norm.support.values()):
-            canonical_out.write(_CANONICAL + encode_batch(evs) + b"}\n")
+            canonical_out.write((encode_event(evs[0]) if len(evs) == 1 else encode_batch(evs))
+                                + b"\n")

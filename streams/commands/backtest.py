@@ -12,11 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from detectors.alerting import Alerting
-from detectors.catalog import default_detectors
-from detectors.engine import Engine
 from detectors.quality import Quality, evaluate, split_truth
-from detectors.session import SessionProcessor
+from streams import detection
 from streams.backtest import BacktestResult, run
 from streams.commands.common import fail
 from streams.settings import load
@@ -48,8 +45,7 @@ def backtest(
     signals, alerts, chat triggers and session outcomes, with a progress bar. With --truth,
     score the detectors against what the simulator injected."""
     settings = load(session_gap=session_gap)
-    engine = Engine(SessionProcessor(default_detectors()), Alerting(),
-                    session_gap=settings.session_gap)
+    engine = detection.engine(settings)
     console = Console(stderr=True)
     size = file.stat().st_size
     canonical = open(save_canonical, "wb") if save_canonical else None  # noqa: SIM115

@@ -10,21 +10,19 @@ import msgspec
 import pytest
 from kafkahelp import WorkerProcess, isolated_settings, producer, read_topic, topic
 
-from detectors.alerting import Alerting
-from detectors.catalog import default_detectors
-from detectors.engine import Engine, Outputs
-from detectors.session import SessionProcessor
-from streams.journeys import load_journeys
+from detectors.engine import Outputs
+from streams import detection
 from streams.kafka_io import ensure_topics
 from streams.normalize import normalize
+from streams.settings import Settings
 from streams.simulator import FRICTION_TYPES, Incident, SimConfig, Simulator
 from streams.topics import SOURCE_HEADER
 
 pytestmark = pytest.mark.integration
 
 
-def _offline(msgs: list) -> Outputs:  # type: ignore[type-arg]
-    engine = Engine(SessionProcessor(default_detectors(journeys=load_journeys())), Alerting())
+def _offline(msgs: list, settings: Settings) -> Outputs:  # type: ignore[type-arg]
+    engine = detection.engine(settings)
     out = Outputs()
     for m in msgs:
         norm = normalize(m.encode(), m.source, max_bytes=1 << 20, max_events=1000, now=0.0)
@@ -43,7 +41,7 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
                               friction=dict.fromkeys(FRICTION_TYPES, 0.2),
                               incidents=(Incident.parse("payment_outage@30+60"),)))
     msgs = list(sim.messages())
-    expected = _offline(msgs)
+    expected = _offline(msgs, settings)
     assert len(expected.alerts) >= 10 and len(expected.chats) >= 10
     assert len({s.type for s in expected.signals}) >= 8
 

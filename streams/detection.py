@@ -1,0 +1,35 @@
+"""The detection core as configured by the settings, built in one place, so that the worker,
+the backtest and the benches run the very same detectors, journeys and alert policy.
+
+>>> from streams.settings import load
+>>> eng = engine(load())
+>>> [d.name for d in eng.processor.detectors][-1], eng.session_gap
+('journey', 1800.0)
+"""
+
+from __future__ import annotations
+
+from detectors.alerting import Alerting
+from detectors.catalog import default_detectors
+from detectors.engine import Engine
+from detectors.session import SessionProcessor
+from streams.journeys import load_journeys
+from streams.settings import Settings
+
+__all__ = ["alerting", "engine", "processor"]
+
+
+def processor(settings: Settings) -> SessionProcessor:
+    """Every detector with its defaults, and the journeys of ``settings.journeys_file``."""
+    return SessionProcessor(default_detectors(journeys=load_journeys(settings.journeys_file)))
+
+
+def alerting(settings: Settings) -> Alerting:
+    return Alerting(customer_salt=settings.customer_salt)
+
+
+def engine(settings: Settings, proc: SessionProcessor | None = None,
+           alert: Alerting | None = None) -> Engine:
+    """One engine (the worker runs one per partition, sharing ``proc`` and ``alert``)."""
+    return Engine(proc or processor(settings), alert or alerting(settings),
+                  session_gap=settings.session_gap)
