@@ -31,7 +31,8 @@ ENV PYTHONUNBUFFERED=1 \
     FRICTIONWATCH_DATA_DIR=/var/lib/frictionwatch
 
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+# With the [rocksdb] extra: tables on local RocksDB (FRICTIONWATCH_STORE=rocksdb://).
+RUN pip install "$(ls /wheels/*.whl)[rocksdb]" && rm -rf /wheels
 
 # Non-root, with a numeric uid so orchestrators can check runAsNonRoot.
 RUN groupadd --system --gid 10001 frictionwatch \

@@ -176,6 +176,12 @@ def create_worker(
     metrics: Metrics = METRICS,
 ) -> Worker:
     """Build the Faust app for ``bootstrap`` (``host:port,...``)."""
+    if settings.store == "rocksdb://":
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError("FRICTIONWATCH_STORE=rocksdb:// needs rocksdict: "
+                               "pip install 'frictionwatch[rocksdb]'") from exc
     processor = processor or detection.processor(settings)
     alerting = detection.alerting(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     data_dir: Path = Path("var/frictionwatch")
-    #: Faust table store: ``memory://`` or ``rocksdb://`` (needs rocksdict installed).
-    store: str = "memory://"
+    #: Faust table store: ``memory://`` or ``rocksdb://`` (the ``[rocksdb]`` extra, rocksdict:
+    #: local state survives a restart instead of being re-read from the changelog topics).
+    store: Literal["memory://", "rocksdb://"] = "memory://"
     #: Seconds between offset commits; session state is flushed to its table just before.
     commit_interval: float = Field(default=2.0, gt=0)
     #: Kafka messages handled together; session state is written once per session per batch.

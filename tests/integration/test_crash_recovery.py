@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import time
@@ -98,11 +99,18 @@ def processed(worker: WorkerProcess) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
-    kafka_bootstrap, tmp_path
+    kafka_bootstrap, tmp_path, store
 ):
+    if store.startswith("rocksdb"):
+        pytest.importorskip("rocksdict")  # the [rocksdb] extra, for real deployments
+        if not os.environ.get("FRICTIONWATCH_TEST_BOOTSTRAP_SERVERS"):
+            # tansu acknowledges changelog offsets that a restart then finds above the topic's
+            # high watermark, and Faust refuses local RocksDB state ahead of its changelog.
+            pytest.skip("RocksDB recovery is tested on Apache Kafka (CI), not on tansu")
     settings = isolated_settings(tmp_path, batch_max_messages=50, batch_within=0.05,
-                                 commit_interval=2.0)
+                                 commit_interval=2.0, store=store)
     ensure_topics(settings, kafka_bootstrap)
     messages = traffic(seed=11)
     expected = offline_states(messages, settings.partitions)
