@@ -47,8 +47,11 @@ class Watch:
     #: what the worker wrote to Kafka
     dead_by_reason: Counter[str] = field(default_factory=Counter)
     signals_by_type: Counter[str] = field(default_factory=Counter)
+    alerts_by_reason: Counter[str] = field(default_factory=Counter)
+    chats: int = 0
     sessions: dict[bytes, SessionState] = field(default_factory=dict)
     last_dead: list[str] = field(default_factory=list)
+    last_alert: str = ""
 
     @property
     def elapsed(self) -> float:
@@ -73,13 +76,15 @@ class Watch:
         self.events_by_type, self.events_by_source = by_type, by_source
 
     async def tail(self, stop: asyncio.Event) -> None:
-        """Follow dead letters, friction signals and session state until ``stop`` is set."""
+        """Follow dead letters, friction signals, alerts, chat triggers and session state
+        until ``stop`` is set."""
         prefix = self.settings.topic_prefix
         dead_t = topic_name("dead_letters", prefix)
         signal_t = topic_name("friction_signals", prefix)
         changelog_t = f"{self.settings.app_id}-sessions-changelog"
         consumer = AIOKafkaConsumer(
-            dead_t, signal_t, changelog_t,
+            dead_t, signal_t, changelog_t, topic_name("alerts", prefix),
+            topic_name("chat_triggers", prefix),
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -110,6 +115,15 @@ class Watch:
                 self.last_dead = [*self.last_dead[-2:], f"{d.reason}: {d.detail[:70]}"]
             elif topic == signal_t:
                 self.signals_by_type[msgspec.json.decode(value).get("type", "?")] += 1
+            elif topic == topic_name("alerts", self.settings.topic_prefix):
+                data = msgspec.json.decode(value).get("data", {})
+                self.alerts_by_reason[data.get("reason", "?")] += 1
+                self.last_alert = (f"{data.get('reason')} in session {data.get('session_id')}, "
+                                   f"step {data.get('step')}, revenue at risk "
+                                   f"{data.get('revenue_at_risk')}: "
+                                   f"{data.get('recommended_action')}")
+            elif topic == topic_name("chat_triggers", self.settings.topic_prefix):
+                self.chats += 1
             elif key is not None:
                 self.sessions[key] = decode_state(value)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -172,10 +186,14 @@ def render(w: Watch, final: bool = False) -> Group:
         Group(
             _counter_table("flagged by the worker", w.signals_by_type,
                            "none: no detectors configured"),
+            _counter_table(f"alerts by reason ({w.chats:,} chat offers)", w.alerts_by_reason,
+                           "none yet"),
             _counter_table("dead letters by reason", w.dead_by_reason, "none"),
         ),
     )
     parts: list[Text | Table] = [head, grid]
+    if w.last_alert:
+        parts.append(Text("latest alert: " + w.last_alert, style="dim"))
     if w.last_dead:
         parts.append(Text("latest dead letter: " + w.last_dead[-1], style="dim"))
     return Group(*parts)

@@ -214,7 +214,9 @@ def _summary(console: Console, watch: Watch, sim: Simulator, speed: float,
         f"{f['revenue']:,.2f}), and sent {sum(watch.dead_by_reason.values())} of "
         f"{watch.sent_bad} malformed messages to the dead-letter topic with their reasons.\n"
         f"Injected: {sum(watch.injected.values()):,} frictions, incidents: {incidents}. "
-        f"Flagged by detectors: {sum(watch.signals_by_type.values()):,}."
+        f"Flagged by detectors: {sum(watch.signals_by_type.values()):,}; "
+        f"{sum(watch.alerts_by_reason.values()):,} session alerts and {watch.chats:,} chat "
+        f"offers sent."
     )
     if processed < watch.sent_messages:
         console.print(f"[yellow]The worker had not caught up: "

@@ -36,3 +36,7 @@ def test_demo_runs_to_summary(kafka_bootstrap: str, tmp_path) -> None:  # type: 
     m = re.search(r"sent (\d+) of (\d+) malformed messages to the dead-letter topic", out)
     assert m and m.group(1) == m.group(2) != "0", out
     assert truth.exists() and truth.read_text().count('"record":"outcome"') > 10
+    m = re.search(r"([\d,]+) session alerts and ([\d,]+) chat offers sent", out)
+    assert m, out
+    alerts, chats = (int(g.replace(",", "")) for g in m.groups())
+    assert 0 <= chats <= alerts  # at most one chat offer per alert
