@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from streams.cli import app
 
-EXPECTED = {"worker", "simulate", "replay", "demo", "topics"}
+EXPECTED = {"worker", "simulate", "replay", "demo", "topics", "evaluate"}
 runner = CliRunner()
 
 
