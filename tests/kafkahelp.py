@@ -70,19 +70,10 @@ def read_topic(
         consumer_timeout_ms=500,
     )
     try:
-        parts = None
         deadline = time.monotonic() + timeout
-        while parts is None and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts is None:
-                time.sleep(0.2)
-        if parts is None:
-            return []
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        tps = _from_beginning(consumer, topic, deadline)
         records: list[Any] = []
-        while time.monotonic() < deadline:
+        while tps and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=300).values():
                 records.extend(batch)
             if until(records):
@@ -90,6 +81,42 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def read_to_end(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
+    """Everything ``topic`` holds now: from the beginning to the end offsets it has when
+    called, however long that takes (a fixed time would return a prefix on a slow machine)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + timeout
+        tps = _from_beginning(consumer, topic, deadline)
+        ends = consumer.end_offsets(tps) if tps else {}
+        records: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end in {timeout} s")
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def _from_beginning(consumer: KafkaConsumer, topic: str, deadline: float
+                    ) -> list[TopicPartition]:
+    """Assign all of ``topic``'s partitions (once it exists), positioned at the beginning."""
+    parts = None
+    while parts is None and time.monotonic() < deadline:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            time.sleep(0.2)
+    if parts is None:
+        return []
+    tps = [TopicPartition(topic, p) for p in parts]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return tps
 
 
 def latest_by_key(records: list[Any]) -> dict[bytes, bytes | None]:

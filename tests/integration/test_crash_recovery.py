@@ -17,6 +17,7 @@ from kafkahelp import (
     isolated_settings,
     latest_by_key,
     producer,
+    read_to_end,
     read_topic,
     topic,
 )
@@ -148,8 +149,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
         )
         # Let any double application (the bug this guards against) show up before comparing.
         time.sleep(settings.commit_interval + 1)
-        records = read_topic(kafka_bootstrap, changelog_topic(settings, SESSIONS_TABLE),
-                             until=lambda rs: False, timeout=5)
+        records = read_to_end(kafka_bootstrap, changelog_topic(settings, SESSIONS_TABLE))
         got = states_of(records)
     finally:
         second.stop()
