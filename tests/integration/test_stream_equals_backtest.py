@@ -8,7 +8,14 @@ import time
 
 import msgspec
 import pytest
-from kafkahelp import WorkerProcess, isolated_settings, producer, read_topic, topic
+from kafkahelp import (
+    WorkerProcess,
+    isolated_settings,
+    producer,
+    read_to_end,
+    read_topic,
+    topic,
+)
 
 from detectors.engine import Outputs
 from streams import detection
@@ -45,10 +52,14 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
     assert len(expected.alerts) >= 10 and len(expected.chats) >= 10
     assert len({s.type for s in expected.signals}) >= 8
 
-    def docs(name: str, n: int | None, timeout: float = 120) -> list[dict[str, object]]:
-        """``n`` documents of a topic, or (None) all there are after ``timeout``."""
-        records = read_topic(kafka_bootstrap, topic(settings, name),
-                             until=lambda rs: n is not None and len(rs) >= n, timeout=timeout)
+    def docs(name: str, n: int | None = None) -> list[dict[str, object]]:
+        """At least ``n`` documents of a topic (waiting up to 2 minutes), or (None) all it
+        holds now, read to its end offsets."""
+        if n is None:
+            records = read_to_end(kafka_bootstrap, topic(settings, name))
+        else:
+            records = read_topic(kafka_bootstrap, topic(settings, name),
+                                 until=lambda rs: len(rs) >= n, timeout=120)
         return [json.loads(r.value) for r in records]
 
     with WorkerProcess(settings, kafka_bootstrap, tmp_path / "worker.log") as w:
@@ -60,9 +71,9 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
         docs("friction_signals", len(expected.signals))
         docs("alerts", len(expected.alerts))
         time.sleep(3)  # anything extra would show up by now
-        signals = docs("friction_signals", None, timeout=4)
-        alerts = docs("alerts", None, timeout=4)
-        chats = docs("chat_triggers", None, timeout=4)
+        signals = docs("friction_signals")
+        alerts = docs("alerts")
+        chats = docs("chat_triggers")
         metrics = w.metrics_text()
     # Labels stay bounded: no session or customer id reaches Prometheus.
     ids = {s.session_id for s in expected.signals} | {o["customer_id"] for o in
