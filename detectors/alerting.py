@@ -175,13 +175,15 @@ class Alerting:
                 mem["armed"] = False
                 mem["last_alert"] = sig.time
                 mem["alerts"] += 1
-                alerts.append(self._alert(state, sig, score, abandon_probability, mem))
+                risk = self._risk(score, abandon_probability)
+                customer = hash_customer(state.customer_id, self.customer_salt)
+                alerts.append(self._alert(state, sig, score, risk, customer, mem))
                 chat_cooled = (mem["last_chat"] is None
                                or sig.time - mem["last_chat"] >= self.cooldown)
                 if chat_cooled:
                     mem["last_chat"] = sig.time
                     mem["chats"] += 1
-                    chats.append(self._chat(state, sig, score, abandon_probability, mem))
+                    chats.append(self._chat(state, sig, risk, customer, mem))
         return alerts, chats
 
     def _risk(self, score: float, p: float | None) -> float:
@@ -190,13 +192,12 @@ class Alerting:
         # Prior: the average abandonment rate, pushed up by friction, never to certainty.
         return min(0.95, BASE_ABANDONMENT + (1 - BASE_ABANDONMENT) * (1 - math.exp(-score / 2)))
 
-    def _alert(self, state: SessionState, sig: Signal, score: float, p: float | None,
-               mem: dict[str, Any]) -> dict[str, Any]:
-        risk = self._risk(score, p)
+    def _alert(self, state: SessionState, sig: Signal, score: float, risk: float,
+               customer: str | None, mem: dict[str, Any]) -> dict[str, Any]:
         return self._cloudevent("alert", "io.frictionwatch.session.friction", state, sig,
                                 mem["alerts"], {
             "session_id": state.session_id,
-            "customer": hash_customer(state.customer_id, self.customer_salt),
+            "customer": customer,
             "journey": _journey(state),
             "step": sig.step if sig.step is not None else (state.checkout_step or None),
             "device": state.device,
@@ -209,13 +210,12 @@ class Alerting:
             "recommended_action": ACTIONS.get(sig.type, "offer chat"),
         })
 
-    def _chat(self, state: SessionState, sig: Signal, score: float, p: float | None,
+    def _chat(self, state: SessionState, sig: Signal, risk: float, customer: str | None,
               mem: dict[str, Any]) -> dict[str, Any]:
-        risk = self._risk(score, p)
         return self._cloudevent("chat", "io.frictionwatch.chat.offer", state, sig,
                                 mem["chats"], {
             "session_id": state.session_id,
-            "customer": hash_customer(state.customer_id, self.customer_salt),
+            "customer": customer,
             "reason": sig.type,
             "priority": round(state.cart_value * risk, 2),
             "expires": _iso(sig.time + self.chat_ttl),

@@ -104,10 +104,8 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
             # line) fails the block's decode at once and goes line by line.
             events = _canonical_block(block) if block.startswith(_CANONICAL) else None
             if events is None:
-                for line in block.split(b"\n"):
-                    if line.strip():
-                        for raw, source in iter_messages((line,)):
-                            _general(raw, source, *args)
+                for raw, source in iter_messages(block.split(b"\n")):
+                    _general(raw, source, *args)
             else:
                 fast = 0
                 split = None
