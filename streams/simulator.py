@@ -530,8 +530,11 @@ _ONSET: dict[str, tuple[frozenset[str], int]] = {
 
 
 def _defines(tr: FrictionTruth, kind: str, props: dict[str, Any],
-             counts: dict[int, int]) -> bool:
-    """Whether this event of ``tr`` is the one from which the friction exists."""
+             counts: dict[int, tuple[FrictionTruth, int]]) -> bool:
+    """Whether this event of ``tr`` is the one from which the friction exists.
+
+    ``counts`` maps ``id(tr)`` to (``tr``, its defining events so far): holding ``tr`` keeps
+    the id from being reused by a later record while the count is live."""
     if tr.friction == "step_stall":
         # Set once: the stall becomes abnormal 3x typical after the step opened.
         tr.onset = tr.start + 3 * float(tr.detail.get("typical_seconds", 0.0))
@@ -546,8 +549,12 @@ def _defines(tr: FrictionTruth, kind: str, props: dict[str, Any],
         return False
     if tr.friction == "payment_declined" and tr.incident is not None:
         needed = 1
-    n = counts[id(tr)] = counts.get(id(tr), 0) + 1
-    return n == needed
+    n = counts.get(id(tr), (tr, 0))[1] + 1
+    if n == needed:
+        counts.pop(id(tr), None)
+        return True
+    counts[id(tr)] = (tr, n)
+    return False
 
 
 def write_truth(sim: Simulator, out: str | Path | IO[str]) -> int:
@@ -1580,7 +1587,7 @@ class Simulator:
         started = 0
         truth, counts, outcomes = self.truth, self.counts, self._outcomes
         registered: set[int] = set()
-        defining: dict[int, int] = {}  # id(truth) -> its defining events so far
+        defining: dict[int, tuple[FrictionTruth, int]] = {}  # see _defines
         expo = rng.expovariate
         segment_render = self._segment
         ga4_render = self._ga4

@@ -449,3 +449,18 @@ def test_incident_spec_parses_units_and_values() -> None:
 def test_bad_config_is_a_value_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         SimConfig(**kwargs)
+
+
+def test_a_new_friction_record_never_inherits_a_dead_ones_onset_count() -> None:
+    # Counts were keyed by id(): a warm-up record freed mid-count could lend its id, and its
+    # count, to a later record, whose onset then came early (seen as a same-seed mismatch).
+    from streams.simulator import _defines
+
+    counts: dict[int, Any] = {}
+    click = "Element Clicked"
+    old = FrictionTruth("s0", None, "rage_click", 0.0, 0.0, None, None, {})
+    assert not _defines(old, click, {}, counts) and not _defines(old, click, {}, counts)
+    del old
+    for i in range(200):
+        fresh = FrictionTruth(f"s{i + 1}", None, "rage_click", 0.0, 0.0, None, None, {})
+        assert [_defines(fresh, click, {}, counts) for _ in range(3)] == [False, False, True]
