@@ -98,6 +98,7 @@ class Engine:
         self._due: list[tuple[float, str]] = []
         self._scheduled: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
+        self._step = processor.step
 
     def feed(self, events: Sequence[Any], origin: tuple[str, int] | None = None,
              out: Outputs | None = None) -> Outputs:
@@ -133,6 +134,30 @@ class Engine:
         if state.due_at is not None and state.due_at != before:
             self._schedule(state)
         return out
+
+    def feed_one(self, event: Any, out: Outputs) -> None:
+        """``feed([event], None, out)``, without the list: the backtest's hot path."""
+        now = event.time
+        if now > self.watermark:
+            due, expiry = self._due, self._expiry
+            if (due and due[0][0] <= now) or (expiry and expiry[0][0] <= now):
+                self._advance(now, out, strict=True)
+            else:
+                self.watermark = now
+        sid = event.session_id
+        state = self.sessions.get(sid)
+        if state is None:
+            heapq.heappush(self._expiry, (now + self.session_gap, sid))
+            state = self.sessions[sid] = SessionState(session_id=sid)
+            before = None
+        else:
+            before = state.due_at
+        signals = self._step(state, event)
+        if signals:
+            self._emit(state, signals, out)
+        after = state.due_at
+        if after is not None and after != before:
+            self._schedule(state)
 
     def adopt(self, state: SessionState) -> None:
         """Take over a session whose state was stored elsewhere (the worker's table after a

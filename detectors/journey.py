@@ -242,15 +242,26 @@ class JourneyTracker(BaseDetector):
             if per:
                 self._candidates[cls] = per
         self.handles = tuple(self._candidates)  # type: ignore[misc]
+        # Per class: 1 if it has a ``step``, 2 a ``path`` (a page view), else 0.
+        self._fields = {cls: 1 if "step" in cls.__struct_fields__
+                        else 2 if "path" in cls.__struct_fields__ else 0
+                        for cls in self._candidates}
         self._cache: dict[tuple[Any, ...], tuple[str, int, str] | None] = {}
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         cls = type(event)
         mem = state.detector_state.get("journey")
         current = mem.get("journey") if mem else None
-        # What an event matches depends only on these: cache it (URLs repeat a lot).
-        key = (cls, current, event.url, getattr(event, "step", None),
-               getattr(event, "path", None))
+        # What an event matches depends only on these: cache it (URLs repeat a lot). Fields
+        # are read by the class's known layout: getattr with a default on a missing field
+        # raises and catches inside, which cost more than the rest of this method.
+        fields = self._fields[cls]
+        if fields == 0:
+            key: tuple[Any, ...] = (cls, current, event.url)
+        elif fields == 1:
+            key = (cls, current, event.url, event.step)
+        else:
+            key = (cls, current, event.url, event.path)
         cache = self._cache
         if key in cache:
             hit = cache[key]

@@ -208,56 +208,70 @@ class SessionProcessor:
         elif origin is not None and is_replay(state.positions, origin):
             return state, []
         signals: list[Signal] = []
-        updates = self._updates
-        memory = state.detector_state
+        step = self.step
         for e in events:
-            now = e.time
-            due = state.due_at
-            if due is not None and due <= now:
-                self._tick(state, now, signals)
-            # The generic session facts (inline: this runs for every event).
-            if state.events == 0:
-                state.first_time = now
-            state.events += 1
-            # Events from one client can arrive slightly out of order: keep the latest time.
-            if now > state.last_time:
-                state.last_time = now
-            if e.customer_id and not state.customer_id:
-                state.customer_id = e.customer_id
-            if e.device and not state.device:
-                state.device = e.device
-            t = type(e)
-            # Clicks and page views are most of the traffic: tested first, the rest by lookup.
-            if t is ev.Click:
-                state.clicks += 1
-                state.click_at = now
-                state.click_target = e.target
-            elif t is ev.PageView:
-                state.page_views += 1
-                state.page_at = now
-                state.page = e.path or e.url
-            else:
-                fold = _FOLD_BY_TYPE.get(t)
-                if fold is not None:
-                    fold(state, e)
-            moved = False
-            for update, gate, timed in updates[t]:
-                if gate is not None and gate not in memory:
-                    continue
-                found = update(state, e)
-                if found:
-                    signals.extend(found)
-                moved = moved or timed
-            if moved:  # only a timed detector's own update (or tick) moves its deadline
-                best = None
-                for due_of in self._dues:
-                    due = due_of(state)
-                    if due is not None and (best is None or due < best):
-                        best = due
-                state.due_at = best
+            found = step(state, e)
+            if found:
+                signals += found
         if origin is not None:
             state.positions[origin[0]] = origin[1]
         return state, signals
+
+    def step(self, state: SessionState, e: Any) -> list[Signal] | None:
+        """Fold one event into ``state`` (in place, no replay check): the signals it raised,
+        or None. Deadlines that its time passes are ticked first. ``apply`` is this per
+        event; ``Engine.feed_one`` calls it directly (the hot path, DEVELOPERS.md)."""
+        signals = None
+        now = e.time
+        due = state.due_at
+        if due is not None and due <= now:
+            signals = self._tick(state, now) or None
+        # The generic session facts (inline: this runs for every event).
+        if state.events == 0:
+            state.first_time = now
+        state.events += 1
+        # Events from one client can arrive slightly out of order: keep the latest time.
+        if now > state.last_time:
+            state.last_time = now
+        if e.customer_id and not state.customer_id:
+            state.customer_id = e.customer_id
+        if e.device and not state.device:
+            state.device = e.device
+        t = type(e)
+        # Clicks and page views are most of the traffic: tested first, the rest by lookup.
+        if t is ev.Click:
+            state.clicks += 1
+            state.click_at = now
+            state.click_target = e.target
+        elif t is ev.PageView:
+            state.page_views += 1
+            state.page_at = now
+            state.page = e.path or e.url
+        else:
+            fold = _FOLD_BY_TYPE.get(t)
+            if fold is not None:
+                fold(state, e)
+        moved = False
+        memory = state.detector_state
+        for update, gate, timed in self._updates[t]:
+            if gate is not None and gate not in memory:
+                continue
+            found = update(state, e)
+            if found:
+                if signals is None:
+                    signals = list(found)
+                else:
+                    signals += found
+            if timed:
+                moved = True
+        if moved:  # only a timed detector's own update (or tick) moves its deadline
+            best = None
+            for due_of in self._dues:
+                due = due_of(state)
+                if due is not None and (best is None or due < best):
+                    best = due
+            state.due_at = best
+        return signals
 
     def next_due(self, state: SessionState) -> float | None:
         """Earliest deadline any detector has pending for this session (None: none)."""
@@ -265,16 +279,16 @@ class SessionProcessor:
 
     def advance(self, state: SessionState, now: float) -> list[Signal]:
         """Event time reached ``now`` with no event of this session: run due ticks."""
-        signals: list[Signal] = []
         due = state.due_at
         if due is not None and due <= now:
-            self._tick(state, now, signals)
-        return signals
+            return self._tick(state, now)
+        return []
 
-    def _tick(self, state: SessionState, now: float, out: list[Signal]) -> None:
+    def _tick(self, state: SessionState, now: float) -> list[Signal]:
         # Each deadline runs at its own due time, not at ``now``: results then do not depend
         # on when the caller got round to it (watermark steps, batching, stream vs backtest).
         # The earliest deadline left is found in the same pass (a tick may set a new one).
+        out: list[Signal] = []
         best = None
         for d in self._timed:
             due = d.due(state)
@@ -284,6 +298,7 @@ class SessionProcessor:
             if due is not None and (best is None or due < best):
                 best = due
         state.due_at = best
+        return out
 
 
 def is_replay(positions: dict[str, int], origin: tuple[str, int] | None) -> bool:

@@ -89,6 +89,7 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
     res = BacktestResult()
     out = res.outputs
     feed = engine.feed
+    feed_one = engine.feed_one
     support = SUPPORT_EVENT_TYPES
     args = (res, feed, max_bytes, max_events, canonical_out)
     next_progress = progress_every
@@ -113,7 +114,7 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
                     if e.id and e.session_id:  # what normalize checks
                         if not isinstance(e, support):
                             fast += 1
-                            feed([e], None, out)
+                            feed_one(e, out)
                             continue
                         if e.customer_id:  # customer state is the worker's
                             fast += 1
