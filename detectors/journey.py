@@ -243,9 +243,9 @@ class JourneyTracker(BaseDetector):
                 self._candidates[cls] = per
         self.handles = tuple(self._candidates)  # type: ignore[misc]
         # Per class: 1 if it has a ``step``, 2 a ``path`` (a page view), else 0.
-        self._fields = {cls: 1 if "step" in cls.__struct_fields__
-                        else 2 if "path" in cls.__struct_fields__ else 0
-                        for cls in self._candidates}
+        self._fields = {cls: 1 if "step" in names else 2 if "path" in names else 0
+                        for cls in self._candidates
+                        for names in [cls.__struct_fields__]}  # type: ignore[attr-defined]
         self._cache: dict[tuple[Any, ...], tuple[str, int, str] | None] = {}
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
