@@ -237,6 +237,9 @@ class DeadClickDetector(BaseDetector):
         self.max_silent = max_silent
         #: Learned: element -> [silent clicks, SDK dead-click reports] (insertion-ordered).
         self.targets: dict[str, list[float]] = {}
+        # Elements whose silence is a dead click now: ``is_dead`` as a set, kept by
+        # ``_learn``, so a click costs a set lookup rather than a call.
+        self._dead: set[str] = set(self.expect_response)
 
     # -- learned element statistics -------------------------------------------------------
 
@@ -248,24 +251,26 @@ class DeadClickDetector(BaseDetector):
         if st is None:
             st = [0.0, 0.0]
             if len(targets) >= self.max_targets:
-                del targets[next(iter(targets))]
+                oldest = next(iter(targets))
+                del targets[oldest]
+                if oldest not in self.expect_response:
+                    self._dead.discard(oldest)
         targets[target] = st
         st[0] += silent
         st[1] += reported
         if st[0] >= self.max_silent:
             st[0] /= 2
             st[1] /= 2
+        if target not in self.expect_response:
+            if st[1] >= self.min_reports and st[1] >= self.min_dead_share * st[0]:
+                self._dead.add(target)
+            else:
+                self._dead.discard(target)
         return st
 
     def is_dead(self, target: str | None) -> bool:
         """Whether silence after a click on ``target`` is a dead click."""
-        if target is None:
-            return False
-        if target in self.expect_response:
-            return True
-        st = self.targets.get(target)
-        return st is not None and st[1] >= self.min_reports and \
-            st[1] >= self.min_dead_share * st[0]
+        return target in self._dead
 
     # -- the detector ---------------------------------------------------------------------
 
@@ -295,7 +300,7 @@ class DeadClickDetector(BaseDetector):
         target = event.target
         # A repeat (rage burst's territory) is pending too, only for the burst to go on.
         memory["dead_click"] = [now, event.x, event.y, target,
-                                0 if repeat or not self.is_dead(target) else 1,
+                                0 if repeat or target not in self._dead else 1,
                                 0 if repeat else 1]
         return ()
 

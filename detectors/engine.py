@@ -135,29 +135,33 @@ class Engine:
             self._schedule(state)
         return out
 
-    def feed_one(self, event: Any, out: Outputs) -> None:
-        """``feed([event], None, out)``, without the list: the backtest's hot path."""
-        now = event.time
-        if now > self.watermark:
-            due, expiry = self._due, self._expiry
-            if (due and due[0][0] <= now) or (expiry and expiry[0][0] <= now):
-                self._advance(now, out, strict=True)
+    def feed_many(self, events: Iterable[Any], out: Outputs) -> None:
+        """Feed each event as a message of its own, in order: ``feed([e], None, out)`` for
+        each, without a call per event (the backtest's hot path). Each must be a session (web)
+        event with an id and a session id."""
+        sessions, gap, step = self.sessions, self.session_gap, self._step
+        due, expiry = self._due, self._expiry
+        watermark = self.watermark
+        for event in events:
+            now = event.time
+            if now > watermark:
+                if (due and due[0][0] <= now) or (expiry and expiry[0][0] <= now):
+                    self._advance(now, out, strict=True)
+                watermark = self.watermark = now
+            sid = event.session_id
+            state = sessions.get(sid)
+            if state is None:
+                heapq.heappush(expiry, (now + gap, sid))
+                state = sessions[sid] = SessionState(session_id=sid)
+                before = None
             else:
-                self.watermark = now
-        sid = event.session_id
-        state = self.sessions.get(sid)
-        if state is None:
-            heapq.heappush(self._expiry, (now + self.session_gap, sid))
-            state = self.sessions[sid] = SessionState(session_id=sid)
-            before = None
-        else:
-            before = state.due_at
-        signals = self._step(state, event)
-        if signals:
-            self._emit(state, signals, out)
-        after = state.due_at
-        if after is not None and after != before:
-            self._schedule(state)
+                before = state.due_at
+            signals = step(state, event)
+            if signals:
+                self._emit(state, signals, out)
+            after = state.due_at
+            if after is not None and after != before:
+                self._schedule(state)
 
     def adopt(self, state: SessionState) -> None:
         """Take over a session whose state was stored elsewhere (the worker's table after a

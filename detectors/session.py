@@ -179,12 +179,14 @@ class SessionProcessor:
         timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
         self._timed = timed
         self._dues = tuple(d.due for d in timed)
-        # Event class -> (bound update, gate, timed) per detector that wants it: one lookup
+        # Event class -> (bound update, gate, bound due or None) per detector that wants it:
+        # one lookup
         # per event and no bound-method object made per call (the hot path, DEVELOPERS.md).
         # A gate is the detector's name for the classes it only ``follows``: it is called for
         # them only while its memory slot exists in the session.
-        self._updates: dict[type, tuple[tuple[Any, str | None, bool], ...]] = {
-            t: tuple((d.update, None if t in d.handles else d.name, d in timed)
+        self._updates: dict[type, tuple[tuple[Any, str | None, Any], ...]] = {
+            t: tuple((d.update, None if t in d.handles else d.name,
+                      d.due if d in timed else None)
                      for d in self.detectors
                      if t in d.handles or t in getattr(d, "follows", ()))
             for t in ev.EVENT_TYPES.values()
@@ -220,7 +222,7 @@ class SessionProcessor:
     def step(self, state: SessionState, e: Any) -> list[Signal] | None:
         """Fold one event into ``state`` (in place, no replay check): the signals it raised,
         or None. Deadlines that its time passes are ticked first. ``apply`` is this per
-        event; ``Engine.feed_one`` calls it directly (the hot path, DEVELOPERS.md)."""
+        event; ``Engine.feed_many`` calls it directly (the hot path, DEVELOPERS.md)."""
         signals = None
         now = e.time
         due = state.due_at
@@ -251,9 +253,9 @@ class SessionProcessor:
             fold = _FOLD_BY_TYPE.get(t)
             if fold is not None:
                 fold(state, e)
-        moved = False
+        moved: Any = None  # the due of the one timed detector that ran; True: several
         memory = state.detector_state
-        for update, gate, timed in self._updates[t]:
+        for update, gate, due_of in self._updates[t]:
             if gate is not None and gate not in memory:
                 continue
             found = update(state, e)
@@ -262,9 +264,15 @@ class SessionProcessor:
                     signals = list(found)
                 else:
                     signals += found
-            if timed:
-                moved = True
-        if moved:  # only a timed detector's own update (or tick) moves its deadline
+            if due_of is not None:
+                moved = due_of if moved is None else True
+        # Only a timed detector's own update (or tick) moves its deadline. If no deadline
+        # was pending before, the one that ran has the only one there can be (one call, not
+        # one per timed detector: most clicks).
+        if moved is not None:
+            if moved is not True and state.due_at is None:
+                state.due_at = moved(state)
+                return signals
             best = None
             for due_of in self._dues:
                 due = due_of(state)
