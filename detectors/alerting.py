@@ -11,10 +11,11 @@ Both are CloudEvents 1.0 documents (structured JSON). Ids are deterministic (ses
 the session's alert or trigger sequence number), so a consumer can drop duplicates after a
 replay, and the same events give the same documents in the stream and in the backtest.
 
-Revenue at risk is the cart value times the probability of abandoning. Until the online
-abandonment model lands (``models/``), that probability is a prior: the published checkout
-abandonment rate (about 70%, Baymard Institute's average of 49 studies) raised by the friction
-score; a model's probability can be passed in instead.
+Revenue at risk is the cart value times the probability of abandoning: the online
+abandonment model's (``models.abandonment``, which writes it on the session with the factors
+that pushed it most; the alert names them), or, before the session has been scored, a prior:
+the published checkout abandonment rate (about 70%, Baymard Institute's average of 49 studies)
+raised by the friction score.
 
 >>> from detectors.base import Signal
 >>> from detectors.session import SessionState
@@ -175,7 +176,9 @@ class Alerting:
                 mem["armed"] = False
                 mem["last_alert"] = sig.time
                 mem["alerts"] += 1
-                risk = self._risk(score, abandon_probability)
+                risk = self._risk(score, abandon_probability
+                                  if abandon_probability is not None
+                                  else state.abandon_probability)
                 customer = hash_customer(state.customer_id, self.customer_salt)
                 alerts.append(self._alert(state, sig, score, risk, customer, mem))
                 chat_cooled = (mem["last_chat"] is None
@@ -206,6 +209,7 @@ class Alerting:
             "signals": list(mem["recent"]),
             "cart_value": round(state.cart_value, 2),
             "abandon_probability": round(risk, 3),
+            "abandon_factors": list(state.abandon_factors or ()),
             "revenue_at_risk": round(state.cart_value * risk, 2),
             "recommended_action": ACTIONS.get(sig.type, "offer chat"),
         })

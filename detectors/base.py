@@ -29,7 +29,7 @@ detector, e.g. the last few clicks), because it is checkpointed with the session
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -82,6 +82,10 @@ class BaseDetector:
     def tick(self, state: SessionState, now: float) -> Sequence[Signal]:
         """Event time reached ``now`` (>= ``due``) with no event of this session in between."""
         return ()
+
+    def learn(self, state: SessionState, outcome: Mapping[str, Any]) -> None:
+        """The session ended (expired) with ``outcome`` (``detectors.engine.outcome``): learn
+        from it. Default: nothing. Online models use it for their delayed labels."""
 
     def memory(self, state: SessionState) -> dict[str, Any]:
         mem = state.detector_state.get(self.name)

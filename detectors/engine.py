@@ -185,9 +185,12 @@ class Engine:
         session. Deadlines beyond the data are not run: what the customer did next is not in
         it (a stall flagged there would be a guess about the future)."""
         out = self.advance(self.watermark, out)
+        finish = self.processor.finish
         for sid in sorted(self.sessions, key=lambda k: self.sessions[k].last_time):
             state = self.sessions[sid]
-            out.outcomes.append(outcome(state, state.last_time + self.session_gap))
+            done = outcome(state, state.last_time + self.session_gap)
+            finish(state, done)
+            out.outcomes.append(done)
         self.sessions.clear()
         self._scheduled.clear()
         self._due.clear()
@@ -252,4 +255,6 @@ class Engine:
                 # Deadlines inside the gap ran above (they come first in time).
                 del self.sessions[sid]
                 self._scheduled.pop(sid, None)
-                out.outcomes.append(outcome(state, t))
+                done = outcome(state, t)
+                self.processor.finish(state, done)
+                out.outcomes.append(done)

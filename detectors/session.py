@@ -27,7 +27,7 @@ A message from an origin at or below the position already applied is a replay; i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import msgspec
@@ -83,6 +83,10 @@ class SessionState(msgspec.Struct, kw_only=True):
     #: Earliest pending detector deadline (event time), cached: detectors' ``due`` may change
     #: only in their own ``update`` or ``tick``, so it is recomputed only then.
     due_at: float | None = None
+    #: The abandonment model's latest probability that this session leaves without buying,
+    #: and the factors that pushed it most, in plain words (None: not scored yet).
+    abandon_probability: float | None = None
+    abandon_factors: list[str] | None = None
     #: Friction signals raised in this session, by type.
     friction: dict[str, int] = {}
     #: Per-detector memory, by detector name (kept small by each detector).
@@ -100,6 +104,8 @@ class Detector(Protocol):
     def due(self, state: SessionState) -> float | None: ...
 
     def tick(self, state: SessionState, now: float) -> Sequence[Signal]: ...
+
+    def learn(self, state: SessionState, outcome: Mapping[str, Any]) -> None: ...
 
 
 _encoder = msgspec.json.Encoder()
@@ -177,6 +183,8 @@ class SessionProcessor:
     def __init__(self, detectors: Sequence[Detector] = ()) -> None:
         self.detectors = tuple(detectors)
         timed = tuple(d for d in self.detectors if type(d).due is not BaseDetector.due)
+        self._learners = tuple(d.learn for d in self.detectors
+                               if type(d).learn is not BaseDetector.learn)
         self._timed = timed
         self._dues = tuple(d.due for d in timed)
         # Event class -> (bound update, gate, bound due or None) per detector that wants it:
@@ -280,6 +288,12 @@ class SessionProcessor:
                     best = due
             state.due_at = best
         return signals
+
+    def finish(self, state: SessionState, outcome: Mapping[str, Any]) -> None:
+        """The session ended with ``outcome`` (``detectors.engine.outcome``): detectors that
+        learn from outcomes (``learn``) do so now."""
+        for learn in self._learners:
+            learn(state, outcome)
 
     def next_due(self, state: SessionState) -> float | None:
         """Earliest deadline any detector has pending for this session (None: none)."""

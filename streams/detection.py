@@ -9,19 +9,23 @@ the backtest and the benches run the very same detectors, journeys and alert pol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
-from detectors.session import SessionProcessor
+from detectors.session import Detector, SessionProcessor
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
 __all__ = ["alerting", "engine", "processor"]
 
 
-def processor(settings: Settings) -> SessionProcessor:
-    """Every detector with its defaults, and the journeys of ``settings.journeys_file``."""
-    return SessionProcessor(default_detectors(journeys=load_journeys(settings.journeys_file)))
+def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
+    """Every detector with its defaults, and the journeys of ``settings.journeys_file``; then
+    ``extra`` ones (e.g. a model's scorer), which see the journey position already updated."""
+    return SessionProcessor([*default_detectors(journeys=load_journeys(settings.journeys_file)),
+                             *extra])
 
 
 def alerting(settings: Settings) -> Alerting:
@@ -29,7 +33,7 @@ def alerting(settings: Settings) -> Alerting:
 
 
 def engine(settings: Settings, proc: SessionProcessor | None = None,
-           alert: Alerting | None = None) -> Engine:
+           alert: Alerting | None = None, extra: Sequence[Detector] = ()) -> Engine:
     """One engine (the worker runs one per partition, sharing ``proc`` and ``alert``)."""
-    return Engine(proc or processor(settings), alert or alerting(settings),
+    return Engine(proc or processor(settings, extra), alert or alerting(settings),
                   session_gap=settings.session_gap)

@@ -1,0 +1,55 @@
+"""Checkpoints of learned state (River models, learned detector statistics), so that a restart
+or a rebalance does not forget what was learned.
+
+A checkpoint is the object pickled, behind a small JSON header naming the River version it was
+made with. River does not promise that a model pickled by one version loads in another, which
+is why the version is pinned (``pyproject.toml``) and checked on load: a mismatch raises
+``CheckpointError`` and the caller starts fresh rather than run a model that is silently wrong.
+
+Only load checkpoints you wrote: unpickling runs code (they live on the worker's own
+compacted topic or disk, never user input).
+
+>>> from models.abandonment import abandonment_model
+>>> m = abandonment_model()
+>>> m.learn_one({"x": 1.0}, True)
+>>> again = loads(dumps(m))
+>>> again.predict_proba_one({"x": 1.0}) == m.predict_proba_one({"x": 1.0})
+True
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import river
+
+__all__ = ["CheckpointError", "dumps", "loads"]
+
+_MAGIC = b"FWCK1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here (not one, or from another River version)."""
+
+
+def dumps(obj: Any) -> bytes:
+    header = json.dumps({"river": river.__version__}).encode()
+    return _MAGIC + len(header).to_bytes(4, "big") + header + pickle.dumps(
+        obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    if not data.startswith(_MAGIC):
+        raise CheckpointError("not a frictionwatch checkpoint")
+    n = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 4], "big")
+    start = len(_MAGIC) + 4
+    try:
+        header = json.loads(data[start:start + n])
+    except ValueError as exc:
+        raise CheckpointError(f"unreadable checkpoint header: {exc}") from None
+    if header.get("river") != river.__version__:
+        raise CheckpointError(f"checkpoint made with River {header.get('river')}, "
+                              f"this is River {river.__version__}")
+    return pickle.loads(data[start + n:])  # noqa: S301 - our own checkpoints only

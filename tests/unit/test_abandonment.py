@@ -1,0 +1,145 @@
+"""The checkout-abandonment scorer: snapshots without leakage, learning from outcomes through the
+engine, scores and factors in alerts, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from detectors import events as ev
+from detectors.alerting import Alerting
+from detectors.base import Signal
+from detectors.engine import Engine, Outputs
+from detectors.session import SessionProcessor, SessionState
+from models import checkpoint
+from models.abandonment import AbandonmentScorer, abandonment_model, checkout_features
+
+
+def _checkout(sid: str, t0: float, declines: int, order: bool) -> list[object]:
+    evs: list[object] = [
+        ev.CheckoutStarted(id=f"{sid}.1", time=t0, session_id=sid, cart_value=120.0,
+                           device="mobile"),
+        ev.CheckoutStepViewed(id=f"{sid}.2", time=t0 + 30, session_id=sid, step=3),
+    ]
+    for i in range(declines):
+        evs.append(ev.PaymentAttempted(id=f"{sid}.d{i}", time=t0 + 40 + i, session_id=sid,
+                                       success=False))
+    if order:
+        evs.append(ev.OrderCompleted(id=f"{sid}.o", time=t0 + 60, session_id=sid,
+                                     revenue=120.0))
+    return evs
+
+
+def _trained(n: int = 300) -> AbandonmentScorer:
+    """A scorer taught that declined payments end in abandonment."""
+    scorer = AbandonmentScorer()
+    proc = SessionProcessor([scorer])
+    for i in range(n):
+        declines = 2 if i % 2 else 0
+        state, _ = proc.apply(None, _checkout(f"t{i}", 0.0, declines, order=not declines))
+        proc.finish(state, {"converted": not declines})
+    return scorer
+
+
+class _Spy:
+    """Wraps a model and records what it is taught."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.taught: list[tuple[dict[str, float], bool]] = []
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
+        return self.model.predict_proba_one(x)  # type: ignore[attr-defined, no-any-return]
+
+    def learn_one(self, x: dict[str, float], y: bool) -> None:
+        self.taught.append((copy.deepcopy(x), y))
+        self.model.learn_one(x, y)  # type: ignore[attr-defined]
+
+
+def test_a_feature_computed_after_the_prediction_cannot_change_what_is_learned() -> None:
+    later = [ev.PaymentAttempted(id="late", time=500.0, session_id="s", success=False),
+             ev.FormFieldError(id="late2", time=501.0, session_id="s", field="cvc"),
+             ev.CartUpdated(id="late3", time=502.0, session_id="s", action="add",
+                            cart_value=999.0)]
+    taught = []
+    for after in ([], later):
+        spy = _Spy(_trained().model)
+        proc = SessionProcessor([AbandonmentScorer(model=spy)])
+        state, _ = proc.apply(None, _checkout("s", 0.0, 0, order=False)[:1])
+        at_prediction = checkout_features(state, _checkout("s", 0.0, 0, order=False)[0])
+        p = state.abandon_probability
+        # What the session does after the prediction changes its features...
+        state, _ = proc.apply(state, after)
+        if after:
+            now = checkout_features(state, later[0])
+            assert now != at_prediction and now["payment_failures"] == 1.0
+            assert now["cart_value"] > at_prediction["cart_value"]
+        proc.finish(state, {"converted": False})
+        # ... but the example learned for that prediction is what was known then.
+        assert spy.taught[0] == (at_prediction, True)
+        assert state.abandon_probability is not None
+        taught.append((spy.taught[0], p))
+    assert taught[0] == taught[1]
+
+
+def test_the_engine_learns_each_session_once_when_it_expires() -> None:
+    scorer = AbandonmentScorer(record=True)
+    eng = Engine(SessionProcessor([scorer]), session_gap=60)
+    out = Outputs()
+    eng.feed(_checkout("a", 0.0, 2, order=False), None, out)
+    eng.feed(_checkout("b", 10.0, 0, order=True), None, out)
+    assert scorer.learned == 0  # no outcome yet: nothing learned
+    eng.feed([ev.PageView(id="x", time=1000.0, session_id="c")], None, out)  # a and b expire
+    assert sorted(o["session_id"] for o in out.outcomes) == ["a", "b"]
+    # a: 4 scored events, abandoned; b: 2 scored events (the order is not scored), converted.
+    assert scorer.learned == 6 and sum(a for _, a in scorer.history) == 4
+    eng.close(out)
+    assert scorer.learned == 6  # c had no checkout: nothing to learn
+
+
+def test_scores_learn_the_pattern_and_name_their_factors() -> None:
+    scorer = _trained()
+    proc = SessionProcessor([scorer])
+    calm, _ = proc.apply(None, _checkout("calm", 0.0, 0, order=False)[:2])
+    bad, _ = proc.apply(None, _checkout("bad", 0.0, 2, order=False))
+    assert calm.abandon_probability is not None and bad.abandon_probability is not None
+    # Before a decline both kinds of training session looked alike: about even.
+    assert bad.abandon_probability > 0.8 and 0.35 < calm.abandon_probability < 0.65
+    assert bad.abandon_factors and any("declined" in f for f in bad.abandon_factors)
+
+
+def test_an_alert_carries_the_models_probability_and_factors() -> None:
+    state = SessionState(session_id="s", cart_value=200.0, checkout_step=3,
+                         abandon_probability=0.9, abandon_factors=["2 declined payment(s)"])
+    sig = Signal(type="payment_declined", session_id="s", time=10.0, start=5.0, step=3)
+    [alert], _ = Alerting().on_signals(state, [sig])
+    data = alert["data"]
+    assert data["abandon_probability"] == 0.9 and data["revenue_at_risk"] == 180.0
+    assert data["abandon_factors"] == ["2 declined payment(s)"]
+
+
+def test_a_restored_checkpoint_gives_the_same_predictions() -> None:
+    scorer = _trained()
+    saved = scorer.checkpoint()
+    fresh = AbandonmentScorer()
+    fresh.restore(saved)
+    probes = [checkout_features(s, e) for s, e in (
+        (SessionState(session_id="p", checkout_step=k, payment_failures=f, cart_value=50.0 * k),
+         ev.CheckoutStepViewed(id="e", time=5.0, session_id="p", step=k))
+        for k in (1, 2, 3) for f in (0, 1, 3))]
+    assert [fresh.model.predict_proba_one(x) for x in probes] == \
+        [scorer.model.predict_proba_one(x) for x in probes]
+    assert fresh.learned == scorer.learned
+    assert fresh.model.predict_proba_one(probes[0]) != \
+        abandonment_model().predict_proba_one(probes[0])  # it did learn something
+
+
+def test_a_checkpoint_from_another_river_version_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = _trained(10).checkpoint()
+    monkeypatch.setattr(checkpoint.river, "__version__", "0.0.1")
+    with pytest.raises(checkpoint.CheckpointError, match="River"):
+        AbandonmentScorer().restore(saved)
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.loads(b"not a checkpoint")
