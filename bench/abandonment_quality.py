@@ -21,23 +21,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from river import forest  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 from detectors.engine import Outputs  # noqa: E402
-from models.abandonment import AbandonmentScorer  # noqa: E402
+from models.abandonment import AbandonmentScorer, abandonment_model  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.simulator import FRICTION_TYPES, SimConfig, Simulator  # noqa: E402
 
+MODELS = {
+    "lr": abandonment_model,
+    "arf": lambda: forest.ARFClassifier(n_models=10, seed=1),
+}
 
-def run_seed(seed: int, minutes: float, rate: float, friction: float | None
+
+def run_seed(seed: int, minutes: float, rate: float, friction: float | None, model: str
              ) -> tuple[AbandonmentScorer, int]:
     rates = dict.fromkeys(FRICTION_TYPES, friction) if friction is not None else {}
     sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=minutes * 60,
                               friction=rates))
-    scorer = AbandonmentScorer(record=True)
-    engine = detection.engine(Settings(), extra=[scorer])
+    scorer = AbandonmentScorer(record=True, model=MODELS[model]())
+    engine = detection.engine(Settings(abandonment_model=False), extra=[scorer])
     out = Outputs()
     for msg in sim.messages():
         norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)
@@ -54,10 +60,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=150, help="simulated events per second")
     ap.add_argument("--friction", type=float, default=None,
                     help="per-session rate of every friction type (default: the simulator's)")
+    ap.add_argument("--model", choices=sorted(MODELS), default="lr")
     args = ap.parse_args()
     for seed in args.seeds:
         t0 = time.perf_counter()
-        scorer, sessions = run_seed(seed, args.minutes, args.rate, args.friction)
+        scorer, sessions = run_seed(seed, args.minutes, args.rate, args.friction, args.model)
         p = [s for s, _ in scorer.history]
         y = [a for _, a in scorer.history]
         clipped = [min(max(v, 1e-7), 1 - 1e-7) for v in p]

@@ -28,8 +28,9 @@ from streams.settings import Settings  # noqa: E402
 from streams.simulator import SimConfig, Simulator  # noqa: E402
 
 
-def engine() -> Engine:
-    return detection.engine(Settings())
+def engine(models: bool = False) -> Engine:
+    """The worker's detection core; with ``models``, the online abandonment scorer too."""
+    return detection.engine(Settings(abandonment_model=models))
 
 
 def main() -> None:
@@ -54,6 +55,8 @@ def main() -> None:
                 b = run(f, engine())
             rates.append(b.events_per_second)
         rates.sort()
+        with open(canonical, "rb") as f:
+            m = run(f, engine(models=True))
         same = a.outputs.signals == b.outputs.signals and a.outputs.alerts == b.outputs.alerts
         print(f"{a.events:,} events, {len(a.outputs.signals):,} signals, "
               f"{len(a.outputs.alerts):,} alerts, {len(a.outputs.outcomes):,} sessions "
@@ -61,6 +64,7 @@ def main() -> None:
         print(f"backtest, raw formats (adapters + core): {a.events_per_second:12,.0f} events/s")
         print(f"backtest, canonical file (core only):    {rates[-1]:12,.0f} events/s best, "
               f"{rates[len(rates) // 2]:,.0f} median of {len(rates)}")
+        print(f"the same with the abandonment model:     {m.events_per_second:12,.0f} events/s")
 
 
 if __name__ == "__main__":

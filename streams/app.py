@@ -40,7 +40,7 @@ from detectors.session import (
     decode_state,
     encode_state,
 )
-from streams import detection
+from streams import checkpoints, detection
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 from streams.metrics import METRICS, Metrics
@@ -445,6 +445,25 @@ def create_worker(
     @app.timer(interval=5.0)
     async def gauge_sessions() -> None:
         metrics.sessions_active.set(len(sessions))
+
+    model = detection.scorer(processor)
+    if model is not None:
+        checkpoint_path = settings.data_dir / "models" / "abandonment.ckpt"
+        checkpoints.restore(model, checkpoint_path)
+        learned = SimpleNamespace(seen=model.learned)
+
+        @app.timer(interval=settings.model_checkpoint_interval)
+        async def checkpoint_models() -> None:
+            checkpoints.save(model, checkpoint_path)
+
+        @app.timer(interval=5.0)
+        async def gauge_models() -> None:
+            for name, metric in model.quality.items():
+                value = metric.get()
+                if value == value:  # NaN before the first outcome
+                    metrics.model_quality.labels("abandonment", name).set(value)
+            metrics.model_examples_learned.labels("abandonment").inc(model.learned - learned.seen)
+            learned.seen = model.learned
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

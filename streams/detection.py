@@ -3,8 +3,8 @@ the backtest and the benches run the very same detectors, journeys and alert pol
 
 >>> from streams.settings import load
 >>> eng = engine(load())
->>> [d.name for d in eng.processor.detectors][-1], eng.session_gap
-('journey', 1800.0)
+>>> [d.name for d in eng.processor.detectors][-2:], eng.session_gap
+(['journey', 'abandonment'], 1800.0)
 """
 
 from __future__ import annotations
@@ -15,17 +15,25 @@ from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
 from detectors.session import Detector, SessionProcessor
+from models.abandonment import AbandonmentScorer
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
-__all__ = ["alerting", "engine", "processor"]
+__all__ = ["alerting", "engine", "processor", "scorer"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
     """Every detector with its defaults, and the journeys of ``settings.journeys_file``; then
-    ``extra`` ones (e.g. a model's scorer), which see the journey position already updated."""
+    the abandonment scorer (``settings.abandonment_model``) and ``extra`` ones, which see the
+    session's journey position as of the event."""
+    models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
     return SessionProcessor([*default_detectors(journeys=load_journeys(settings.journeys_file)),
-                             *extra])
+                             *models, *extra])
+
+
+def scorer(proc: SessionProcessor) -> AbandonmentScorer | None:
+    """The processor's abandonment scorer, if it runs one."""
+    return next((d for d in proc.detectors if isinstance(d, AbandonmentScorer)), None)
 
 
 def alerting(settings: Settings) -> Alerting:

@@ -89,6 +89,19 @@ class Metrics:
             ["endpoint", "code"],
             registry=registry,
         )
+        self.model_quality = Gauge(
+            "frictionwatch_model_quality",
+            "Rolling progressive quality of an online model's live predictions, each scored "
+            "against its outcome before the model learned it (roc_auc, log_loss, accuracy).",
+            ["model", "metric"],
+            registry=registry,
+        )
+        self.model_examples_learned = Counter(
+            "frictionwatch_model_examples_learned_total",
+            "Examples an online model learned from outcomes.",
+            ["model"],
+            registry=registry,
+        )
         self.state_flush_seconds = Histogram(
             "frictionwatch_state_flush_seconds",
             "Time to write a batch's changed session states to the table.",

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     journeys_file: Path | None = None
     #: Salt for the hashed customer ids alerts carry (set it to keep them unlinkable).
     customer_salt: str = ""
+    #: Score sessions at checkout events with the online abandonment model
+    #: (``models.abandonment``); its probability sets alerts' revenue at risk.
+    abandonment_model: bool = True
+    #: Seconds between checkpoints of what the models learned (``data_dir/models``).
+    model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"
 
     # --- input validation ----------------------------------------------------------------

@@ -83,19 +83,30 @@ def test_a_feature_computed_after_the_prediction_cannot_change_what_is_learned()
     assert taught[0] == taught[1]
 
 
-def test_the_engine_learns_each_session_once_when_it_expires() -> None:
-    scorer = AbandonmentScorer(record=True)
-    eng = Engine(SessionProcessor([scorer]), session_gap=60)
+def test_outcomes_teach_at_the_order_after_the_idle_time_or_at_expiry() -> None:
+    scorer = AbandonmentScorer(record=True, label_after_s=120)
+    eng = Engine(SessionProcessor([scorer]), session_gap=600)
     out = Outputs()
     eng.feed(_checkout("a", 0.0, 2, order=False), None, out)
+    assert scorer.learned == 0  # a's outcome is not known yet
     eng.feed(_checkout("b", 10.0, 0, order=True), None, out)
-    assert scorer.learned == 0  # no outcome yet: nothing learned
-    eng.feed([ev.PageView(id="x", time=1000.0, session_id="c")], None, out)  # a and b expire
-    assert sorted(o["session_id"] for o in out.outcomes) == ["a", "b"]
-    # a: 4 scored events, abandoned; b: 2 scored events (the order is not scored), converted.
-    assert scorer.learned == 6 and sum(a for _, a in scorer.history) == 4
+    assert scorer.history == [(0.5, False), (0.5, False)]  # b ordered: learned at once
+    eng.feed([ev.PageView(id="x", time=150.0, session_id="c")], None, out)
+    assert scorer.learned == 2  # a's last checkout event was at 41 s: not idle long enough
+    eng.feed([ev.PageView(id="y", time=170.0, session_id="c")], None, out)
+    assert scorer.learned == 6 and [a for _, a in scorer.history[2:]] == [True] * 4
+    assert out.outcomes == []  # labels did not wait for the sessions to expire
     eng.close(out)
-    assert scorer.learned == 6  # c had no checkout: nothing to learn
+    assert scorer.learned == 6  # nothing left to learn; c had no checkout
+
+
+def test_a_session_that_expires_first_is_learned_at_its_expiry() -> None:
+    scorer = AbandonmentScorer(label_after_s=3600)
+    eng = Engine(SessionProcessor([scorer]), session_gap=60)
+    out = Outputs()
+    eng.feed(_checkout("a", 0.0, 1, order=False), None, out)
+    eng.feed([ev.PageView(id="x", time=1000.0, session_id="c")], None, out)
+    assert [o["session_id"] for o in out.outcomes] == ["a"] and scorer.learned == 3
 
 
 def test_scores_learn_the_pattern_and_name_their_factors() -> None:
