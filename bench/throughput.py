@@ -14,7 +14,8 @@ message (one client's batch, as Segment's libraries send), then:
    sessions agent (per-session state, changelog). The clock runs from its first ingest message
    to the last canonical message applied, read from its /metrics.
 
-It prints both rates and their ratio. No target here: a later issue sets one.
+It prints both rates and their ratio, for the worker without and with the online abandonment
+model (``--models``), and the ratio of those two.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--models", choices=("both", "on", "off"), default="both",
+                    help="run the worker with the abandonment model, without, or both")
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:6]
@@ -160,11 +163,20 @@ def main() -> None:
               f"in {time.perf_counter() - t0:.1f} s to {bootstrap}")
         raw = asyncio.run(raw_consume(settings, bootstrap, args.events))
         print(f"raw aiokafka consume + json decode: {raw:12,.0f} events/s")
-        rate, secs = worker_rate(settings, bootstrap, len(messages), args.events,
-                                 Path(tmp) / "worker.log")
-        print(f"frictionwatch worker (normalize -> sessions, state + changelog): "
-              f"{rate:12,.0f} events/s ({secs:.1f} s, {len(messages) / secs:,.0f} messages/s)")
-        print(f"worker / raw: {rate / raw:.3f}")
+        rates = {}
+        for models in ([False, True] if args.models == "both" else [args.models == "on"]):
+            # A consumer group (app id) of its own per run: each reads the topic from the start.
+            run = settings.model_copy(update={"abandonment_model": models,
+                                              "app_id": f"{settings.app_id}-m{int(models)}"})
+            rate, secs = worker_rate(run, bootstrap, len(messages), args.events,
+                                     Path(tmp) / f"worker{int(models)}.log")
+            rates[models] = rate
+            print(f"frictionwatch worker (normalize -> sessions, state + changelog), "
+                  f"abandonment model {'on' if models else 'off'}: "
+                  f"{rate:12,.0f} events/s ({secs:.1f} s, {len(messages) / secs:,.0f} messages/s)"
+                  f"; worker / raw: {rate / raw:.3f}")
+        if len(rates) == 2:
+            print(f"with the model / without: {rates[True] / rates[False]:.3f}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ the session's alert or trigger sequence number), so a consumer can drop duplicat
 replay, and the same events give the same documents in the stream and in the backtest.
 
 Revenue at risk is the cart value times the probability of abandoning: the online
-abandonment model's (``models.abandonment``, which writes it on the session with the factors
-that pushed it most; the alert names them), or, before the session has been scored, a prior:
+abandonment model's (``models.abandonment``, which writes it on the session; ``explain``, when
+given, names the factors that pushed it most), or, before the session has been scored, a prior:
 the published checkout abandonment rate (about 70%, Baymard Institute's average of 49 studies)
 raised by the friction score.
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +139,9 @@ class Alerting:
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     source: str = "frictionwatch/sessions"
     customer_salt: str = ""
+    #: The factors behind the session's abandonment probability, in plain words (the model's
+    #: ``explain``); None: alerts name none.
+    explain: Callable[[SessionState], list[str]] | None = None
 
     def score(self, state: SessionState, now: float) -> float:
         """The session's friction score decayed to ``now``."""
@@ -209,7 +212,7 @@ class Alerting:
             "signals": list(mem["recent"]),
             "cart_value": round(state.cart_value, 2),
             "abandon_probability": round(risk, 3),
-            "abandon_factors": list(state.abandon_factors or ()),
+            "abandon_factors": self.explain(state) if self.explain is not None else [],
             "revenue_at_risk": round(state.cart_value * risk, 2),
             "recommended_action": ACTIONS.get(sig.type, "offer chat"),
         })

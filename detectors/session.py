@@ -83,10 +83,9 @@ class SessionState(msgspec.Struct, kw_only=True):
     #: Earliest pending detector deadline (event time), cached: detectors' ``due`` may change
     #: only in their own ``update`` or ``tick``, so it is recomputed only then.
     due_at: float | None = None
-    #: The abandonment model's latest probability that this session leaves without buying,
-    #: and the factors that pushed it most, in plain words (None: not scored yet).
+    #: The abandonment model's latest probability that this session leaves without buying
+    #: (None: not scored yet).
     abandon_probability: float | None = None
-    abandon_factors: list[str] | None = None
     #: Friction signals raised in this session, by type.
     friction: dict[str, int] = {}
     #: Per-detector memory, by detector name (kept small by each detector).

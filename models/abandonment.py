@@ -3,19 +3,19 @@ checkout events and learns when the session's outcome is known.
 
 ``AbandonmentScorer`` plugs into the session processor like a detector (it raises no signals):
 at each checkout event it computes the session's features *as they are then*
-(``checkout_features``), predicts the probability of abandoning, and writes it and the factors
-that pushed it most onto the session (``SessionState.abandon_probability`` and
-``abandon_factors``, which alerts carry: revenue at risk is the cart value times it). The
-features are kept with the prediction, in the session's own memory, and only those snapshots
-are learned from, once the outcome is known: at the order (not abandoned), or when
-``label_after_s`` pass after the last checkout event without one (abandoned; e-commerce
-platforms call a checkout abandoned after a similar idle time), or at the session's expiry. A
-feature computed after a prediction can never reach the example it made (no leakage), and the
-snapshots are checkpointed with the session like the rest of its state.
+(``checkout_features``), predicts the probability of abandoning and writes it on the session
+(``SessionState.abandon_probability``, which alerts carry: revenue at risk is the cart value
+times it; ``explain`` names the factors that pushed it most, for the alert). The features are
+kept with the prediction, in the session's own memory, and only those snapshots are learned
+from, once the outcome is known: at the order (not abandoned), or when ``label_after_s`` pass
+after the last checkout event without one (abandoned; e-commerce platforms call a checkout
+abandoned after a similar idle time), or at the session's expiry. A feature computed after a
+prediction can never reach the example it made (no leakage), and the snapshots are
+checkpointed with the session like the rest of its state.
 
 Predict-then-learn with delayed labels is progressive validation by construction: each
-prediction is scored against the outcome before the model learns it. ``quality`` keeps rolling
-ROC AUC, log loss and accuracy of those predictions, for Prometheus.
+prediction is scored against the outcome before the model learns it. ``quality()`` gives ROC
+AUC, log loss and accuracy over the latest ``window`` of them, for Prometheus.
 
 The model is a scaled logistic regression: about 5 us to predict and 16 us to learn (River,
 DEVELOPERS.md), and linear, so each score explains itself as per-feature contributions.
@@ -30,17 +30,19 @@ DEVELOPERS.md), and linear, so each score explains itself as per-feature contrib
 >>> state.abandon_probability   # nothing learned yet
 0.5
 >>> proc.finish(state, {"converted": False, "checkout": True})
->>> len(scorer.history), scorer.history[0]
-(2, (0.5, True))
+>>> len(scorer.history), scorer.history[0], scorer.quality()["accuracy"]
+(2, (0.5, True), 1.0)
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from river import linear_model, metrics, optim, preprocessing, utils
+from river import linear_model, optim, preprocessing
+from sklearn import metrics as skm
 
 from detectors import events as ev
 from detectors.base import BaseDetector, Signal
@@ -155,7 +157,7 @@ class AbandonmentScorer(BaseDetector):
     top
         Factors named per score.
     window
-        Predictions the rolling quality metrics cover.
+        Latest predictions ``quality`` covers.
     record
         Keep every (probability, abandoned) pair in ``history`` (benches, tests).
 
@@ -173,12 +175,8 @@ class AbandonmentScorer(BaseDetector):
         self.label_after_s = label_after_s
         self.max_snapshots = max_snapshots
         self.top = top
-        #: Rolling progressive quality of the live predictions (scored before learning).
-        self.quality: dict[str, Any] = {
-            "roc_auc": utils.Rolling(metrics.ROCAUC, window_size=window, n_thresholds=50),
-            "log_loss": utils.Rolling(metrics.LogLoss, window_size=window),
-            "accuracy": utils.Rolling(metrics.Accuracy, window_size=window),
-        }
+        # The latest (probability, abandoned) pairs, scored before learning: ``quality``.
+        self.recent: deque[tuple[float, bool]] = deque(maxlen=window)
         self.learned = 0
         self.record = record
         self.history: list[tuple[float, bool]] = []
@@ -190,7 +188,6 @@ class AbandonmentScorer(BaseDetector):
         x = checkout_features(state, event)
         p = float(self.model.predict_proba_one(x).get(True, 0.5))
         state.abandon_probability = round(p, 4)
-        state.abandon_factors = [describe(f, state) for f in self.factors(x)]
         memory = state.detector_state.setdefault("abandonment", [])
         memory.append([x, p, event.time])
         if len(memory) > self.max_snapshots:
@@ -205,6 +202,27 @@ class AbandonmentScorer(BaseDetector):
         # No order within ``label_after_s`` of the last checkout event: abandoned.
         self._learn(state, abandoned=True)
         return ()
+
+    def quality(self) -> dict[str, float]:
+        """ROC AUC, log loss and accuracy (at 0.5) of the latest ``window`` predictions against
+        their outcomes; NaN where undefined (no outcome yet, or one class only for AUC)."""
+        y = [a for _, a in self.recent]
+        p = [min(max(v, 1e-7), 1 - 1e-7) for v, _ in self.recent]
+        if not y:
+            return dict.fromkeys(("roc_auc", "log_loss", "accuracy"), math.nan)
+        return {
+            "roc_auc": float(skm.roc_auc_score(y, p)) if 0 < sum(y) < len(y) else math.nan,
+            "log_loss": float(skm.log_loss(y, p, labels=[False, True])),
+            "accuracy": sum((v >= 0.5) == a for v, a in self.recent) / len(y),
+        }
+
+    def explain(self, state: SessionState) -> list[str]:
+        """The factors that pushed the session's latest score up most, in plain words (for
+        an alert; computed when asked, not at every score)."""
+        memory = state.detector_state.get("abandonment")
+        if not memory:
+            return []
+        return [describe(f, state) for f in self.factors(memory[-1][0])]
 
     def factors(self, x: Mapping[str, float]) -> list[str]:
         """The features that pushed this score up most (weight times standardised value)."""
@@ -231,22 +249,20 @@ class AbandonmentScorer(BaseDetector):
         if not snapshots:
             return
         for x, p, _ in snapshots:
-            quality = self.quality
-            quality["roc_auc"].update(abandoned, p)
-            quality["log_loss"].update(abandoned, p)
-            quality["accuracy"].update(abandoned, p >= 0.5)
+            self.recent.append((p, abandoned))
             if self.record:
                 self.history.append((p, abandoned))
             self.model.learn_one(x, abandoned)
             self.learned += 1
 
     def checkpoint(self) -> bytes:
-        """What it has learned (model, rolling quality), for ``restore`` after a restart."""
-        return checkpoint.dumps({"model": self.model, "quality": self.quality,
+        """What it has learned (model, recent scored outcomes), for ``restore`` after a
+        restart."""
+        return checkpoint.dumps({"model": self.model, "recent": self.recent,
                                  "learned": self.learned})
 
     def restore(self, data: bytes) -> None:
         """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
         saved = checkpoint.loads(data)
-        self.model, self.quality, self.learned = saved["model"], saved["quality"], \
+        self.model, self.recent, self.learned = saved["model"], saved["recent"], \
             saved["learned"]

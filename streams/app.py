@@ -183,7 +183,7 @@ def create_worker(
             raise RuntimeError("FRICTIONWATCH_STORE=rocksdb:// needs rocksdict: "
                                "pip install 'frictionwatch[rocksdb]'") from exc
     processor = processor or detection.processor(settings)
-    alerting = detection.alerting(settings)
+    alerting = detection.alerting(settings, processor)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -458,9 +458,8 @@ def create_worker(
 
         @app.timer(interval=5.0)
         async def gauge_models() -> None:
-            for name, metric in model.quality.items():
-                value = metric.get()
-                if value == value:  # NaN before the first outcome
+            for name, value in model.quality().items():
+                if value == value:  # NaN: no outcome yet
                     metrics.model_quality.labels("abandonment", name).set(value)
             metrics.model_examples_learned.labels("abandonment").inc(model.learned - learned.seen)
             learned.seen = model.learned

@@ -36,12 +36,16 @@ def scorer(proc: SessionProcessor) -> AbandonmentScorer | None:
     return next((d for d in proc.detectors if isinstance(d, AbandonmentScorer)), None)
 
 
-def alerting(settings: Settings) -> Alerting:
-    return Alerting(customer_salt=settings.customer_salt)
+def alerting(settings: Settings, proc: SessionProcessor | None = None) -> Alerting:
+    """The alert policy; alerts name the factors of ``proc``'s abandonment scorer, if any."""
+    model = scorer(proc) if proc is not None else None
+    return Alerting(customer_salt=settings.customer_salt,
+                    explain=model.explain if model is not None else None)
 
 
 def engine(settings: Settings, proc: SessionProcessor | None = None,
            alert: Alerting | None = None, extra: Sequence[Detector] = ()) -> Engine:
     """One engine (the worker runs one per partition, sharing ``proc`` and ``alert``)."""
-    return Engine(proc or processor(settings, extra), alert or alerting(settings),
+    proc = proc or processor(settings, extra)
+    return Engine(proc, alert or alerting(settings, proc),
                   session_gap=settings.session_gap)

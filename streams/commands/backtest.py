@@ -40,11 +40,15 @@ def backtest(
     session_gap: Annotated[float | None, typer.Option(help="Idle seconds after which a "
                                                       "session expires (default: the "
                                                       "settings').")] = None,
+    models: Annotated[bool, typer.Option(help="Also score sessions with the online "
+                                         "abandonment model, as the worker does (its "
+                                         "probability and factors go into the alerts); "
+                                         "about a third slower.")] = False,
 ) -> None:
     """Run the same detection core the worker runs over a file of events, offline: friction
     signals, alerts, chat triggers and session outcomes, with a progress bar. With --truth,
     score the detectors against what the simulator injected."""
-    settings = load(session_gap=session_gap)
+    settings = load(session_gap=session_gap, abandonment_model=models)
     engine = detection.engine(settings)
     console = Console(stderr=True)
     size = file.stat().st_size

@@ -117,17 +117,29 @@ def test_scores_learn_the_pattern_and_name_their_factors() -> None:
     assert calm.abandon_probability is not None and bad.abandon_probability is not None
     # Before a decline both kinds of training session looked alike: about even.
     assert bad.abandon_probability > 0.8 and 0.35 < calm.abandon_probability < 0.65
-    assert bad.abandon_factors and any("declined" in f for f in bad.abandon_factors)
+    factors = scorer.explain(bad)
+    assert factors and any("declined" in f for f in factors), factors
+    assert scorer.explain(SessionState(session_id="never scored")) == []
 
 
 def test_an_alert_carries_the_models_probability_and_factors() -> None:
-    state = SessionState(session_id="s", cart_value=200.0, checkout_step=3,
-                         abandon_probability=0.9, abandon_factors=["2 declined payment(s)"])
-    sig = Signal(type="payment_declined", session_id="s", time=10.0, start=5.0, step=3)
-    [alert], _ = Alerting().on_signals(state, [sig])
+    scorer = _trained()
+    state, _ = SessionProcessor([scorer]).apply(None, _checkout("s", 0.0, 2, order=False))
+    assert state.abandon_probability is not None
+    sig = Signal(type="payment_declined", session_id="s", time=42.0, start=40.0, step=3)
+    [alert], _ = Alerting(explain=scorer.explain).on_signals(state, [sig])
     data = alert["data"]
-    assert data["abandon_probability"] == 0.9 and data["revenue_at_risk"] == 180.0
-    assert data["abandon_factors"] == ["2 declined payment(s)"]
+    assert data["abandon_probability"] == round(state.abandon_probability, 3)
+    assert data["revenue_at_risk"] == round(120.0 * state.abandon_probability, 2)
+    assert data["abandon_factors"] == scorer.explain(state) != []
+
+
+def test_quality_is_measured_on_outcomes_before_learning() -> None:
+    scorer = AbandonmentScorer(window=4)
+    assert scorer.quality()["roc_auc"] != scorer.quality()["roc_auc"]  # NaN: nothing yet
+    scorer.recent.extend([(0.9, True), (0.8, True), (0.2, False), (0.6, False)])
+    q = scorer.quality()
+    assert q["roc_auc"] == 1.0 and q["accuracy"] == 0.75 and 0 < q["log_loss"] < 1
 
 
 def test_a_restored_checkpoint_gives_the_same_predictions() -> None:
