@@ -24,10 +24,9 @@ sys.path.insert(0, str(ROOT))
 from river import forest, linear_model, optim  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
-from detectors.engine import Outputs  # noqa: E402
 from models.abandonment import AbandonmentScorer, abandonment_model  # noqa: E402
 from streams import detection  # noqa: E402
-from streams.normalize import normalize  # noqa: E402
+from streams.backtest import run_simulated  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.simulator import FRICTION_TYPES, SimConfig, Simulator  # noqa: E402
 
@@ -45,12 +44,7 @@ def run_seed(seed: int, minutes: float, rate: float, friction: float | None, mod
                               friction=rates))
     scorer = AbandonmentScorer(record=True, model=MODELS[model]())
     engine = detection.engine(Settings(abandonment_model=False), extra=[scorer])
-    out = Outputs()
-    for msg in sim.messages():
-        norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)
-        for evs in norm.web.values():
-            engine.feed(evs, None, out)
-    engine.close(out)
+    out = run_simulated(sim.messages(), engine)
     return scorer, len(out.outcomes)
 
 

@@ -27,8 +27,8 @@ from rich.console import Console  # noqa: E402
 from detectors.engine import Outputs  # noqa: E402
 from detectors.quality import Quality, evaluate, split_truth  # noqa: E402
 from streams import detection  # noqa: E402
+from streams.backtest import run_simulated  # noqa: E402
 from streams.commands.backtest import quality_table  # noqa: E402
-from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.simulator import FRICTION_TYPES, Incident, SimConfig, Simulator  # noqa: E402
 
@@ -42,13 +42,7 @@ def run_seed(seed: int, minutes: float, rate: float) -> tuple[dict[str, Quality]
         friction=dict.fromkeys(FRICTION_TYPES, 0.08),
         incidents=tuple(Incident.parse(s) for s in INCIDENTS),
     ))
-    engine = detection.engine(Settings())
-    out = Outputs()
-    for msg in sim.messages():
-        norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)
-        for evs in norm.web.values():
-            engine.feed(evs, None, out)
-    engine.close(out)
+    out = run_simulated(sim.messages(), detection.engine(Settings(abandonment_model=False)))
     truth, ignore = split_truth(sim.truth)
     return evaluate(out.signals, truth, ignore=ignore), out
 

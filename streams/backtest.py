@@ -32,7 +32,7 @@ from detectors.engine import Engine, Outputs
 from detectors.events import SUPPORT_EVENT_TYPES, decode_lines, encode_batch, encode_event
 from streams.normalize import normalize
 
-__all__ = ["BacktestResult", "iter_messages", "run"]
+__all__ = ["BacktestResult", "iter_messages", "run", "run_simulated"]
 
 
 class _Envelope(msgspec.Struct):
@@ -185,3 +185,15 @@ def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable
         for evs in (*norm.web.values(), *norm.support.values()):
             canonical_out.write((encode_event(evs[0]) if len(evs) == 1 else encode_batch(evs))
                                 + b"\n")
+
+
+def run_simulated(messages: Iterable[Any], engine: Engine) -> Outputs:
+    """Feed simulator messages (``streams.simulator.SimMessage``) through normalize and
+    ``engine`` in order, then close it: what the worker would have produced (benches)."""
+    out = Outputs()
+    for msg in messages:
+        norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)
+        for evs in norm.web.values():
+            engine.feed(evs, None, out)
+    engine.close(out)
+    return out
