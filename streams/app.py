@@ -43,6 +43,7 @@ from detectors.session import (
 from streams import checkpoints, detection
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
+from streams.feedback import register_feedback
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
@@ -231,6 +232,7 @@ def create_worker(
             "alerts",
             "chat_triggers",
             "labels",
+            "feedback",
             "dead_letters",
         )
     }
@@ -470,4 +472,6 @@ def create_worker(
         return self.json({"status": "ok", "app": settings.app_id, "assigned_partitions": assigned})
 
     register_collector(app, settings, publish, send_dead, metrics)
+    register_feedback(app, topics["feedback"], labels_topic, send_dead, metrics,
+                      reasons={d.name for d in processor.detectors})
     return Worker(app, settings, processor, topics, sessions, customers)

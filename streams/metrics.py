@@ -102,6 +102,13 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.alert_feedback = Counter(
+            "frictionwatch_alert_feedback_total",
+            "People's verdicts on alerts (useful, false_alarm), by the alert's reason "
+            "(friction type; other when unknown).",
+            ["reason", "verdict"],
+            registry=registry,
+        )
         self.state_flush_seconds = Histogram(
             "frictionwatch_state_flush_seconds",
             "Time to write a batch's changed session states to the table.",

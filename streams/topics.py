@@ -110,6 +110,14 @@ TOPICS: dict[str, TopicSpec] = {
         "id of what it labels",
         doc="Outcomes and people's feedback, which the online models learn from.",
     ),
+    "feedback": TopicSpec(
+        suffix="feedback",
+        key="session_id",
+        schema="JSON object models.feedback.Feedback: alert id, session id, verdict (useful or "
+        "false_alarm), and optionally the alert's reason, who, a note and the time",
+        doc="CX people's verdicts on alerts, from POST /feedback or any tool; the worker counts "
+        "each and turns it into a label.",
+    ),
     "dead_letters": TopicSpec(
         suffix="dead-letters",
         key="none",

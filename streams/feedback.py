@@ -1,0 +1,81 @@
+"""Feedback on alerts: ``POST /feedback`` on the worker's web server, and the agent that turns
+each verdict on the feedback topic into a label and a count.
+
+    POST /feedback  {"alert_id": "...", "session_id": "...", "verdict": "useful" | "false_alarm",
+                     "reason": "payment_declined", "by": "ana", "note": "..."}
+
+The endpoint validates the document (``models.feedback.decode_feedback``) and writes it to the
+feedback topic, keyed by session id: 202 when accepted, 400 with the reason otherwise (and a
+dead letter, as for any bad input). Other tools may write to the topic directly; the agent
+validates again, sends the label on the labels topic and counts the verdict in
+``frictionwatch_alert_feedback_total{reason,verdict}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+import msgspec
+
+from models.feedback import FeedbackError, FeedbackTally, decode_feedback, feedback_label
+from streams.deadletter import DeadLetter, make_dead_letter
+from streams.metrics import Metrics
+
+__all__ = ["MAX_FEEDBACK_BYTES", "register_feedback"]
+
+#: Largest feedback document accepted (a note of 2,000 characters fits well).
+MAX_FEEDBACK_BYTES = 16 * 1024
+
+
+def register_feedback(
+    app: faust.App,
+    feedback_topic: Any,
+    labels_topic: Any,
+    send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
+    metrics: Metrics,
+    reasons: set[str],
+) -> None:
+    """The endpoint and the agent; ``reasons``: the alert reasons counted by name."""
+    tally = FeedbackTally(known=reasons)
+    requests = metrics.collector_requests
+
+    class Feedback(faust.web.View):
+        async def post(self, request: faust.web.Request) -> faust.web.Response:
+            code, body = await handle(request)
+            requests.labels(endpoint="/feedback", code=str(code)).inc()
+            return self.json(body, status=code)
+
+    async def handle(request: Any) -> tuple[int, dict[str, Any]]:
+        raw = await request.content.read(MAX_FEEDBACK_BYTES + 1)
+        if len(raw) > MAX_FEEDBACK_BYTES:
+            await send_dead([make_dead_letter("too_large", f"over {MAX_FEEDBACK_BYTES} bytes",
+                                              "feedback", b"", time.time())])
+            return 413, {"error": "too_large", "detail": f"over {MAX_FEEDBACK_BYTES} bytes"}
+        try:
+            fb = decode_feedback(raw)
+        except FeedbackError as exc:
+            await send_dead([make_dead_letter(exc.reason, exc.detail,  # type: ignore[arg-type]
+                                              "feedback", raw, time.time())])
+            return 400, {"error": exc.reason, "detail": exc.detail}
+        await feedback_topic.send(key=fb.session_id.encode(), value=raw)
+        return 202, {"accepted": True, "alert_id": fb.alert_id}
+
+    app.page("/feedback")(Feedback)
+
+    @app.agent(feedback_topic, name="feedback")
+    async def feedback_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                fb = decode_feedback(event.value or b"")
+            except FeedbackError as exc:
+                await send_dead([make_dead_letter(
+                    exc.reason, exc.detail, "feedback",  # type: ignore[arg-type]
+                    event.value or b"", time.time(), msg.topic, msg.partition, msg.offset)])
+                continue
+            label = feedback_label(fb, now=time.time())
+            await labels_topic.send(key=fb.session_id.encode(), value=msgspec.json.encode(label))
+            metrics.alert_feedback.labels(reason=tally.add(fb), verdict=fb.verdict).inc()
