@@ -190,6 +190,8 @@ class Ticket(BaseEvent, frozen=True, kw_only=True, tag="ticket"):
     #: "good", "bad" or None (Zendesk's satisfaction_rating.score, normalised).
     satisfaction: str | None = None
     tags: tuple[str, ...] = ()
+    #: The category an agent set (from the help desk), what ticket triage learns from.
+    category: str | None = None
 
 
 class Identify(BaseEvent, frozen=True, kw_only=True, tag="identify"):

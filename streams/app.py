@@ -34,12 +34,14 @@ from kafka.partitioner.default import murmur2
 
 from detectors.customer import CustomerState, apply_customer, decode_customer, encode_customer
 from detectors.engine import Engine, Outputs
-from detectors.events import decode_batch, encode_batch
+from detectors.events import Ticket, decode_batch, encode_batch
 from detectors.session import (
     SessionProcessor,
     decode_state,
     encode_state,
+    is_replay,
 )
+from models.triage import TicketTriage
 from streams import checkpoints, detection
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
@@ -232,6 +234,7 @@ def create_worker(
             "alerts",
             "chat_triggers",
             "labels",
+            "triage",
             "feedback",
             "dead_letters",
         )
@@ -327,9 +330,19 @@ def create_worker(
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await send_dead(dead)
 
+    triage = TicketTriage() if settings.ticket_triage else None
+    triage_topic = topics["triage"]
+
     async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
                             msg: Any) -> CustomerState:
-        return apply_customer(state, evs, _origin(msg, "s"))
+        origin = _origin(msg, "s")
+        if triage is not None and (state is None or not is_replay(state.positions, origin)):
+            for e in evs:
+                if type(e) is Ticket:
+                    record = triage.on_ticket(e)
+                    if record is not None:
+                        await triage_topic.send(key=key, value=msgspec.json.encode(record))
+        return apply_customer(state, evs, origin)
 
     web_name = topic_name("web_events", settings.topic_prefix)
     # One engine per input partition: event time (the watermark that runs deadlines and
@@ -448,23 +461,28 @@ def create_worker(
     async def gauge_sessions() -> None:
         metrics.sessions_active.set(len(sessions))
 
-    model = detection.scorer(processor)
-    if model is not None:
-        checkpoint_path = settings.data_dir / "models" / "abandonment.ckpt"
-        checkpoints.restore(model, checkpoint_path)
-        learned = SimpleNamespace(seen=model.learned)
+    # The online models: restored from their checkpoints, saved on a timer, measured.
+    models: dict[str, Any] = {"abandonment": detection.scorer(processor), "triage": triage}
+    models = {k: m for k, m in models.items() if m is not None}
+    learned = dict.fromkeys(models, 0)
+    for name, model in models.items():
+        checkpoints.restore(model, settings.data_dir / "models" / f"{name}.ckpt")
+        learned[name] = model.learned
 
+    if models:
         @app.timer(interval=settings.model_checkpoint_interval)
         async def checkpoint_models() -> None:
-            checkpoints.save(model, checkpoint_path)
+            for name, model in models.items():
+                checkpoints.save(model, settings.data_dir / "models" / f"{name}.ckpt")
 
         @app.timer(interval=5.0)
         async def gauge_models() -> None:
-            for name, value in model.quality().items():
-                if value == value:  # NaN: no outcome yet
-                    metrics.model_quality.labels("abandonment", name).set(value)
-            metrics.model_examples_learned.labels("abandonment").inc(model.learned - learned.seen)
-            learned.seen = model.learned
+            for name, model in models.items():
+                for metric, value in model.quality().items():
+                    if value == value:  # NaN: no outcome yet
+                        metrics.model_quality.labels(name, metric).set(value)
+                metrics.model_examples_learned.labels(name).inc(model.learned - learned[name])
+                learned[name] = model.learned
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     #: Score sessions at checkout events with the online abandonment model
     #: (``models.abandonment``); its probability sets alerts' revenue at risk.
     abandonment_model: bool = True
+    #: Predict new tickets' category and queue (``models.triage``), learning from the
+    #: category agents set; records go to the triage topic.
+    ticket_triage: bool = True
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"

@@ -110,6 +110,14 @@ TOPICS: dict[str, TopicSpec] = {
         "id of what it labels",
         doc="Outcomes and people's feedback, which the online models learn from.",
     ),
+    "triage": TopicSpec(
+        suffix="triage",
+        key="customer_id",
+        schema="JSON object: ticket id, customer id, time, predicted category, its confidence "
+        "and the routing queue",
+        doc="Ticket triage records for support tooling: what a new ticket is about and where "
+        "it should go.",
+    ),
     "feedback": TopicSpec(
         suffix="feedback",
         key="session_id",

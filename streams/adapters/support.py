@@ -25,6 +25,8 @@ Rules:
 - id: the event-style ``id``; trigger style ``"zendesk:<ticket id>:<updated_at>:<action>"``
   (a trigger firing twice for one change gives one id).
 - time: ``updated_at``, else ``created_at``; event style prefers the event's ``time``.
+- category, the one an agent finally sets (what triage learns from): ``ticket.category``, a
+  ``custom_fields`` entry named ``category``, else a ``category:<name>`` tag.
 - text: ``description``, else ``latest_comment.body`` / ``comment.body`` (or a plain string).
   status, priority and channel (``via.channel``) are lower-cased: the event webhooks send
   "OPEN" where the API says "open". Satisfaction "good..."/"bad..." -> "good"/"bad", else None.
@@ -93,18 +95,31 @@ def _text(ticket: dict[str, Any]) -> str | None:
     return as_str(comment, "ticket.latest_comment.body") or None
 
 
-def _session(ticket: dict[str, Any], ticket_id: str) -> str:
-    session = as_id(ticket.get("session_id"), "ticket.session_id")
-    if session is None:
+def _field(ticket: dict[str, Any], name: str) -> str | None:
+    """A ticket field by name: top level, else a ``custom_fields`` entry of that name."""
+    value = as_id(ticket.get(name), f"ticket.{name}")
+    if value is None:
         fields = ticket.get("custom_fields")
         if type(fields) is dict:  # hand-built bodies: {"session_id": "..."}
-            session = as_id(fields.get("session_id"), "custom_fields.session_id")
+            value = as_id(fields.get(name), f"custom_fields.{name}")
         elif type(fields) is list:  # API shape: [{"id" or "name", "value"}]
             for f in fields:
-                if type(f) is dict and "session_id" in (f.get("name"), f.get("id")):
-                    session = as_id(f.get("value"), "custom_fields.session_id")
+                if type(f) is dict and name in (f.get("name"), f.get("id")):
+                    value = as_id(f.get("value"), f"custom_fields.{name}")
                     break
-    return session or "ticket:" + ticket_id
+    return value
+
+
+def _session(ticket: dict[str, Any], ticket_id: str) -> str:
+    return _field(ticket, "session_id") or "ticket:" + ticket_id
+
+
+def _category(ticket: dict[str, Any], tags: tuple[str, ...]) -> str | None:
+    category = _field(ticket, "category")
+    if category is None:
+        category = next((t[len("category:"):] for t in tags
+                         if t.startswith("category:") and len(t) > len("category:")), None)
+    return category
 
 
 def _customer(ticket: dict[str, Any]) -> str:
@@ -177,6 +192,7 @@ def convert(payload: dict[str, Any]) -> Ticket:
 
     via = ticket.get("via")
     channel = via.get("channel") if type(via) is dict else ticket.get("channel")
+    tags = _tags(ticket.get("tags"))
     return Ticket(
         id=event_id,
         time=as_time(stamp, "ticket.updated_at"),
@@ -190,7 +206,8 @@ def convert(payload: dict[str, Any]) -> Ticket:
         priority=_lower(ticket.get("priority"), "ticket.priority"),
         status=status,
         satisfaction=_satisfaction(ticket.get("satisfaction_rating")),
-        tags=_tags(ticket.get("tags")),
+        tags=tags,
+        category=_category(ticket, tags),
     )
 
 

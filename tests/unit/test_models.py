@@ -72,3 +72,30 @@ def test_evaluate_prints_online_beside_batch_and_saves_curves(tmp_path: Path) ->
                              env={"COLUMNS": "140"})
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output and "5 categories" in res.output
+
+
+def _ticket(i: int, action: str, text: str | None = None, category: str | None = None) -> Any:
+    from detectors.events import Ticket
+
+    return Ticket(id=f"{i}-{action}-{category}", time=float(i), session_id="s",
+                  customer_id="c", action=action, ticket_id=str(i), text=text,
+                  category=category)
+
+
+def test_ticket_triage_learns_each_ticket_once_keeps_open_tickets_bounded_and_restores() -> None:
+    from models.triage import TicketTriage
+
+    tri = TicketTriage(max_open=3)
+    rows = _csv("banking77_sample.csv")[:40]
+    for i, r in enumerate(rows):
+        tri.on_ticket(_ticket(i, "created", r["text"]))
+    assert len(tri.open) == 3 and set(tri.open) == {"37", "38", "39"}  # the newest kept
+    tri.on_ticket(_ticket(39, "updated", category=rows[39]["category"]))
+    tri.on_ticket(_ticket(39, "solved", category=rows[39]["category"]))  # again: not re-learned
+    tri.on_ticket(_ticket(1, "updated", category=rows[1]["category"]))  # dropped: no text left
+    assert tri.learned == 1 and tri.quality()["accuracy"] == 0.0  # predicted before learning
+    again = TicketTriage()
+    again.restore(tri.checkpoint())
+    probe = rows[39]["text"]
+    assert again.model.predict_proba_one(probe) == tri.model.predict_proba_one(probe)
+    assert again.model.predict_one(probe) == rows[39]["category"]
