@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from river import forest, linear_model, optim  # noqa: E402
+from river import forest, linear_model, optim, preprocessing  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 from models.abandonment import AbandonmentScorer, abandonment_model  # noqa: E402
@@ -34,6 +34,10 @@ MODELS = {
     "lr": abandonment_model,
     "arf": lambda: forest.ARFClassifier(n_models=10, seed=1),
     "lr-unscaled": lambda: linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-4),
+    "lr-adam": lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        optimizer=optim.Adam(0.01)),
+    "lr-adagrad": lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        optimizer=optim.AdaGrad(0.1)),
 }
 
 
@@ -66,7 +70,9 @@ def main() -> None:
         print(f"seed {seed}: {sessions:,} sessions, {len(y):,} checkout scores "
               f"({sum(y) / max(len(y), 1):.0%} from sessions that abandoned), "
               f"progressive ROC AUC {skm.roc_auc_score(y, p):.3f}, "
-              f"log loss {skm.log_loss(y, clipped, labels=[False, True]):.3f} "
+              f"log loss {skm.log_loss(y, clipped, labels=[False, True]):.3f}; "
+              f"second half of the scores (past the cold start) "
+              f"{skm.roc_auc_score(y[len(y) // 2:], p[len(p) // 2:]):.3f} "
               f"[{time.perf_counter() - t0:.0f} s]")
 
 

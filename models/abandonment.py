@@ -63,9 +63,13 @@ _TAGS = {cls: cls.__struct_config__.tag for cls in SCORED_EVENTS}  # type: ignor
 
 
 def abandonment_model(learning_rate: float = 0.1, l2: float = 1e-4) -> Any:
-    """Standardised features into a logistic regression (``True``: abandons)."""
+    """Standardised features into a logistic regression (``True``: abandons), fitted with
+    AdaGrad: a step per feature that shrinks as the feature is seen, so rare features (a
+    friction type, a decline) still move their weight while common ones settle. Measured on
+    simulated traffic (``bench/abandonment_quality.py``, 120 min): progressive ROC AUC 0.776
+    against 0.757 with Adam and 0.726 with plain SGD."""
     return preprocessing.StandardScaler() | linear_model.LogisticRegression(
-        optimizer=optim.SGD(learning_rate), l2=l2)
+        optimizer=optim.AdaGrad(learning_rate), l2=l2)
 
 
 def checkout_features(state: SessionState, event: Any) -> dict[str, float]:
