@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from river import forest, linear_model, optim, preprocessing  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
 
 from models.abandonment import AbandonmentScorer, abandonment_model  # noqa: E402
+from models.progressive import Progressive, binary_report  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.backtest import run_simulated  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -64,16 +64,16 @@ def main() -> None:
     for seed in args.seeds:
         t0 = time.perf_counter()
         scorer, sessions = run_seed(seed, args.minutes, args.rate, args.friction, args.model)
-        p = [s for s, _ in scorer.history]
-        y = [a for _, a in scorer.history]
-        clipped = [min(max(v, 1e-7), 1 - 1e-7) for v in p]
-        print(f"seed {seed}: {sessions:,} sessions, {len(y):,} checkout scores "
-              f"({sum(y) / max(len(y), 1):.0%} from sessions that abandoned), "
-              f"progressive ROC AUC {skm.roc_auc_score(y, p):.3f}, "
-              f"log loss {skm.log_loss(y, clipped, labels=[False, True]):.3f}; "
+        run = Progressive(y_true=[a for _, a in scorer.history],
+                          scores=[p for p, _ in scorer.history])
+        half = len(run.y_true) // 2
+        late = Progressive(y_true=run.y_true[half:], scores=run.scores[half:])
+        report = binary_report(run)
+        print(f"seed {seed}: {sessions:,} sessions, {len(run.y_true):,} checkout scores "
+              f"({report['positives'] / max(report['n'], 1):.0%} from sessions that abandoned), "
+              f"progressive ROC AUC {report['roc_auc']:.3f}, log loss {report['log_loss']:.3f}; "
               f"second half of the scores (past the cold start) "
-              f"{skm.roc_auc_score(y[len(y) // 2:], p[len(p) // 2:]):.3f} "
-              f"[{time.perf_counter() - t0:.0f} s]")
+              f"{binary_report(late)['roc_auc']:.3f} [{time.perf_counter() - t0:.0f} s]")
 
 
 if __name__ == "__main__":

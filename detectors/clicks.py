@@ -399,10 +399,8 @@ class ErrorClickDetector(BaseDetector):
         delay = event.time - clicked
         if not 0.0 <= delay <= self.window_s:
             return ()
-        mem = state.detector_state.get("error_click")
-        if mem is None:
-            mem = state.detector_state["error_click"] = {}
-        elif mem.get("f") == clicked:
+        mem = self.memory(state)
+        if mem.get("f") == clicked:
             return ()
         mem["f"] = clicked
         return [Signal(type="error_click", session_id=state.session_id, time=event.time,

@@ -86,10 +86,8 @@ class SlowPageDetector(BaseDetector):
         if not poor:
             return ()
         viewed = state.page_at  # None: no page view seen, this report's page
-        mem = state.detector_state.get("slow_page")
-        if mem is None:
-            mem = state.detector_state["slow_page"] = {}
-        elif "f" in mem and mem["f"] == viewed:
+        mem = self.memory(state)
+        if "f" in mem and mem["f"] == viewed:
             return ()
         mem["f"] = viewed
         start, path = event.time, None

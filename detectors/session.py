@@ -187,8 +187,8 @@ class SessionProcessor:
         self._timed = timed
         self._dues = tuple(d.due for d in timed)
         # Event class -> (bound update, gate, bound due or None) per detector that wants it:
-        # one lookup
-        # per event and no bound-method object made per call (the hot path, DEVELOPERS.md).
+        # one lookup per event and no bound-method object made per call (the hot path,
+        # DEVELOPERS.md).
         # A gate is the detector's name for the classes it only ``follows``: it is called for
         # them only while its memory slot exists in the session.
         self._updates: dict[type, tuple[tuple[Any, str | None, Any], ...]] = {

@@ -42,11 +42,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from river import linear_model, optim, preprocessing
-from sklearn import metrics as skm
 
 from detectors import events as ev
 from detectors.base import BaseDetector, Signal
 from models import checkpoint
+from models.progressive import Progressive, binary_report
 
 if TYPE_CHECKING:
     from detectors.session import SessionState
@@ -108,6 +108,9 @@ def checkout_features(state: SessionState, event: Any) -> dict[str, float]:
         x["declined_now"] = 1.0
     return x
 
+
+#: What a checkpoint of the scorer holds: what it learned, not its settings.
+_LEARNED = ("model", "recent", "learned")
 
 #: Plain words for a feature that raised the risk (``describe``).
 _WORDS: dict[str, Callable[[SessionState], str]] = {
@@ -210,15 +213,12 @@ class AbandonmentScorer(BaseDetector):
     def quality(self) -> dict[str, float]:
         """ROC AUC, log loss and accuracy (at 0.5) of the latest ``window`` predictions against
         their outcomes; NaN where undefined (no outcome yet, or one class only for AUC)."""
-        y = [a for _, a in self.recent]
-        p = [min(max(v, 1e-7), 1 - 1e-7) for v, _ in self.recent]
-        if not y:
-            return dict.fromkeys(("roc_auc", "log_loss", "accuracy"), math.nan)
-        return {
-            "roc_auc": float(skm.roc_auc_score(y, p)) if 0 < sum(y) < len(y) else math.nan,
-            "log_loss": float(skm.log_loss(y, p, labels=[False, True])),
-            "accuracy": sum((v >= 0.5) == a for v, a in self.recent) / len(y),
-        }
+        keys = ("roc_auc", "log_loss", "accuracy")
+        if not self.recent:
+            return dict.fromkeys(keys, math.nan)
+        report = binary_report(Progressive(y_true=[a for _, a in self.recent],
+                                           scores=[p for p, _ in self.recent]))
+        return {k: report[k] for k in keys}
 
     def explain(self, state: SessionState) -> list[str]:
         """The factors that pushed the session's latest score up most, in plain words (for
@@ -262,11 +262,8 @@ class AbandonmentScorer(BaseDetector):
     def checkpoint(self) -> bytes:
         """What it has learned (model, recent scored outcomes), for ``restore`` after a
         restart."""
-        return checkpoint.dumps({"model": self.model, "recent": self.recent,
-                                 "learned": self.learned})
+        return checkpoint.dump_fields(self, _LEARNED)
 
     def restore(self, data: bytes) -> None:
         """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
-        saved = checkpoint.loads(data)
-        self.model, self.recent, self.learned = saved["model"], saved["recent"], \
-            saved["learned"]
+        checkpoint.load_fields(self, data, _LEARNED)

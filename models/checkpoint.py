@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 import river
 
-__all__ = ["CheckpointError", "dumps", "loads"]
+__all__ = ["CheckpointError", "dump_fields", "dumps", "load_fields", "loads"]
 
 _MAGIC = b"FWCK1"
 
@@ -53,3 +54,18 @@ def loads(data: bytes) -> Any:
         raise CheckpointError(f"checkpoint made with River {header.get('river')}, "
                               f"this is River {river.__version__}")
     return pickle.loads(data[start + n:])  # noqa: S301 - our own checkpoints only
+
+
+def dump_fields(obj: Any, names: Sequence[str]) -> bytes:
+    """A checkpoint of some of ``obj``'s attributes (what it learned, not its settings)."""
+    return dumps({name: getattr(obj, name) for name in names})
+
+
+def load_fields(obj: Any, data: bytes, names: Sequence[str]) -> None:
+    """Set ``obj``'s attributes back from ``dump_fields``; all or none (checked first)."""
+    saved = loads(data)
+    missing = [name for name in names if name not in saved]
+    if missing:
+        raise CheckpointError(f"checkpoint without {missing}")
+    for name in names:
+        setattr(obj, name, saved[name])

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,13 +67,14 @@ def progressive(model: Any, stream: Iterable[tuple[Mapping[str, Any] | str, Hash
 def binary_report(run: Progressive, threshold: float = 0.5, positive: Hashable = True
                   ) -> dict[str, float]:
     """ROC AUC, PR AUC (average precision), log loss, accuracy, and precision, recall and F1
-    of the positive class at ``threshold``, over the whole run."""
+    of the positive class at ``threshold``, over the whole run (AUCs NaN with one class)."""
     y = [v == positive for v in run.y_true]
     hard = [s >= threshold for s in run.scores]
     clipped = [min(max(s, 1e-7), 1 - 1e-7) for s in run.scores]
+    both = 0 < sum(y) < len(y)  # else the curves are undefined: NaN
     return {
-        "roc_auc": float(skm.roc_auc_score(y, run.scores)),
-        "pr_auc": float(skm.average_precision_score(y, run.scores)),
+        "roc_auc": float(skm.roc_auc_score(y, run.scores)) if both else math.nan,
+        "pr_auc": float(skm.average_precision_score(y, run.scores)) if both else math.nan,
         "log_loss": float(skm.log_loss(y, clipped, labels=[False, True])),
         "accuracy": float(skm.accuracy_score(y, hard)),
         "precision": float(skm.precision_score(y, hard, zero_division=0)),

@@ -119,10 +119,9 @@ class TicketTriage:
         return {"accuracy": sum(self.recent) / n if n else math.nan}
 
     def checkpoint(self) -> bytes:
-        return checkpoint.dumps({"model": self.model, "recent": self.recent,
-                                 "learned": self.learned, "open": self.open})
+        """What it has learned, and the open tickets' texts, for ``restore``."""
+        return checkpoint.dump_fields(self, ("model", "recent", "learned", "open"))
 
     def restore(self, data: bytes) -> None:
-        saved = checkpoint.loads(data)
-        self.model, self.recent = saved["model"], saved["recent"]
-        self.learned, self.open = saved["learned"], saved["open"]
+        """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
+        checkpoint.load_fields(self, data, ("model", "recent", "learned", "open"))

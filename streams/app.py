@@ -464,16 +464,17 @@ def create_worker(
     # The online models: restored from their checkpoints, saved on a timer, measured.
     models: dict[str, Any] = {"abandonment": detection.scorer(processor), "triage": triage}
     models = {k: m for k, m in models.items() if m is not None}
+    saved_at = {name: settings.data_dir / "models" / f"{name}.ckpt" for name in models}
     learned = dict.fromkeys(models, 0)
     for name, model in models.items():
-        checkpoints.restore(model, settings.data_dir / "models" / f"{name}.ckpt")
+        checkpoints.restore(model, saved_at[name])
         learned[name] = model.learned
 
     if models:
         @app.timer(interval=settings.model_checkpoint_interval)
         async def checkpoint_models() -> None:
             for name, model in models.items():
-                checkpoints.save(model, settings.data_dir / "models" / f"{name}.ckpt")
+                checkpoints.save(model, saved_at[name])
 
         @app.timer(interval=5.0)
         async def gauge_models() -> None:
