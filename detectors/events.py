@@ -40,6 +40,8 @@ __all__ = [
     "PagePerformance",
     "PageView",
     "PaymentAttempted",
+    "SessionSummary",
+    "Subscription",
     "SupportEvent",
     "Ticket",
     "WebEvent",
@@ -198,6 +200,31 @@ class Identify(BaseEvent, frozen=True, kw_only=True, tag="identify"):
     traits: dict[str, Any] = {}
 
 
+class Subscription(BaseEvent, frozen=True, kw_only=True, tag="subscription"):
+    """A customer's subscription or contract started, renewed, or ended: ``cancelled`` (by the
+    customer) and ``expired`` (not renewed) are the churn events churn models learn from."""
+
+    action: Literal["started", "renewed", "cancelled", "expired"]
+    plan: str | None = None
+    #: Monthly recurring revenue of the subscription, when known.
+    mrr: float | None = None
+
+
+class SessionSummary(BaseEvent, frozen=True, kw_only=True, tag="session_summary"):
+    """What one ended web session of a known customer amounted to. The session agent sends it,
+    keyed by customer, so the customer's state (and churn model) sees web friction without
+    a repartition of the session topic (``detectors.customer.session_summary``)."""
+
+    converted: bool = False
+    revenue: float = 0.0
+    cart_value: float = 0.0
+    #: Checkout step the session was abandoned at (0: with a cart, before checkout), or None.
+    abandoned_step: int | None = None
+    #: Friction signals of the session by type.
+    friction: dict[str, int] = {}
+    seconds: float = 0.0
+
+
 WebEvent = (
     PageView
     | Click
@@ -215,7 +242,7 @@ WebEvent = (
     | PaymentAttempted
     | OrderCompleted
 )
-SupportEvent = Ticket | Identify
+SupportEvent = Ticket | Identify | Subscription | SessionSummary
 Event = WebEvent | SupportEvent
 
 EVENT_TYPES: dict[str, type[BaseEvent]] = {
@@ -224,11 +251,13 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
         PageView, Click, DeadClick, FormFieldError, FormSubmitted, JsError, ApiError,
         PagePerformance, CartUpdated, CheckoutStarted, CheckoutStepViewed,
         CheckoutStepCompleted, CouponEntered, PaymentAttempted, OrderCompleted, Ticket, Identify,
+        Subscription, SessionSummary,
     )
 }
 
 #: The support event classes (keyed by customer, not session), for isinstance checks.
-SUPPORT_EVENT_TYPES: tuple[type[BaseEvent], ...] = (Ticket, Identify)
+SUPPORT_EVENT_TYPES: tuple[type[BaseEvent], ...] = (Ticket, Identify, Subscription,
+                                                    SessionSummary)
 
 # Encoders and decoders are built once: msgspec caches type info on them.
 _encoder = msgspec.json.Encoder()

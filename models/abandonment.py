@@ -46,7 +46,8 @@ from river import linear_model, optim, preprocessing
 from detectors import events as ev
 from detectors.base import BaseDetector, Signal
 from models import checkpoint
-from models.progressive import Progressive, binary_report
+from models.explain import pushes
+from models.progressive import live_quality
 
 if TYPE_CHECKING:
     from detectors.session import SessionState
@@ -211,14 +212,9 @@ class AbandonmentScorer(BaseDetector):
         return ()
 
     def quality(self) -> dict[str, float]:
-        """ROC AUC, log loss and accuracy (at 0.5) of the latest ``window`` predictions against
-        their outcomes; NaN where undefined (no outcome yet, or one class only for AUC)."""
-        keys = ("roc_auc", "log_loss", "accuracy")
-        if not self.recent:
-            return dict.fromkeys(keys, math.nan)
-        report = binary_report(Progressive(y_true=[a for _, a in self.recent],
-                                           scores=[p for p, _ in self.recent]))
-        return {k: report[k] for k in keys}
+        """ROC AUC, log loss and accuracy of the latest ``window`` predictions against their
+        outcomes (``models.progressive.live_quality``)."""
+        return live_quality(self.recent)
 
     def explain(self, state: SessionState) -> list[str]:
         """The factors that pushed the session's latest score up most, in plain words (for
@@ -229,20 +225,8 @@ class AbandonmentScorer(BaseDetector):
         return [describe(f, state) for f in self.factors(memory[-1][0])]
 
     def factors(self, x: Mapping[str, float]) -> list[str]:
-        """The features that pushed this score up most (weight times standardised value)."""
-        try:
-            scaler, lr = self.model["StandardScaler"], self.model["LogisticRegression"]
-        except (KeyError, TypeError):
-            return []  # not the default pipeline: no linear explanation
-        pushes = []
-        for f, v in x.items():
-            w = lr.weights.get(f, 0.0)
-            var = scaler.vars.get(f, 0.0)
-            z = (v - scaler.means.get(f, 0.0)) / math.sqrt(var) if var > 0 else 0.0
-            if w * z > 0:
-                pushes.append((w * z, f))
-        pushes.sort(reverse=True)
-        return [f for _, f in pushes[:self.top]]
+        """The features that pushed this score up most (``models.explain.pushes``)."""
+        return pushes(x, self.model, self.top)
 
     def learn(self, state: SessionState, outcome: Mapping[str, Any]) -> None:
         """The session ended: learn its snapshots, labelled abandoned unless it converted."""

@@ -21,13 +21,14 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn import metrics as skm
 
-__all__ = ["NO_ANSWER", "Progressive", "binary_report", "multiclass_report", "progressive"]
+__all__ = ["LIVE_METRICS", "NO_ANSWER", "Progressive", "binary_report", "live_quality",
+           "multiclass_report", "progressive"]
 
 #: What a multiclass model that has learned nothing yet is scored as having answered.
 NO_ANSWER = "<no answer>"
@@ -96,3 +97,18 @@ def multiclass_report(run: Progressive) -> dict[str, float]:
                                        labels=sorted(set(run.y_true)), zero_division=0)),
         "n": float(len(run.y_true)),
     }
+
+
+#: What ``live_quality`` reports: the online models' figures in Prometheus.
+LIVE_METRICS = ("roc_auc", "log_loss", "accuracy")
+
+
+def live_quality(recent: Collection[tuple[float, bool]]) -> dict[str, float]:
+    """ROC AUC, log loss and accuracy (at 0.5) of a live model's latest ``(probability,
+    label)`` pairs, each scored before it was learned; NaN where undefined (no label yet, or
+    one class only for the AUC)."""
+    if not recent:
+        return dict.fromkeys(LIVE_METRICS, math.nan)
+    report = binary_report(Progressive(y_true=[y for _, y in recent],
+                                       scores=[p for p, _ in recent]))
+    return {k: report[k] for k in LIVE_METRICS}

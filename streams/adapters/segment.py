@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from detectors.events import (
     ApiError,
@@ -61,6 +61,7 @@ from detectors.events import (
     PagePerformance,
     PageView,
     PaymentAttempted,
+    Subscription,
 )
 from streams.adapters.base import Adapted, AdapterError, Rejected
 
@@ -255,6 +256,18 @@ def _order_completed(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any
     )
 
 
+def _subscription(action: Literal["started", "renewed", "cancelled", "expired"]) -> _Builder:
+    def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+        return Subscription(
+            **base,
+            action=action,
+            plan=as_str(first(p, "plan", "plan_name", "plan_id"), "properties.plan"),
+            mrr=as_float(first(p, "mrr", "amount"), "properties.mrr", nonneg=True),
+        )
+
+    return build
+
+
 def _cart(action: str) -> _Builder:
     def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
         quantity = as_int(p.get("quantity"), "properties.quantity", nonneg=True)
@@ -409,6 +422,15 @@ TRACK_EVENTS: dict[str, _Builder] = {
     "Error": _js_error,
     "API Error": _api_error,
     "Web Vitals": _web_vitals,
+    # Subscriptions and contracts (not in Segment's e-commerce spec; the names its B2B and
+    # subscription tracking plans commonly use): the churn labels.
+    "Subscription Started": _subscription("started"),
+    "Subscription Renewed": _subscription("renewed"),
+    "Contract Renewed": _subscription("renewed"),
+    "Subscription Cancelled": _subscription("cancelled"),
+    "Subscription Canceled": _subscription("cancelled"),
+    "Subscription Expired": _subscription("expired"),
+    "Contract Not Renewed": _subscription("expired"),
     **dict.fromkeys(BROWSE_EVENTS, _browse),
 }
 
