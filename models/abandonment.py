@@ -7,9 +7,10 @@ at each checkout event it computes the session's features *as they are then*
 (``SessionState.abandon_probability``, which alerts carry: revenue at risk is the cart value
 times it; ``explain`` names the factors that pushed it most, for the alert). The features are
 kept with the prediction, in the session's own memory, and only those snapshots are learned
-from, once the outcome is known: at the order (not abandoned), or when ``label_after_s`` pass
-after the last checkout event without one (abandoned; e-commerce platforms call a checkout
-abandoned after a similar idle time), or at the session's expiry. A feature computed after a
+from, once the outcome is known: when ``label_after_s`` pass after the last checkout event
+without an order (abandoned; e-commerce platforms call a checkout abandoned after a similar
+idle time), or at the session's expiry; an order's snapshots (not abandoned) are held as long
+after the order, so both labels reach the model after the same delay. A feature computed after a
 prediction can never reach the example it made (no leakage), and the snapshots are
 checkpointed with the session like the rest of its state.
 
@@ -36,6 +37,7 @@ DEVELOPERS.md), and linear, so each score explains itself as per-feature contrib
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -111,7 +113,7 @@ def checkout_features(state: SessionState, event: Any) -> dict[str, float]:
 
 
 #: What a checkpoint of the scorer holds: what it learned, not its settings.
-_LEARNED = ("model", "recent", "learned")
+_LEARNED = ("model", "recent", "learned", "held", "_seq")
 
 #: Plain words for a feature that raised the risk (``describe``).
 _WORDS: dict[str, Callable[[SessionState], str]] = {
@@ -156,10 +158,11 @@ class AbandonmentScorer(BaseDetector):
         ``abandonment_model()``. Shared by the sessions a worker handles.
     label_after_s
         Seconds after a session's last checkout event without an order after which its
-        predictions are learned as abandoned. Default 600: shorter than the 30-minute session
-        gap, so the model learns from abandonments about as soon as from orders (with labels
-        of one class arriving much later than the other, an online model drifts toward the
-        early class; measured: 0.69 against 0.73 progressive ROC AUC).
+        predictions are learned as abandoned, and after an order after which they are learned
+        as not. Default 600: shorter than the 30-minute session gap. Both labels wait as long:
+        with one class arriving much later than the other, an online model drifts toward the
+        early class (measured on simulated traffic, seed 1: abandonments labelled only at
+        expiry 0.69 against 0.73; orders learned at once 0.776 against 0.790 held).
     max_snapshots
         Predictions kept per session until its outcome (the latest ones): bounded memory.
     top
@@ -188,10 +191,20 @@ class AbandonmentScorer(BaseDetector):
         self.learned = 0
         self.record = record
         self.history: list[tuple[float, bool]] = []
+        # Converted sessions' snapshots, held until ``label_after_s`` after the order (a heap
+        # by event time, released as checkout events and deadlines pass it).
+        self.held: list[tuple[float, int, dict[str, float], float]] = []
+        self._seq = 0
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        held = self.held
+        if held and held[0][0] <= event.time:
+            self._release(event.time)
         if type(event) is ev.OrderCompleted:
-            self._learn(state, abandoned=False)  # the outcome is known now
+            # Not abandoned: learned ``label_after_s`` from now, as abandonments are.
+            for x, p, _ in state.detector_state.pop("abandonment", None) or ():
+                self._seq += 1
+                heapq.heappush(held, (event.time + self.label_after_s, self._seq, x, p))
             return ()
         x = checkout_features(state, event)
         p = float(self.model.predict_proba_one(x).get(True, 0.5))
@@ -207,6 +220,8 @@ class AbandonmentScorer(BaseDetector):
         return memory[-1][2] + self.label_after_s if memory else None  # type: ignore[no-any-return]
 
     def tick(self, state: SessionState, now: float) -> Sequence[Signal]:
+        if self.held and self.held[0][0] <= now:
+            self._release(now)
         # No order within ``label_after_s`` of the last checkout event: abandoned.
         self._learn(state, abandoned=True)
         return ()
@@ -232,16 +247,24 @@ class AbandonmentScorer(BaseDetector):
         """The session ended: learn its snapshots, labelled abandoned unless it converted."""
         self._learn(state, abandoned=not outcome.get("converted", False))
 
+    def _release(self, now: float) -> None:
+        """Event time reached ``now``: learn the held orders that are due."""
+        held = self.held
+        while held and held[0][0] <= now:
+            _, _, x, p = heapq.heappop(held)
+            self._teach(x, p, False)
+
     def _learn(self, state: SessionState, abandoned: bool) -> None:
         snapshots = state.detector_state.pop("abandonment", None)
-        if not snapshots:
-            return
-        for x, p, _ in snapshots:
-            self.recent.append((p, abandoned))
-            if self.record:
-                self.history.append((p, abandoned))
-            self.model.learn_one(x, abandoned)
-            self.learned += 1
+        for x, p, _ in snapshots or ():
+            self._teach(x, p, abandoned)
+
+    def _teach(self, x: dict[str, float], p: float, abandoned: bool) -> None:
+        self.recent.append((p, abandoned))
+        if self.record:
+            self.history.append((p, abandoned))
+        self.model.learn_one(x, abandoned)
+        self.learned += 1
 
     def checkpoint(self) -> bytes:
         """What it has learned (model, recent scored outcomes), for ``restore`` after a

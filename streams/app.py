@@ -32,7 +32,13 @@ from faust.streams import _current_event
 from faust.types import EventT
 from kafka.partitioner.default import murmur2
 
-from detectors.customer import CustomerState, apply_customer, decode_customer, encode_customer
+from detectors.customer import (
+    CustomerState,
+    apply_customer,
+    decode_customer,
+    encode_customer,
+    session_summary,
+)
 from detectors.engine import Engine, Outputs
 from detectors.events import Ticket, decode_batch, encode_batch
 from detectors.session import (
@@ -333,16 +339,27 @@ def create_worker(
     triage = TicketTriage() if settings.ticket_triage else None
     triage_topic = topics["triage"]
 
+    churn = detection.churn(settings)
+
     async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
                             msg: Any) -> CustomerState:
         origin = _origin(msg, "s")
-        if triage is not None and (state is None or not is_replay(state.positions, origin)):
+        if state is not None and is_replay(state.positions, origin):
+            return state
+        if triage is not None:
             for e in evs:
                 if type(e) is Ticket:
                     record = triage.on_ticket(e)
                     if record is not None:
                         await triage_topic.send(key=key, value=msgspec.json.encode(record))
-        return apply_customer(state, evs, origin)
+        state = apply_customer(state, evs, origin)
+        if churn is not None:
+            doc = churn.update(state)
+            if doc is not None:
+                m_alerts.labels(reason="churn_risk").inc()
+                await alert_topic.send(key=doc["subject"].encode(),
+                                       value=msgspec.json.encode(doc))
+        return state
 
     web_name = topic_name("web_events", settings.topic_prefix)
     # One engine per input partition: event time (the watermark that runs deadlines and
@@ -390,6 +407,11 @@ def create_worker(
         for o in out.outcomes:
             m_outcomes.labels(outcome=_outcome_label(o)).inc()
             await labels_topic.send(key=o["session_id"].encode(), value=msgspec.json.encode(o))
+            # Known customers' sessions reach their customer's state (and churn model).
+            summary = session_summary(o)
+            if summary is not None:
+                await support_topic.send(key=o["customer_id"].encode(),
+                                         value=encode_batch([summary]))
 
     @app.agent(web_topic, name="sessions")
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
@@ -462,7 +484,8 @@ def create_worker(
         metrics.sessions_active.set(len(sessions))
 
     # The online models: restored from their checkpoints, saved on a timer, measured.
-    models: dict[str, Any] = {"abandonment": detection.scorer(processor), "triage": triage}
+    models: dict[str, Any] = {"abandonment": detection.scorer(processor), "triage": triage,
+                              "churn": churn}
     models = {k: m for k, m in models.items() if m is not None}
     saved_at = {name: settings.data_dir / "models" / f"{name}.ckpt" for name in models}
     learned = dict.fromkeys(models, 0)

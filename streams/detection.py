@@ -16,10 +16,11 @@ from detectors.catalog import default_detectors
 from detectors.engine import Engine
 from detectors.session import Detector, SessionProcessor
 from models.abandonment import AbandonmentScorer
+from models.churn import ChurnScorer
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
-__all__ = ["alerting", "engine", "processor", "scorer"]
+__all__ = ["alerting", "churn", "engine", "processor", "scorer"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
@@ -49,3 +50,12 @@ def engine(settings: Settings, proc: SessionProcessor | None = None,
     proc = proc or processor(settings, extra)
     return Engine(proc, alert or alerting(settings, proc),
                   session_gap=settings.session_gap)
+
+
+def churn(settings: Settings) -> ChurnScorer | None:
+    """The customers' churn scorer (``settings.churn_model``), or None."""
+    if not settings.churn_model:
+        return None
+    return ChurnScorer(window_days=settings.churn_window_days, alert_at=settings.churn_alert_at,
+                       rearm_at=settings.churn_rearm_at, source="frictionwatch/customers",
+                       customer_salt=settings.customer_salt)

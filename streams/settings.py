@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     #: Score sessions at checkout events with the online abandonment model
     #: (``models.abandonment``); its probability sets alerts' revenue at risk.
     abandonment_model: bool = True
+    #: Score customers' churn risk at each change of their state (``models.churn``), learning
+    #: from cancellations; alerts when the risk reaches ``churn_alert_at``, and again only
+    #: after it fell below ``churn_rearm_at``.
+    churn_model: bool = True
+    #: Observation window: a customer who churns within this many days of a score counts as
+    #: churned for it.
+    churn_window_days: float = Field(default=30.0, gt=0)
+    churn_alert_at: float = Field(default=0.6, ge=0, le=1)
+    churn_rearm_at: float = Field(default=0.45, ge=0, le=1)
     #: Predict new tickets' category and queue (``models.triage``), learning from the
     #: category agents set; records go to the triage topic.
     ticket_triage: bool = True

@@ -82,8 +82,10 @@ TOPICS: dict[str, TopicSpec] = {
         suffix="support-events",
         key="customer_id",
         schema="JSON array of canonical support events (detectors.events.SupportEvent: Ticket, "
-        "Identify), all of one customer",
-        doc="Tickets and identify calls, per customer; consumed by the customer agent.",
+        "Identify, Subscription, SessionSummary), all of one customer",
+        doc="Tickets, identify calls and subscription changes per customer, and the summaries "
+        "of known customers' ended sessions (sent by the session agent); consumed by the "
+        "customer agent, which keeps customer state and scores churn risk.",
     ),
     "friction_signals": TopicSpec(
         suffix="friction-signals",
@@ -93,7 +95,8 @@ TOPICS: dict[str, TopicSpec] = {
     ),
     "alerts": TopicSpec(
         suffix="alerts",
-        key="session_id (session alerts) or journey/step (incidents)",
+        key="session_id (session alerts), hashed customer id (churn alerts) or journey/step "
+        "(incidents)",
         schema="CloudEvents 1.0 JSON document (structured mode)",
         doc="Explained alerts for CX teams.",
     ),

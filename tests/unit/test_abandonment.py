@@ -37,7 +37,9 @@ def _trained(n: int = 300) -> AbandonmentScorer:
     proc = SessionProcessor([scorer])
     for i in range(n):
         declines = 2 if i % 2 else 0
-        state, _ = proc.apply(None, _checkout(f"t{i}", 0.0, declines, order=not declines))
+        # Sessions 1,000 s apart: each one's events release the orders held before it.
+        state, _ = proc.apply(None, _checkout(f"t{i}", i * 1000.0, declines,
+                                              order=not declines))
         proc.finish(state, {"converted": not declines})
     return scorer
 
@@ -83,21 +85,23 @@ def test_a_feature_computed_after_the_prediction_cannot_change_what_is_learned()
     assert taught[0] == taught[1]
 
 
-def test_outcomes_teach_at_the_order_after_the_idle_time_or_at_expiry() -> None:
+def test_outcomes_teach_after_the_same_delay_whether_ordered_or_idle() -> None:
     scorer = AbandonmentScorer(record=True, label_after_s=120)
     eng = Engine(SessionProcessor([scorer]), session_gap=600)
     out = Outputs()
     eng.feed(_checkout("a", 0.0, 2, order=False), None, out)
     assert scorer.learned == 0  # a's outcome is not known yet
     eng.feed(_checkout("b", 10.0, 0, order=True), None, out)
-    assert scorer.history == [(0.5, False), (0.5, False)]  # b ordered: learned at once
+    # b ordered at 70 s: held until 190 s, the delay an abandonment's label has.
+    assert scorer.learned == 0 and len(scorer.held) == 2
     eng.feed([ev.PageView(id="x", time=150.0, session_id="c")], None, out)
-    assert scorer.learned == 2  # a's last checkout event was at 41 s: not idle long enough
+    assert scorer.learned == 0  # a's last checkout event was at 41 s: not idle long enough
     eng.feed([ev.PageView(id="y", time=170.0, session_id="c")], None, out)
-    assert scorer.learned == 6 and [a for _, a in scorer.history[2:]] == [True] * 4
+    assert scorer.learned == 4 and [a for _, a in scorer.history] == [True] * 4
+    eng.feed([ev.CheckoutStarted(id="d", time=200.0, session_id="d", cart_value=5.0)], None,
+             out)
+    assert scorer.learned == 6 and scorer.history[4:] == [(0.5, False), (0.5, False)]
     assert out.outcomes == []  # labels did not wait for the sessions to expire
-    eng.close(out)
-    assert scorer.learned == 6  # nothing left to learn; c had no checkout
 
 
 def test_a_session_that_expires_first_is_learned_at_its_expiry() -> None:

@@ -369,3 +369,24 @@ def test_whole_payload_errors_raise(payload: Any, why: str) -> None:
     with pytest.raises(AdapterError) as info:
         segment.adapt(payload)
     assert info.value.reason == why
+
+
+@pytest.mark.parametrize(("name", "action"), [
+    ("Subscription Started", "started"), ("Subscription Renewed", "renewed"),
+    ("Subscription Cancelled", "cancelled"), ("Subscription Canceled", "cancelled"),
+    ("Contract Not Renewed", "expired"),
+])
+def test_subscription_events_are_customer_events_with_plan_and_mrr(name: str,
+                                                                   action: str) -> None:
+    from detectors.events import SUPPORT_EVENT_TYPES, Subscription
+
+    out = segment.adapt({"type": "track", "event": name, "messageId": "m", "userId": "u1",
+                         "timestamp": "2026-03-01T10:00:00Z",
+                         "properties": {"plan": "pro", "mrr": 99}})
+    [event] = out.events
+    assert isinstance(event, Subscription) and isinstance(event, SUPPORT_EVENT_TYPES)
+    assert (event.action, event.plan, event.mrr, event.customer_id) == (action, "pro", 99.0,
+                                                                        "u1")
+    bad = segment.adapt({"type": "track", "event": name, "messageId": "m", "userId": "u1",
+                         "timestamp": "2026-03-01T10:00:00Z", "properties": {"mrr": -5}})
+    assert bad.rejected[0].reason == "invalid_field"
