@@ -34,6 +34,7 @@ import msgspec
 
 from detectors import events as ev
 from detectors.base import BaseDetector, Signal
+from detectors.traffic import traffic_source
 
 __all__ = [
     "Detector",
@@ -64,6 +65,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     #: The last click: its time and target element.
     click_at: float | None = None
     click_target: str | None = None
+    #: Channel the session came from (``detectors.traffic``), from its first page view.
+    source: str | None = None
     #: Last known cart value (from cart or checkout events).
     cart_value: float = 0.0
     #: Current checkout step (0 = not in checkout) and the furthest step reached.
@@ -256,6 +259,8 @@ class SessionProcessor:
             state.page_views += 1
             state.page_at = now
             state.page = e.path or e.url
+            if state.source is None:
+                state.source = traffic_source(e.url, e.referrer)
         else:
             fold = _FOLD_BY_TYPE.get(t)
             if fold is not None:

@@ -77,8 +77,8 @@ def abandonment_model(learning_rate: float = 0.1, l2: float = 1e-4) -> Any:
 
 def checkout_features(state: SessionState, event: Any) -> dict[str, float]:
     """What is known of the session at ``event`` (already folded into ``state``): step, time
-    in checkout and in the step, cart, device, whether logged in, pages and clicks, and the
-    friction so far. Counts and durations as ``log1p`` (heavy-tailed)."""
+    in checkout and in the step, cart, device, traffic source, whether logged in, pages and
+    clicks, and the friction so far. Counts and durations as ``log1p`` (heavy-tailed)."""
     now = event.time
     x: dict[str, float] = {
         f"event={_TAGS[type(event)]}": 1.0,
@@ -96,6 +96,8 @@ def checkout_features(state: SessionState, event: Any) -> dict[str, float]:
     }
     if state.device:
         x[f"device={state.device}"] = 1.0
+    if state.source:
+        x[f"source={state.source}"] = 1.0
     if state.checkout_started_at is not None:
         x["checkout_seconds"] = math.log1p(max(now - state.checkout_started_at, 0.0))
     journey = state.detector_state.get("journey")
@@ -143,6 +145,7 @@ def describe(feature: str, state: SessionState) -> str:
     if "=" in feature:
         key, value = feature.split("=", 1)
         return {"device": f"on {value}", "step": f"at checkout step {value}",
+                "source": f"came from {value.replace('_', ' ')}",
                 "event": f"at {value.replace('_', ' ')}"}.get(key, feature)
     words = _WORDS.get(feature)
     return words(state) if words is not None else feature

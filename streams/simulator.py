@@ -202,6 +202,26 @@ CHECKOUT_SHARE = 0.6
 #: Chance to go on from each checkout step, before friction. Product about 0.63, so about 60%
 #: of started checkouts finish once payment and friction take their share.
 STEP_CONTINUE = {1: 0.92, 2: 0.90, 3: 0.93, 4: 0.95}
+#: Purchase intent at checkout, hidden: the log-odds that a shopper is set on buying are
+#: ``base + logged_in * logged in - cart * log(cart value / 80) + N(0, noise)``. Returning,
+#: logged-in customers convert about twice as often as new visitors (e.g. Adobe Digital
+#: Index and Monetate benchmarks), and big carts are abandoned more (price sensitivity).
+#: Intent sets ``hesitancy`` = 2.5 x (1 - intent), about 1 on average: each step's chance to
+#: leave, ``1 - STEP_CONTINUE``, is multiplied by it. So exits are not a coin flip the same
+#: for everyone: who the shopper is and where they came from tells, as in real checkouts.
+CHECKOUT_INTENT = {"base": 0.3, "logged_in": 0.8, "cart": 0.4, "noise": 1.0}
+#: Where sessions come from: channel -> (share of sessions, what it adds to the log-odds of
+#: intent, landing URL query, referrer). Email and direct visitors buy most readily, paid
+#: social least (channel conversion benchmarks, e.g. Littledata, Wolfgang Digital).
+TRAFFIC_SOURCES: dict[str, tuple[float, float, str, str | None]] = {
+    "direct": (0.25, 0.4, "", None),
+    "organic_search": (0.30, 0.0, "", "https://www.google.com/"),
+    "paid_search": (0.15, 0.2, "?gclid=Cj0KCQ", None),
+    "paid_social": (0.12, -0.9, "?utm_source=facebook&utm_medium=paid_social", None),
+    "social": (0.08, -0.5, "", "https://www.instagram.com/"),
+    "email": (0.07, 0.8, "?utm_source=newsletter&utm_medium=email", None),
+    "referral": (0.03, 0.0, "", "https://blog.example.org/best-gifts"),
+}
 #: Mobile checkouts convert worse: each step's chance is multiplied by this.
 MOBILE_STEP_FACTOR = 0.97
 #: Median seconds in each step; baseline times are capped at 3x this, stalls are far above.
@@ -630,7 +650,7 @@ class _Session:
         "sid", "key", "fmt", "device", "anon", "client_id", "customer_id", "t", "n", "ctx",
         "url", "path", "patience", "flags", "pay_style", "cart", "cart_value", "outcome",
         "registered", "last_step", "last_t", "frictions", "ga4_device",
-        "dead_sdk", "gen", "prev_path", "prev_title",
+        "dead_sdk", "gen", "prev_path", "prev_title", "hesitancy", "source", "landing",
     )
     sid: str
     key: bytes
@@ -650,6 +670,12 @@ class _Session:
     path: str
     #: Multiplies every "go on" chance; friction lowers it.
     patience: float
+    #: How unsure the shopper is at checkout (0: set on buying; see ``CHECKOUT_INTENT``).
+    hesitancy: float
+    #: Channel the shopper came from (``TRAFFIC_SOURCES``), and the landing page's URL query
+    #: and referrer until the landing page is sent.
+    source: str
+    landing: tuple[str, str | None] | None
     #: Per-session friction still to show.
     flags: set[str]
     #: True: payments as "Payment Attempted"; False: "Payment Succeeded" / "Payment Declined".
@@ -671,6 +697,9 @@ class _Session:
     def __init__(self) -> None:
         self.n = 0
         self.patience = 1.0
+        self.hesitancy = 1.0
+        self.source = "direct"
+        self.landing = None
         self.cart = []
         self.cart_value = 0.0
         self.registered = False
@@ -736,6 +765,12 @@ class _Behaviour:
         s.client_id = f"{rng.randrange(10**9, 10**10)}.{t // 1000}"
         s.ga4_device = {"category": s.device}
         s.customer_id = self.customer() if rng.random() < LOGGED_IN_SHARE else None
+        u = rng.random()
+        for source, (share, _, query, referrer) in TRAFFIC_SOURCES.items():
+            s.source, s.landing = source, (query, referrer)
+            u -= share
+            if u < 0:
+                break
         s.t = t
         s.last_t = t
         s.path = "/"
@@ -824,7 +859,13 @@ class _Behaviour:
         s.ctx = None
         t0 = s.t
         props: dict[str, Any] = {"path": path, "url": s.url, "title": title}
-        if prev_url != s.url:
+        if s.landing is not None:  # the landing page: where the shopper came from
+            query, referrer = s.landing
+            s.landing = None
+            s.url = props["url"] = s.url + query
+            if referrer:
+                props["referrer"] = referrer
+        elif prev_url != s.url:
             props["referrer"] = prev_url
         yield (t0, "page", props, None)
         if extra is not None:
@@ -1033,6 +1074,12 @@ class _Behaviour:
             "coupon_failure": 4,
         }
         value = round(s.cart_value, 2)
+        ci = CHECKOUT_INTENT
+        logit = (ci["base"] + TRAFFIC_SOURCES[s.source][1]
+                 + ci["logged_in"] * (s.customer_id is not None)
+                 - ci["cart"] * math.log(max(s.cart_value, 1.0) / 80.0)
+                 + rng.gauss(0.0, ci["noise"]))
+        s.hesitancy = 2.5 * (1.0 - 1.0 / (1.0 + math.exp(-logit)))
         s.t += self.ms(rng.uniform(0.05, 0.3))
         yield (s.t, "Checkout Started", {"checkout_id": "chk_" + s.sid[5:], "value": value,
                                          "revenue": value, "currency": self.config.currency,
@@ -1115,7 +1162,8 @@ class _Behaviour:
             r = yield from self.coupon(s, step)
             if r:
                 return True
-        p = STEP_CONTINUE[step] * (MOBILE_STEP_FACTOR if s.device == "mobile" else 1.0)
+        p = 1.0 - (1.0 - STEP_CONTINUE[step]) * s.hesitancy
+        p *= MOBILE_STEP_FACTOR if s.device == "mobile" else 1.0
         s.t = max(s.t, t_in + int(dwell * 1000 * 0.6))
         if not self.goes_on(s, p):
             s.t += self.ms(rng.uniform(2.0, 20.0))
