@@ -1734,7 +1734,10 @@ class Simulator:
         pending = {id(act[3]) for _, _, _, act in self._heap
                    if act is not None and act[3] is not None}
         for tr in self.truth:
-            tr.truncated = tr.end > self.clock or id(tr) in pending
+            # A stall's end is known only once the shopper's silence is over; one that would
+            # outlast the run was cut short even if no act of it is pending.
+            planned = tr.start + tr.detail["seconds"] if tr.friction == "step_stall" else 0.0
+            tr.truncated = max(tr.end, planned) > self.clock or id(tr) in pending
 
     def finish(self) -> None:
         """Stop a run taken part-way (e.g. on Ctrl-C), so the truth says what was cut short.
