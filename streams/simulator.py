@@ -70,7 +70,7 @@ and the incidents as JSONL; ``read_truth`` reads them back.
 >>> sim = Simulator(SimConfig(seed=7, events_per_second=50, duration=300, start=1767225600))
 >>> msgs = list(sim.messages())
 >>> round(len(msgs) / 300), msgs[0].source, msgs[0].payload["event"], msgs[0].time
-(50, 'segment', 'Web Vitals', 1767225600.001)
+(50, 'segment', 'Element Clicked', 1767225600.029)
 >>> all(a.time <= b.time for a, b in zip(msgs, msgs[1:]))
 True
 >>> sum(len(adapt(m.payload, m.source).rejected) for m in msgs)
