@@ -336,7 +336,9 @@ def create_worker(
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await send_dead(dead)
 
-    triage = TicketTriage() if settings.ticket_triage else None
+    triage = TicketTriage(queues=settings.triage_queues,
+                          default_queue=settings.triage_default_queue) \
+        if settings.ticket_triage else None
     triage_topic = topics["triage"]
 
     churn = detection.churn(settings)

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     #: Predict new tickets' category and queue (``models.triage``), learning from the
     #: category agents set; records go to the triage topic.
     ticket_triage: bool = True
+    #: Routing queue per predicted ticket category, as JSON in the environment
+    #: (``{"card_arrival": "cards", "refund_not_showing_up": "billing"}``); other categories
+    #: go to ``triage_default_queue``.
+    triage_queues: dict[str, str] = {}
+    triage_default_queue: str = "general"
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"

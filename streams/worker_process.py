@@ -30,7 +30,9 @@ def settings_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     """This process's environment with ``settings`` and ``bootstrap`` as FRICTIONWATCH_* vars."""
     env = dict(os.environ)
     for name, value in settings.model_dump(exclude_none=True).items():
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        # Complex fields are JSON in the environment (as pydantic-settings reads them).
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = text
     env[f"{ENV_PREFIX}BOOTSTRAP_SERVERS"] = bootstrap
     return env
 

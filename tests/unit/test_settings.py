@@ -29,6 +29,19 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load(bootstrap_servers="other:1").bootstrap_servers == "other:1"
 
 
+def test_triage_queues_come_as_json_and_reach_a_worker_subprocess(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.worker_process import settings_env
+
+    monkeypatch.setenv("FRICTIONWATCH_TRIAGE_QUEUES", '{"card_arrival": "cards"}')
+    s = load()
+    assert s.triage_queues == {"card_arrival": "cards"} and s.triage_default_queue == "general"
+    for k, v in settings_env(s, "k:9092").items():
+        if k.startswith("FRICTIONWATCH_"):
+            monkeypatch.setenv(k, v)
+    assert load() == s.model_copy(update={"bootstrap_servers": "k:9092"})
+
+
 def test_sasl_and_tls_pass_through() -> None:
     s = Settings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
                  sasl_username="u", sasl_password="p")
