@@ -14,8 +14,9 @@ message (one client's batch, as Segment's libraries send), then:
    sessions agent (per-session state, changelog). The clock runs from its first ingest message
    to the last canonical message applied, read from its /metrics.
 
-It prints both rates and their ratio, for the worker without and with the online abandonment
-model (``--models``), and the ratio of those two.
+It prints both rates and their ratio, for the worker without and with the online models
+(``--models``: abandonment, churn and ticket triage, all on or all off), and the ratio of those
+two.
 """
 
 from __future__ import annotations
@@ -166,17 +167,18 @@ def main() -> None:
         rates = {}
         for models in ([False, True] if args.models == "both" else [args.models == "on"]):
             # A consumer group (app id) of its own per run: each reads the topic from the start.
-            run = settings.model_copy(update={"abandonment_model": models,
+            run = settings.model_copy(update={"abandonment_model": models, "churn_model": models,
+                                              "ticket_triage": models,
                                               "app_id": f"{settings.app_id}-m{int(models)}"})
             rate, secs = worker_rate(run, bootstrap, len(messages), args.events,
                                      Path(tmp) / f"worker{int(models)}.log")
             rates[models] = rate
             print(f"frictionwatch worker (normalize -> sessions, state + changelog), "
-                  f"abandonment model {'on' if models else 'off'}: "
+                  f"models {'on' if models else 'off'}: "
                   f"{rate:12,.0f} events/s ({secs:.1f} s, {len(messages) / secs:,.0f} messages/s)"
                   f"; worker / raw: {rate / raw:.3f}")
         if len(rates) == 2:
-            print(f"with the model / without: {rates[True] / rates[False]:.3f}")
+            print(f"with the models / without: {rates[True] / rates[False]:.3f}")
 
 
 if __name__ == "__main__":

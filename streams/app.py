@@ -342,6 +342,7 @@ def create_worker(
     triage_topic = topics["triage"]
 
     churn = detection.churn(settings)
+    m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
 
     async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
                             msg: Any) -> CustomerState:
@@ -358,7 +359,7 @@ def create_worker(
         if churn is not None:
             doc = churn.update(state)
             if doc is not None:
-                m_alerts.labels(reason="churn_risk").inc()
+                m_churn_alerts.inc()
                 await alert_topic.send(key=doc["subject"].encode(),
                                        value=msgspec.json.encode(doc))
         return state
