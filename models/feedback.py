@@ -5,7 +5,9 @@ verdict becomes a label the models (and the alert policy's tuning) learn from.
 to the feedback topic); ``feedback_label`` turns it into the label sent on the labels topic.
 ``FeedbackTally`` keeps, per friction type, how many alerts people found useful: the precision
 of the alerts as people judge them, which the detectors' own precision on simulated truth
-cannot show.
+cannot show. The alert policy learns from it (``FeedbackTally.weights``): a friction type
+people keep calling a false alarm weighs less in a session's friction score, so it needs more
+company before it alerts; one they find useful weighs a little more.
 
 >>> fb = decode_feedback(b'{"alert_id": "alert-s1-1", "session_id": "s1", '
 ...                      b'"verdict": "false_alarm", "reason": "slow_page", "by": "ana"}')
@@ -20,16 +22,25 @@ models.feedback.FeedbackError: invalid_field: Invalid enum value 'maybe' - at `$
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from models import checkpoint
 
 __all__ = ["VERDICTS", "Feedback", "FeedbackError", "FeedbackTally", "decode_feedback",
            "feedback_label"]
 
 #: What a person can say of an alert.
 VERDICTS = ("useful", "false_alarm")
+#: Beta prior on the share of a reason's alerts people find useful: as if 4 useful verdicts
+#: and 1 false alarm were already in, so a first false alarm moves the weight a little, not
+#: a lot, and it takes a run of them to halve it.
+PRIOR_USEFUL, PRIOR_FALSE = 4.0, 1.0
+#: Bounds of the factor feedback puts on a reason's alert weight.
+MIN_FACTOR, MAX_FACTOR = 0.25, 1.2
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _Text = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -95,10 +106,20 @@ class FeedbackTally:
     'other'
     >>> round(t.precision("rage_click"), 3), t.counts[("other", "useful")]
     (0.667, 1)
+    >>> for _ in range(5):
+    ...     _ = t.add(Feedback(alert_id="c", session_id="s", verdict="false_alarm",
+    ...                        reason="rage_click"))
+    >>> t.weights({"rage_click": 0.6, "slow_page": 0.35})   # judged and found wanting
+    {'rage_click': 0.3462, 'slow_page': 0.35}
     """
 
     known: set[str] = field(default_factory=set)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def learned(self) -> int:
+        """Verdicts counted."""
+        return sum(self.counts.values())
 
     def add(self, fb: Feedback) -> str:
         """Count ``fb``; returns the reason it was counted under."""
@@ -112,3 +133,31 @@ class FeedbackTally:
         useful = self.counts.get((reason, "useful"), 0)
         judged = useful + self.counts.get((reason, "false_alarm"), 0)
         return useful / judged if judged else float("nan")
+
+    def factor(self, reason: str) -> float:
+        """What people's verdicts do to ``reason``'s alert weight: the posterior share of
+        useful verdicts (Beta prior ``PRIOR_USEFUL``, ``PRIOR_FALSE``) over the prior's, within
+        ``MIN_FACTOR``..``MAX_FACTOR``; exactly 1.0 until someone judged one."""
+        useful = self.counts.get((reason, "useful"), 0)
+        false = self.counts.get((reason, "false_alarm"), 0)
+        if useful + false == 0:
+            return 1.0
+        posterior = (useful + PRIOR_USEFUL) / (useful + false + PRIOR_USEFUL + PRIOR_FALSE)
+        prior = PRIOR_USEFUL / (PRIOR_USEFUL + PRIOR_FALSE)
+        return min(MAX_FACTOR, max(MIN_FACTOR, posterior / prior))
+
+    def weights(self, base: Mapping[str, float]) -> dict[str, float]:
+        """``base`` alert weights scaled by what people said of each reason's alerts."""
+        return {reason: round(w * self.factor(reason), 4) for reason, w in base.items()}
+
+    def quality(self) -> dict[str, float]:
+        """No predictions to score: the counts are in ``frictionwatch_alert_feedback_total``."""
+        return {}
+
+    def checkpoint(self) -> bytes:
+        """The verdicts counted, for ``restore`` after a restart."""
+        return checkpoint.dump_fields(self, ("counts",))
+
+    def restore(self, data: bytes) -> None:
+        """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
+        checkpoint.load_fields(self, data, ("counts",))

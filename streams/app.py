@@ -47,6 +47,7 @@ from detectors.session import (
     encode_state,
     is_replay,
 )
+from models.feedback import FeedbackTally
 from models.triage import TicketTriage
 from streams import checkpoints, detection
 from streams.collector import register_collector
@@ -486,15 +487,29 @@ def create_worker(
     async def gauge_sessions() -> None:
         metrics.sessions_active.set(len(sessions))
 
+    # People's verdicts on alerts, counted per reason; they re-weigh the alert policy. The
+    # feedback topic is keyed by session like the web events, so each worker learns from the
+    # verdicts on its own sessions' alerts.
+    tally = FeedbackTally(known={d.name for d in processor.detectors})
+    base_weights = dict(alerting.weights)
+
+    def reweigh() -> None:
+        alerting.weights = tally.weights(base_weights)
+        for reason, weight in alerting.weights.items():
+            metrics.alert_weight.labels(reason=reason).set(weight)
+
     # The online models: restored from their checkpoints, saved on a timer, measured.
     models: dict[str, Any] = {"abandonment": detection.scorer(processor), "triage": triage,
-                              "churn": churn}
+                              "churn": churn,
+                              "feedback": tally if settings.learn_from_feedback else None}
     models = {k: m for k, m in models.items() if m is not None}
     saved_at = {name: settings.data_dir / "models" / f"{name}.ckpt" for name in models}
     learned = dict.fromkeys(models, 0)
     for name, model in models.items():
         checkpoints.restore(model, saved_at[name])
         learned[name] = model.learned
+    if settings.learn_from_feedback:
+        reweigh()
 
     if models:
         @app.timer(interval=settings.model_checkpoint_interval)
@@ -517,6 +532,6 @@ def create_worker(
         return self.json({"status": "ok", "app": settings.app_id, "assigned_partitions": assigned})
 
     register_collector(app, settings, publish, send_dead, metrics)
-    register_feedback(app, topics["feedback"], labels_topic, send_dead, metrics,
-                      reasons={d.name for d in processor.detectors})
+    register_feedback(app, topics["feedback"], labels_topic, send_dead, metrics, tally,
+                      on_verdict=reweigh if settings.learn_from_feedback else None)
     return Worker(app, settings, processor, topics, sessions, customers)

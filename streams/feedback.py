@@ -36,10 +36,11 @@ def register_feedback(
     labels_topic: Any,
     send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
     metrics: Metrics,
-    reasons: set[str],
+    tally: FeedbackTally,
+    on_verdict: Callable[[], None] | None = None,
 ) -> None:
-    """The endpoint and the agent; ``reasons``: the alert reasons counted by name."""
-    tally = FeedbackTally(known=reasons)
+    """The endpoint and the agent. Verdicts are counted in ``tally`` (its ``known`` reasons
+    by name), then ``on_verdict`` runs (the worker re-weights its alert policy)."""
     requests = metrics.collector_requests
 
     class Feedback(faust.web.View):
@@ -79,3 +80,5 @@ def register_feedback(
             label = feedback_label(fb, now=time.time())
             await labels_topic.send(key=fb.session_id.encode(), value=msgspec.json.encode(label))
             metrics.alert_feedback.labels(reason=tally.add(fb), verdict=fb.verdict).inc()
+            if on_verdict is not None:
+                on_verdict()

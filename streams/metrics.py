@@ -109,6 +109,13 @@ class Metrics:
             ["reason", "verdict"],
             registry=registry,
         )
+        self.alert_weight = Gauge(
+            "frictionwatch_alert_weight",
+            "What one signal of a friction type adds to a session's friction score (alerts at "
+            "1), after people's verdicts on that type's alerts.",
+            ["reason"],
+            registry=registry,
+        )
         self.state_flush_seconds = Histogram(
             "frictionwatch_state_flush_seconds",
             "Time to write a batch's changed session states to the table.",

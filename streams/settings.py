@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     #: go to ``triage_default_queue``.
     triage_queues: dict[str, str] = {}
     triage_default_queue: str = "general"
+    #: Let people's verdicts on alerts tune the alert policy: a friction type often judged a
+    #: false alarm weighs less in the friction score (``models.feedback.FeedbackTally``).
+    learn_from_feedback: bool = True
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"

@@ -36,6 +36,9 @@ def test_feedback_becomes_a_label_and_a_count(worker, kafka_bootstrap):
         ' 1.0' in metrics
     # An unknown reason is counted as "other": labels stay a bounded set.
     assert 'frictionwatch_alert_feedback_total{reason="other",verdict="useful"} 1.0' in metrics
+    # The verdict re-weighed the alert policy: a false alarm lowers its reason's weight.
+    assert 'frictionwatch_alert_weight{reason="payment_declined"} 0.8333' in metrics
+    assert 'frictionwatch_alert_weight{reason="rage_click"} 0.6' in metrics
 
 
 def test_bad_feedback_is_refused_and_dead_lettered(worker, kafka_bootstrap):

@@ -10,6 +10,10 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from detectors.alerting import DEFAULT_WEIGHTS, Alerting
+from detectors.base import Signal
+from detectors.session import SessionState
+from models.feedback import Feedback, FeedbackTally
 from models.progressive import binary_report, multiclass_report, progressive
 from models.purchase import purchase_model, shoppers_features
 from models.triage import triage_model
@@ -99,3 +103,27 @@ def test_ticket_triage_learns_each_ticket_once_keeps_open_tickets_bounded_and_re
     probe = rows[39]["text"]
     assert again.model.predict_proba_one(probe) == tri.model.predict_proba_one(probe)
     assert again.model.predict_one(probe) == rows[39]["category"]
+
+
+def test_false_alarms_make_a_friction_type_need_company_before_it_alerts() -> None:
+    def alerts(policy: Alerting) -> int:
+        state = SessionState(session_id="s")
+        sig = Signal(type="payment_declined", session_id="s", time=10.0, start=9.0, step=3)
+        return len(policy.on_signals(state, [sig])[0])
+
+    tally = FeedbackTally(known=set(DEFAULT_WEIGHTS))
+    assert tally.weights(DEFAULT_WEIGHTS) == DEFAULT_WEIGHTS  # nobody judged: unchanged
+    assert alerts(Alerting(weights=tally.weights(DEFAULT_WEIGHTS))) == 1  # one decline alerts
+    for i in range(4):
+        tally.add(Feedback(alert_id=f"a{i}", session_id="s", verdict="false_alarm",
+                           reason="payment_declined"))
+    weights = tally.weights(DEFAULT_WEIGHTS)
+    assert weights["payment_declined"] < 1.0 and weights["rage_click"] == 0.6
+    assert alerts(Alerting(weights=weights)) == 0  # now it takes more than one signal
+    restored = FeedbackTally(known=set(DEFAULT_WEIGHTS))
+    restored.restore(tally.checkpoint())
+    assert restored.weights(DEFAULT_WEIGHTS) == weights
+    for i in range(40):  # people find them useful after all: back up, within bounds
+        tally.add(Feedback(alert_id=f"b{i}", session_id="s", verdict="useful",
+                           reason="payment_declined"))
+    assert 1.0 < tally.weights(DEFAULT_WEIGHTS)["payment_declined"] <= 1.2
