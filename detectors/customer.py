@@ -70,7 +70,6 @@ class CustomerState(msgspec.Struct, kw_only=True):
     sessions: int = 0
     orders: int = 0
     revenue: float = 0.0
-    last_order_time: float | None = None
     #: Latest ``MAX_RECENT`` sessions: ``[end time, friction signals, abandoned (0/1), id]``.
     recent_sessions: list[list[Any]] = []
     # --- subscription ---------------------------------------------------------------------
@@ -163,7 +162,6 @@ def _session(state: CustomerState, e: ev.SessionSummary) -> None:
     if e.converted:
         state.orders += 1
         state.revenue += e.revenue
-        state.last_order_time = e.time
     abandoned = 1 if e.abandoned_step is not None and not e.converted else 0
     _push(state.recent_sessions, [e.time, sum(e.friction.values()), abandoned, e.id])
 

@@ -114,9 +114,6 @@ def checkout_features(state: SessionState, event: Any) -> dict[str, float]:
     return x
 
 
-#: What a checkpoint of the scorer holds: what it learned, not its settings.
-_LEARNED = ("model", "recent", "learned", "held", "_seq")
-
 #: Plain words for a feature that raised the risk (``describe``).
 _WORDS: dict[str, Callable[[SessionState], str]] = {
     "payment_failures": lambda s: f"{s.payment_failures} declined payment(s)",
@@ -151,7 +148,7 @@ def describe(feature: str, state: SessionState) -> str:
     return words(state) if words is not None else feature
 
 
-class AbandonmentScorer(BaseDetector):
+class AbandonmentScorer(checkpoint.Learned, BaseDetector):
     """Scores sessions at checkout events; learns from their outcomes (see the module).
 
     Parameters
@@ -179,6 +176,7 @@ class AbandonmentScorer(BaseDetector):
     """
 
     name = "abandonment"
+    LEARNED = ("model", "recent", "learned", "held", "_seq")
     handles: ClassVar[tuple[type, ...]] = (*SCORED_EVENTS, ev.OrderCompleted)
 
     def __init__(self, model: Any = None, label_after_s: float = 600.0, max_snapshots: int = 8,
@@ -269,11 +267,3 @@ class AbandonmentScorer(BaseDetector):
         self.model.learn_one(x, abandoned)
         self.learned += 1
 
-    def checkpoint(self) -> bytes:
-        """What it has learned (model, recent scored outcomes), for ``restore`` after a
-        restart."""
-        return checkpoint.dump_fields(self, _LEARNED)
-
-    def restore(self, data: bytes) -> None:
-        """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
-        checkpoint.load_fields(self, data, _LEARNED)

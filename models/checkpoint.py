@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import river
 
-__all__ = ["CheckpointError", "dump_fields", "dumps", "load_fields", "loads"]
+__all__ = ["CheckpointError", "Learned", "dump_fields", "dumps", "load_fields", "loads"]
 
 _MAGIC = b"FWCK1"
 
@@ -69,3 +69,18 @@ def load_fields(obj: Any, data: bytes, names: Sequence[str]) -> None:
         raise CheckpointError(f"checkpoint without {missing}")
     for name in names:
         setattr(obj, name, saved[name])
+
+
+class Learned:
+    """``checkpoint`` and ``restore`` for an online model whose learned state is the
+    attributes named in ``LEARNED`` (what it learned, not its settings)."""
+
+    LEARNED: ClassVar[tuple[str, ...]] = ()
+
+    def checkpoint(self) -> bytes:
+        """What it has learned, for ``restore`` after a restart."""
+        return dump_fields(self, self.LEARNED)
+
+    def restore(self, data: bytes) -> None:
+        """Take back a ``checkpoint`` (``CheckpointError`` if unusable)."""
+        load_fields(self, data, self.LEARNED)

@@ -181,11 +181,8 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
-#: What a checkpoint of the scorer holds: what it learned, not its settings.
-_LEARNED = ("model", "recent", "learned", "pending", "_seq", "watermark")
 
-
-class ChurnScorer:
+class ChurnScorer(checkpoint.Learned):
     """Scores customers, learns from churn events, alerts with hysteresis (see the module).
 
     Parameters
@@ -217,6 +214,7 @@ class ChurnScorer:
     """
 
     name = "churn"
+    LEARNED = ("model", "recent", "learned", "pending", "_seq", "watermark")
 
     def __init__(self, model: Any = None, window_days: float = 30.0,
                  snapshot_every_days: float = 7.0, alert_at: float = 0.6,
@@ -325,10 +323,6 @@ class ChurnScorer:
                 words.append(describe(f, state, x))
         return words[:self.top]
 
-    def factors(self, x: Mapping[str, float]) -> list[str]:
-        """The features that pushed this risk up most (``models.explain.pushes``)."""
-        return pushes(x, self.model, self.top)
-
     def _learn(self, x: dict[str, float], p: float, t: float, churned: bool) -> None:
         self.recent.append((p, churned))
         if self.record:
@@ -341,10 +335,3 @@ class ChurnScorer:
         (``models.progressive.live_quality``)."""
         return live_quality(self.recent)
 
-    def checkpoint(self) -> bytes:
-        """What it has learned, for ``restore`` after a restart."""
-        return checkpoint.dump_fields(self, _LEARNED)
-
-    def restore(self, data: bytes) -> None:
-        """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
-        checkpoint.load_fields(self, data, _LEARNED)

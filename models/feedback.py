@@ -95,7 +95,7 @@ def feedback_label(fb: Feedback, now: float) -> dict[str, Any]:
 
 
 @dataclass
-class FeedbackTally:
+class FeedbackTally(checkpoint.Learned):
     """Verdicts per alert reason, among ``known`` reasons (others count as "other", so the
     reasons stay a bounded set, fit for Prometheus labels).
 
@@ -115,6 +115,7 @@ class FeedbackTally:
 
     known: set[str] = field(default_factory=set)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    LEARNED = ("counts",)
 
     @property
     def learned(self) -> int:
@@ -154,10 +155,3 @@ class FeedbackTally:
         """No predictions to score: the counts are in ``frictionwatch_alert_feedback_total``."""
         return {}
 
-    def checkpoint(self) -> bytes:
-        """The verdicts counted, for ``restore`` after a restart."""
-        return checkpoint.dump_fields(self, ("counts",))
-
-    def restore(self, data: bytes) -> None:
-        """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
-        checkpoint.load_fields(self, data, ("counts",))

@@ -55,7 +55,7 @@ def triage_model(alpha: float = 0.1) -> Any:
             | naive_bayes.MultinomialNB(alpha=alpha))
 
 
-class TicketTriage:
+class TicketTriage(checkpoint.Learned):
     """Triage of live tickets: predicts a new ticket's category (and the queue it routes to)
     from its subject and text, and learns from the category an agent finally sets.
 
@@ -75,6 +75,9 @@ class TicketTriage:
     >>> rec["category"], rec["queue"], tri.learned
     ('card_arrival', 'cards', 1)
     """
+
+    #: What a checkpoint holds: the model and the open tickets' texts.
+    LEARNED = ("model", "recent", "learned", "open")
 
     def __init__(self, model: Any = None, queues: Mapping[str, str] | None = None,
                  default_queue: str = "general", max_open: int = 10_000,
@@ -118,10 +121,3 @@ class TicketTriage:
         n = len(self.recent)
         return {"accuracy": sum(self.recent) / n if n else math.nan}
 
-    def checkpoint(self) -> bytes:
-        """What it has learned, and the open tickets' texts, for ``restore``."""
-        return checkpoint.dump_fields(self, ("model", "recent", "learned", "open"))
-
-    def restore(self, data: bytes) -> None:
-        """Take back a ``checkpoint`` (``models.checkpoint.CheckpointError`` if unusable)."""
-        checkpoint.load_fields(self, data, ("model", "recent", "learned", "open"))

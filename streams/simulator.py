@@ -203,7 +203,8 @@ CHECKOUT_SHARE = 0.6
 #: of started checkouts finish once payment and friction take their share.
 STEP_CONTINUE = {1: 0.92, 2: 0.90, 3: 0.93, 4: 0.95}
 #: Purchase intent at checkout, hidden: the log-odds that a shopper is set on buying are
-#: ``base + logged_in * logged in - cart * log(cart value / 80) + N(0, noise)``. Returning,
+#: ``base + channel + logged_in * logged in - cart * log(cart value / 80) + N(0, noise)``,
+#: ``channel`` being the shopper's ``TRAFFIC_SOURCES`` term. Returning,
 #: logged-in customers convert about twice as often as new visitors (e.g. Adobe Digital
 #: Index and Monetate benchmarks), and big carts are abandoned more (price sensitivity).
 #: Intent sets ``hesitancy`` = 2.5 x (1 - intent), about 1 on average: each step's chance to
