@@ -113,6 +113,30 @@ def test_a_session_that_expires_first_is_learned_at_its_expiry() -> None:
     assert [o["session_id"] for o in out.outcomes] == ["a"] and scorer.learned == 3
 
 
+def test_every_step_of_a_long_checkout_that_ends_in_an_order_is_learned() -> None:
+    # A full checkout with a backtrack: over 20 scored events. Were its early snapshots
+    # dropped, the model would only ever see step 1 in checkouts that were abandoned.
+    sid, evs = "long", [ev.CheckoutStarted(id="c", time=0.0, session_id="long", cart_value=50.0)]
+    steps = [1, 2, 3, 2, 3, 2, 3, 4]
+    for i, step in enumerate(steps):
+        evs.append(ev.CheckoutStepViewed(id=f"v{i}", time=10.0 * i + 1, session_id=sid,
+                                         step=step))
+        evs.append(ev.FormFieldError(id=f"e{i}", time=10.0 * i + 2, session_id=sid,
+                                     field="email"))
+        evs.append(ev.CheckoutStepCompleted(id=f"d{i}", time=10.0 * i + 5, session_id=sid,
+                                            step=step))
+    evs += [ev.PaymentAttempted(id="p", time=100.0, session_id=sid, success=True),
+            ev.OrderCompleted(id="o", time=101.0, session_id=sid, revenue=50.0)]
+    spy = _Spy(abandonment_model())
+    scorer = AbandonmentScorer(model=spy)
+    state, _ = SessionProcessor([scorer]).apply(None, evs)
+    scorer.tick(state, 101.0 + scorer.label_after_s)  # the held order is released
+    scored = len(evs) - 1
+    assert scored > 20 and len(spy.taught) == scored
+    assert all(not abandoned for _, abandoned in spy.taught)
+    assert spy.taught[0][0]["event=checkout_started"] == 1.0
+
+
 def test_scores_learn_the_pattern_and_name_their_factors() -> None:
     scorer = _trained()
     proc = SessionProcessor([scorer])
