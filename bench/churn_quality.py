@@ -23,45 +23,20 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-from sklearn.feature_extraction import DictVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
 from detectors.customer import CustomerState, apply_customer  # noqa: E402
+from models.baseline import Recording, time_split_baselines  # noqa: E402
 from models.churn import ChurnScorer, churn_model  # noqa: E402
 from models.progressive import Progressive, binary_report  # noqa: E402
 from streams.lifecycle import DAY, EPOCH, LifecycleConfig, simulate_customers  # noqa: E402
 
 
-class _Recording:
-    """The default model, keeping every example it learns (for the batch baselines)."""
-
-    def __init__(self) -> None:
-        self.model = churn_model()
-        self.examples: list[tuple[dict[str, float], bool]] = []
-
-    def __getitem__(self, key: str) -> Any:
-        return self.model[key]
-
-    def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
-        return self.model.predict_proba_one(x)  # type: ignore[no-any-return]
-
-    def learn_one(self, x: dict[str, float], y: bool) -> None:
-        self.examples.append((x, y))
-        self.model.learn_one(x, y)
-
-
-def run(config: LifecycleConfig) -> tuple[ChurnScorer, _Recording, dict[str, CustomerState],
+def run(config: LifecycleConfig) -> tuple[ChurnScorer, Recording, dict[str, CustomerState],
                                          list[tuple[str, float]]]:
-    model = _Recording()
+    model = Recording(churn_model())
     scorer = ChurnScorer(model=model, record=True)
     states: dict[str, CustomerState] = {}
     alerts = []
@@ -82,22 +57,6 @@ def alert_precision(alerts: list[tuple[str, float]], states: dict[str, CustomerS
         churned = states[c].churned_at
         hits += churned is not None and churned - t <= 30 * DAY
     return hits / max(len(judged), 1), len(judged)
-
-
-def batch_baselines(examples: list[tuple[dict[str, float], bool]]) -> dict[str, float]:
-    cut = int(len(examples) * 0.7)
-    vec = DictVectorizer(sparse=False)
-    x_train = vec.fit_transform([x for x, _ in examples[:cut]])
-    x_test = vec.transform([x for x, _ in examples[cut:]])
-    y_train = [y for _, y in examples[:cut]]
-    y_test = [y for _, y in examples[cut:]]
-    out = {}
-    for name, clf in (("logistic regression", make_pipeline(StandardScaler(),
-                                                            LogisticRegression(max_iter=2000))),
-                      ("hist gradient boosting", HistGradientBoostingClassifier())):
-        clf.fit(x_train, y_train)
-        out[name] = float(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1]))
-    return out
 
 
 def main() -> None:
@@ -121,7 +80,7 @@ def main() -> None:
         live_report = binary_report(Progressive(y_true=[c for _, c in live],
                                                 scores=[p for p, _ in live]))
         report = binary_report(prog)
-        batch = batch_baselines(model.examples)
+        batch = time_split_baselines(model.examples)
         print(f"seed {seed}: {len(states):,} customers, {len(prog.y_true):,} labelled scores "
               f"({report['positives'] / max(report['n'], 1):.1%} churned within 30 days), "
               f"{len(alerts):,} churn alerts, {precision:.0%} of {judged:,} followed by a churn "

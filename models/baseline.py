@@ -5,6 +5,17 @@ a dataset, scored on the held-out rest (stratified, seeded), as published result
 >>> scores = binary_baseline(rows, seed=0)
 >>> round(scores["roc_auc"], 2), len(scores["y_test"]) == len(scores["p_test"]) == 60
 (1.0, True)
+
+For an online model judged on a stream, ``Recording`` keeps the examples it learned, in order,
+and ``time_split_baselines`` trains batch models on the first part of them and scores the
+rest (later in time, as the online model was):
+
+>>> from river import linear_model
+>>> model = Recording(linear_model.LogisticRegression())
+>>> for x, y in rows:
+...     model.learn_one(x, y)
+>>> len(model.examples), sorted(time_split_baselines(model.examples))
+(200, ['hist gradient boosting', 'logistic regression'])
 """
 
 from __future__ import annotations
@@ -19,8 +30,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-__all__ = ["binary_baseline", "text_baseline"]
+__all__ = ["Recording", "binary_baseline", "text_baseline", "time_split_baselines"]
 
 
 def binary_baseline(rows: Sequence[tuple[Mapping[str, float], Hashable]], *,
@@ -66,3 +78,41 @@ def text_baseline(rows: Sequence[tuple[str, Hashable]], *, test_size: float = 0.
         "accuracy": float(skm.accuracy_score(y_test, pred)),
         "macro_f1": float(skm.f1_score(y_test, pred, average="macro", zero_division=0)),
     }
+
+
+class Recording:
+    """Wraps a River binary classifier and keeps every ``(x, y)`` it learns, in order."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.examples: list[tuple[dict[str, float], bool]] = []
+
+    def __getitem__(self, key: str) -> Any:  # a pipeline's steps, for explanations
+        return self.model[key]
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
+        return self.model.predict_proba_one(x)  # type: ignore[no-any-return]
+
+    def learn_one(self, x: dict[str, float], y: bool) -> None:
+        self.examples.append((x, y))
+        self.model.learn_one(x, y)
+
+
+def time_split_baselines(examples: Sequence[tuple[Mapping[str, float], bool]],
+                         train_share: float = 0.7) -> dict[str, float]:
+    """ROC AUC of scaled logistic regression and gradient-boosted trees trained on the first
+    ``train_share`` of ``examples`` and scored on the rest: what a batch model fitted on the
+    past reaches on the same examples as an online model."""
+    cut = int(len(examples) * train_share)
+    vec = DictVectorizer(sparse=False)
+    x_train = vec.fit_transform([x for x, _ in examples[:cut]])
+    x_test = vec.transform([x for x, _ in examples[cut:]])
+    y_train = [y for _, y in examples[:cut]]
+    y_test = [y for _, y in examples[cut:]]
+    out = {}
+    for name, clf in (("logistic regression", make_pipeline(StandardScaler(),
+                                                            LogisticRegression(max_iter=2000))),
+                      ("hist gradient boosting", HistGradientBoostingClassifier())):
+        clf.fit(x_train, y_train)
+        out[name] = float(skm.roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1]))
+    return out

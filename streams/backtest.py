@@ -186,13 +186,16 @@ def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable
                                 + b"\n")
 
 
-def run_simulated(messages: Iterable[Any], engine: Engine) -> Outputs:
+def run_simulated(messages: Iterable[Any], engine: Engine, close: bool = True) -> Outputs:
     """Feed simulator messages (``streams.simulator.SimMessage``) through normalize and
-    ``engine`` in order, then close it: what the worker would have produced (benches)."""
+    ``engine`` in order, then close it: what the worker would have produced (benches).
+    ``close=False`` leaves the sessions still open at the end of the data as they are (their
+    outcomes are not known yet)."""
     out = Outputs()
     for msg in messages:
         norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)
         for evs in norm.web.values():
             engine.feed(evs, None, out)
-    engine.close(out)
+    if close:
+        engine.close(out)
     return out

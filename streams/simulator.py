@@ -517,6 +517,9 @@ class SessionOutcome:
     abandoned_step: int | None = None
     cart: bool = False
     checkout: bool = False
+    #: Hidden purchase intent at checkout (``CHECKOUT_INTENT``, 0-1), which no event shows;
+    #: None without a checkout. For judging models against what could be known at best.
+    intent: float | None = None
     #: Friction records of this session in the truth.
     frictions: int = 0
     ticket: bool = False
@@ -1668,6 +1671,8 @@ class Simulator:
                         o.customer_id = s.customer_id
                         if not o.converted:
                             o.abandoned_step = s.last_step if o.checkout else 0 if o.cart else None
+                        if o.checkout:
+                            o.intent = round(1.0 - s.hesitancy / 2.5, 4)
                 elif kind is _TICKET:
                     if visible:
                         counts["support"] += 1
