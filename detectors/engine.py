@@ -34,6 +34,7 @@ from typing import Any
 
 from detectors.alerting import Alerting
 from detectors.base import Signal
+from detectors.funnel import Funnel
 from detectors.session import SessionProcessor, SessionState
 
 __all__ = ["Engine", "Outputs", "outcome"]
@@ -84,13 +85,17 @@ class Engine:
         Score/alert/chat policy; None: signals only.
     session_gap
         Seconds of event-time inactivity after which a session expires.
+    funnel
+        Per-minute journey counts (``detectors.funnel``) the signals are added to, at the
+        step each session is in; the journey tracker adds entries to the same one.
     """
 
     def __init__(self, processor: SessionProcessor, alerting: Alerting | None = None,
-                 session_gap: float = 1800.0) -> None:
+                 session_gap: float = 1800.0, funnel: Funnel | None = None) -> None:
         self.processor = processor
         self.alerting = alerting
         self.session_gap = session_gap
+        self.funnel = funnel
         self.sessions: dict[str, SessionState] = {}
         self.watermark = -math.inf
         # One heap entry per session at most (plus stale ones popped in passing), so memory is
@@ -206,6 +211,8 @@ class Engine:
         for s in signals:
             state.friction[s.type] = state.friction.get(s.type, 0) + 1
         out.signals += signals
+        if self.funnel is not None:
+            self.funnel.signals(state, signals)
         if self.alerting is not None:
             alerts, chats = self.alerting.on_signals(state, signals)
             out.alerts += alerts

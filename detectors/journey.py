@@ -44,6 +44,7 @@ from detectors.base import BaseDetector, Signal
 from detectors.events import EVENT_TYPES, PageView
 
 if TYPE_CHECKING:
+    from detectors.funnel import Funnel
     from detectors.session import SessionState
 
 __all__ = ["PROFILES", "Journey", "JourneyError", "JourneyStep", "JourneyTracker",
@@ -212,13 +213,16 @@ class JourneyTracker(BaseDetector):
     after that only that journey's steps are considered. Entering a step before the current
     one counts as a move back. Memory (``state.detector_state["journey"]``): ``journey``,
     ``step`` (1-based index), ``step_name``, ``entered`` (event time), ``time_in`` (seconds
-    per step name, closed visits), ``moves`` and ``back_moves`` counts. Bounded by the number
-    of steps.
+    per step name, closed visits), ``moves`` and ``back_moves`` counts, ``furthest`` (index of
+    the furthest step entered). Bounded by the number of steps.
 
     Parameters
     ----------
     journeys
         The journeys to follow (a sequence, or the mapping ``load_journeys`` returns).
+    funnel
+        A ``detectors.funnel.Funnel`` told each time a session enters a step further on
+        than it has been (``furthest`` in its memory): the journey's per-minute counts.
 
     Cost: event types no step names are not dispatched to it; for the others, one lookup in a
     bounded cache of (type, journey, URL, step, path) -> matched step, since URLs repeat.
@@ -226,9 +230,11 @@ class JourneyTracker(BaseDetector):
 
     name = "journey"
 
-    def __init__(self, journeys: Iterable[Journey] | Mapping[str, Journey]) -> None:
+    def __init__(self, journeys: Iterable[Journey] | Mapping[str, Journey],
+                 funnel: Funnel | None = None) -> None:
         js = list(journeys.values()) if isinstance(journeys, Mapping) else list(journeys)
         self.journeys = {j.name: j for j in js}
+        self.funnel = funnel
         # Event class -> [(journey name, [(index, step)...])], only steps that can match it.
         self._candidates: dict[type, list[tuple[str, list[tuple[int, JourneyStep]]]]] = {}
         for cls in EVENT_TYPES.values():
@@ -271,7 +277,7 @@ class JourneyTracker(BaseDetector):
                 cache.clear()
             cache[key] = hit
         if hit is not None:
-            self._enter(state, mem, hit[0], hit[1], hit[2], event.time)
+            self._enter(state, mem, hit[0], hit[1], hit[2], event)
         return ()
 
     def _match(self, cls: type, event: Any, current: str | None) -> tuple[str, int, str] | None:
@@ -284,15 +290,24 @@ class JourneyTracker(BaseDetector):
         return None
 
     def _enter(self, state: SessionState, mem: dict[str, Any] | None, journey: str, index: int,
-               step_name: str, t: float) -> None:
+               step_name: str, event: Any) -> None:
+        t = event.time
         if mem is None or "journey" not in mem:
             state.detector_state["journey"] = {
                 "journey": journey, "step": index, "step_name": step_name, "entered": t,
-                "time_in": {}, "moves": 0, "back_moves": 0}
+                "time_in": {}, "moves": 0, "back_moves": 0, "furthest": index}
+            if self.funnel is not None:
+                self.funnel.entered(state, journey, index, step_name, None, event)
             return
         cur = mem["step"]
         if index == cur:
             return
+        furthest = mem.get("furthest", cur)
+        if index > furthest:
+            mem["furthest"] = index
+            if self.funnel is not None:
+                passed = self.journeys[journey].steps[furthest - 1].name
+                self.funnel.entered(state, journey, index, step_name, (furthest, passed), event)
         prev = mem["step_name"]
         spent = max(0.0, t - mem["entered"])
         time_in = mem["time_in"]
