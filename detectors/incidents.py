@@ -288,7 +288,7 @@ class IncidentDetector:
         before), the largest rise first. Empty when it hits every segment alike, or only
         conversion fell."""
         whats = [k for k in inc.kinds if k != CONVERSION]
-        found = []
+        found: list[dict[str, Any]] = []
         for dim in SEGMENT_DIMENSIONS if whats else ():
             counts = _counts(inc.segments, whats, dim)
             n = sum(counts.values())
@@ -304,7 +304,7 @@ class IncidentDetector:
         return found
 
     def _doc(self, st: _Step, inc: _Incident, status: str, rec: StepBucket) -> dict[str, Any]:
-        kinds = []
+        kinds: list[dict[str, Any]] = []
         for kind in inc.kinds:
             base = self._rate(kind, st.kinds[kind]) if kind in st.kinds else 0.0
             seen = inc.passed if kind == CONVERSION else inc.signals.get(kind, 0)

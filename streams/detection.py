@@ -14,22 +14,30 @@ from collections.abc import Sequence
 from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
+from detectors.funnel import Funnel
+from detectors.journey import JourneyTracker
 from detectors.session import Detector, SessionProcessor
 from models.abandonment import AbandonmentScorer
 from models.churn import ChurnScorer
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
-__all__ = ["alerting", "churn", "engine", "processor", "scorer"]
+__all__ = ["alerting", "churn", "engine", "funnel", "processor", "scorer"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
-    """Every detector with its defaults, and the journeys of ``settings.journeys_file``; then
-    the abandonment scorer (``settings.abandonment_model``) and ``extra`` ones, which see the
-    session's journey position as of the event."""
+    """Every detector with its defaults, and the journeys of ``settings.journeys_file``
+    (counted per minute in a ``Funnel``); then the abandonment scorer
+    (``settings.abandonment_model``) and ``extra`` ones, which see the session's journey
+    position as of the event."""
     models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
-    return SessionProcessor([*default_detectors(journeys=load_journeys(settings.journeys_file)),
-                             *models, *extra])
+    found = default_detectors(journeys=load_journeys(settings.journeys_file), funnel=Funnel())
+    return SessionProcessor([*found, *models, *extra])
+
+
+def funnel(proc: SessionProcessor) -> Funnel | None:
+    """The per-minute journey counts ``proc``'s journey tracker feeds, if any."""
+    return next((d.funnel for d in proc.detectors if isinstance(d, JourneyTracker)), None)
 
 
 def scorer(proc: SessionProcessor) -> AbandonmentScorer | None:
@@ -49,7 +57,7 @@ def engine(settings: Settings, proc: SessionProcessor | None = None,
     """One engine (the worker runs one per partition, sharing ``proc`` and ``alert``)."""
     proc = proc or processor(settings, extra)
     return Engine(proc, alert or alerting(settings, proc),
-                  session_gap=settings.session_gap)
+                  session_gap=settings.session_gap, funnel=funnel(proc))
 
 
 def churn(settings: Settings) -> ChurnScorer | None:
