@@ -1,0 +1,158 @@
+"""Journey funnel counts and incident detection: counted once per session, one incident per
+outage that opens, updates and resolves, none from ordinary noise."""
+
+from __future__ import annotations
+
+import random
+
+from detectors import events as ev
+from detectors.checkout import checkout_detectors
+from detectors.engine import Engine
+from detectors.funnel import Funnel, StepBucket
+from detectors.incidents import (
+    CONVERSION,
+    IncidentConfig,
+    IncidentDetector,
+    IncidentPipeline,
+    MinuteMerger,
+)
+from detectors.journey import Journey, JourneyTracker
+from detectors.session import SessionProcessor
+from streams import detection
+from streams.normalize import normalize
+from streams.settings import Settings
+from streams.simulator import Incident, SimConfig, Simulator
+
+SHOP = Journey.from_dict({"name": "shop", "profile": "retail", "steps": [
+    {"name": "shipping", "events": ["checkout_step_viewed"], "step": 2},
+    {"name": "payment", "events": ["checkout_step_viewed"], "step": 3},
+    {"name": "order", "events": ["order_completed"]}]})
+
+
+def _engine() -> tuple[Engine, Funnel]:
+    funnel = Funnel(bucket_seconds=60)
+    proc = SessionProcessor([*checkout_detectors(), JourneyTracker([SHOP], funnel=funnel)])
+    return Engine(proc, funnel=funnel), funnel
+
+
+def test_a_session_going_back_and_forth_enters_and_passes_each_step_once() -> None:
+    eng, funnel = _engine()
+    steps = [2, 3, 2, 3, 2, 3]
+    eng.feed([ev.CheckoutStepViewed(id=f"v{i}", time=10.0 * i, session_id="s", step=step,
+                                    device="desktop") for i, step in enumerate(steps)])
+    eng.feed([ev.OrderCompleted(id="o", time=70.0, session_id="s", revenue=30.0)])
+    by_step: dict[str, list[int]] = {}
+    for b in funnel.close(1e9):
+        got = by_step.setdefault(b.step, [0, 0, 0])
+        got[0] += b.entered
+        got[1] += b.passed
+        got[2] += b.orders
+    assert by_step == {"shipping": [1, 1, 0], "payment": [1, 1, 0], "order": [1, 0, 1]}
+
+
+def test_signals_count_at_the_step_the_session_is_in_with_their_segments() -> None:
+    eng, funnel = _engine()
+    eng.feed([ev.CheckoutStepViewed(id="v", time=1.0, session_id="s", step=3, device="mobile")])
+    for i in range(2):
+        eng.feed([ev.PaymentAttempted(id=f"p{i}", time=5.0 + i, session_id="s", success=False,
+                                      provider="stripe", method="card",
+                                      decline_reason="card_declined")])
+    [payment] = [b for b in funnel.close(1e9) if b.step == "payment"]
+    assert payment.signals == {"payment_declined": 1}
+    assert payment.segments["payment_declined|provider=stripe"] == 1
+    assert payment.segments["payment_declined|device=mobile"] == 1
+
+
+def test_a_count_after_its_window_closed_comes_in_a_record_of_its_own() -> None:
+    eng, funnel = _engine()
+    eng.feed([ev.CheckoutStepViewed(id="a", time=10.0, session_id="a", step=2)])
+    first = funnel.close(60.0)
+    eng.feed([ev.CheckoutStepViewed(id="b", time=20.0, session_id="b", step=2)])  # late
+    late = funnel.close(60.0)
+    assert [(b.start, b.entered) for b in first] == [(0.0, 1)]
+    assert [(b.start, b.entered) for b in late] == [(0.0, 1)]
+    merger = MinuteMerger()
+    assert merger.add(first[0]) == [] and merger.add(late[0]) == []
+    assert [b.entered for b in merger.flush()] == [2]
+
+
+def _window(i: int, entered: int, passed: int, signals: dict[str, int]) -> StepBucket:
+    return StepBucket(journey="shop", step="payment", index=2, start=30.0 * i, seconds=30.0,
+                      entered=entered, passed=passed, cart_value=50.0 * entered,
+                      signals=signals)
+
+
+def _normal(rng: random.Random, i: int) -> StepBucket:
+    entered = rng.randint(5, 15)
+    passed = sum(rng.random() < 0.85 for _ in range(entered))
+    declines = sum(rng.random() < 0.04 for _ in range(entered))
+    errors = sum(rng.random() < 0.02 for _ in range(entered))
+    signals = {k: n for k, n in (("payment_declined", declines), ("api_error", errors)) if n}
+    return _window(i, entered, passed, signals)
+
+
+def test_ordinary_noise_opens_no_incident() -> None:
+    rng = random.Random(3)
+    det = IncidentDetector()
+    docs = [d for i in range(4000) for d in det.observe(_normal(rng, i))]  # 33 hours
+    assert docs == []
+
+
+def test_an_outage_opens_one_incident_that_updates_and_resolves_after_it_ends() -> None:
+    rng = random.Random(4)
+    det = IncidentDetector()
+    docs = [d for i in range(200) for d in det.observe(_normal(rng, i))]
+    for i in range(200, 240):  # 20 minutes: most payments fail, few get past
+        entered = rng.randint(5, 15)
+        docs += det.observe(_window(i, entered, entered // 5,
+                                    {"payment_declined": entered - entered // 5}))
+    docs += [d for i in range(240, 300) for d in det.observe(_normal(rng, i))]
+    statuses = [d["data"]["status"] for d in docs]
+    assert statuses[0] == "opened" and statuses[-1] == "resolved"
+    assert statuses.count("opened") == 1 and statuses.count("resolved") == 1
+    assert "updated" in statuses
+    assert len({d["data"]["incident_id"] for d in docs}) == 1
+    assert len({d["id"] for d in docs}) == len(docs)
+    opened, resolved = docs[0]["data"], docs[-1]["data"]
+    assert opened["opened"] <= "1970-01-01T01:42:00Z"  # within 2 minutes of the 100th
+    assert resolved["resolved"] >= "1970-01-01T02:00:00Z"  # not before the end
+    kinds = {k["kind"]: k for k in resolved["kinds"]}
+    assert set(kinds) == {"payment_declined", CONVERSION}
+    assert kinds["payment_declined"]["current_rate"] > 10 * kinds["payment_declined"][
+        "baseline_rate"]
+    assert resolved["revenue_lost_per_hour"] > 0 and resolved["sessions_affected"] > 100
+
+
+def test_a_step_nobody_gets_past_has_no_conversion_to_fall() -> None:
+    det = IncidentDetector()
+    docs = []
+    for i in range(500):  # a journey's last step: sessions enter, none pass
+        docs += det.observe(StepBucket(journey="shop", step="order", index=3, start=30.0 * i,
+                                       seconds=30.0, entered=10))
+    assert docs == []
+
+
+def test_a_step_is_not_watched_before_its_warm_up() -> None:
+    det = IncidentDetector(IncidentConfig(warmup_entries=1000))
+    docs = [d for i in range(50) for d in det.observe(
+        _window(i, 10, 1, {"payment_declined": 9}))]
+    assert docs == []
+
+
+def test_a_simulated_payment_outage_opens_one_incident_at_the_step_that_pays() -> None:
+    outage = Incident("payment_outage", 20 * 60, 300)
+    sim = Simulator(SimConfig(seed=5, events_per_second=150, duration=30 * 60,
+                              incidents=(outage,)))
+    engine = detection.engine(Settings(abandonment_model=False))
+    pipeline = IncidentPipeline(detection.funnel(engine.processor),
+                                IncidentConfig(warmup_entries=50))
+    docs = []
+    for msg in sim.messages():
+        for evs in normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000,
+                             now=0.0).web.values():
+            engine.feed(evs)
+        docs += pipeline.advance(engine.watermark)
+    docs += pipeline.finish()
+    opened = [d["data"] for d in docs if d["data"]["status"] == "opened"]
+    assert [(o["journey"], o["step"]) for o in opened] == [("retail_checkout", "review")]
+    assert opened[0]["kinds"][0]["kind"] == "payment_declined"
