@@ -57,6 +57,7 @@ def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
     abandoned = None
     if not state.converted and (state.cart_value > 0 or state.max_checkout_step > 0):
         abandoned = state.checkout_step  # 0: left with a cart before checkout
+    journey = state.detector_state.get("journey") or {}
     return {
         "type": "session_outcome",
         "session_id": state.session_id,
@@ -70,6 +71,9 @@ def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
         "cart_value": round(state.cart_value, 2),
         "abandoned_step": abandoned,
         "max_checkout_step": state.max_checkout_step,
+        # Where in its journey (if any) the session ended: the step it was last in.
+        "journey": journey.get("journey"),
+        "journey_step": journey.get("step_name"),
         "friction": dict(state.friction),
     }
 

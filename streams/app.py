@@ -53,6 +53,7 @@ from streams import checkpoints, detection
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 from streams.feedback import register_feedback
+from streams.incidents import JourneyStats, register_incidents
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
@@ -242,6 +243,7 @@ def create_worker(
             "chat_triggers",
             "labels",
             "triage",
+            "journey_stats",
             "feedback",
             "dead_letters",
         )
@@ -261,6 +263,13 @@ def create_worker(
     m_msgs = {k: metrics.messages.labels(topic=k) for k in topics}
     m_batch = {k: metrics.batch_seconds.labels(agent=k) for k in ("normalize", "sessions",
                                                                  "customers")}
+    m_latency = {k: metrics.processing_latency.labels(agent=k) for k in m_batch}
+
+    def observe_latency(agent: str, batch: Sequence[EventT]) -> None:
+        """Kafka timestamp to now, for each message of a processed batch."""
+        now, observe = time.time(), m_latency[agent].observe
+        for event in batch:
+            observe(max(0.0, now - event.message.timestamp))
 
     async def publish(out: Normalized, origin: bytes | None = None) -> None:
         """Send normalized events on by key, and dead letters with their reason."""
@@ -298,6 +307,7 @@ def create_worker(
                     offset=msg.offset,
                 )
                 await publish(out, b"i%d:%d" % (msg.partition, msg.offset))
+            observe_latency("normalize", batch)
             m_msgs["ingest"].inc(len(batch))
             m_batch["normalize"].observe(time.perf_counter() - t0)
 
@@ -344,6 +354,7 @@ def create_worker(
 
     churn = detection.churn(settings)
     m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
+    m_churn_risk = metrics.churn_risk
 
     async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
                             msg: Any) -> CustomerState:
@@ -359,6 +370,8 @@ def create_worker(
         state = apply_customer(state, evs, origin)
         if churn is not None:
             doc = churn.update(state)
+            if state.churn_risk is not None:
+                m_churn_risk.observe(state.churn_risk)
             if doc is not None:
                 m_churn_alerts.inc()
                 await alert_topic.send(key=doc["subject"].encode(),
@@ -372,6 +385,7 @@ def create_worker(
     engines: dict[int, Engine] = {}
     m_signals, m_alerts = metrics.signals, metrics.alerts
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
+    m_at_risk, m_abandoned = metrics.revenue_at_risk, metrics.step_abandoned
 
     def engine_for(partition: int) -> Engine:
         eng = engines.get(partition)
@@ -404,12 +418,15 @@ def create_worker(
             await signal_topic.send(key=sig.session_id.encode(), value=msgspec.json.encode(sig))
         for doc in out.alerts:
             m_alerts.labels(reason=doc["data"]["reason"]).inc()
+            m_at_risk.labels(reason=doc["data"]["reason"]).inc(doc["data"]["revenue_at_risk"])
             await alert_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
         for doc in out.chats:
             m_chats.labels(reason=doc["data"]["reason"]).inc()
             await chat_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
         for o in out.outcomes:
             m_outcomes.labels(outcome=_outcome_label(o)).inc()
+            if not o["converted"] and o.get("journey"):
+                m_abandoned.labels(o["journey"], o["journey_step"]).inc()
             await labels_topic.send(key=o["session_id"].encode(), value=msgspec.json.encode(o))
             # Known customers' sessions reach their customer's state (and churn model).
             summary = session_summary(o)
@@ -451,6 +468,7 @@ def create_worker(
             for out, _ in work.values():
                 await publish_outputs(out)
             await send_dead(dead)
+            observe_latency("sessions", batch)
             m_msgs["web_events"].inc(len(batch))
             m_batch["sessions"].observe(time.perf_counter() - t0)
 
@@ -462,6 +480,8 @@ def create_worker(
             if out.signals or out.outcomes or out.ticked:
                 store(engine, partition, out, {})
                 await publish_outputs(out)
+        if journey_stats is not None and engines:
+            await journey_stats.flush(max(e.watermark for e in engines.values()))
 
     @app.timer(interval=30.0)
     async def adopt_stored_sessions() -> None:
@@ -480,12 +500,41 @@ def create_worker(
             t0 = time.perf_counter()
             await fold_batch(batch, customers, "customers", decode_customer, apply_support,
                              encode_customer)
+            observe_latency("customers", batch)
             m_msgs["support_events"].inc(len(batch))
             m_batch["customers"].observe(time.perf_counter() - t0)
 
     @app.timer(interval=5.0)
     async def gauge_sessions() -> None:
         metrics.sessions_active.set(len(sessions))
+
+    # Consumer lag of the agents' input topics: the broker's end offsets minus what this
+    # worker committed (tables' changelogs, which Faust reads to recover, are left out).
+    inputs = {topic_name(k, settings.topic_prefix): k for k in
+              ("ingest", "web_events", "support_events", "journey_stats", "feedback")}
+
+    @app.timer(interval=10.0)
+    async def gauge_lag() -> None:
+        consumer = app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        if not tps:
+            return
+        ends = await consumer.highwaters(*tps)
+        committed = consumer._committed_offset  # type: ignore[attr-defined]  # no public view
+        for tp in tps:
+            done = committed.get(tp)
+            end = ends.get(tp)
+            if end is not None:
+                lag = end - (done if done is not None else 0)
+                metrics.consumer_lag.labels(inputs[tp.topic], str(tp.partition)).set(
+                    max(0, lag))
+
+    funnel = detection.funnel(processor)
+    journey_stats = JourneyStats(funnel, topics["journey_stats"], metrics,
+                                 settings.incident_lateness) if funnel is not None else None
+    if settings.incident_detection:
+        register_incidents(app, settings, topics["journey_stats"], alert_topic, dead_topic,
+                           metrics)
 
     # People's verdicts on alerts, counted per reason; they re-weigh the alert policy. The
     # feedback topic is keyed by session like the web events, so each worker learns from the

@@ -12,7 +12,7 @@ __all__ = ["STAGES", "DeadLetter", "encode_dead_letter", "decode_dead_letter"]
 
 
 #: Where in the pipeline input can be rejected: a bounded Prometheus label.
-STAGES = ("collector", "normalize", "sessions", "customers")
+STAGES = ("collector", "normalize", "sessions", "customers", "feedback", "incidents")
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

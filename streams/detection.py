@@ -31,7 +31,8 @@ def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProc
     (``settings.abandonment_model``) and ``extra`` ones, which see the session's journey
     position as of the event."""
     models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
-    found = default_detectors(journeys=load_journeys(settings.journeys_file), funnel=Funnel())
+    found = default_detectors(journeys=load_journeys(settings.journeys_file),
+                              funnel=Funnel(settings.incident_window_seconds))
     return SessionProcessor([*found, *models, *extra])
 
 

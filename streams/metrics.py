@@ -116,6 +116,96 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # --- journeys: from the funnel's windows as they close (detectors.funnel) -------------
+        self.step_entered = Counter(
+            "frictionwatch_journey_step_entered_total",
+            "Sessions entering a journey step for the first time, by device.",
+            ["journey", "step", "device"],
+            registry=registry,
+        )
+        self.step_passed = Counter(
+            "frictionwatch_journey_step_passed_total",
+            "Sessions getting past a journey step (on to a later one), by device.",
+            ["journey", "step", "device"],
+            registry=registry,
+        )
+        self.step_abandoned = Counter(
+            "frictionwatch_journey_step_abandoned_total",
+            "Sessions that ended in a journey step without converting (at their expiry).",
+            ["journey", "step"],
+            registry=registry,
+        )
+        self.step_signals = Counter(
+            "frictionwatch_journey_friction_signals_total",
+            "Friction signals by the journey step the session was in (step none: outside any "
+            "journey) and friction type.",
+            ["journey", "step", "type"],
+            registry=registry,
+        )
+        self.orders = Counter(
+            "frictionwatch_orders_total",
+            "Orders placed, by journey.",
+            ["journey"],
+            registry=registry,
+        )
+        self.revenue = Counter(
+            "frictionwatch_revenue_total",
+            "Revenue of the orders placed, by journey (the shop's currency).",
+            ["journey"],
+            registry=registry,
+        )
+        self.revenue_at_risk = Counter(
+            "frictionwatch_revenue_at_risk_total",
+            "Revenue at risk named by session alerts (cart value times the probability of "
+            "abandoning), by the friction that triggered them.",
+            ["reason"],
+            registry=registry,
+        )
+        self.churn_risk = Histogram(
+            "frictionwatch_churn_risk_ratio",
+            "Churn risk of customers, observed each time a customer's risk is scored.",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            registry=registry,
+        )
+        # --- journey incidents (detectors.incidents) --------------------------------------
+        self.incidents_opened = Counter(
+            "frictionwatch_incidents_opened_total",
+            "Journey incidents opened, by journey step.",
+            ["journey", "step"],
+            registry=registry,
+        )
+        self.incident_open = Gauge(
+            "frictionwatch_incident_open",
+            "1 while a journey step has an open incident, else 0.",
+            ["journey", "step"],
+            registry=registry,
+        )
+        self.incident_revenue_lost = Gauge(
+            "frictionwatch_incident_revenue_lost_per_hour",
+            "Estimated revenue lost per hour by an open incident's step (0 when none).",
+            ["journey", "step"],
+            registry=registry,
+        )
+        self.incident_windows_late = Counter(
+            "frictionwatch_incident_windows_late_total",
+            "Journey-stats records that arrived after their window was judged (not used).",
+            registry=registry,
+        )
+        # --- pipeline health ----------------------------------------------------------------
+        self.consumer_lag = Gauge(
+            "frictionwatch_consumer_lag_messages",
+            "Messages not yet processed: end offset minus committed offset, per input topic "
+            "partition this worker consumes.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.processing_latency = Histogram(
+            "frictionwatch_processing_latency_seconds",
+            "From a message's Kafka timestamp to the end of the batch that processed it.",
+            ["agent"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=registry,
+        )
         self.state_flush_seconds = Histogram(
             "frictionwatch_state_flush_seconds",
             "Time to write a batch's changed session states to the table.",

@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     #: Let people's verdicts on alerts tune the alert policy: a friction type often judged a
     #: false alarm weighs less in the friction score (``models.feedback.FeedbackTally``).
     learn_from_feedback: bool = True
+    #: Watch each journey step for incidents (``detectors.incidents``): alerts on the alerts
+    #: topic when a step breaks for many sessions at once.
+    incident_detection: bool = True
+    #: Length of the windows journey steps are counted in (event time, seconds).
+    incident_window_seconds: float = Field(default=30.0, gt=0)
+    #: How far behind the furthest partition's event time a window is closed (seconds):
+    #: room for partitions that lag a little.
+    incident_lateness: float = Field(default=15.0, ge=0)
+    #: Sessions that must have entered a step before it is watched (its baseline's warm-up).
+    incident_warmup_entries: float = Field(default=100.0, ge=0)
+    #: Evidence (CUSUM log-likelihood ratio, nats) that opens an incident.
+    incident_open_at: float = Field(default=12.0, gt=0)
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"

@@ -113,6 +113,15 @@ TOPICS: dict[str, TopicSpec] = {
         "id of what it labels",
         doc="Outcomes and people's feedback, which the online models learn from.",
     ),
+    "journey_stats": TopicSpec(
+        suffix="journey-stats",
+        key="journey/step",
+        schema="JSON object detectors.funnel.StepBucket: one journey step in one window of "
+        "event time (sessions entering and getting past it, orders, revenue, friction by "
+        "type and segment)",
+        doc="The journeys' funnels, window by window, from every worker; the incidents agent "
+        "adds them up per step and watches them for incidents.",
+    ),
     "triage": TopicSpec(
         suffix="triage",
         key="customer_id",

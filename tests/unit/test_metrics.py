@@ -7,8 +7,10 @@ from prometheus_client import CollectorRegistry
 from streams.metrics import Metrics
 
 # Each of these takes values from a fixed, small set (formats, event types, reasons, stages,
-# friction types, topic names, agents, endpoints, HTTP codes, outcomes), never an id.
+# friction types, topic names, agents, endpoints, HTTP codes, outcomes, devices, partitions,
+# and the journeys and steps of the journeys file), never an id.
 BOUNDED = {"source", "type", "reason", "stage", "topic", "agent", "endpoint", "code", "outcome",
+           "journey", "step", "device", "partition",
            "le"}  # le: histogram buckets
 
 
@@ -23,4 +25,4 @@ def test_names_and_labels() -> None:
         if fam.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in fam.samples)
         if fam.type == "histogram":
-            assert fam.name.endswith("_seconds")
+            assert fam.name.endswith(("_seconds", "_ratio")), fam.name

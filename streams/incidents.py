@@ -1,0 +1,154 @@
+"""Journeys and incidents in the worker.
+
+The sessions side: ``JourneyStats.flush`` runs on the worker's event-time timer. It hands over
+the funnel's windows that closed (``detectors.funnel``, ``incident_lateness`` seconds behind
+the furthest partition's event time), adds them to the journey metrics in Prometheus and sends
+them to the journey-stats topic, keyed ``journey/step``.
+
+The incidents agent reads that topic. Each step's records (from every worker, and late parts)
+are added up per window (``MinuteMerger``) and judged by the ``IncidentDetector``; its
+documents go to the alerts topic, keyed ``journey/step``, and into
+``frictionwatch_incident_open`` and ``frictionwatch_incident_revenue_lost_per_hour``. The
+topic is keyed by step, so one worker judges each step and an outage opens one incident
+however many workers share the traffic. What the detector learned (baselines, open
+incidents) is checkpointed with the models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+import msgspec
+
+from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
+from detectors.incidents import IncidentConfig, IncidentDetector, MinuteMerger
+from models import checkpoint
+from streams import checkpoints
+from streams.deadletter import encode_dead_letter, make_dead_letter
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.topics import DeadLetterReason
+
+__all__ = ["JourneyStats", "incident_config", "register_incidents"]
+
+log = logging.getLogger(__name__)
+
+_decode_bucket = msgspec.json.Decoder(StepBucket).decode
+
+
+def incident_config(settings: Settings) -> IncidentConfig:
+    """The detector's configuration from the settings."""
+    return IncidentConfig(warmup_entries=settings.incident_warmup_entries,
+                          open_at=settings.incident_open_at)
+
+
+class JourneyStats:
+    """The funnel's closed windows to Prometheus and the journey-stats topic."""
+
+    def __init__(self, funnel: Funnel, topic: Any, metrics: Metrics, lateness: float) -> None:
+        self.funnel = funnel
+        self.topic = topic
+        self.metrics = metrics
+        self.lateness = lateness
+
+    async def flush(self, watermark: float) -> int:
+        """Send every window that ended ``lateness`` before ``watermark``; how many."""
+        buckets = self.funnel.close(watermark - self.lateness)
+        for b in buckets:
+            self.count(b)
+            await self.topic.send(key=b.key.encode(), value=msgspec.json.encode(b))
+        return len(buckets)
+
+    def count(self, b: StepBucket) -> None:
+        m = self.metrics
+        journey, step = b.journey, b.step
+        for key, n in b.segments.items():
+            what, _, segment = key.partition("|")
+            if what in ("entered", "passed") and segment.startswith("device="):
+                counter = m.step_entered if what == "entered" else m.step_passed
+                counter.labels(journey, step, segment[7:]).inc(n)
+        with_device = (sum(n for k, n in b.segments.items() if k.startswith("entered|device=")),
+                       sum(n for k, n in b.segments.items() if k.startswith("passed|device=")))
+        if b.entered > with_device[0]:
+            m.step_entered.labels(journey, step, "unknown").inc(b.entered - with_device[0])
+        if b.passed > with_device[1]:
+            m.step_passed.labels(journey, step, "unknown").inc(b.passed - with_device[1])
+        for kind, n in b.signals.items():
+            m.step_signals.labels(journey, step, kind).inc(n)
+        if b.orders:
+            m.orders.labels(journey).inc(b.orders)
+            m.revenue.labels(journey).inc(b.revenue)
+
+
+class _Checkpointed:
+    """The detector and merger as a checkpointable model (``streams.checkpoints``)."""
+
+    def __init__(self, detector: IncidentDetector, merger: MinuteMerger) -> None:
+        self.detector = detector
+        self.merger = merger
+
+    def checkpoint(self) -> bytes:
+        return checkpoint.dumps({"steps": self.detector.steps, "merger": self.merger})
+
+    def restore(self, data: bytes) -> None:
+        saved = checkpoint.loads(data)
+        if not isinstance(saved, dict) or set(saved) != {"steps", "merger"}:
+            raise checkpoint.CheckpointError("not an incidents checkpoint")
+        self.detector.steps = saved["steps"]
+        self.merger = saved["merger"]
+
+
+def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, alert_topic: Any,
+                       dead_topic: Any, metrics: Metrics) -> IncidentDetector:
+    """The incidents agent, its checkpoints, and the gauges of open incidents."""
+    detector = IncidentDetector(incident_config(settings))
+    state = _Checkpointed(detector, MinuteMerger())
+    path: Path = settings.data_dir / "models" / "incidents.ckpt"
+    checkpoints.restore(state, path)
+    for (journey, step), st in detector.steps.items():
+        metrics.incident_open.labels(journey, step).set(1 if st.incident else 0)
+
+    @app.agent(stats_topic, name="incidents")
+    async def incidents_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                rec = _decode_bucket(event.value or b"")
+            except msgspec.DecodeError as exc:
+                reason: DeadLetterReason = "invalid_field" if isinstance(
+                    exc, msgspec.ValidationError) else "not_json"
+                metrics.dead_letters.labels(reason=reason, stage="incidents").inc()
+                await dead_topic.send(key=None, value=encode_dead_letter(make_dead_letter(
+                    reason, str(exc), "incidents", event.value or b"", time.time(),
+                    msg.topic, msg.partition, msg.offset)))
+                continue
+            if rec.journey == NO_JOURNEY:
+                continue
+            late = state.merger.late
+            for done in state.merger.add(rec):
+                for doc in detector.observe(done):
+                    await publish(doc)
+            metrics.incident_windows_late.inc(state.merger.late - late)
+
+    async def publish(doc: dict[str, Any]) -> None:
+        data = doc["data"]
+        journey, step = data["journey"], data["step"]
+        if data["status"] == "opened":
+            metrics.incidents_opened.labels(journey, step).inc()
+        is_open = data["status"] != "resolved"
+        metrics.incident_open.labels(journey, step).set(1 if is_open else 0)
+        metrics.incident_revenue_lost.labels(journey, step).set(
+            data["revenue_lost_per_hour"] if is_open else 0.0)
+        await alert_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+        log.info("incident %s %s at %s/%s: %s", data["incident_id"], data["status"], journey,
+                 step, data["summary"])
+
+    @app.timer(interval=settings.model_checkpoint_interval)
+    async def checkpoint_incidents() -> None:
+        checkpoints.save(state, path)
+
+    return detector
