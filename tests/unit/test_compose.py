@@ -74,13 +74,21 @@ def rule_files(prom: dict[str, Any] | None = None) -> list[Path]:
     return found
 
 
-def alert_rules() -> list[dict[str, Any]]:
+def _rules() -> list[dict[str, Any]]:
     return [
         rule
         for path in rule_files()
         for group in _load_yaml(path)["groups"]
         for rule in group["rules"]
     ]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in _rules() if "alert" in rule]
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    return [rule for rule in _rules() if "record" in rule]
 
 
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -334,8 +342,19 @@ def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])  # collapsed rows
 
 
+def recorded_series() -> dict[str, set[str]]:
+    """Series the recording rules make, with their labels (what they aggregate by, or the
+    labels of the recorded series they combine)."""
+    out: dict[str, set[str]] = {}
+    for rule in recording_rules():
+        metrics, grouping, _, _ = promql_names(rule["expr"])
+        out[rule["record"]] = grouping or set().union(*(out.get(m, set()) for m in metrics))
+    return out
+
+
 def all_exprs() -> list[tuple[str, str]]:
     rules = [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
+    rules += [(f"record {r['record']}", r["expr"]) for r in recording_rules()]
     return rules + list(dashboard_exprs())
 
 
@@ -688,7 +707,7 @@ def test_alert_rules_are_well_formed() -> None:
 
 @pytest.mark.parametrize("where,expr", all_exprs(), ids=lambda v: str(v)[:60])
 def test_queries_use_exported_metrics(where: str, expr: str, prometheus: dict[str, Any]) -> None:
-    series = exported_series()
+    series = exported_series() | recorded_series()
     metrics, grouping, matchers, jobs = promql_names(expr)
     assert metrics, f"{where}: no metric found in {expr!r}"
     target_labels = {"job", "instance"}
