@@ -16,17 +16,24 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import typer
 import yaml
-from prometheus_client import CollectorRegistry
+from deployfiles import (
+    SYNTHETIC,
+    alert_rules,
+    all_exprs,
+    exported_series,
+    panels_of,
+    promql_names,
+    recorded_series,
+    rule_files,
+)
 
 from streams.cli import app as cli_app
-from streams.metrics import Metrics
 from streams.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,32 +70,6 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def prometheus() -> dict[str, Any]:
     return _load_yaml(PROMETHEUS_FILE)
-
-
-def rule_files(prom: dict[str, Any] | None = None) -> list[Path]:
-    """The rule files prometheus.yml loads (globs relative to its folder, as Prometheus does)."""
-    prom = prom or _load_yaml(PROMETHEUS_FILE)
-    found: list[Path] = []
-    for pattern in prom.get("rule_files", []):
-        found += sorted(PROMETHEUS_FILE.parent.glob(pattern))
-    return found
-
-
-def _rules() -> list[dict[str, Any]]:
-    return [
-        rule
-        for path in rule_files()
-        for group in _load_yaml(path)["groups"]
-        for rule in group["rules"]
-    ]
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    return [rule for rule in _rules() if "alert" in rule]
-
-
-def recording_rules() -> list[dict[str, Any]]:
-    return [rule for rule in _rules() if "record" in rule]
 
 
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -251,111 +232,6 @@ def parse_cli(args: list[str]) -> None:
     if name not in group.commands:
         raise LookupError(name)
     group.commands[name].make_context(name, list(rest))
-
-
-# --- PromQL, enough to find metric and label names -----------------------------------------
-
-_KEYWORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "inf",
-    "nan",
-}
-#: Series Prometheus makes itself, next to what the targets export.
-_SYNTHETIC = {
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "ALERTS",
-    "ALERTS_FOR_STATE",
-}
-
-
-def promql_names(expr: str) -> tuple[set[str], set[str], dict[str, set[str]], set[str]]:
-    """Metric names, label names used in ``by``/``on``-style clauses, label names matched per
-    metric, and ``job`` values matched, in a PromQL expression (Grafana ``$vars`` allowed)."""
-    matchers: dict[str, set[str]] = {}
-    jobs: set[str] = set()
-    for name, body in re.findall(r"([A-Za-z_:][\w:]*)?\s*\{([^}]*)\}", expr):
-        for label, _op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', body):
-            matchers.setdefault(name, set()).add(label)
-            if label == "job":
-                jobs.add(value)
-    rest = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", expr)
-    grouping: set[str] = set()
-    for labels in re.findall(
-        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", rest
-    ):
-        grouping |= {x.strip() for x in labels.split(",") if x.strip()}
-    rest = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", rest)
-    rest = re.sub(r"\b\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:ms|[smhdwy])?\b", " ", rest)
-    metrics = {
-        m.group(1)
-        for m in re.finditer(r"(?<![\w$:])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()", rest)
-        if m.group(1).lower() not in _KEYWORDS
-    }
-    return metrics, grouping, matchers, jobs
-
-
-def exported_series() -> dict[str, set[str]]:
-    """Every series name the worker's metrics export, with its label names."""
-    metrics = Metrics(CollectorRegistry())
-    labels = {
-        family.name: set(getattr(metric, "_labelnames", ()))
-        for metric in vars(metrics).values()
-        if hasattr(metric, "collect")
-        for family in metric.collect()
-    }
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "gauge": ("",),
-    }
-    series: dict[str, set[str]] = {}
-    for family in metrics.registry.collect():
-        for suffix in suffixes[family.type]:
-            extra = {"le"} if suffix == "_bucket" else set()
-            series[family.name + suffix] = labels[family.name] | extra
-    return series
-
-
-def dashboard_exprs() -> Iterator[tuple[str, str]]:
-    for path in DASHBOARD_FILES:
-        for panel in _panels(json.loads(path.read_text())):
-            for target in panel.get("targets", []):
-                yield f"{path.name}: {panel['title']}", target["expr"]
-
-
-def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])  # collapsed rows
-
-
-def recorded_series() -> dict[str, set[str]]:
-    """Series the recording rules make, with their labels (what they aggregate by, or the
-    labels of the recorded series they combine)."""
-    out: dict[str, set[str]] = {}
-    for rule in recording_rules():
-        metrics, grouping, _, _ = promql_names(rule["expr"])
-        out[rule["record"]] = grouping or set().union(*(out.get(m, set()) for m in metrics))
-    return out
-
-
-def all_exprs() -> list[tuple[str, str]]:
-    rules = [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
-    rules += [(f"record {r['record']}", r["expr"]) for r in recording_rules()]
-    return rules + list(dashboard_exprs())
 
 
 # --- compose: the services -----------------------------------------------------------------
@@ -665,7 +541,7 @@ def test_grafana_provisioning_points_at_the_stack(services: dict[str, dict[str, 
         assert resolved is not None and resolved.is_file(), home
     # Every datasource a dashboard names is provisioned.
     for path in DASHBOARD_FILES:
-        for panel in _panels(json.loads(path.read_text())):
+        for panel in panels_of(json.loads(path.read_text())):
             for ref in [panel.get("datasource")] + [
                 t.get("datasource") for t in panel.get("targets", [])
             ]:
@@ -677,7 +553,7 @@ def test_grafana_provisioning_points_at_the_stack(services: dict[str, dict[str, 
 def test_dashboard_is_valid(path: Path) -> None:
     dashboard = json.loads(path.read_text())
     assert dashboard["uid"] and dashboard["title"]
-    panels = list(_panels(dashboard))
+    panels = list(panels_of(dashboard))
     assert panels
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids repeat"
@@ -712,7 +588,7 @@ def test_queries_use_exported_metrics(where: str, expr: str, prometheus: dict[st
     assert metrics, f"{where}: no metric found in {expr!r}"
     target_labels = {"job", "instance"}
     for name in metrics:
-        assert name in series or name in _SYNTHETIC, f"{where}: {name} is not exported"
+        assert name in series or name in SYNTHETIC, f"{where}: {name} is not exported"
     for name, labels in matchers.items():
         known = series.get(name, set()) | target_labels
         assert labels <= known, f"{where}: {name} has no label {labels - known}"
@@ -730,7 +606,7 @@ def test_rule_tests_feed_exported_series(path: Path) -> None:
         for item in case["input_series"]:
             name, _, body = item["series"].partition("{")
             labels = set(re.findall(r"(\w+)\s*=", body))
-            assert name in series or name in _SYNTHETIC, name
+            assert name in series or name in SYNTHETIC, name
             assert labels <= series.get(name, set()) | {"job", "instance"}, item["series"]
 
 
