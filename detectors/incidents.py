@@ -57,7 +57,7 @@ from typing import Any
 
 from detectors.funnel import SEGMENT_DIMENSIONS, Funnel, StepBucket
 
-__all__ = ["CONVERSION", "IncidentConfig", "IncidentDetector", "IncidentPipeline", "MinuteMerger"]
+__all__ = ["CONVERSION", "IncidentConfig", "IncidentDetector", "IncidentPipeline", "WindowMerger"]
 
 #: The kind of a drop in a step's conversion (the others are friction types).
 CONVERSION = "conversion"
@@ -303,6 +303,21 @@ class IncidentDetector:
         found.sort(key=lambda f: f["baseline_share"] - f["share"])
         return found
 
+    def revenue_lost_per_hour(self, journey: str, step: str) -> float | None:
+        """The estimate of the incident open on ``journey``'s ``step`` so far (None: none)."""
+        st = self.steps.get((journey, step))
+        inc = st.incident if st is not None else None
+        return None if st is None or inc is None else round(self._lost(st, inc), 2)
+
+    def _lost(self, st: _Step, inc: _Incident) -> float:
+        """Sessions not getting past the step beyond the baseline, per hour, times their cart
+        value, times the baseline chance that a session past the step orders."""
+        hours = inc.seconds / 3600.0
+        if not hours or not inc.entered:
+            return 0.0
+        missing = max(0.0, inc.expected_passed - inc.passed)
+        return missing / hours * (inc.cart_value / inc.entered) * self._downstream(st)
+
     def _doc(self, st: _Step, inc: _Incident, status: str, rec: StepBucket) -> dict[str, Any]:
         kinds: list[dict[str, Any]] = []
         for kind in inc.kinds:
@@ -311,10 +326,8 @@ class IncidentDetector:
             now = seen / inc.entered if inc.entered else 0.0
             kinds.append({"kind": kind, "baseline_rate": round(base, 4),
                           "current_rate": round(now, 4)})
-        hours = inc.seconds / 3600.0
         missing = max(0.0, inc.expected_passed - inc.passed)
-        cart = inc.cart_value / inc.entered if inc.entered else 0.0
-        lost = missing / hours * cart * self._downstream(st) if hours else 0.0
+        lost = self._lost(st, inc)
         bad = sum(inc.signals.get(k, 0) for k in inc.kinds if k != CONVERSION)
         now_t = rec.start + rec.seconds
         inc.seq += 1
@@ -347,12 +360,12 @@ class IncidentDetector:
         }
 
 
-class MinuteMerger:
+class WindowMerger:
     """Adds up the records of one step and window that arrive from several workers, or late,
     and hands each window over once a record of a later window of the same step arrives:
     what the incidents agent runs before the detector.
 
-    >>> m = MinuteMerger()
+    >>> m = WindowMerger()
     >>> def part(start, entered):
     ...     return StepBucket(journey="j", step="s", index=1, start=start, seconds=30.0,
     ...                       entered=entered)
@@ -403,7 +416,7 @@ class IncidentPipeline:
                  lateness: float = 15.0) -> None:
         self.funnel = funnel
         self.lateness = lateness
-        self.merger = MinuteMerger()
+        self.merger = WindowMerger()
         self.detector = IncidentDetector(config)
 
     def advance(self, watermark: float) -> list[dict[str, Any]]:
@@ -445,9 +458,13 @@ def _shares(totals: dict[str, float]) -> dict[str, float]:
 
 
 def _summary(st: _Step, kind: str, rates: dict[str, Any], lost: float) -> str:
-    what = "conversion" if kind == CONVERSION else kind.replace("_", " ") + " rate"
-    return (f"{st.journey} / {st.step}: {what} {rates['current_rate']:.1%} against "
-            f"{rates['baseline_rate']:.1%} usually; about {lost:,.0f} of revenue lost per hour")
+    now, usual = rates["current_rate"], rates["baseline_rate"]
+    if kind == CONVERSION:
+        what = f"{now:.0%} of sessions get past it, usually {usual:.0%}"
+    else:
+        what = (f"{now * 100:.0f} {kind.replace('_', ' ')} signals per 100 sessions entering, "
+                f"usually {usual * 100:.1f}")
+    return f"{st.journey} / {st.step}: {what}; about {lost:,.0f} of revenue lost per hour"
 
 
 def _incident_id(st: _Step, start: float) -> str:

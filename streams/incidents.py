@@ -6,7 +6,7 @@ the furthest partition's event time), adds them to the journey metrics in Promet
 them to the journey-stats topic, keyed ``journey/step``.
 
 The incidents agent reads that topic. Each step's records (from every worker, and late parts)
-are added up per window (``MinuteMerger``) and judged by the ``IncidentDetector``; its
+are added up per window (``WindowMerger``) and judged by the ``IncidentDetector``; its
 documents go to the alerts topic, keyed ``journey/step``, and into
 ``frictionwatch_incident_open`` and ``frictionwatch_incident_revenue_lost_per_hour``. The
 topic is keyed by step, so one worker judges each step and an outage opens one incident
@@ -25,7 +25,7 @@ import faust
 import msgspec
 
 from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
-from detectors.incidents import IncidentConfig, IncidentDetector, MinuteMerger
+from detectors.incidents import IncidentConfig, IncidentDetector, WindowMerger
 from models import checkpoint
 from streams import checkpoints
 from streams.deadletter import encode_dead_letter, make_dead_letter
@@ -87,7 +87,7 @@ class JourneyStats:
 class _Checkpointed:
     """The detector and merger as a checkpointable model (``streams.checkpoints``)."""
 
-    def __init__(self, detector: IncidentDetector, merger: MinuteMerger) -> None:
+    def __init__(self, detector: IncidentDetector, merger: WindowMerger) -> None:
         self.detector = detector
         self.merger = merger
 
@@ -106,7 +106,7 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
                        dead_topic: Any, metrics: Metrics) -> IncidentDetector:
     """The incidents agent, its checkpoints, and the gauges of open incidents."""
     detector = IncidentDetector(incident_config(settings))
-    state = _Checkpointed(detector, MinuteMerger())
+    state = _Checkpointed(detector, WindowMerger())
     path: Path = settings.data_dir / "models" / "incidents.ckpt"
     checkpoints.restore(state, path)
     for (journey, step), st in detector.steps.items():
@@ -132,6 +132,9 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
             for done in state.merger.add(rec):
                 for doc in detector.observe(done):
                     await publish(doc)
+                lost = detector.revenue_lost_per_hour(done.journey, done.step)
+                if lost is not None:  # the open incident's estimate, window by window
+                    metrics.incident_revenue_lost.labels(done.journey, done.step).set(lost)
             metrics.incident_windows_late.inc(state.merger.late - late)
 
     async def publish(doc: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from detectors.incidents import (
     IncidentConfig,
     IncidentDetector,
     IncidentPipeline,
-    MinuteMerger,
+    WindowMerger,
 )
 from detectors.journey import Journey, JourneyTracker
 from detectors.session import SessionProcessor
@@ -71,7 +71,7 @@ def test_a_count_after_its_window_closed_comes_in_a_record_of_its_own() -> None:
     late = funnel.close(60.0)
     assert [(b.start, b.entered) for b in first] == [(0.0, 1)]
     assert [(b.start, b.entered) for b in late] == [(0.0, 1)]
-    merger = MinuteMerger()
+    merger = WindowMerger()
     assert merger.add(first[0]) == [] and merger.add(late[0]) == []
     assert [b.entered for b in merger.flush()] == [2]
 
