@@ -17,20 +17,23 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, BinaryIO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.engine import Engine  # noqa: E402
 from streams import detection  # noqa: E402
-from streams.backtest import run  # noqa: E402
+from streams.backtest import BacktestResult, run  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.simulator import SimConfig, Simulator  # noqa: E402
 
 
-def engine(models: bool = False) -> Engine:
-    """The worker's detection core; with ``models``, the online abandonment scorer too."""
-    return detection.engine(Settings(abandonment_model=models))
+def backtest(f: BinaryIO, models: bool = False, **kwargs: Any) -> BacktestResult:
+    """What ``frictionwatch backtest`` runs: the worker's detection core and its journey
+    incidents; with ``models``, the online abandonment scorer too."""
+    settings = Settings(abandonment_model=models)
+    eng = detection.engine(settings)
+    return run(f, eng, incidents=detection.incidents(settings, eng), **kwargs)
 
 
 def main() -> None:
@@ -48,15 +51,15 @@ def main() -> None:
             for m in sim.messages():
                 f.write(json.dumps(m.envelope(), separators=(",", ":")) + "\n")
         with open(raw, "rb") as f, open(canonical, "wb") as c:
-            a = run(f, engine(), canonical_out=c)
+            a = backtest(f, canonical_out=c)
         rates = []
         for _ in range(max(1, args.repeat)):
             with open(canonical, "rb") as f:
-                b = run(f, engine())
+                b = backtest(f)
             rates.append(b.events_per_second)
         rates.sort()
         with open(canonical, "rb") as f:
-            m = run(f, engine(models=True))
+            m = backtest(f, models=True)
         same = a.outputs.signals == b.outputs.signals and a.outputs.alerts == b.outputs.alerts
         print(f"{a.events:,} events, {len(a.outputs.signals):,} signals, "
               f"{len(a.outputs.alerts):,} alerts, {len(a.outputs.outcomes):,} sessions "

@@ -32,7 +32,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.incidents import IncidentConfig, IncidentPipeline  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -53,14 +52,16 @@ class Outage:
     end: float
 
 
-def run(seed: int, rate: float, minutes: float, incidents: tuple[Incident, ...],
-        config: IncidentConfig) -> tuple[list[dict[str, Any]], SimConfig]:
-    """The incident documents a worker would send for this simulated traffic."""
+def run(seed: int, rate: float, minutes: float, incidents: tuple[Incident, ...]
+        ) -> tuple[list[dict[str, Any]], SimConfig]:
+    """The incident documents a worker with the default settings would send for this
+    simulated traffic."""
     settings = Settings(abandonment_model=False)
     sim_config = SimConfig(seed=seed, events_per_second=rate, duration=minutes * 60,
                            incidents=incidents)
     engine = detection.engine(settings)
-    pipeline = IncidentPipeline(detection.funnel(engine.processor), config)
+    pipeline = detection.incidents(settings, engine)
+    assert pipeline is not None
     docs: list[dict[str, Any]] = []
     for msg in Simulator(sim_config).messages():
         norm = normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000, now=0.0)
@@ -121,7 +122,6 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=30, help="minutes between outage starts")
     ap.add_argument("--normal", type=float, default=60, help="minutes of the normal run")
     args = ap.parse_args()
-    config = IncidentConfig()
     caught = total = false_total = normal_false = 0
     for seed in args.seeds:
         t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def main() -> None:
             incs.append(Incident(kind, start, args.outage * 60))
             outages.append(Outage(kind, step, start, start + args.outage * 60))
         minutes = args.warmup + len(OUTAGES) * args.gap
-        docs, sim = run(seed, args.rate, minutes, tuple(incs), config)
+        docs, sim = run(seed, args.rate, minutes, tuple(incs))
         for o in outages:
             o.start += sim.start
             o.end += sim.start
@@ -143,7 +143,7 @@ def main() -> None:
               f"[{minutes:.0f} simulated min, {time.perf_counter() - t0:.0f} s]")
         print("\n".join(lines))
         t0 = time.perf_counter()
-        docs, _ = run(seed, args.rate, args.warmup + args.normal, (), config)
+        docs, _ = run(seed, args.rate, args.warmup + args.normal, ())
         opened = [d["data"] for d in docs if d["data"]["status"] == "opened"]
         normal_false += len(opened)
         print(f"seed {seed}, normal traffic: {len(opened)} incident(s) in {args.normal:.0f} min "

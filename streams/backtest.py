@@ -30,6 +30,7 @@ import msgspec
 
 from detectors.engine import Engine, Outputs
 from detectors.events import SUPPORT_EVENT_TYPES, decode_lines, encode_batch, encode_event
+from detectors.incidents import IncidentPipeline
 from streams.normalize import canonical_ok, normalize
 
 __all__ = ["BacktestResult", "iter_messages", "run", "run_simulated"]
@@ -69,6 +70,8 @@ class BacktestResult:
     dead: int = 0
     dead_reasons: Counter[str] = field(default_factory=Counter)
     outputs: Outputs = field(default_factory=Outputs)
+    #: Journey incident documents (when run with an ``IncidentPipeline``).
+    incidents: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -79,10 +82,12 @@ class BacktestResult:
 def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
         max_events: int = 1000, progress: Callable[[int], None] | None = None,
         progress_every: int = 20_000, canonical_out: IO[bytes] | None = None,
-        block_bytes: int = 1 << 20) -> BacktestResult:
+        block_bytes: int = 1 << 20, incidents: IncidentPipeline | None = None) -> BacktestResult:
     """Feed every message to ``engine`` in file order; close it at the end (every session
     expires and reports its outcome).
 
+    ``incidents`` (over ``engine``'s funnel) watches the journeys as the worker's incidents
+    agent does, its windows closed as event time passes, block by block.
     ``canonical_out`` receives the adapted events as envelope lines (source "canonical"): the
     same backtest over that file skips the adapters and runs several times faster.
     """
@@ -129,10 +134,14 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
                 fast = len(events) - len(odd)
                 res.messages += fast
                 res.events += fast
+            if incidents is not None:
+                res.incidents += incidents.advance(engine.watermark)
             if progress is not None and res.messages >= next_progress:
                 progress(res.messages)
                 next_progress = res.messages + progress_every
         engine.close(out)
+        if incidents is not None:
+            res.incidents += incidents.finish()
     finally:
         if was_enabled:
             gc.enable()

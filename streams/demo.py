@@ -49,6 +49,9 @@ class Watch:
     signals_by_type: Counter[str] = field(default_factory=Counter)
     alerts_by_reason: Counter[str] = field(default_factory=Counter)
     chats: int = 0
+    #: journey incidents opened, and the latest incident document's summary
+    incidents: int = 0
+    last_incident: str = ""
     sessions: dict[bytes, SessionState] = field(default_factory=dict)
     last_dead: list[str] = field(default_factory=list)
     last_alert: str = ""
@@ -116,7 +119,12 @@ class Watch:
             elif topic == signal_t:
                 self.signals_by_type[msgspec.json.decode(value).get("type", "?")] += 1
             elif topic == topic_name("alerts", self.settings.topic_prefix):
-                data = msgspec.json.decode(value).get("data", {})
+                doc = msgspec.json.decode(value)
+                data = doc.get("data", {})
+                if str(doc.get("type", "")).startswith("io.frictionwatch.journey.incident"):
+                    self.incidents += data.get("status") == "opened"
+                    self.last_incident = f"{data.get('status')}: {data.get('summary')}"
+                    return
                 self.alerts_by_reason[data.get("reason", "?")] += 1
                 self.last_alert = (f"{data.get('reason')} in session {data.get('session_id')}, "
                                    f"step {data.get('step')}, revenue at risk "
@@ -194,6 +202,9 @@ def render(w: Watch, final: bool = False) -> Group:
     parts: list[Text | Table] = [head, grid]
     if w.last_alert:
         parts.append(Text("latest alert: " + w.last_alert, style="dim"))
+    if w.last_incident:
+        parts.append(Text(f"journey incidents opened: {w.incidents}; latest "
+                          + w.last_incident, style="bold"))
     if w.last_dead:
         parts.append(Text("latest dead letter: " + w.last_dead[-1], style="dim"))
     return Group(*parts)

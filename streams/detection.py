@@ -15,6 +15,7 @@ from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
 from detectors.funnel import Funnel
+from detectors.incidents import IncidentConfig, IncidentPipeline
 from detectors.journey import JourneyTracker
 from detectors.session import Detector, SessionProcessor
 from models.abandonment import AbandonmentScorer
@@ -22,7 +23,8 @@ from models.churn import ChurnScorer
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
-__all__ = ["alerting", "churn", "engine", "funnel", "processor", "scorer"]
+__all__ = ["alerting", "churn", "engine", "funnel", "incident_config", "incidents", "processor",
+           "scorer"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
@@ -59,6 +61,20 @@ def engine(settings: Settings, proc: SessionProcessor | None = None,
     proc = proc or processor(settings, extra)
     return Engine(proc, alert or alerting(settings, proc),
                   session_gap=settings.session_gap, funnel=funnel(proc))
+
+
+def incident_config(settings: Settings) -> IncidentConfig:
+    """How journey incidents are found (``detectors.incidents``), from the settings."""
+    return IncidentConfig(warmup_entries=settings.incident_warmup_entries,
+                          open_at=settings.incident_open_at)
+
+
+def incidents(settings: Settings, eng: Engine) -> IncidentPipeline | None:
+    """Journey incidents over ``eng``'s funnel in one process (the backtest, benches), as the
+    worker's incidents agent finds them; None when incident detection is off."""
+    if not settings.incident_detection:
+        return None
+    return IncidentPipeline(eng.funnel, incident_config(settings), settings.incident_lateness)
 
 
 def churn(settings: Settings) -> ChurnScorer | None:

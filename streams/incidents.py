@@ -25,25 +25,19 @@ import faust
 import msgspec
 
 from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
-from detectors.incidents import IncidentConfig, IncidentDetector, WindowMerger
+from detectors.incidents import IncidentDetector, WindowMerger
 from models import checkpoint
-from streams import checkpoints
+from streams import checkpoints, detection
 from streams.deadletter import encode_dead_letter, make_dead_letter
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import DeadLetterReason
 
-__all__ = ["JourneyStats", "incident_config", "register_incidents"]
+__all__ = ["JourneyStats", "register_incidents"]
 
 log = logging.getLogger(__name__)
 
 _decode_bucket = msgspec.json.Decoder(StepBucket).decode
-
-
-def incident_config(settings: Settings) -> IncidentConfig:
-    """The detector's configuration from the settings."""
-    return IncidentConfig(warmup_entries=settings.incident_warmup_entries,
-                          open_at=settings.incident_open_at)
 
 
 class JourneyStats:
@@ -105,7 +99,7 @@ class _Checkpointed:
 def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, alert_topic: Any,
                        dead_topic: Any, metrics: Metrics) -> IncidentDetector:
     """The incidents agent, its checkpoints, and the gauges of open incidents."""
-    detector = IncidentDetector(incident_config(settings))
+    detector = IncidentDetector(detection.incident_config(settings))
     state = _Checkpointed(detector, WindowMerger())
     path: Path = settings.data_dir / "models" / "incidents.ckpt"
     checkpoints.restore(state, path)

@@ -34,6 +34,9 @@ def backtest(
                                                    "have sent (CloudEvents JSONL).")] = None,
     signals_out: Annotated[Path | None, typer.Option(help="Write every friction signal "
                                                      "(JSONL).")] = None,
+    incidents_out: Annotated[Path | None, typer.Option(help="Write the journey incidents it "
+                                                       "would have sent (CloudEvents "
+                                                       "JSONL).")] = None,
     save_canonical: Annotated[Path | None, typer.Option(help="Also write the adapted "
                                                         "canonical events here; backtests of "
                                                         "that file skip the adapters.")] = None,
@@ -50,6 +53,7 @@ def backtest(
     score the detectors against what the simulator injected."""
     settings = load(session_gap=session_gap, abandonment_model=models)
     engine = detection.engine(settings)
+    incidents = detection.incidents(settings, engine)
     console = Console(stderr=True)
     size = file.stat().st_size
     canonical = open(save_canonical, "wb") if save_canonical else None  # noqa: SIM115
@@ -61,13 +65,14 @@ def backtest(
         res = run(f, engine, max_bytes=settings.max_payload_bytes,
                   max_events=settings.max_events_per_message,
                   progress=lambda _: bar.update(task, completed=f.tell()),
-                  canonical_out=canonical)
+                  canonical_out=canonical, incidents=incidents)
     if canonical is not None:
         canonical.close()
     out = Console()
     _report(out, res)
     for path, docs in ((alerts_out, res.outputs.alerts), (chats_out, res.outputs.chats),
-                       (signals_out, [_signal(s) for s in res.outputs.signals])):
+                       (signals_out, [_signal(s) for s in res.outputs.signals]),
+                       (incidents_out, res.incidents)):
         if path is not None:
             with open(path, "w") as w:
                 for d in docs:
@@ -91,7 +96,8 @@ def _report(console: Console, res: BacktestResult) -> None:
         f"{res.messages:,} messages, {res.events:,} events in {res.seconds:.2f} s "
         f"({res.events_per_second:,.0f} events/s); {res.dead:,} dead letters; "
         f"{len(o.outcomes):,} sessions ({sum(x['converted'] for x in o.outcomes):,} converted); "
-        f"{len(o.signals):,} signals, {len(o.alerts):,} alerts, {len(o.chats):,} chat triggers"
+        f"{len(o.signals):,} signals, {len(o.alerts):,} alerts, {len(o.chats):,} chat triggers, "
+        f"{sum(d['data']['status'] == 'opened' for d in res.incidents):,} journey incidents"
     )
     counts: dict[str, int] = {}
     for s in o.signals:
@@ -102,6 +108,10 @@ def _report(console: Console, res: BacktestResult) -> None:
     for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
         t.add_row(k, f"{v:,}")
     console.print(t)
+    for doc in res.incidents:
+        data = doc["data"]
+        if data["status"] != "updated":
+            console.print(f"incident {data['status']} {doc['time']}: {data['summary']}")
 
 
 def quality_table(rows: Mapping[str, Quality], title: str = "detection quality") -> Table:

@@ -216,7 +216,7 @@ def _summary(console: Console, watch: Watch, sim: Simulator, speed: float,
         f"Injected: {sum(watch.injected.values()):,} frictions, incidents: {incidents}. "
         f"Flagged by detectors: {sum(watch.signals_by_type.values()):,}; "
         f"{sum(watch.alerts_by_reason.values()):,} session alerts and {watch.chats:,} chat "
-        f"offers sent."
+        f"offers sent; {watch.incidents:,} journey incident(s) opened."
     )
     if processed < watch.sent_messages:
         console.print(f"[yellow]The worker had not caught up: "

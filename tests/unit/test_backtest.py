@@ -9,8 +9,10 @@ import json
 from detectors.alerting import Alerting
 from detectors.engine import Engine
 from detectors.session import SessionProcessor
+from streams import detection
 from streams.backtest import run
-from streams.simulator import SimConfig, Simulator
+from streams.settings import Settings
+from streams.simulator import Incident, SimConfig, Simulator
 
 
 def _engine() -> Engine:
@@ -40,3 +42,14 @@ def test_saved_canonical_file_gives_identical_results() -> None:
     assert again.dead == 0 and again.events == first.events
     assert again.outputs.outcomes == first.outputs.outcomes
     assert again.outputs.signals == first.outputs.signals
+
+
+def test_journey_incidents_are_found_offline_as_the_worker_finds_them() -> None:
+    sim = Simulator(SimConfig(seed=6, events_per_second=100, duration=900,
+                              incidents=(Incident("broken_field", 600, 240),)))
+    raw = "\n".join(json.dumps(m.envelope()) for m in sim.messages()).encode()
+    settings = Settings(abandonment_model=False, incident_warmup_entries=30)
+    eng = detection.engine(settings)
+    res = run(io.BytesIO(raw), eng, incidents=detection.incidents(settings, eng))
+    opened = [d["data"] for d in res.incidents if d["data"]["status"] == "opened"]
+    assert [(i["step"], i["reason"]) for i in opened] == [("shipping", "form_error_loop")]

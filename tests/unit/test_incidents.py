@@ -140,12 +140,11 @@ def test_a_step_is_not_watched_before_its_warm_up() -> None:
 
 
 def test_a_simulated_payment_outage_opens_one_incident_at_the_step_that_pays() -> None:
-    outage = Incident("payment_outage", 20 * 60, 300)
-    sim = Simulator(SimConfig(seed=5, events_per_second=150, duration=30 * 60,
+    outage = Incident("payment_outage", 10 * 60, 300)
+    sim = Simulator(SimConfig(seed=5, events_per_second=100, duration=15 * 60,
                               incidents=(outage,)))
     engine = detection.engine(Settings(abandonment_model=False))
-    pipeline = IncidentPipeline(detection.funnel(engine.processor),
-                                IncidentConfig(warmup_entries=50))
+    pipeline = IncidentPipeline(engine.funnel, IncidentConfig(warmup_entries=30))
     docs = []
     for msg in sim.messages():
         for evs in normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000,
