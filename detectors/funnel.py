@@ -4,7 +4,7 @@ past it, the friction they met there, orders and revenue, with the segments they
 ``Funnel`` is fed by the journey tracker (a session entering a step further on than it has
 been) and by the engine (the friction signals it raises, counted at the step the session is
 in). It keeps one ``StepBucket`` per journey step per window of event time (``bucket_seconds``,
-30 by default); ``close(upto)`` hands over, in order, the windows that ended by ``upto`` (the
+15 by default); ``close(upto)`` hands over, in order, the windows that ended by ``upto`` (the
 caller's watermark, less some lateness). A count that arrives for a window already handed
 over starts a new record for it, which the next ``close`` hands over: consumers add records
 of the same window up (``StepBucket.merge``). Journey incidents are found in those records
@@ -99,7 +99,7 @@ class Funnel:
     """Step counts per window (see the module). Memory: the records of the windows not handed
     over yet, at most one per journey step per window."""
 
-    def __init__(self, bucket_seconds: float = 30.0) -> None:
+    def __init__(self, bucket_seconds: float = 15.0) -> None:
         if bucket_seconds <= 0:
             raise ValueError("bucket_seconds must be > 0")
         self.bucket_seconds = bucket_seconds

@@ -1,5 +1,5 @@
 """Journey incidents: a step that breaks for many people at once (a payment provider failing, a
-form broken by a release), found online from the funnel's counts (``detectors.funnel``, 30-second
+form broken by a release), found online from the funnel's counts (``detectors.funnel``, 15-second
 windows by default).
 
 For each journey step, ``IncidentDetector`` watches one rate per *kind*: each friction type

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     #: topic when a step breaks for many sessions at once.
     incident_detection: bool = True
     #: Length of the windows journey steps are counted in (event time, seconds).
-    incident_window_seconds: float = Field(default=30.0, gt=0)
+    incident_window_seconds: float = Field(default=15.0, gt=0)
     #: How far behind the furthest partition's event time a window is closed (seconds):
     #: room for partitions that lag a little.
     incident_lateness: float = Field(default=15.0, ge=0)
