@@ -1,7 +1,7 @@
 """Journey incidents on simulated traffic: does every injected step outage open exactly one
 incident, soon, and resolve after it ends; and does normal traffic open none?
 
-    python bench/incident_quality.py                         # seeds 1 2 3
+    python bench/incident_quality.py                         # seeds 1 2 3 4
     python bench/incident_quality.py --seeds 4 5 --rate 80
 
 Per seed, two runs of the worker's own core (detectors, journeys, the funnel's per-minute
@@ -115,7 +115,7 @@ def _t(iso: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--rate", type=float, default=150, help="simulated events per second")
     ap.add_argument("--warmup", type=float, default=30, help="minutes before the first outage")
     ap.add_argument("--outage", type=float, default=10, help="minutes each outage lasts")
