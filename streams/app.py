@@ -51,7 +51,7 @@ from models.feedback import FeedbackTally
 from models.triage import TicketTriage
 from streams import checkpoints, detection
 from streams.collector import register_collector
-from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
+from streams.deadletter import DeadLetter, decode_reason, encode_dead_letter, make_dead_letter
 from streams.feedback import register_feedback
 from streams.incidents import JourneyStats, register_incidents
 from streams.metrics import METRICS, Metrics
@@ -102,15 +102,6 @@ def _origin(msg: Any, own: str) -> tuple[str, int]:
     return f"{own}{msg.partition}", msg.offset
 
 
-def _decode_reason(exc: Exception) -> Any:
-    """Dead-letter reason for a canonical message that failed to decode."""
-    if isinstance(exc, msgspec.ValidationError):
-        return "invalid_field"
-    if isinstance(exc, msgspec.DecodeError | UnicodeDecodeError):
-        return "not_json"
-    return "invalid_field"
-
-
 def _dead_letter(event: EventT, reason: Any, detail: str, stage: str) -> DeadLetter:
     msg = event.message
     return make_dead_letter(reason, detail, stage, event.value or b"", time.time(), msg.topic,
@@ -124,7 +115,7 @@ def _decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[An
         if not event.message.key or not evs:
             raise ValueError("message without a key or events")
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        dead.append(_dead_letter(event, _decode_reason(exc), str(exc), stage))
+        dead.append(_dead_letter(event, decode_reason(exc), str(exc), stage))
         return None
     return evs
 
@@ -533,7 +524,7 @@ def create_worker(
     journey_stats = JourneyStats(funnel, topics["journey_stats"], metrics,
                                  settings.incident_lateness) if funnel is not None else None
     if settings.incident_detection:
-        register_incidents(app, settings, topics["journey_stats"], alert_topic, dead_topic,
+        register_incidents(app, settings, topics["journey_stats"], alert_topic, send_dead,
                            metrics)
 
     # People's verdicts on alerts, counted per reason; they re-weigh the alert policy. The

@@ -8,7 +8,8 @@ import msgspec
 
 from streams.topics import DeadLetterReason
 
-__all__ = ["STAGES", "DeadLetter", "encode_dead_letter", "decode_dead_letter"]
+__all__ = ["STAGES", "DeadLetter", "decode_dead_letter", "decode_reason", "encode_dead_letter",
+           "make_dead_letter"]
 
 
 #: Where in the pipeline input can be rejected: a bounded Prometheus label.
@@ -31,6 +32,14 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def original_bytes(self) -> bytes:
         return base64.b64decode(self.original)
+
+
+def decode_reason(exc: Exception) -> DeadLetterReason:
+    """Dead-letter reason for one of our own JSON messages that failed to decode."""
+    if isinstance(exc, msgspec.DecodeError | UnicodeDecodeError) and not isinstance(
+            exc, msgspec.ValidationError):
+        return "not_json"
+    return "invalid_field"
 
 
 def make_dead_letter(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
 from detectors.incidents import IncidentDetector, WindowMerger
 from models import checkpoint
 from streams import checkpoints, detection
-from streams.deadletter import encode_dead_letter, make_dead_letter
+from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.topics import DeadLetterReason
 
 __all__ = ["JourneyStats", "register_incidents"]
 
@@ -97,7 +97,8 @@ class _Checkpointed:
 
 
 def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, alert_topic: Any,
-                       dead_topic: Any, metrics: Metrics) -> IncidentDetector:
+                       send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
+                       metrics: Metrics) -> IncidentDetector:
     """The incidents agent, its checkpoints, and the gauges of open incidents."""
     detector = IncidentDetector(detection.incident_config(settings))
     state = _Checkpointed(detector, WindowMerger())
@@ -113,12 +114,9 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
             try:
                 rec = _decode_bucket(event.value or b"")
             except msgspec.DecodeError as exc:
-                reason: DeadLetterReason = "invalid_field" if isinstance(
-                    exc, msgspec.ValidationError) else "not_json"
-                metrics.dead_letters.labels(reason=reason, stage="incidents").inc()
-                await dead_topic.send(key=None, value=encode_dead_letter(make_dead_letter(
-                    reason, str(exc), "incidents", event.value or b"", time.time(),
-                    msg.topic, msg.partition, msg.offset)))
+                await send_dead([make_dead_letter(
+                    decode_reason(exc), str(exc), "incidents", event.value or b"",
+                    time.time(), msg.topic, msg.partition, msg.offset)])
                 continue
             if rec.journey == NO_JOURNEY:
                 continue

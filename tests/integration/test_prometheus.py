@@ -168,6 +168,9 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             ingest = topic(settings, "ingest")
             for key, value, source in messages:
                 p.send(ingest, key=key, value=value, headers=[(SOURCE_HEADER, source.encode())])
+            # Something that is not a journey-stats record, where only the worker writes.
+            p.send(topic(settings, "journey_stats"), key=b"retail_checkout/review",
+                   value=b"{not json")
             p.flush()
 
             def incident_docs(records: list[Any]) -> list[dict[str, Any]]:
@@ -227,3 +230,10 @@ def test_every_metric_the_dashboards_and_rules_query_is_exported_by_the_worker(
             if name not in exported:
                 missing.append(f"{where}: {name}")
     assert not missing, "\n".join(missing)
+
+
+def test_a_bad_journey_stats_record_is_a_dead_letter_not_a_crash(live: Live) -> None:
+    line = next(x for x in live.metrics.splitlines()
+                if x.startswith("frictionwatch_dead_letters_total{")
+                and 'stage="incidents"' in x and 'reason="not_json"' in x)
+    assert float(line.rsplit(" ", 1)[1]) == 1.0
