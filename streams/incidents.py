@@ -60,17 +60,17 @@ class JourneyStats:
     def count(self, b: StepBucket) -> None:
         m = self.metrics
         journey, step = b.journey, b.step
+        counters = {"entered": m.step_entered, "passed": m.step_passed}
+        with_device = dict.fromkeys(counters, 0)
         for key, n in b.segments.items():
             what, _, segment = key.partition("|")
-            if what in ("entered", "passed") and segment.startswith("device="):
-                counter = m.step_entered if what == "entered" else m.step_passed
-                counter.labels(journey, step, segment[7:]).inc(n)
-        with_device = (sum(n for k, n in b.segments.items() if k.startswith("entered|device=")),
-                       sum(n for k, n in b.segments.items() if k.startswith("passed|device=")))
-        if b.entered > with_device[0]:
-            m.step_entered.labels(journey, step, "unknown").inc(b.entered - with_device[0])
-        if b.passed > with_device[1]:
-            m.step_passed.labels(journey, step, "unknown").inc(b.passed - with_device[1])
+            dim, _, device = segment.partition("=")
+            if what in counters and dim == "device":
+                counters[what].labels(journey, step, device).inc(n)
+                with_device[what] += n
+        for what, total in (("entered", b.entered), ("passed", b.passed)):
+            if total > with_device[what]:  # sessions whose device no event named
+                counters[what].labels(journey, step, "unknown").inc(total - with_device[what])
         for kind, n in b.signals.items():
             m.step_signals.labels(journey, step, kind).inc(n)
         if b.orders:

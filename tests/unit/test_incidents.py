@@ -155,3 +155,29 @@ def test_a_simulated_payment_outage_opens_one_incident_at_the_step_that_pays() -
     opened = [d["data"] for d in docs if d["data"]["status"] == "opened"]
     assert [(o["journey"], o["step"]) for o in opened] == [("retail_checkout", "review")]
     assert opened[0]["kinds"][0]["kind"] == "payment_declined"
+
+
+def test_journey_stats_count_each_window_into_the_journey_metrics() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.incidents import JourneyStats
+    from streams.metrics import Metrics
+
+    m = Metrics(CollectorRegistry())
+    stats = JourneyStats(Funnel(), topic=None, metrics=m, lateness=15.0)
+    stats.count(StepBucket(journey="shop", step="order", index=3, start=0.0, seconds=15.0,
+                           entered=3, passed=1, orders=3, revenue=90.0,
+                           signals={"payment_declined": 2},
+                           segments={"entered|device=mobile": 2, "passed|device=mobile": 1,
+                                     "payment_declined|provider=stripe": 2}))
+    value = m.registry.get_sample_value
+    assert value("frictionwatch_journey_step_entered_total",
+                 {"journey": "shop", "step": "order", "device": "mobile"}) == 2
+    assert value("frictionwatch_journey_step_entered_total",
+                 {"journey": "shop", "step": "order", "device": "unknown"}) == 1
+    assert value("frictionwatch_journey_step_passed_total",
+                 {"journey": "shop", "step": "order", "device": "mobile"}) == 1
+    assert value("frictionwatch_journey_friction_signals_total",
+                 {"journey": "shop", "step": "order", "type": "payment_declined"}) == 2
+    assert value("frictionwatch_orders_total", {"journey": "shop"}) == 3
+    assert value("frictionwatch_revenue_total", {"journey": "shop"}) == 90.0
