@@ -23,6 +23,7 @@ threshold, so "within 2 minutes" includes waiting for that minute to end.
 from __future__ import annotations
 
 import argparse
+import calendar
 import sys
 import time
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ def judge(docs: list[dict[str, Any]], outages: list[Outage]) -> tuple[list[str],
 
 
 def _t(iso: str) -> float:
-    return float(time.mktime(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def main() -> None:

@@ -136,6 +136,8 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
                 res.events += fast
             if incidents is not None:
                 res.incidents += incidents.advance(engine.watermark)
+            elif engine.funnel is not None:  # nobody reads the windows: keep memory bounded
+                engine.funnel.close(engine.watermark)
             if progress is not None and res.messages >= next_progress:
                 progress(res.messages)
                 next_progress = res.messages + progress_every
