@@ -3,6 +3,7 @@ outage that opens, updates and resolves, none from ordinary noise."""
 
 from __future__ import annotations
 
+import math
 import random
 
 from detectors import events as ev
@@ -95,6 +96,24 @@ def test_ordinary_noise_opens_no_incident() -> None:
     rng = random.Random(3)
     det = IncidentDetector()
     docs = [d for i in range(4000) for d in det.observe(_normal(rng, i))]  # 33 hours
+    assert docs == []
+
+
+def test_traffic_that_swells_and_ebbs_over_the_day_opens_no_incident() -> None:
+    # Two days of 15-second windows: from 1 to 40 sessions a window, night to evening peak,
+    # at the same rates. Rates per session entering, not counts, are what is watched.
+    rng = random.Random(5)
+    det = IncidentDetector()
+    docs = []
+    for i in range(2 * 5760):
+        volume = 20.5 + 19.5 * math.sin(2 * math.pi * i / 5760)
+        entered = max(1, round(rng.gauss(volume, math.sqrt(volume))))
+        passed = sum(rng.random() < 0.85 for _ in range(entered))
+        declines = sum(rng.random() < 0.04 for _ in range(entered))
+        docs += det.observe(StepBucket(
+            journey="shop", step="payment", index=2, start=15.0 * i, seconds=15.0,
+            entered=entered, passed=passed,
+            signals={"payment_declined": declines} if declines else {}))
     assert docs == []
 
 
