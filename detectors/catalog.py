@@ -26,7 +26,7 @@ def default_detectors(
     """Every detector with its documented defaults. ``overrides`` maps a detector's name (its
     friction type) to constructor arguments, e.g. ``{"rage_click": {"count": 4}}``; with
     ``journeys`` (``streams.journeys.load_journeys()``) sessions' journey positions are
-    tracked too, for alerts to name, and counted per minute in ``funnel`` if given."""
+    tracked too, for alerts to name, and counted window by window in ``funnel`` if given."""
     overrides = dict(overrides or {})
     web_names = {c.name for c in WEB_DETECTORS}
     web = {k: dict(v) for k, v in overrides.items() if k in web_names}

@@ -90,7 +90,7 @@ class Engine:
     session_gap
         Seconds of event-time inactivity after which a session expires.
     funnel
-        Per-minute journey counts (``detectors.funnel``) the signals are added to, at the
+        Journey counts per window (``detectors.funnel``) the signals are added to, at the
         step each session is in; the journey tracker adds entries to the same one.
     """
 

@@ -222,7 +222,7 @@ class JourneyTracker(BaseDetector):
         The journeys to follow (a sequence, or the mapping ``load_journeys`` returns).
     funnel
         A ``detectors.funnel.Funnel`` told each time a session enters a step further on
-        than it has been (``furthest`` in its memory): the journey's per-minute counts.
+        than it has been (``furthest`` in its memory): the journey's counts per window.
 
     Cost: event types no step names are not dispatched to it; for the others, one lookup in a
     bounded cache of (type, journey, URL, step, path) -> matched step, since URLs repeat.

@@ -29,7 +29,7 @@ __all__ = ["alerting", "churn", "engine", "funnel", "incident_config", "incident
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
     """Every detector with its defaults, and the journeys of ``settings.journeys_file``
-    (counted per minute in a ``Funnel``); then the abandonment scorer
+    (counted window by window in a ``Funnel``); then the abandonment scorer
     (``settings.abandonment_model``) and ``extra`` ones, which see the session's journey
     position as of the event."""
     models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
@@ -39,7 +39,7 @@ def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProc
 
 
 def funnel(proc: SessionProcessor) -> Funnel | None:
-    """The per-minute journey counts ``proc``'s journey tracker feeds, if any."""
+    """The journey counts per window ``proc``'s journey tracker feeds, if any."""
     return next((d.funnel for d in proc.detectors if isinstance(d, JourneyTracker)), None)
 
 
