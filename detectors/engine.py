@@ -30,14 +30,21 @@ import heapq
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from detectors.alerting import Alerting
 from detectors.base import Signal
 from detectors.funnel import Funnel
+from detectors.holdout import Holdout, results
 from detectors.session import SessionProcessor, SessionState
 
 __all__ = ["Engine", "Outputs", "outcome"]
+
+
+def _seconds(iso: str) -> float:
+    """Unix seconds of a CloudEvents time (``...Z``)."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -48,6 +55,9 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     chats: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    #: Holdout records (``detectors.holdout``): exposures of both arms as they happen, and
+    #: each exposed session's result when it ends.
+    experiments: list[dict[str, Any]] = field(default_factory=list)
     #: Sessions whose state a deadline changed (the worker writes them back).
     ticked: set[str] = field(default_factory=set)
 
@@ -92,14 +102,19 @@ class Engine:
     funnel
         Journey counts per window (``detectors.funnel``) the signals are added to, at the
         step each session is in; the journey tracker adds entries to the same one.
+    holdout
+        Randomized holdouts of the interventions (``detectors.holdout``): a chat trigger for
+        a session in a control arm is not sent; its counterfactual exposure is recorded.
     """
 
     def __init__(self, processor: SessionProcessor, alerting: Alerting | None = None,
-                 session_gap: float = 1800.0, funnel: Funnel | None = None) -> None:
+                 session_gap: float = 1800.0, funnel: Funnel | None = None,
+                 holdout: Holdout | None = None) -> None:
         self.processor = processor
         self.alerting = alerting
         self.session_gap = session_gap
         self.funnel = funnel
+        self.holdout = holdout
         self.sessions: dict[str, SessionState] = {}
         self.watermark = -math.inf
         # One heap entry per session at most (plus stale ones popped in passing), so memory is
@@ -199,7 +214,7 @@ class Engine:
             state = self.sessions[sid]
             done = outcome(state, state.last_time + self.session_gap)
             finish(state, done)
-            out.outcomes.append(done)
+            self._ended(state, done, out)
         self.sessions.clear()
         self._scheduled.clear()
         self._due.clear()
@@ -220,7 +235,37 @@ class Engine:
         if self.alerting is not None:
             alerts, chats = self.alerting.on_signals(state, signals)
             out.alerts += alerts
+            if chats and self.holdout is not None:
+                chats = self._hold_out(state, alerts, chats, out)
             out.chats += chats
+
+    def _hold_out(self, state: SessionState, alerts: list[dict[str, Any]],
+                  chats: list[dict[str, Any]], out: Outputs) -> list[dict[str, Any]]:
+        """The chat triggers to send: those of sessions in a treatment arm. Each one, sent or
+        withheld, leaves its exposure record; the alert says which arm the session is in."""
+        assert self.holdout is not None
+        sent = []
+        for chat in chats:
+            data = chat["data"]
+            deliver, record = self.holdout.expose(
+                state, "chat", time=_seconds(chat["time"]), score=data["priority"],
+                reason=data["reason"], id=chat["id"])
+            if record is None:
+                sent.append(chat)
+                continue
+            out.experiments.append(record)
+            if deliver:
+                sent.append(chat)
+            if alerts:
+                alerts[-1]["data"]["intervention"] = {
+                    "type": "chat", "experiment": record["experiment"], "arm": record["arm"],
+                    "withheld": not deliver}
+        return sent
+
+    def _ended(self, state: SessionState, done: dict[str, Any], out: Outputs) -> None:
+        out.outcomes.append(done)
+        if self.holdout is not None:
+            out.experiments += results(state, done["expired_at"])
 
     def _schedule(self, state: SessionState) -> None:
         due = state.due_at  # the processor keeps it (SessionProcessor.next_due)
@@ -268,4 +313,4 @@ class Engine:
                 self._scheduled.pop(sid, None)
                 done = outcome(state, t)
                 self.processor.finish(state, done)
-                out.outcomes.append(done)
+                self._ended(state, done, out)

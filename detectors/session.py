@@ -78,6 +78,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     js_errors: int = 0
     converted: bool = False
     revenue: float = 0.0
+    #: Orders placed in the session.
+    orders: int = 0
     #: Highest offset applied per origin (an input partition, e.g. "ingest-3"). A replayed
     #: message at or below it is skipped, which makes recovery exact when a crash lands between
     #: the state flush and the offset commit, or an upstream agent re-sends after its own crash.
@@ -159,6 +161,7 @@ def _js_error(state: SessionState, e: Any) -> None:
 def _order_completed(state: SessionState, e: Any) -> None:
     state.converted = True
     state.revenue += e.revenue
+    state.orders += 1
 
 
 _FOLD_BY_TYPE: dict[type, Any] = {

@@ -15,16 +15,18 @@ from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
 from detectors.funnel import Funnel
+from detectors.holdout import Experiment, Holdout
 from detectors.incidents import IncidentConfig, IncidentPipeline
 from detectors.journey import JourneyTracker
 from detectors.session import Detector, SessionProcessor
 from models.abandonment import AbandonmentScorer
 from models.churn import ChurnScorer
+from models.experiments import Ledger
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
-__all__ = ["alerting", "churn", "engine", "funnel", "incident_config", "incidents", "processor",
-           "scorer"]
+__all__ = ["alerting", "churn", "engine", "experiments", "funnel", "holdout", "incident_config",
+           "incidents", "ledger", "processor", "scorer"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
@@ -60,7 +62,30 @@ def engine(settings: Settings, proc: SessionProcessor | None = None,
     """One engine (the worker runs one per partition, sharing ``proc`` and ``alert``)."""
     proc = proc or processor(settings, extra)
     return Engine(proc, alert or alerting(settings, proc),
-                  session_gap=settings.session_gap, funnel=funnel(proc))
+                  session_gap=settings.session_gap, funnel=funnel(proc),
+                  holdout=holdout(settings))
+
+
+def experiments(settings: Settings) -> list[Experiment]:
+    """The interventions' holdout experiments (none when the holdout is off)."""
+    if not settings.holdout:
+        return []
+    return [Experiment("chat_offer", "chat", control_share=settings.holdout_control_share,
+                       salt=settings.holdout_salt,
+                       attribution_window=settings.attribution_window,
+                       cost_per_intervention=settings.intervention_costs.get("chat", 0.0))]
+
+
+def holdout(settings: Settings) -> Holdout | None:
+    """Who gets the interventions (``detectors.holdout``), or None: everybody."""
+    found = experiments(settings)
+    return Holdout(found, customer_salt=settings.customer_salt) if found else None
+
+
+def ledger(settings: Settings, keep_history: bool = False) -> Ledger:
+    """Outcomes per arm of the experiments (``models.experiments``)."""
+    return Ledger(experiments(settings), session_gap=settings.session_gap,
+                  keep_history=keep_history)
 
 
 def incident_config(settings: Settings) -> IncidentConfig:

@@ -99,6 +99,23 @@ class Settings(BaseSettings):
     incident_warmup_entries: float = Field(default=100.0, ge=0)
     #: Evidence (CUSUM log-likelihood ratio, nats) that opens an incident.
     incident_open_at: float = Field(default=12.0, gt=0)
+    #: Randomized holdout of proactive chat offers (``detectors.holdout``): a
+    #: ``holdout_control_share`` of units (customers, or anonymous sessions) never get one; a
+    #: counterfactual exposure is recorded for them instead, and ``models.experiments``
+    #: measures the lift. Off: every chat trigger is sent and nothing is measured.
+    holdout: bool = True
+    holdout_control_share: float = Field(default=0.2, gt=0, lt=1)
+    #: Change it to start a new experiment: every unit is drawn again.
+    holdout_salt: str = "frictionwatch"
+    #: Seconds after a unit's first exposure in which its orders count for it.
+    attribution_window: float = Field(default=86_400.0, gt=0)
+    #: What one delivered intervention costs, per intervention (JSON in the environment:
+    #: ``{"chat": 2.5}``), for ROI; unset: ROI is not reported.
+    intervention_costs: dict[str, float] = {}
+    #: Lift intervals (``models.lift``): 1 - coverage at every look, and the number of units
+    #: at which they are tightest.
+    lift_alpha: float = Field(default=0.05, gt=0, lt=1)
+    lift_horizon: float = Field(default=10_000.0, gt=0)
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"

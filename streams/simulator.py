@@ -94,6 +94,8 @@ from typing import IO, Any
 
 import msgspec
 
+from detectors.holdout import Experiment, assign, customer_unit
+
 __all__ = [
     "ABANDON_AFTER",
     "DEFAULT_FRICTION",
@@ -167,6 +169,10 @@ ABANDON_AFTER: dict[str, float] = {
     "coupon_failure": 0.20,
 }
 PATIENCE_AFTER = 0.85
+
+#: Frictions that alert, and so trigger a chat offer, at once (``detectors.alerting``'s
+#: weight 1.0): the ones a chat offer can answer in time.
+CHAT_FRICTION = frozenset({"payment_declined", "form_error_loop", "step_stall", "api_error"})
 
 STEP_NAMES: dict[int, str] = {1: "contact", 2: "shipping", 3: "payment", 4: "review"}
 _STEP_NUMBERS = {name: n for n, name in STEP_NAMES.items()}
@@ -411,6 +417,12 @@ class SimConfig:
     #: Size of the customer base logged-in sessions draw from (returning customers recur).
     customers: int = 20_000
     currency: str = "USD"
+    #: The true effect of a proactive chat offer: the chance that a shopper who would leave
+    #: right after a checkout blocker (``CHAT_FRICTION``) stays because they were offered
+    #: help. Only shoppers in the treatment arm of ``chat_experiment`` (the same hash the
+    #: worker's holdout uses) are offered it, once per session. 0: chat changes nothing.
+    chat_effect: float = 0.0
+    chat_experiment: Experiment = field(default_factory=Experiment)
 
     def __post_init__(self) -> None:
         if not (self.events_per_second > 0 and math.isfinite(self.events_per_second)):
@@ -425,7 +437,8 @@ class SimConfig:
         if unknown:
             raise ValueError(f"unknown friction types {sorted(unknown)}; one of {FRICTION_TYPES}")
         for name, p in {**self.friction, "ga4_share": self.ga4_share,
-                        "support_share": self.support_share}.items():
+                        "support_share": self.support_share,
+                        "chat_effect": self.chat_effect}.items():
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {p}")
         if self.customers < 1:
@@ -525,6 +538,11 @@ class SessionOutcome:
     ticket: bool = False
     finished: bool = False
     partial: bool = False
+    #: Holdout arm of the session's unit once it hit a checkout blocker (eligible for a chat
+    #: offer), else None; ``rescued``: it would have left then and stayed thanks to the offer
+    #: (``SimConfig.chat_effect``). Converted and rescued: the offer made this order.
+    chat_arm: str | None = None
+    rescued: bool = False
 
 
 @dataclass
@@ -655,6 +673,7 @@ class _Session:
         "url", "path", "patience", "flags", "pay_style", "cart", "cart_value", "outcome",
         "registered", "last_step", "last_t", "frictions", "ga4_device",
         "dead_sdk", "gen", "prev_path", "prev_title", "hesitancy", "source", "landing",
+        "chat_offered",
     )
     sid: str
     key: bytes
@@ -712,6 +731,7 @@ class _Session:
         self.outcome = None
         self.prev_path = "/"
         self.prev_title = "Home"
+        self.chat_offered = False
 
 
 class _Behaviour:
@@ -739,6 +759,8 @@ class _Behaviour:
             for i, cat in enumerate(catalog_rng.choice(_CATEGORIES) for _ in range(400))
         ]
         self.seq = 0
+        # A stream of its own, so that with no chat effect the output is what it always was.
+        self.chat_rng = random.Random(f"{config.seed}:chat")
         self.ticket_base = rng.randrange(1_000_000, 9_000_000)
         self.tickets = 0
 
@@ -810,10 +832,27 @@ class _Behaviour:
 
     def leaves(self, s: _Session, friction: str) -> bool:
         """After a friction: maybe leave now; if not, less patient from here on."""
-        if self.rng.random() < ABANDON_AFTER[friction]:
+        leave = self.rng.random() < ABANDON_AFTER[friction]
+        if friction in CHAT_FRICTION and self.chat_offer(s) and leave:
+            assert s.outcome is not None
+            s.outcome.rescued = True
+            leave = False
+        if leave:
             return True
         s.patience *= PATIENCE_AFTER
         return False
+
+    def chat_offer(self, s: _Session) -> bool:
+        """A checkout blocker: the worker offers chat (treatment arm, first time in the
+        session); True if the offer would keep a shopper who is about to leave."""
+        o = s.outcome
+        if s.chat_offered or o is None:
+            return False
+        s.chat_offered = True
+        exp = self.config.chat_experiment
+        unit = customer_unit(s.customer_id) if s.customer_id else "s:" + s.sid
+        o.chat_arm = assign(unit, exp.name, exp.salt, exp.control_share)
+        return o.chat_arm == "treatment" and self.chat_rng.random() < self.config.chat_effect
 
     def goes_on(self, s: _Session, p: float) -> bool:
         return self.rng.random() < p * s.patience
