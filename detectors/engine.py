@@ -78,6 +78,7 @@ def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
         "expired_at": expired_at,
         "converted": state.converted,
         "revenue": round(state.revenue, 2),
+        "orders": state.orders,
         "cart_value": round(state.cart_value, 2),
         "abandoned_step": abandoned,
         "max_checkout_step": state.max_checkout_step,

@@ -18,9 +18,9 @@ worker keeps them in a table and recovers them after a crash.
 >>> led.add({"type": "exposure", "experiment": "chat_offer", "arm": "treatment",
 ...          "unit": "s:a", "unit_kind": "session", "time": 10.0, "delivered": True})
 []
->>> [u.unit for u in led.add({"type": "result", "experiment": "chat_offer", "arm": "treatment", "unit": "s:a",
-...          "unit_kind": "session", "exposed_at": 10.0, "end": 900.0, "converted": True,
-...          "orders": 1, "revenue": 50.0})]
+>>> [u.unit for u in led.add({"type": "result", "experiment": "chat_offer", "arm": "treatment",
+...          "unit": "s:a", "unit_kind": "session", "exposed_at": 10.0, "end": 900.0,
+...          "converted": True, "orders": 1, "revenue": 50.0})]
 ['s:a']
 >>> t = led.totals["chat_offer"]["treatment"]
 >>> t.units, t.conversions, t.revenue, t.delivered

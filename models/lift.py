@@ -171,12 +171,12 @@ def estimate(control: ArmStats, treatment: ArmStats, alpha: float = 0.05,
              and min(n0 - control.conversions, n1 - treatment.conversions) >= min_conversions)
     if not ready:
         point = (p1 - p0) if n0 and n1 else _NAN
-        rel = (p1 / p0 - 1) if n0 and n1 and p0 > 0 else _NAN
-        rpu = (m1 - m0) if n0 and n1 else _NAN
-        inc = Interval(rpu * n1, _NAN, _NAN)
+        rel_point = (p1 / p0 - 1) if n0 and n1 and p0 > 0 else _NAN
+        per_unit = (m1 - m0) if n0 and n1 else _NAN
+        inc = Interval(per_unit * n1, _NAN, _NAN)
         return LiftEstimate("not_enough_data", control, treatment, Interval(point, _NAN, _NAN),
-                            Interval(rel, _NAN, _NAN), Interval(rpu, _NAN, _NAN), inc, cost,
-                            _roi(inc, cost))
+                            Interval(rel_point, _NAN, _NAN), Interval(per_unit, _NAN, _NAN), inc,
+                            cost, _roi(inc, cost))
     w0, w1 = n0 / n, n1 / n
     # The per-unit term of a difference in means under randomization: var1/w1 + var0/w0.
     sd_conv = math.sqrt(p1 * (1 - p1) / w1 + p0 * (1 - p0) / w0)

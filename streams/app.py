@@ -19,16 +19,13 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
 import msgspec
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.streams import _current_event
 from faust.types import EventT
 from kafka.partitioner.default import murmur2
 
@@ -52,11 +49,13 @@ from models.triage import TicketTriage
 from streams import checkpoints, detection
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, decode_reason, encode_dead_letter, make_dead_letter
+from streams.experiments import register_experiments
 from streams.feedback import register_feedback
 from streams.incidents import JourneyStats, register_incidents
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
+from streams.tables import At, del_in_partition, set_in_partition
 from streams.topics import ORIGIN_HEADER, SOURCE_HEADER, topic_name
 
 log = logging.getLogger(__name__)
@@ -120,37 +119,8 @@ def _decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[An
     return evs
 
 
-def _set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:
-    """``table[key] = value`` with ``event`` as Faust's current event.
-
-    Faust picks the changelog (and RocksDB) partition from the current event. In a
-    ``take_events`` batch that is the batch's last message, which may be in another
-    partition than this key; setting it per write keeps state co-partitioned with its input.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        table[key] = value
-    finally:
-        _current_event.reset(token)
-
-
-class _At:
-    """Stands in for Faust's current event when a timer writes a table: Faust reads only the
-    source topic and partition from it, to pick the changelog partition."""
-
-    __slots__ = ("message", "__weakref__")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.message = SimpleNamespace(topic=topic, partition=partition)
-
-
-def _del_in_partition(table: Any, key: bytes, event: Any) -> None:
-    """``del table[key]`` in ``event``'s partition (see ``_set_in_partition``)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        del table[key]
-    finally:
-        _current_event.reset(token)
+#: Device labels kept as they are; any other value counts as "other" (bounded labels).
+_DEVICES = frozenset({"desktop", "mobile", "tablet"})
 
 
 def _outcome_label(o: dict[str, Any]) -> str:
@@ -235,6 +205,7 @@ def create_worker(
             "labels",
             "triage",
             "journey_stats",
+            "experiments",
             "feedback",
             "dead_letters",
         )
@@ -334,7 +305,7 @@ def create_worker(
             touched[key] = (state, event)
         t1 = time.perf_counter()
         for k, (state, event) in touched.items():
-            _set_in_partition(table, k, dump(state), event)
+            set_in_partition(table, k, dump(state), event)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await send_dead(dead)
 
@@ -358,7 +329,10 @@ def create_worker(
                     record = triage.on_ticket(e)
                     if record is not None:
                         await triage_topic.send(key=key, value=msgspec.json.encode(record))
+        was_churned = state is not None and state.churned_at is not None
         state = apply_customer(state, evs, origin)
+        if state.churned_at is not None and not was_churned:
+            metrics.customers_churned.inc()
         if churn is not None:
             doc = churn.update(state)
             if state.churn_risk is not None:
@@ -377,6 +351,7 @@ def create_worker(
     m_signals, m_alerts = metrics.signals, metrics.alerts
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
     m_at_risk, m_abandoned = metrics.revenue_at_risk, metrics.step_abandoned
+    experiments_topic = topics["experiments"]
 
     def engine_for(partition: int) -> Engine:
         eng = engines.get(partition)
@@ -393,15 +368,15 @@ def create_worker(
               touched: dict[str, EventT]) -> None:
         """Write back every session the batch or a deadline changed; delete expired ones."""
         ended = {o["session_id"] for o in out.outcomes}
-        at = _At(web_name, partition)
+        at = At(web_name, partition)
         for sid in touched.keys() | out.ticked | ended:
             key = sid.encode()
             event = touched.get(sid, at)
             state = engine.sessions.get(sid)
             if state is not None:
-                _set_in_partition(sessions, key, encode_state(state), event)
+                set_in_partition(sessions, key, encode_state(state), event)
             elif key in sessions:
-                _del_in_partition(sessions, key, event)
+                del_in_partition(sessions, key, event)
 
     async def publish_outputs(out: Outputs) -> None:
         for sig in out.signals:
@@ -414,16 +389,33 @@ def create_worker(
         for doc in out.chats:
             m_chats.labels(reason=doc["data"]["reason"]).inc()
             await chat_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+        for rec in out.experiments:
+            if rec["type"] == "exposure":
+                metrics.exposures.labels(rec["experiment"], rec["arm"]).inc()
+            await experiments_topic.send(key=rec["unit"].encode(),
+                                         value=msgspec.json.encode(rec))
         for o in out.outcomes:
-            m_outcomes.labels(outcome=_outcome_label(o)).inc()
+            label = _outcome_label(o)
+            m_outcomes.labels(outcome=label).inc()
             if not o["converted"] and o.get("journey"):
                 m_abandoned.labels(o["journey"], o["journey_step"]).inc()
+            kpi_counts(o, label)
             await labels_topic.send(key=o["session_id"].encode(), value=msgspec.json.encode(o))
             # Known customers' sessions reach their customer's state (and churn model).
             summary = session_summary(o)
             if summary is not None:
                 await support_topic.send(key=o["customer_id"].encode(),
                                          value=encode_batch([summary]))
+
+    def kpi_counts(o: dict[str, Any], label: str) -> None:
+        """Per journey and device: sessions by outcome, orders, revenue (the KPIs' inputs)."""
+        journey = o.get("journey") or "none"
+        device = o.get("device")
+        device = device if device in _DEVICES else "other" if device else "unknown"
+        metrics.session_outcomes.labels(journey, device, label).inc()
+        if o["converted"]:
+            metrics.session_orders.labels(journey, device).inc(o.get("orders") or 1)
+            metrics.session_revenue.labels(journey, device).inc(o["revenue"])
 
     @app.agent(web_topic, name="sessions")
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
@@ -498,11 +490,13 @@ def create_worker(
     @app.timer(interval=5.0)
     async def gauge_sessions() -> None:
         metrics.sessions_active.set(len(sessions))
+        metrics.customers_known.set(len(customers))
 
     # Consumer lag of the agents' input topics: the broker's end offsets minus what this
     # worker committed (tables' changelogs, which Faust reads to recover, are left out).
     inputs = {topic_name(k, settings.topic_prefix): k for k in
-              ("ingest", "web_events", "support_events", "journey_stats", "feedback")}
+              ("ingest", "web_events", "support_events", "journey_stats", "experiments",
+               "feedback")}
 
     @app.timer(interval=10.0)
     async def gauge_lag() -> None:
@@ -571,6 +565,8 @@ def create_worker(
         assigned = len(app.consumer.assignment()) if app.consumer else 0
         return self.json({"status": "ok", "app": settings.app_id, "assigned_partitions": assigned})
 
+    if settings.holdout:
+        register_experiments(app, settings, experiments_topic, send_dead, metrics)
     register_collector(app, settings, publish, send_dead, metrics)
     register_feedback(app, topics["feedback"], labels_topic, send_dead, metrics, tally,
                       on_verdict=reweigh if settings.learn_from_feedback else None)

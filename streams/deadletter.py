@@ -13,7 +13,8 @@ __all__ = ["STAGES", "DeadLetter", "decode_dead_letter", "decode_reason", "encod
 
 
 #: Where in the pipeline input can be rejected: a bounded Prometheus label.
-STAGES = ("collector", "normalize", "sessions", "customers", "feedback", "incidents")
+STAGES = ("collector", "normalize", "sessions", "customers", "feedback", "incidents",
+          "experiments")
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -191,6 +191,76 @@ class Metrics:
             "Journey-stats records that arrived after their window was judged (not used).",
             registry=registry,
         )
+        # --- KPIs (recording rules in deploy/prometheus/rules/kpis.yml) ---------------------
+        self.session_outcomes = Counter(
+            "frictionwatch_session_outcomes_total",
+            "Sessions ended, by journey (none: no journey), device and outcome (converted, "
+            "abandoned, browsed).",
+            ["journey", "device", "outcome"],
+            registry=registry,
+        )
+        self.session_orders = Counter(
+            "frictionwatch_session_orders_total",
+            "Orders of the sessions ended, by journey and device.",
+            ["journey", "device"],
+            registry=registry,
+        )
+        self.session_revenue = Counter(
+            "frictionwatch_session_revenue_total",
+            "Revenue of the sessions ended, by journey and device (the shop's currency).",
+            ["journey", "device"],
+            registry=registry,
+        )
+        self.customers_known = Gauge(
+            "frictionwatch_customers_known",
+            "Customers whose state this worker keeps.",
+            registry=registry,
+        )
+        self.customers_churned = Counter(
+            "frictionwatch_customers_churned_total",
+            "Customers who cancelled or did not renew.",
+            registry=registry,
+        )
+        # --- experiments (detectors.holdout, models.experiments) -------------------------
+        # Gauges of the totals the worker keeps in its table (so they survive restarts);
+        # summed over workers they are the experiment's (deploy/prometheus/rules/kpis.yml).
+        self.experiment_units = Gauge(
+            "frictionwatch_experiment_units",
+            "Eligible units whose attribution window closed, by experiment and arm.",
+            ["experiment", "arm"],
+            registry=registry,
+        )
+        self.experiment_conversions = Gauge(
+            "frictionwatch_experiment_conversions",
+            "Of those, units that ordered within their attribution window.",
+            ["experiment", "arm"],
+            registry=registry,
+        )
+        self.experiment_revenue = Gauge(
+            "frictionwatch_experiment_revenue",
+            "Revenue of those units' orders within their window (the shop's currency).",
+            ["experiment", "arm"],
+            registry=registry,
+        )
+        self.experiment_delivered = Gauge(
+            "frictionwatch_experiment_interventions_delivered",
+            "Interventions delivered to those units (0 in a control arm).",
+            ["experiment", "arm"],
+            registry=registry,
+        )
+        self.experiment_pending = Gauge(
+            "frictionwatch_experiment_units_pending",
+            "Exposed units whose attribution window is still open.",
+            ["experiment"],
+            registry=registry,
+        )
+        self.exposures = Counter(
+            "frictionwatch_experiment_exposures_total",
+            "Eligible moments for an intervention, by experiment and arm (control: the "
+            "intervention was withheld).",
+            ["experiment", "arm"],
+            registry=registry,
+        )
         # --- pipeline health ----------------------------------------------------------------
         self.consumer_lag = Gauge(
             "frictionwatch_consumer_lag_messages",

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     #: Lift intervals (``models.lift``): 1 - coverage at every look, and the number of units
     #: at which they are tightest.
     lift_alpha: float = Field(default=0.05, gt=0, lt=1)
-    lift_horizon: float = Field(default=10_000.0, gt=0)
+    lift_horizon: float = Field(default=50_000.0, gt=0)
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)
     log_level: str = "WARNING"

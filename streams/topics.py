@@ -122,6 +122,15 @@ TOPICS: dict[str, TopicSpec] = {
         doc="The journeys' funnels, window by window, from every worker; the incidents agent "
         "adds them up per step and watches them for incidents.",
     ),
+    "experiments": TopicSpec(
+        suffix="experiments",
+        key="unit id: c:<hashed customer id> or s:<session id> (detectors.holdout.unit_of)",
+        schema="JSON object: a holdout record (detectors.holdout): an exposure (arm, delivered "
+        "or withheld, score, reason, time) or an exposed session's result (orders and revenue "
+        "after its exposure)",
+        doc="Both arms of every intervention's randomized holdout; the experiments agent adds "
+        "them up per unit and arm for lift.",
+    ),
     "triage": TopicSpec(
         suffix="triage",
         key="customer_id",

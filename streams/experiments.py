@@ -1,0 +1,148 @@
+"""The experiments agent: both arms of every holdout, added up per unit and arm.
+
+The sessions agent sends each holdout record (``detectors.holdout``) to the experiments topic,
+keyed by unit, so all of a unit's records reach one partition in order. Per input partition a
+``models.experiments.Ledger`` keeps the open units and the arm totals; it is written to the
+experiments table once per batch, with the offset of the last record it holds, so after a
+crash the table's state is restored and the records replayed since are skipped (as the
+sessions agent does with its states' positions): counts are exact across restarts.
+
+The totals are Prometheus gauges summed over this worker's partitions; summed over workers in
+PromQL they are the experiment's, and recording rules turn them into conversion per arm and
+lift with its always-valid interval (``deploy/prometheus/rules/kpis.yml``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+import msgspec
+
+from models.experiments import Ledger
+from streams import detection
+from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.tables import set_in_partition
+
+__all__ = ["EXPERIMENTS_TABLE", "HoldoutRecord", "register_experiments"]
+
+EXPERIMENTS_TABLE = "experiments"
+
+
+class HoldoutRecord(msgspec.Struct, kw_only=True):
+    """The fields of a holdout record the ledger needs (others pass through unchecked)."""
+
+    type: str
+    experiment: str
+    arm: str
+    unit: str
+    unit_kind: str
+    time: float | None = None
+    exposed_at: float | None = None
+    end: float | None = None
+
+
+class _Saved(msgspec.Struct):
+    offset: int
+    ledger: msgspec.Raw
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    rec = msgspec.json.decode(raw, type=HoldoutRecord)  # validates what the ledger reads
+    if rec.type not in ("exposure", "result") or rec.arm not in ("control", "treatment"):
+        raise ValueError(f"not a holdout record: type {rec.type!r}, arm {rec.arm!r}")
+    if (rec.time if rec.type == "exposure" else rec.exposed_at) is None or (
+            rec.type == "result" and rec.end is None):
+        raise ValueError(f"a holdout {rec.type} without its times")
+    out: dict[str, Any] = msgspec.json.decode(raw)
+    return out
+
+
+def register_experiments(app: faust.App, settings: Settings, topic: Any,
+                         send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
+                         metrics: Metrics) -> dict[int, Ledger]:
+    """The experiments agent, its table and gauges; returns the ledgers by partition."""
+    table = app.Table(EXPERIMENTS_TABLE, partitions=settings.partitions, key_type=bytes,
+                      value_type=bytes)
+    ledgers: dict[int, Ledger] = {}
+    offsets: dict[int, int] = {}
+    watermarks: dict[int, float] = {}
+    take = (settings.batch_max_messages, settings.batch_within)
+
+    def ledger_for(partition: int) -> Ledger:
+        led = ledgers.get(partition)
+        if led is None:
+            led = ledgers[partition] = detection.ledger(settings)
+            raw = table.get(b"p%d" % partition)
+            if raw:
+                saved = msgspec.json.decode(raw, type=_Saved)
+                led.restore(saved.ledger)
+                offsets[partition] = saved.offset
+        return led
+
+    @app.agent(topic, name="experiments")
+    async def experiments_agent(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
+            touched: dict[int, Any] = {}
+            dead: list[DeadLetter] = []
+            for event in batch:
+                msg = event.message
+                led = ledger_for(msg.partition)
+                if msg.offset <= offsets.get(msg.partition, -1):
+                    continue  # applied before a crash, replayed since
+                offsets[msg.partition] = msg.offset
+                touched[msg.partition] = event
+                try:
+                    rec = _decode(event.value or b"")
+                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                    dead.append(make_dead_letter(
+                        decode_reason(exc), str(exc), "experiments", event.value or b"",
+                        time.time(), msg.topic, msg.partition, msg.offset))
+                    continue
+                led.add(rec)
+                t = rec["time"] if rec["type"] == "exposure" else rec["end"]
+                watermarks[msg.partition] = max(watermarks.get(msg.partition, 0.0), t)
+            for partition, event in touched.items():
+                led = ledgers[partition]
+                led.close(watermarks.get(partition, 0.0))
+                saved = msgspec.json.encode(_Saved(offsets[partition],
+                                                   msgspec.Raw(led.snapshot())))
+                set_in_partition(table, b"p%d" % partition, saved, event)
+            await send_dead(dead)
+            metrics.messages.labels(topic="experiments").inc(len(batch))
+
+    experiments_topic = topic.get_topic_name()
+    names = [e.name for e in detection.experiments(settings)]
+
+    @app.timer(interval=5.0)
+    async def gauge_experiments() -> None:
+        """The arm totals of the partitions this worker holds now (a revoked partition's
+        ledger is dropped: its new owner restores it from the table)."""
+        assigned = {tp.partition for tp in app.consumer.assignment()
+                    if tp.topic == experiments_topic} if app.consumer else set()
+        for p in list(ledgers):
+            if p not in assigned:
+                del ledgers[p]
+                offsets.pop(p, None)
+        for name in names:
+            pending = 0
+            for arm in ("control", "treatment"):
+                units = conversions = delivered = 0
+                revenue = 0.0
+                for led in ledgers.values():
+                    st = led.totals[name][arm]
+                    units, conversions = units + st.units, conversions + st.conversions
+                    revenue, delivered = revenue + st.revenue, delivered + st.delivered
+                metrics.experiment_units.labels(name, arm).set(units)
+                metrics.experiment_conversions.labels(name, arm).set(conversions)
+                metrics.experiment_revenue.labels(name, arm).set(revenue)
+                metrics.experiment_delivered.labels(name, arm).set(delivered)
+            for led in ledgers.values():
+                pending += sum(1 for u in led.pending.values() if u.experiment == name)
+            metrics.experiment_pending.labels(name).set(pending)
+
+    return ledgers
