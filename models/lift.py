@@ -79,10 +79,11 @@ class ArmStats(msgspec.Struct, kw_only=True):
 
     @property
     def revenue_var(self) -> float:
-        if self.units < 2:
+        """Variance of revenue per unit (the plug-in one, as ``path`` uses)."""
+        if not self.units:
             return math.nan
         m = self.revenue / self.units
-        return max(0.0, (self.revenue_sq - self.units * m * m) / (self.units - 1))
+        return max(0.0, self.revenue_sq / self.units - m * m)
 
 
 def rho_squared(alpha: float, horizon: float) -> float:
@@ -213,10 +214,13 @@ class Path:
     high: np.ndarray
 
 
-def path(treated: np.ndarray, converted: np.ndarray, alpha: float = 0.05,
-         horizon: float = 10_000.0, min_units: int = 100, min_conversions: int = 10) -> Path:
-    """``estimate``'s conversion lift at every look, for units in the order they became
-    final (``treated``, ``converted``: one boolean per unit), computed for all looks at once.
+def path(treated: np.ndarray, values: np.ndarray, converted: np.ndarray | None = None,
+         alpha: float = 0.05, horizon: float = 10_000.0, min_units: int = 100,
+         min_conversions: int = 10) -> Path:
+    """``estimate``'s lift at every look, for units in the order they became final, computed
+    for all looks at once: of the conversion rate when ``values`` are the units' conversions
+    (booleans), of revenue per unit when they are revenues (then ``converted`` says which
+    units converted, for the not-enough-data rule).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -226,19 +230,23 @@ def path(treated: np.ndarray, converted: np.ndarray, alpha: float = 0.05,
     (True, 0.04, True)
     """
     a = np.asarray(treated, dtype=bool)
-    y = np.asarray(converted, dtype=float)
+    y = np.asarray(values, dtype=float)
+    conv = y > 0 if converted is None else np.asarray(converted, dtype=bool)
     t = np.arange(1, len(a) + 1, dtype=float)
     n1 = np.cumsum(a)
     n0 = t - n1
-    c1 = np.cumsum(y * a)
-    c0 = np.cumsum(y * ~a)
+    s1, s0 = np.cumsum(y * a), np.cumsum(y * ~a)
+    q1, q0 = np.cumsum(y * y * a), np.cumsum(y * y * ~a)
+    c1, c0 = np.cumsum(conv & a), np.cumsum(conv & ~a)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p1, p0 = c1 / n1, c0 / n0
-        sd = np.sqrt(p1 * (1 - p1) / (n1 / t) + p0 * (1 - p0) / (n0 / t))
+        m1, m0 = s1 / n1, s0 / n0
+        v1 = np.maximum(q1 / n1 - m1 * m1, 0.0)
+        v0 = np.maximum(q0 / n0 - m0 * m0, 0.0)
+        sd = np.sqrt(v1 / (n1 / t) + v0 / (n0 / t))
         hw = halfwidth(sd, t, alpha, horizon)
     ready = ((np.minimum(n0, n1) >= max(min_units, 2))
              & (np.minimum(c0, c1) >= min_conversions)
              & (np.minimum(n0 - c0, n1 - c1) >= min_conversions))
-    lift = p1 - p0
+    lift = m1 - m0
     hw = np.where(ready, hw, np.nan)
     return Path(t, lift, lift - hw, lift + hw)

@@ -25,7 +25,9 @@ from kafkahelp import (
 from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
+from detectors.holdout import Holdout
 from detectors.session import SessionProcessor, SessionState, decode_state
+from streams import detection
 from streams.adapters import adapt
 from streams.app import SESSIONS_TABLE
 from streams.journeys import load_journeys
@@ -64,8 +66,8 @@ def traffic(seed: int) -> list[dict[str, object]]:
     return out
 
 
-def offline_states(messages: list[dict[str, object]], partitions: int
-                   ) -> dict[str, SessionState]:
+def offline_states(messages: list[dict[str, object]], partitions: int,
+                   holdout: Holdout | None = None) -> dict[str, SessionState]:
     """The uninterrupted run: the worker's core over the same messages, in order, with one
     engine per web-events partition and each advanced to its newest event time at the end,
     as the worker's event-time timer does."""
@@ -79,7 +81,7 @@ def offline_states(messages: list[dict[str, object]], partitions: int
             by_session.setdefault(e.session_id, []).append(e)
         for sid, evs in by_session.items():
             p = (murmur2(sid.encode()) & 0x7FFFFFFF) % partitions
-            engine = engines.setdefault(p, Engine(processor, Alerting()))
+            engine = engines.setdefault(p, Engine(processor, Alerting(), holdout=holdout))
             engine.feed(evs)
     states: dict[str, SessionState] = {}
     for engine in engines.values():
@@ -117,7 +119,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
                                  commit_interval=2.0, store=store, abandonment_model=False)
     ensure_topics(settings, kafka_bootstrap)
     messages = traffic(seed=11)
-    expected = offline_states(messages, settings.partitions)
+    expected = offline_states(messages, settings.partitions, detection.holdout(settings))
     total_events = sum(s.events for s in expected.values())
 
     first = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w1.log").start()

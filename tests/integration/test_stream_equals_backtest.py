@@ -74,6 +74,7 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
         signals = docs("friction_signals")
         alerts = docs("alerts")
         chats = docs("chat_triggers")
+        holdout = docs("experiments")
         metrics = w.metrics_text()
     # Labels stay bounded: no session or customer id reaches Prometheus.
     ids = {s.session_id for s in expected.signals} | {o["customer_id"] for o in
@@ -88,3 +89,8 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
     assert sorted(map(key, signals)) == sorted(map(key, want_signals))
     assert sorted(map(key, alerts)) == sorted(map(key, expected.alerts))
     assert sorted(map(key, chats)) == sorted(map(key, expected.chats))
+    # The holdout: the same exposures of both arms, and no chat offer for a control unit.
+    assert sorted(map(key, holdout)) == sorted(map(key, expected.experiments))
+    withheld = {r["id"] for r in holdout if r["arm"] == "control"}
+    assert withheld and len(withheld) < len(holdout)
+    assert not withheld & {c["id"] for c in chats}
