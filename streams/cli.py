@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import backtest, demo, evaluate, replay, simulate, topics, worker
+from streams.commands import backtest, demo, evaluate, replay, report, simulate, topics, worker
 
 app = typer.Typer(
     name="frictionwatch",
@@ -29,7 +29,7 @@ def _root() -> None:
     pass
 
 
-for module in (worker, simulate, replay, backtest, evaluate, demo, topics):
+for module in (worker, simulate, replay, backtest, evaluate, report, demo, topics):
     module.register(app)
 
 

@@ -1,0 +1,91 @@
+"""``frictionwatch report --out DIR``: the experiment's lift, KPIs, friction and incidents as an
+HTML page with plots, from a file, simulated traffic or a worker's Kafka topics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from kafka.errors import KafkaError
+from rich.console import Console
+
+from streams.commands.common import BrokerOption, fail
+from streams.report import PLOTS, gather_file, gather_kafka, gather_simulated, headline, render
+from streams.settings import load
+from streams.simulator import Incident
+
+
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for index.html and its "
+                                      "PNG plots (created if missing).", file_okay=False)],
+    file: Annotated[Path | None, typer.Argument(help="JSONL of events (as for backtest): run "
+                                                "the detection core over it.",
+                                                exists=True, dir_okay=False)] = None,
+    simulate: Annotated[float | None, typer.Option(help="Instead of a file: this many seconds "
+                                                   "(event time) of simulated traffic.",
+                                                   min=1)] = None,
+    rate: Annotated[float, typer.Option(help="Simulated events per second (--simulate).",
+                                        min=0.1)] = 100,
+    seed: Annotated[int, typer.Option(help="Simulator seed (--simulate).")] = 7,
+    chat_effect: Annotated[float, typer.Option(help="True effect of a chat offer in the "
+                                               "simulation: the share of shoppers about to "
+                                               "leave after a checkout blocker that it keeps "
+                                               "(--simulate).", min=0, max=1)] = 0.3,
+    incident: Annotated[list[str] | None, typer.Option(help="Scheduled incident in the "
+                                                       "simulation, kind@start+duration (as "
+                                                       "for simulate); repeatable.")] = None,
+    control_share: Annotated[float | None, typer.Option(help="Share of units held out "
+                                                        "(default: the settings'). Offline "
+                                                        "only: a worker's arms are fixed.",
+                                                        min=0.01, max=0.99)] = None,
+    broker: BrokerOption = None,
+    from_kafka: Annotated[bool, typer.Option("--from-kafka", help="Read the experiments, "
+                                             "labels and alerts topics of the configured "
+                                             "Kafka (FRICTIONWATCH_BOOTSTRAP_SERVERS); "
+                                             "implied by --broker.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed to read the topics.",
+                                           min=1)] = 120,
+) -> None:
+    """Write an HTML report: the holdout experiment's conversion lift with its always-valid
+    interval (over time, too), the checkout funnel of exposed sessions per arm, KPIs per
+    journey, device and customer (churn, CLV), revenue at risk by friction type, the friction
+    points that lost most money, and journey incidents. Data: a JSONL FILE, --simulate
+    SECONDS of traffic, or a worker's topics (--broker / --from-kafka)."""
+    kafka = from_kafka or broker is not None
+    if (file is not None) + (simulate is not None) + kafka != 1:
+        raise fail("give exactly one source: FILE, --simulate SECONDS, or --broker/--from-kafka")
+    if kafka and control_share is not None:
+        raise fail("--control-share applies offline only: the worker's arms are already drawn")
+    try:
+        scheduled = tuple(Incident.parse(i) for i in incident or ())
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if scheduled and simulate is None:
+        raise fail("--incident needs --simulate")
+    settings = load(bootstrap_servers=broker, holdout_control_share=control_share)
+    console = Console(stderr=True)
+    with console.status("gathering..."):
+        if file is not None:
+            data = gather_file(file, settings)
+        elif simulate is not None:
+            data = gather_simulated(settings, simulate, rate, seed, chat_effect, scheduled)
+        else:
+            if not settings.bootstrap_servers:
+                raise fail("no Kafka to read: pass --broker or set "
+                           "FRICTIONWATCH_BOOTSTRAP_SERVERS")
+            try:
+                data = gather_kafka(settings, settings.bootstrap_servers, timeout=timeout)
+            except (TimeoutError, OSError, KafkaError) as exc:
+                raise fail(f"reading Kafka {settings.bootstrap_servers}: {exc}",
+                           code=1) from None
+    page = render(out, data, settings)
+    echo = Console(soft_wrap=True)
+    echo.print(f"wrote {page} and {len(PLOTS)} plots ({', '.join(PLOTS.values())})",
+               highlight=False)
+    for line in headline(data, settings):
+        echo.print(line, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
