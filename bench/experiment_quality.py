@@ -22,11 +22,10 @@ Three parts:
    when at some look the interval lies above 0. The intervals are ``models.lift.path``,
    which ``models.lift.estimate`` (what the worker and the report show) equals at every look
    (checked at the last).
-3. **End to end.** ``--e2e-minutes`` of simulated traffic with a true chat effect
-   (``--chat-effect``: the chance that a shopper about to leave after a checkout blocker stays
-   because of the offer), control share 0.5, through the core; the estimated conversion
-   lift against the simulator's truth (rescued and then converted, per eligible treated
-   shopper).
+3. **End to end.** Per ``--chat-effect`` (the chance that a shopper about to leave after a
+   checkout blocker stays because of the offer), ``--e2e-minutes`` of simulated traffic,
+   control share 0.5, through the core; the estimated conversion lift against the
+   simulator's truth (rescued and then converted, per eligible treated shopper).
 """
 
 from __future__ import annotations
@@ -127,7 +126,7 @@ def main() -> None:
     ap.add_argument("--experiments", type=int, default=800)
     ap.add_argument("--days", type=float, default=7.0, help="length of each experiment")
     ap.add_argument("--e2e-minutes", type=float, default=60.0)
-    ap.add_argument("--chat-effect", type=float, default=0.3)
+    ap.add_argument("--chat-effect", type=float, nargs="+", default=[0.3, 0.6])
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     settings = load()
@@ -174,24 +173,30 @@ def main() -> None:
           f"(target >= 0.95)")
     print(f"   false positive rate, true lift 0 ({len(null)}): {fpr:.3f} (target <= 0.05)")
     print(f"   +2 pp lift detected within {args.days:g} days: {power:.3f}")
+    firsts = np.array([r["first_above"] for x, r in rows if x == 0.02]) / per_day
+    by_day = ", ".join(f"{d:g} d: {np.mean(firsts <= d):.3f}"
+                       for d in (0.5, 1, 2, 3, args.days) if d <= args.days)
+    print(f"   +2 pp lift detected by day (stopping when the interval clears 0): {by_day}")
 
     if args.e2e_minutes > 0:
         e2e = settings.model_copy(update={"holdout_control_share": 0.5})
-        ledger, sim, secs = core_run(e2e, args.seed + 1, args.rate, args.e2e_minutes,
-                                     args.chat_effect)
-        est = ledger.lift("chat_offer", alpha=e2e.lift_alpha, horizon=e2e.lift_horizon)
-        treated = [o for o in sim.outcomes if o.chat_arm == "treatment"]
-        truth = sum(o.rescued and o.converted for o in treated) / max(len(treated), 1)
-        c = est.conversion
-        print(f"\n3. end to end: {args.e2e_minutes:g} simulated minutes, chat effect "
-              f"{args.chat_effect:g}, control share 0.5 ({secs:.0f} s)")
-        print(f"   units: control {est.control.units:,}, treatment {est.treatment.units:,}; "
-              f"conversion {est.control.conversion_rate:.3f} vs "
-              f"{est.treatment.conversion_rate:.3f}")
-        where = ("no interval yet" if not c.known else
-                 "inside the interval" if c.low <= truth <= c.high else "OUTSIDE the interval")
-        print(f"   estimated lift {c.lift:+.4f} [{c.low:+.4f}, {c.high:+.4f}] ({est.status}); "
-              f"true lift {truth:+.4f}: {where}")
+        print(f"\n3. end to end: {args.e2e_minutes:g} simulated minutes per run at "
+              f"{args.rate:g} events/s, control share 0.5, through the core")
+        print("   | chat effect | units control / treatment | conversion control / treatment "
+              "| estimated lift [interval] | true lift | truth inside |")
+        print("   |---|---|---|---|---|---|")
+        for i, effect in enumerate(args.chat_effect):
+            ledger, sim, secs = core_run(e2e, args.seed + 1 + i, args.rate, args.e2e_minutes,
+                                         effect)
+            est = ledger.lift("chat_offer", alpha=e2e.lift_alpha, horizon=e2e.lift_horizon)
+            treated = [o for o in sim.outcomes if o.chat_arm == "treatment"]
+            truth = sum(o.rescued and o.converted for o in treated) / max(len(treated), 1)
+            c = est.conversion
+            inside = ("no interval yet" if not c.known
+                      else "yes" if c.low <= truth <= c.high else "NO")
+            print(f"   | {effect:g} | {est.control.units:,} / {est.treatment.units:,} "
+                  f"| {est.control.conversion_rate:.3f} / {est.treatment.conversion_rate:.3f} "
+                  f"| {c.lift:+.4f} [{c.low:+.4f}, {c.high:+.4f}] | {truth:+.4f} | {inside} |")
 
 
 if __name__ == "__main__":
