@@ -119,28 +119,8 @@ def experiment(rng: np.random.Generator, n: int, p0: float, lift: float, share: 
             "final_width": float(conv.high[-1] - conv.low[-1])}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rate", type=float, default=200.0, help="simulated events per second")
-    ap.add_argument("--calibrate-minutes", type=float, default=60.0)
-    ap.add_argument("--experiments", type=int, default=800)
-    ap.add_argument("--days", type=float, default=7.0, help="length of each experiment")
-    ap.add_argument("--e2e-minutes", type=float, default=60.0)
-    ap.add_argument("--chat-effect", type=float, nargs="+", default=[0.3, 0.6])
-    ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
-    settings = load()
+def known_lifts(args: argparse.Namespace, cal: Calibration, settings: Settings) -> None:
     share = settings.holdout_control_share
-
-    cal = calibrate(settings, args.seed, args.rate, args.calibrate_minutes)
-    aa = cal.ledger.lift("chat_offer", alpha=settings.lift_alpha, horizon=settings.lift_horizon)
-    print(f"1. calibration: {args.calibrate_minutes:g} simulated minutes at {args.rate:g} "
-          f"events/s ({cal.events:,} events, {cal.seconds:.0f} s through the core)")
-    print(f"   {cal.units_per_hour:,.0f} eligible units per hour, {cal.conversion:.3f} of them "
-          f"order, mean order value {cal.order_values.mean():.2f} (n={cal.order_values.size})")
-    print(f"   A/A (no chat effect): lift {aa.conversion.lift:+.4f} "
-          f"[{aa.conversion.low:+.4f}, {aa.conversion.high:+.4f}], status {aa.status}")
-
     n = int(round(cal.units_per_hour * 24 * args.days))
     rng = np.random.default_rng(args.seed)
     plan = [lift for lift, part in LIFTS for _ in range(int(round(part * args.experiments)))]
@@ -178,25 +158,58 @@ def main() -> None:
                        for d in (0.5, 1, 2, 3, args.days) if d <= args.days)
     print(f"   +2 pp lift detected by day (stopping when the interval clears 0): {by_day}")
 
+
+
+def end_to_end(args: argparse.Namespace, cal: Calibration, settings: Settings) -> None:
+    # Planned as a user would: intervals tightest at the units the run is expected to have.
+    planned = max(cal.units_per_hour * args.e2e_minutes / 60, 200.0)
+    e2e = settings.model_copy(update={"holdout_control_share": 0.5,
+                                      "lift_horizon": planned})
+    print(f"\n3. end to end: {args.e2e_minutes:g} simulated minutes per run at "
+          f"{args.rate:g} events/s, control share 0.5, horizon {planned:,.0f} units, "
+          "through the core")
+    print("   | chat effect | units control / treatment | conversion control / treatment "
+          "| estimated lift [interval] | true lift | truth inside |")
+    print("   |---|---|---|---|---|---|")
+    for i, effect in enumerate(args.chat_effect):
+        ledger, sim, secs = core_run(e2e, args.seed + 1 + i, args.rate, args.e2e_minutes,
+                                     effect)
+        est = ledger.lift("chat_offer", alpha=e2e.lift_alpha, horizon=e2e.lift_horizon)
+        treated = [o for o in sim.outcomes if o.chat_arm == "treatment"]
+        truth = sum(o.rescued and o.converted for o in treated) / max(len(treated), 1)
+        c = est.conversion
+        inside = ("no interval yet" if not c.known
+                  else "yes" if c.low <= truth <= c.high else "NO")
+        print(f"   | {effect:g} | {est.control.units:,} / {est.treatment.units:,} "
+              f"| {est.control.conversion_rate:.3f} / {est.treatment.conversion_rate:.3f} "
+              f"| {c.lift:+.4f} [{c.low:+.4f}, {c.high:+.4f}] | {truth:+.4f} | {inside} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rate", type=float, default=200.0, help="simulated events per second")
+    ap.add_argument("--calibrate-minutes", type=float, default=60.0)
+    ap.add_argument("--experiments", type=int, default=800)
+    ap.add_argument("--days", type=float, default=7.0, help="length of each experiment")
+    ap.add_argument("--e2e-minutes", type=float, default=60.0)
+    ap.add_argument("--chat-effect", type=float, nargs="+", default=[0.3, 0.6])
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    settings = load()
+
+    cal = calibrate(settings, args.seed, args.rate, args.calibrate_minutes)
+    aa = cal.ledger.lift("chat_offer", alpha=settings.lift_alpha, horizon=settings.lift_horizon)
+    print(f"1. calibration: {args.calibrate_minutes:g} simulated minutes at {args.rate:g} "
+          f"events/s ({cal.events:,} events, {cal.seconds:.0f} s through the core)")
+    print(f"   {cal.units_per_hour:,.0f} eligible units per hour, {cal.conversion:.3f} of them "
+          f"order, mean order value {cal.order_values.mean():.2f} (n={cal.order_values.size})")
+    print(f"   A/A (no chat effect): lift {aa.conversion.lift:+.4f} "
+          f"[{aa.conversion.low:+.4f}, {aa.conversion.high:+.4f}], status {aa.status}")
+
+    if args.experiments > 0:
+        known_lifts(args, cal, settings)
     if args.e2e_minutes > 0:
-        e2e = settings.model_copy(update={"holdout_control_share": 0.5})
-        print(f"\n3. end to end: {args.e2e_minutes:g} simulated minutes per run at "
-              f"{args.rate:g} events/s, control share 0.5, through the core")
-        print("   | chat effect | units control / treatment | conversion control / treatment "
-              "| estimated lift [interval] | true lift | truth inside |")
-        print("   |---|---|---|---|---|---|")
-        for i, effect in enumerate(args.chat_effect):
-            ledger, sim, secs = core_run(e2e, args.seed + 1 + i, args.rate, args.e2e_minutes,
-                                         effect)
-            est = ledger.lift("chat_offer", alpha=e2e.lift_alpha, horizon=e2e.lift_horizon)
-            treated = [o for o in sim.outcomes if o.chat_arm == "treatment"]
-            truth = sum(o.rescued and o.converted for o in treated) / max(len(treated), 1)
-            c = est.conversion
-            inside = ("no interval yet" if not c.known
-                      else "yes" if c.low <= truth <= c.high else "NO")
-            print(f"   | {effect:g} | {est.control.units:,} / {est.treatment.units:,} "
-                  f"| {est.control.conversion_rate:.3f} / {est.treatment.conversion_rate:.3f} "
-                  f"| {c.lift:+.4f} [{c.low:+.4f}, {c.high:+.4f}] | {truth:+.4f} | {inside} |")
+        end_to_end(args, cal, settings)
 
 
 if __name__ == "__main__":
