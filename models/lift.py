@@ -15,7 +15,7 @@ the estimate plus or minus
 (Robbins' normal mixture boundary). ``rho`` sets at which ``t`` it is tightest; it is chosen
 for ``horizon`` units (the paper's rule). The difference in means of two randomized arms is
 such a mean: its per-unit term has variance ``var1 / share1 + var0 / share0``. Relative lift
-uses the delta method around the control mean.
+(of conversion and of revenue per unit) uses the delta method around the control mean.
 
 Until both arms have ``min_units`` units and ``min_conversions`` conversions the answer is
 ``not_enough_data``, with point estimates but no interval: the normal approximation behind any
@@ -127,8 +127,9 @@ class LiftEstimate:
     #: Absolute lift in conversion rate (treatment minus control), and relative (ratio - 1).
     conversion: Interval
     relative_conversion: Interval
-    #: Lift in revenue per eligible unit.
+    #: Lift in revenue per eligible unit, absolute and relative.
     revenue_per_unit: Interval
+    relative_revenue_per_unit: Interval
     #: Revenue the treatment arm made because of the intervention (its units times the lift
     #: in revenue per unit), what the interventions cost, and return on that cost.
     incremental_revenue: Interval
@@ -145,6 +146,7 @@ class LiftEstimate:
             "conversion_lift": self.conversion.as_dict(),
             "relative_conversion_lift": self.relative_conversion.as_dict(),
             "revenue_per_unit_lift": self.revenue_per_unit.as_dict(),
+            "relative_revenue_per_unit_lift": self.relative_revenue_per_unit.as_dict(),
             "incremental_revenue": self.incremental_revenue.as_dict(),
             "cost": round(self.cost, 2),
             "roi": self.roi.as_dict() if self.roi is not None else None,
@@ -174,26 +176,37 @@ def estimate(control: ArmStats, treatment: ArmStats, alpha: float = 0.05,
         point = (p1 - p0) if n0 and n1 else _NAN
         rel_point = (p1 / p0 - 1) if n0 and n1 and p0 > 0 else _NAN
         per_unit = (m1 - m0) if n0 and n1 else _NAN
+        rel_per_unit = (m1 / m0 - 1) if n0 and n1 and m0 > 0 else _NAN
         inc = Interval(per_unit * n1, _NAN, _NAN)
         return LiftEstimate("not_enough_data", control, treatment, Interval(point, _NAN, _NAN),
-                            Interval(rel_point, _NAN, _NAN), Interval(per_unit, _NAN, _NAN), inc,
-                            cost, _roi(inc, cost))
+                            Interval(rel_point, _NAN, _NAN), Interval(per_unit, _NAN, _NAN),
+                            Interval(rel_per_unit, _NAN, _NAN), inc, cost, _roi(inc, cost))
     w0, w1 = n0 / n, n1 / n
     # The per-unit term of a difference in means under randomization: var1/w1 + var0/w0.
     sd_conv = math.sqrt(p1 * (1 - p1) / w1 + p0 * (1 - p0) / w0)
     hw = halfwidth(sd_conv, n, alpha, horizon)
     conv = Interval(p1 - p0, p1 - p0 - hw, p1 - p0 + hw)
-    ratio = p1 / p0
-    sd_rel = math.sqrt(p1 * (1 - p1) / w1 + ratio**2 * p0 * (1 - p0) / w0) / p0
-    hw_rel = halfwidth(sd_rel, n, alpha, horizon)
-    rel = Interval(ratio - 1, ratio - 1 - hw_rel, ratio - 1 + hw_rel)
+    rel = _relative(p1, p0, p1 * (1 - p1), p0 * (1 - p0), w1, w0, n, alpha, horizon)
     sd_rev = math.sqrt(treatment.revenue_var / w1 + control.revenue_var / w0)
     hw_rev = halfwidth(sd_rev, n, alpha, horizon)
     rpu = Interval(m1 - m0, m1 - m0 - hw_rev, m1 - m0 + hw_rev)
+    rel_rpu = _relative(m1, m0, treatment.revenue_var, control.revenue_var, w1, w0, n, alpha,
+                        horizon)
     inc = Interval(rpu.lift * n1, rpu.low * n1, rpu.high * n1)
     status: Status = ("positive" if conv.low > 0 else "negative" if conv.high < 0
                       else "no_difference_yet")
-    return LiftEstimate(status, control, treatment, conv, rel, rpu, inc, cost, _roi(inc, cost))
+    return LiftEstimate(status, control, treatment, conv, rel, rpu, rel_rpu, inc, cost,
+                        _roi(inc, cost))
+
+
+def _relative(m1: float, m0: float, v1: float, v0: float, w1: float, w0: float, n: int,
+              alpha: float, horizon: float) -> Interval:
+    """``m1 / m0 - 1`` with its interval, by the delta method around the control mean."""
+    if m0 <= 0:
+        return Interval(_NAN, _NAN, _NAN)
+    ratio = m1 / m0
+    hw = halfwidth(math.sqrt(v1 / w1 + ratio**2 * v0 / w0) / m0, n, alpha, horizon)
+    return Interval(ratio - 1, ratio - 1 - hw, ratio - 1 + hw)
 
 
 def _roi(inc: Interval, cost: float) -> Interval | None:

@@ -22,6 +22,7 @@ import faust
 import msgspec
 
 from models.experiments import Ledger
+from models.lift import ArmStats
 from streams import detection
 from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.metrics import Metrics
@@ -131,16 +132,14 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any,
         for name in names:
             pending = 0
             for arm in ("control", "treatment"):
-                units = conversions = delivered = 0
-                revenue = 0.0
+                st = ArmStats()
                 for led in ledgers.values():
-                    st = led.totals[name][arm]
-                    units, conversions = units + st.units, conversions + st.conversions
-                    revenue, delivered = revenue + st.revenue, delivered + st.delivered
-                metrics.experiment_units.labels(name, arm).set(units)
-                metrics.experiment_conversions.labels(name, arm).set(conversions)
-                metrics.experiment_revenue.labels(name, arm).set(revenue)
-                metrics.experiment_delivered.labels(name, arm).set(delivered)
+                    st.merge(led.totals[name][arm])
+                metrics.experiment_units.labels(name, arm).set(st.units)
+                metrics.experiment_conversions.labels(name, arm).set(st.conversions)
+                metrics.experiment_orders.labels(name, arm).set(st.orders)
+                metrics.experiment_revenue.labels(name, arm).set(st.revenue)
+                metrics.experiment_delivered.labels(name, arm).set(st.delivered)
             for led in ledgers.values():
                 pending += sum(1 for u in led.pending.values() if u.experiment == name)
             metrics.experiment_pending.labels(name).set(pending)

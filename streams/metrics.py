@@ -236,6 +236,12 @@ class Metrics:
             ["experiment", "arm"],
             registry=registry,
         )
+        self.experiment_orders = Gauge(
+            "frictionwatch_experiment_orders",
+            "Orders of those units within their window.",
+            ["experiment", "arm"],
+            registry=registry,
+        )
         self.experiment_revenue = Gauge(
             "frictionwatch_experiment_revenue",
             "Revenue of those units' orders within their window (the shop's currency).",

@@ -450,6 +450,9 @@ def _experiment_html(led: Ledger, name: str, settings: Settings) -> str:
         ("conversions", f"{c.conversions:,}", f"{t.conversions:,}"),
         ("conversion rate", _pct(c.conversion_rate), _pct(t.conversion_rate)),
         ("revenue per unit", _money(c.revenue_per_unit), _money(t.revenue_per_unit)),
+        ("orders", f"{c.orders:,}", f"{t.orders:,}"),
+        ("average order value", _money(c.revenue / c.orders if c.orders else math.nan),
+         _money(t.revenue / t.orders if t.orders else math.nan)),
         ("interventions delivered", f"{c.delivered:,}", f"{t.delivered:,}"),
     ]
     lift = [
@@ -457,6 +460,8 @@ def _experiment_html(led: Ledger, name: str, settings: Settings) -> str:
         ("relative conversion lift",
          _interval(e.relative_conversion, lambda v: _pct(v, sign=True))),
         ("revenue per unit lift", _interval(e.revenue_per_unit, lambda v: _money(v, True))),
+        ("relative revenue per unit lift",
+         _interval(e.relative_revenue_per_unit, lambda v: _pct(v, sign=True))),
         ("incremental revenue", _interval(e.incremental_revenue, lambda v: _money(v, True))),
         ("cost of interventions", _money(e.cost) if known_cost else unknown),
         ("ROI", (_interval(e.roi, lambda v: _pct(v, sign=True)) if e.roi is not None

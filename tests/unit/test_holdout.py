@@ -179,3 +179,27 @@ def test_results_without_an_exposure_count_from_the_result() -> None:
     led = Ledger([Experiment()])
     (unit,) = led.add(_res(5.0, 60.0, 12.5, "s:a", arm="control"))
     assert unit.arm == "control" and unit.first == 5.0 and unit.revenue == 12.5
+
+
+def test_lift_intervals_follow_the_delta_method_and_roi_counts_delivered_offers() -> None:
+    from models.lift import ArmStats, estimate
+
+    c = ArmStats(units=2000, conversions=400, orders=400, revenue=32_000.0,
+                 revenue_sq=400 * 80.0**2)
+    t = ArmStats(units=8000, conversions=2000, orders=2000, revenue=160_000.0,
+                 revenue_sq=2000 * 80.0**2, delivered=9000)
+    e = estimate(c, t, cost_per_intervention=1.0, horizon=10_000)
+    assert e.status == "positive"
+    assert math.isclose(e.conversion.lift, 0.05) and e.conversion.low > 0
+    assert math.isclose(e.relative_conversion.lift, 0.25)
+    assert math.isclose(e.revenue_per_unit.lift, 4.0)
+    assert math.isclose(e.relative_revenue_per_unit.lift, 0.25)
+    # Incremental revenue: the treated units times the lift per unit; ROI on 9,000 offers.
+    assert math.isclose(e.incremental_revenue.lift, 32_000.0)
+    assert e.cost == 9000.0 and e.roi is not None
+    assert math.isclose(e.roi.lift, (32_000.0 - 9000.0) / 9000.0)
+    # Wider for fewer units: the same rates at a tenth of the units.
+    small = estimate(ArmStats(units=200, conversions=40), ArmStats(units=800, conversions=200),
+                     horizon=10_000)
+    assert small.conversion.high - small.conversion.low > \
+        2.5 * (e.conversion.high - e.conversion.low)
