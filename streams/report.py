@@ -39,7 +39,7 @@ from streams import detection
 from streams.backtest import run
 from streams.normalize import normalize
 from streams.settings import Settings
-from streams.topics import TOPICS
+from streams.topics import topic_name
 
 __all__ = ["PLOTS", "ReportData", "gather_file", "gather_kafka", "gather_simulated",
            "headline", "ledger", "render"]
@@ -142,18 +142,13 @@ def _close_windows(eng: Engine, pipeline: Any, found: list[dict[str, Any]]) -> N
         eng.funnel.close(eng.watermark)
 
 
-def _topic(logical: str, prefix: str) -> str:
-    spec = TOPICS.get(logical)
-    return prefix + (spec.suffix if spec is not None else logical)
-
-
 def gather_kafka(settings: Settings, bootstrap: str, timeout: float = 120.0) -> ReportData:
     """What the worker wrote to the experiments, labels and alerts topics, from the beginning
     to the end offsets at the start. Missing topics read as empty; duplicates (a record sent
     again after a crash) are counted once."""
     from kafka import KafkaConsumer, TopicPartition
 
-    names = {t: _topic(t, settings.topic_prefix) for t in ("experiments", "labels", "alerts")}
+    names = {t: topic_name(t, settings.topic_prefix) for t in ("experiments", "labels", "alerts")}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", client_id=f"{settings.app_id}-report",
                              **settings.kafka_client_kwargs())
