@@ -49,6 +49,7 @@ from detectors import events as ev
 from detectors.base import BaseDetector, Signal
 from models import checkpoint
 from models.explain import pushes
+from models.finite import usable
 from models.progressive import live_quality
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
     record
         Keep every (probability, abandoned) pair in ``history`` (benches, tests).
 
+    A checkout whose features are not all finite and of a sane magnitude
+    (``models.finite.usable``: e.g. a step of ``1e308``) is not scored and never learned;
+    ``rejected`` counts those (and any score that came out outside [0, 1]).
+
     Memory: ``state.detector_state["abandonment"]``, ``[[features, probability, time], ...]``.
     """
 
@@ -203,6 +208,8 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
         # by event time, released as checkout events and deadlines pass it).
         self.held: list[tuple[float, int, dict[str, float], float]] = []
         self._seq = 0
+        #: Examples refused (not scored or not learned): see the class docstring.
+        self.rejected = 0
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         held = self.held
@@ -215,7 +222,13 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
                 heapq.heappush(held, (event.time + self.label_after_s, self._seq, x, p))
             return ()
         x = checkout_features(state, event)
+        if not usable(x):
+            self.rejected += 1
+            return ()
         p = float(self.model.predict_proba_one(x).get(True, 0.5))
+        if not 0.0 <= p <= 1.0:  # NaN: the model must never learn or publish it
+            self.rejected += 1
+            return ()
         state.abandon_probability = round(p, 4)
         memory = state.detector_state.setdefault("abandonment", [])
         memory.append([x, p, event.time])
@@ -268,6 +281,10 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
             self._teach(x, p, abandoned)
 
     def _teach(self, x: dict[str, float], p: float, abandoned: bool) -> None:
+        # Snapshots come back from stored session state: checked again before learning.
+        if not (usable(x) and isinstance(p, int | float) and 0.0 <= p <= 1.0):
+            self.rejected += 1
+            return
         self.recent.append((p, abandoned))
         if self.record:
             self.history.append((p, abandoned))

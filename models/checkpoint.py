@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import river
 
+from models.finite import finite
+
 __all__ = ["CheckpointError", "Learned", "dump_fields", "dumps", "load_fields", "loads"]
 
 _MAGIC = b"FWCK1"
@@ -63,7 +65,12 @@ def dump_fields(obj: Any, names: Sequence[str]) -> bytes:
 
 def load_fields(obj: Any, data: bytes, names: Sequence[str]) -> None:
     """Set ``obj``'s attributes back from ``dump_fields``; all or none (checked first)."""
-    saved = loads(data)
+    _set_fields(obj, loads(data), names)
+
+
+def _set_fields(obj: Any, saved: Any, names: Sequence[str]) -> None:
+    if not isinstance(saved, dict):
+        raise CheckpointError("not a checkpoint of fields")
     missing = [name for name in names if name not in saved]
     if missing:
         raise CheckpointError(f"checkpoint without {missing}")
@@ -73,14 +80,37 @@ def load_fields(obj: Any, data: bytes, names: Sequence[str]) -> None:
 
 class Learned:
     """``checkpoint`` and ``restore`` for an online model whose learned state is the
-    attributes named in ``LEARNED`` (what it learned, not its settings)."""
+    attributes named in ``LEARNED`` (what it learned, not its settings). The attributes named
+    in ``FINITE`` (the River model's weights and statistics) must hold only finite numbers:
+    a model with a NaN or infinite one is never checkpointed (the last good checkpoint stays)
+    nor restored (it starts fresh), since it would score NaN from then on.
+
+    >>> from models.abandonment import AbandonmentScorer
+    >>> m = AbandonmentScorer()
+    >>> m.model["StandardScaler"].means["x"] = float("nan")
+    >>> m.checkpoint()
+    Traceback (most recent call last):
+      ...
+    models.checkpoint.CheckpointError: model holds a non-finite number: not checkpointed
+    """
 
     LEARNED: ClassVar[tuple[str, ...]] = ()
+    FINITE: ClassVar[tuple[str, ...]] = ("model",)
 
     def checkpoint(self) -> bytes:
         """What it has learned, for ``restore`` after a restart."""
+        self._check_finite(self, "not checkpointed")
         return dump_fields(self, self.LEARNED)
 
     def restore(self, data: bytes) -> None:
-        """Take back a ``checkpoint`` (``CheckpointError`` if unusable)."""
-        load_fields(self, data, self.LEARNED)
+        """Take back a ``checkpoint`` (``CheckpointError`` if unusable: then unchanged)."""
+        saved = loads(data)
+        if isinstance(saved, dict):
+            self._check_finite(saved, "not restored")
+        _set_fields(self, saved, self.LEARNED)
+
+    def _check_finite(self, obj: Any, what: str) -> None:
+        get = obj.get if isinstance(obj, dict) else lambda name: getattr(obj, name, None)
+        for name in self.FINITE:
+            if not finite(get(name)):
+                raise CheckpointError(f"{name} holds a non-finite number: {what}")

@@ -60,6 +60,7 @@ from detectors.customer import (
 )
 from models import checkpoint
 from models.explain import pushes
+from models.finite import usable
 from models.progressive import live_quality
 
 __all__ = ["ChurnScorer", "churn_features", "churn_model", "describe"]
@@ -210,6 +211,10 @@ class ChurnScorer(checkpoint.Learned):
     record
         Keep every (probability, churned, time predicted) in ``history`` (benches, tests).
 
+    A customer whose features cannot be computed or are not all finite and of a sane
+    magnitude (``models.finite.usable``: e.g. revenue summed to inf) is not scored (their
+    risk is None) and nothing of it is learned; ``rejected`` counts those.
+
     Memory: ``state.model_state["churn"]``, ``[[features, probability, time], ...]``.
     """
 
@@ -240,6 +245,8 @@ class ChurnScorer(checkpoint.Learned):
         self.watermark = -math.inf
         self.record = record
         self.history: list[tuple[float, bool, float]] = []
+        #: Updates not scored and snapshots not learned: see the class docstring.
+        self.rejected = 0
 
     def update(self, state: CustomerState, now: float | None = None) -> dict[str, Any] | None:
         """Label what can be labelled, score the customer at ``now`` (default: their latest
@@ -265,8 +272,16 @@ class ChurnScorer(checkpoint.Learned):
         while memory and now - memory[0][2] > self.window_s:
             x, p, t = memory.pop(0)
             self._learn(x, p, t, False)
-        x = churn_features(state, now)
-        p = float(self.model.predict_proba_one(x).get(True, 0.5))
+        try:
+            x = churn_features(state, now)
+        except (ValueError, TypeError, OverflowError):  # e.g. log1p of a negative amount
+            x = None
+        p = float(self.model.predict_proba_one(x).get(True, 0.5)) if x and usable(x) \
+            else math.nan
+        if not 0.0 <= p <= 1.0:  # unusable features, or NaN from the model: no score
+            self.rejected += 1
+            state.churn_risk = None
+            return None
         state.churn_risk = round(p, 4)
         if not memory or now - memory[-1][2] >= self.snapshot_every_s:
             memory.append([x, p, now])
@@ -324,6 +339,10 @@ class ChurnScorer(checkpoint.Learned):
         return words[:self.top]
 
     def _learn(self, x: dict[str, float], p: float, t: float, churned: bool) -> None:
+        # Snapshots come back from stored customer state: checked again before learning.
+        if not (usable(x) and isinstance(p, int | float) and 0.0 <= p <= 1.0):
+            self.rejected += 1
+            return
         self.recent.append((p, churned))
         if self.record:
             self.history.append((p, churned, t))

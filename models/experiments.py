@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from detectors.holdout import ARMS, Experiment
+from models.finite import finite_amount
 from models.lift import ArmStats, LiftEstimate, estimate
 
 __all__ = ["Ledger", "Unit"]
@@ -62,6 +63,17 @@ class _State(msgspec.Struct):
     history: dict[str, list[tuple[float, int, int, float, int, int, float]]]
 
 
+def _check(record: Mapping[str, Any]) -> None:
+    """``ValueError`` unless the record's numbers are finite and within bounds."""
+    for name in ("time", "exposed_at", "end", "revenue", "orders"):
+        value = record.get(name)
+        if value is None and (name not in record or name not in ("revenue", "orders")):
+            continue  # absent, or an optional time (null: the encoder's word for inf)
+        if isinstance(value, bool) or not finite_amount(value):
+            raise ValueError(f"holdout record: {name} {value!r} is not a finite amount "
+                             f"within bounds")
+
+
 class Ledger:
     """Units and arm totals of the experiments; pure, fed with holdout records."""
 
@@ -76,7 +88,11 @@ class Ledger:
         self.history: dict[str, list[tuple[float, int, int, float, int, int, float]]] = {}
 
     def add(self, record: Mapping[str, Any]) -> list[Unit]:
-        """Take one holdout record; the units it made final."""
+        """Take one holdout record; the units it made final. ``ValueError`` (and nothing
+        changed) for a record whose times, orders or revenue are not finite numbers within
+        ``models.finite.MAX_AMOUNT``: summed, they would make totals that read inf, and a
+        stored ledger that cannot be read back."""
+        _check(record)
         name = record["experiment"]
         exp = self.experiments.get(name)
         if exp is None:
@@ -101,9 +117,12 @@ class Ledger:
                                             unit=record["unit"], kind=record["unit_kind"],
                                             first=float(record["exposed_at"]))
         if float(record["exposed_at"]) <= unit.first + exp.attribution_window:
+            revenue = unit.revenue + float(record.get("revenue", 0.0))
+            if not finite_amount(revenue):
+                raise ValueError(f"unit {unit.unit}: revenue would reach {revenue!r}")
             unit.sessions += 1
             unit.orders += int(record.get("orders", 0))
-            unit.revenue += float(record.get("revenue", 0.0))
+            unit.revenue = revenue
             unit.converted = unit.converted or bool(record.get("converted"))
         if unit.kind == "session":  # nothing else can belong to it
             return [self._finalize(key, float(record["end"]))]

@@ -39,6 +39,8 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from models.finite import finite_amount
+
 __all__ = ["ArmStats", "Interval", "LiftEstimate", "Path", "estimate", "halfwidth", "path",
            "rho_squared"]
 
@@ -58,6 +60,10 @@ class ArmStats(msgspec.Struct, kw_only=True):
     delivered: int = 0
 
     def add(self, converted: bool, revenue: float, orders: int = 0, delivered: int = 0) -> None:
+        """One more unit. ``ValueError`` (nothing added) for a revenue that is not a finite
+        amount within ``models.finite.MAX_AMOUNT``: its square would overflow the variance."""
+        if not finite_amount(revenue):
+            raise ValueError(f"revenue {revenue!r} is not a finite amount within bounds")
         self.units += 1
         self.conversions += int(converted)
         self.orders += orders

@@ -106,9 +106,20 @@ LIVE_METRICS = ("roc_auc", "log_loss", "accuracy")
 def live_quality(recent: Collection[tuple[float, bool]]) -> dict[str, float]:
     """ROC AUC, log loss and accuracy (at 0.5) of a live model's latest ``(probability,
     label)`` pairs, each scored before it was learned; NaN where undefined (no label yet, or
-    one class only for the AUC)."""
-    if not recent:
+    one class only for the AUC). Never raises: a probability that is not a number in [0, 1]
+    is left out (scikit-learn raises on NaN, and a gauge timer must not), and any figure
+    that comes out non-finite is NaN.
+
+    >>> q = live_quality([(0.9, True), (float("nan"), False), (0.2, False)])
+    >>> q["accuracy"], q["roc_auc"]
+    (1.0, 1.0)
+    """
+    pairs = [(p, y) for p, y in recent if isinstance(p, int | float) and 0.0 <= p <= 1.0]
+    if not pairs:
         return dict.fromkeys(LIVE_METRICS, math.nan)
-    report = binary_report(Progressive(y_true=[y for _, y in recent],
-                                       scores=[p for p, _ in recent]))
-    return {k: report[k] for k in LIVE_METRICS}
+    try:
+        report = binary_report(Progressive(y_true=[y for _, y in pairs],
+                                           scores=[p for p, _ in pairs]))
+    except (ValueError, TypeError, ArithmeticError):
+        return dict.fromkeys(LIVE_METRICS, math.nan)
+    return {k: report[k] if math.isfinite(report[k]) else math.nan for k in LIVE_METRICS}

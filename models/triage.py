@@ -55,6 +55,14 @@ def triage_model(alpha: float = 0.1) -> Any:
             | naive_bayes.MultinomialNB(alpha=alpha))
 
 
+def _confidence(proba: Mapping[str, float], category: str | None) -> float | None:
+    """The predicted category's probability; None when there is none or it is not finite."""
+    if not category:
+        return None
+    p = float(proba[category])
+    return round(p, 4) if math.isfinite(p) else None
+
+
 class TicketTriage(checkpoint.Learned):
     """Triage of live tickets: predicts a new ticket's category (and the queue it routes to)
     from its subject and text, and learns from the category an agent finally sets.
@@ -102,7 +110,7 @@ class TicketTriage(checkpoint.Learned):
             record = {"type": "ticket_triage", "ticket_id": ticket.ticket_id,
                       "customer_id": ticket.customer_id, "time": ticket.time,
                       "category": category,
-                      "confidence": round(float(proba[category]), 4) if category else None,
+                      "confidence": _confidence(proba, category),
                       "queue": self.queues.get(category or "", self.default_queue)}
             known = (text, category)
         if known is not None:
