@@ -17,6 +17,7 @@ changelog flush and the offset commit are skipped instead of applied twice.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,9 +49,10 @@ from models.feedback import FeedbackTally
 from models.triage import TicketTriage
 from streams import checkpoints, detection
 from streams.collector import register_collector
-from streams.deadletter import DeadLetter, decode_reason, encode_dead_letter, make_dead_letter
+from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.experiments import register_experiments
 from streams.feedback import register_feedback
+from streams.guard import Guard, excerpt, inc_finite, set_finite
 from streams.incidents import JourneyStats, register_incidents
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
@@ -103,8 +105,13 @@ def _origin(msg: Any, own: str) -> tuple[str, int]:
 
 def _dead_letter(event: EventT, reason: Any, detail: str, stage: str) -> DeadLetter:
     msg = event.message
-    return make_dead_letter(reason, detail, stage, event.value or b"", time.time(), msg.topic,
-                            msg.partition, msg.offset)
+    # An excerpt, not the whole message: a dead letter must never be too large to send.
+    return make_dead_letter(reason, detail, stage, excerpt(event.value), time.time(),
+                            msg.topic, msg.partition, msg.offset)
+
+
+def _failed(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[Any] | None:
@@ -115,6 +122,9 @@ def _decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[An
             raise ValueError("message without a key or events")
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
         dead.append(_dead_letter(event, decode_reason(exc), str(exc), stage))
+        return None
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError: the message, not the agent
+        dead.append(_dead_letter(event, "processing_error", _failed(exc), stage))
         return None
     return evs
 
@@ -157,6 +167,7 @@ def create_worker(
     processor = processor or detection.processor(settings)
     alerting = detection.alerting(settings, processor)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    max_request = max(settings.max_payload_bytes * 2, 1_048_576)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()],
@@ -173,7 +184,7 @@ def create_worker(
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 5),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        producer_max_request_size=max(settings.max_payload_bytes * 2, 1_048_576),
+        producer_max_request_size=max_request,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         # Our own JSON is encoded by msgspec; Faust only moves bytes.
@@ -219,8 +230,15 @@ def create_worker(
     alert_topic, chat_topic = topics["alerts"], topics["chat_triggers"]
     labels_topic = topics["labels"]
     take = (settings.batch_max_messages, settings.batch_within)
+    # Every send and table write is measured against the producer's limit first, and every
+    # timer's errors are counted and logged (streams.guard): nothing ends the worker.
+    guard = Guard(max_request, dead_topic, metrics.dead_letters, metrics.timer_errors)
+    send, send_dead, timer = guard.send, guard.dead, guard.timer
 
-    m_dead = metrics.dead_letters
+    def bug(stage: str) -> None:
+        """Log the exception being handled (with its traceback, rate limited): a bug to fix."""
+        guard.errors.exception(f"agent:{stage}", "%s: a message failed; dead-lettered", stage)
+
     m_events = metrics.events
     m_msgs = {k: metrics.messages.labels(topic=k) for k in topics}
     m_batch = {k: metrics.batch_seconds.labels(agent=k) for k in ("normalize", "sessions",
@@ -233,21 +251,17 @@ def create_worker(
         for event in batch:
             observe(max(0.0, now - event.message.timestamp))
 
-    async def publish(out: Normalized, origin: bytes | None = None) -> None:
+    async def publish(out: Normalized, origin: bytes | None = None, at: Any = None,
+                      stage: str = "collector") -> None:
         """Send normalized events on by key, and dead letters with their reason."""
         headers = [(ORIGIN_HEADER, origin)] if origin else None
-        for sid, evs in out.web.items():
-            await web_topic.send(key=sid.encode(), value=encode_batch(evs), headers=headers)
-        for cid, evs in out.support.items():
-            await support_topic.send(key=cid.encode(), value=encode_batch(evs), headers=headers)
+        for topic, groups in ((web_topic, out.web), (support_topic, out.support)):
+            for key, evs in groups.items():
+                await send(topic, key.encode(), encode_batch(evs), headers=headers,
+                           stage=stage, what="canonical events", at=at)
         await send_dead(out.dead)
         for (fmt, etype), n in out.counts.items():
             m_events.labels(source=fmt, type=etype).inc(n)
-
-    async def send_dead(dead: Sequence[DeadLetter]) -> None:
-        for d in dead:
-            m_dead.labels(reason=d.reason, stage=d.stage).inc()
-            await dead_topic.send(key=None, value=encode_dead_letter(d))
 
     @app.agent(topics["ingest"], name="normalize")
     async def normalize_agent(stream: faust.StreamT[bytes]) -> None:
@@ -256,19 +270,27 @@ def create_worker(
             now = time.time()
             for event in batch:
                 msg = event.message
-                # One output message per input message and key, tagged with its origin, so the
-                # session agent can tell a re-send after a crash from new events.
-                out = normalize(
-                    event.value,
-                    _header(msg.headers, SOURCE_HEADER),
-                    max_bytes=settings.max_payload_bytes,
-                    max_events=settings.max_events_per_message,
-                    now=now,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                )
-                await publish(out, b"i%d:%d" % (msg.partition, msg.offset))
+                # Whatever this message does (RecursionError from JSON nested 1,000 deep, a
+                # bug in an adapter), it becomes a dead letter and the batch goes on.
+                try:
+                    # One output message per input message and key, tagged with its origin,
+                    # so the session agent can tell a re-send after a crash from new events.
+                    out = normalize(
+                        event.value,
+                        _header(msg.headers, SOURCE_HEADER),
+                        max_bytes=settings.max_payload_bytes,
+                        max_events=settings.max_events_per_message,
+                        now=now,
+                        topic=msg.topic,
+                        partition=msg.partition,
+                        offset=msg.offset,
+                    )
+                    await publish(out, b"i%d:%d" % (msg.partition, msg.offset), event,
+                                  "normalize")
+                except Exception as exc:  # noqa: BLE001 - one message, not the batch
+                    bug("normalize")
+                    await send_dead([_dead_letter(event, "processing_error", _failed(exc),
+                                                  "normalize")])
             observe_latency("normalize", batch)
             m_msgs["ingest"].inc(len(batch))
             m_batch["normalize"].observe(time.perf_counter() - t0)
@@ -291,23 +313,59 @@ def create_worker(
             if evs is None:
                 continue
             key = cast(bytes, msg.key)  # _decode_events refused messages without one
-            prev = touched.get(key)
-            if prev is None:
-                raw = table.get(key)
-                state = load(raw) if raw else None
-            else:
-                state = prev[0]
             try:
+                prev = touched.get(key)
+                state = prev[0] if prev is not None else stored(table, key, load, stage,
+                                                                event, dead)
                 state = await apply(key, state, evs, msg)
             except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                dead.append(_dead_letter(event, "processing_error", repr(exc), stage))
+                bug(stage)
+                dead.append(_dead_letter(event, "processing_error", _failed(exc), stage))
                 continue
             touched[key] = (state, event)
         t1 = time.perf_counter()
         for k, (state, event) in touched.items():
-            set_in_partition(table, k, dump(state), event)
+            write(table, k, state, dump, stage, event, dead)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await send_dead(dead)
+
+    def stored(table: Any, key: bytes, load: Callable[[bytes], Any], stage: str, at: Any,
+               dead: list[DeadLetter]) -> Any:
+        """The state stored under ``key``, or None: none stored, or unreadable (a value
+        poisoned before it could be refused, e.g. ``null`` where a float belongs). An
+        unreadable one is dead-lettered and the key starts fresh, instead of failing every
+        later message of that key, restarts included."""
+        raw = table.get(key)
+        if not raw:
+            return None
+        try:
+            return load(raw)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, start fresh
+            dead.append(guard.letter("processing_error", f"stored {stage} state unreadable, "
+                                     f"the key starts fresh: {_failed(exc)}", stage, raw, at))
+            return None
+
+    def write(table: Any, key: bytes, state: Any, dump: Callable[[Any], bytes], stage: str,
+              at: Any, dead: list[DeadLetter]) -> bool:
+        """Write ``state`` to ``table``, unless it cannot be encoded or is too large for its
+        changelog record (Faust's producer buffer would end the app): then the key is
+        deleted, starts fresh, and a dead letter says why. False: not written."""
+        try:
+            value = dump(state)
+        except Exception as exc:  # noqa: BLE001 - a state we cannot write: start fresh
+            value, detail = b"", f"{stage} state not encodable: {_failed(exc)}"
+            reason = "processing_error"
+        else:
+            if guard.fits(key, value):
+                set_in_partition(table, key, value, at)
+                return True
+            detail = (f"{stage} state of {len(value)} bytes is over the producer's limit "
+                      f"{guard.limit}: the key starts fresh")
+            reason = "too_large"
+        dead.append(guard.letter(reason, detail, stage, value, at))
+        if key in table:
+            del_in_partition(table, key, at)
+        return False
 
     triage = TicketTriage(queues=settings.triage_queues,
                           default_queue=settings.triage_default_queue) \
@@ -328,19 +386,20 @@ def create_worker(
                 if type(e) is Ticket:
                     record = triage.on_ticket(e)
                     if record is not None:
-                        await triage_topic.send(key=key, value=msgspec.json.encode(record))
+                        await send(triage_topic, key, msgspec.json.encode(record),
+                                   stage="customers", what="triage record", at=msg)
         was_churned = state is not None and state.churned_at is not None
         state = apply_customer(state, evs, origin)
         if state.churned_at is not None and not was_churned:
             metrics.customers_churned.inc()
         if churn is not None:
             doc = churn.update(state)
-            if state.churn_risk is not None:
+            if state.churn_risk is not None and math.isfinite(state.churn_risk):
                 m_churn_risk.observe(state.churn_risk)
             if doc is not None:
                 m_churn_alerts.inc()
-                await alert_topic.send(key=doc["subject"].encode(),
-                                       value=msgspec.json.encode(doc))
+                await send(alert_topic, doc["subject"].encode(), msgspec.json.encode(doc),
+                           stage="customers", what="churn alert", at=msg)
         return state
 
     web_name = topic_name("web_events", settings.topic_prefix)
@@ -365,8 +424,11 @@ def create_worker(
         return (murmur2(key) & 0x7FFFFFFF) % (n or settings.partitions)
 
     def store(engine: Engine, partition: int, out: Outputs,
-              touched: dict[str, EventT]) -> None:
-        """Write back every session the batch or a deadline changed; delete expired ones."""
+              touched: dict[str, EventT]) -> list[DeadLetter]:
+        """Write back every session the batch or a deadline changed; delete expired ones.
+        A session whose state cannot be written (too large for its changelog record) is
+        dropped and starts fresh; its dead letters are returned."""
+        dead: list[DeadLetter] = []
         ended = {o["session_id"] for o in out.outcomes}
         at = At(web_name, partition)
         for sid in touched.keys() | out.ticked | ended:
@@ -374,48 +436,72 @@ def create_worker(
             event = touched.get(sid, at)
             state = engine.sessions.get(sid)
             if state is not None:
-                set_in_partition(sessions, key, encode_state(state), event)
+                if not write(sessions, key, state, encode_state, "sessions", event, dead):
+                    # Its stale deadline and expiry entries are skipped when they come up.
+                    del engine.sessions[sid]
             elif key in sessions:
                 del_in_partition(sessions, key, event)
+        return dead
 
-    async def publish_outputs(out: Outputs) -> None:
+    async def publish_outputs(out: Outputs, at: Any = None) -> None:
+        """Send what the detectors produced; each record on its own, so one that cannot be
+        encoded or sent becomes a dead letter and the others still go."""
         for sig in out.signals:
             m_signals.labels(type=sig.type).inc()
-            await signal_topic.send(key=sig.session_id.encode(), value=msgspec.json.encode(sig))
+            await emit(signal_topic, sig.session_id, sig, "friction signal", at)
         for doc in out.alerts:
             m_alerts.labels(reason=doc["data"]["reason"]).inc()
-            m_at_risk.labels(reason=doc["data"]["reason"]).inc(doc["data"]["revenue_at_risk"])
-            await alert_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+            inc_finite(m_at_risk.labels(reason=doc["data"]["reason"]),
+                       doc["data"]["revenue_at_risk"])
+            await emit(alert_topic, doc["subject"], doc, "alert", at)
         for doc in out.chats:
             m_chats.labels(reason=doc["data"]["reason"]).inc()
-            await chat_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+            await emit(chat_topic, doc["subject"], doc, "chat trigger", at)
         for rec in out.experiments:
             if rec["type"] == "exposure":
                 metrics.exposures.labels(rec["experiment"], rec["arm"]).inc()
-            await experiments_topic.send(key=rec["unit"].encode(),
-                                         value=msgspec.json.encode(rec))
+            await emit(experiments_topic, rec["unit"], rec, "holdout record", at)
         for o in out.outcomes:
             label = _outcome_label(o)
             m_outcomes.labels(outcome=label).inc()
             if not o["converted"] and o.get("journey"):
                 m_abandoned.labels(o["journey"], o["journey_step"]).inc()
             kpi_counts(o, label)
-            await labels_topic.send(key=o["session_id"].encode(), value=msgspec.json.encode(o))
+            await emit(labels_topic, o["session_id"], o, "session outcome", at)
             # Known customers' sessions reach their customer's state (and churn model).
-            summary = session_summary(o)
+            try:
+                summary = session_summary(o)
+            except Exception as exc:  # noqa: BLE001 - the outcome went; this one is lost
+                bug("sessions")
+                await send_dead([guard.letter("processing_error", _failed(exc), "sessions",
+                                              msgspec.json.encode(o), at)])
+                continue
             if summary is not None:
-                await support_topic.send(key=o["customer_id"].encode(),
-                                         value=encode_batch([summary]))
+                await emit(support_topic, o["customer_id"], [summary], "session summary", at)
+
+    async def emit(topic: Any, key: str, record: Any, what: str, at: Any) -> None:
+        """Encode and send one output record; a failure is a dead letter, not an exception."""
+        try:
+            value = (encode_batch(record) if isinstance(record, list)
+                     else msgspec.json.encode(record))
+        except Exception as exc:  # noqa: BLE001 - one record, not the batch
+            bug("sessions")
+            await send_dead([guard.letter("processing_error", f"{what} not encodable: "
+                                          f"{_failed(exc)}", "sessions", repr(record)[:4096]
+                                          .encode(), at)])
+            return
+        await send(topic, key.encode(), value, stage="sessions", what=what, at=at)
 
     def kpi_counts(o: dict[str, Any], label: str) -> None:
-        """Per journey and device: sessions by outcome, orders, revenue (the KPIs' inputs)."""
+        """Per journey and device: sessions by outcome, orders, revenue (the KPIs' inputs).
+        Only finite amounts are counted: a counter that took +Inf reads +Inf for good."""
         journey = o.get("journey") or "none"
         device = o.get("device")
         device = device if device in _DEVICES else "other" if device else "unknown"
         metrics.session_outcomes.labels(journey, device, label).inc()
         if o["converted"]:
-            metrics.session_orders.labels(journey, device).inc(o.get("orders") or 1)
-            metrics.session_revenue.labels(journey, device).inc(o["revenue"])
+            inc_finite(metrics.session_orders.labels(journey, device), o.get("orders") or 1)
+            inc_finite(metrics.session_revenue.labels(journey, device), o["revenue"])
 
     @app.agent(web_topic, name="sessions")
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
@@ -435,18 +521,21 @@ def create_worker(
                     pending = work[msg.partition] = (Outputs(), {})
                 out, touched = pending
                 sid = evs[0].session_id
-                if sid not in engine.sessions:
-                    raw = sessions.get(sid.encode())
-                    if raw:
-                        engine.adopt(decode_state(raw))
                 try:
+                    if sid not in engine.sessions:
+                        state = stored(sessions, sid.encode(), decode_state, "sessions", event,
+                                       dead)
+                        if state is not None:
+                            engine.adopt(state)
                     engine.feed(evs, _origin(msg, "w"), out)
                 except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                    dead.append(_dead_letter(event, "processing_error", repr(exc), "sessions"))
+                    bug("sessions")
+                    dead.append(_dead_letter(event, "processing_error", _failed(exc),
+                                             "sessions"))
                 touched[sid] = event
             t1 = time.perf_counter()
             for partition, (out, touched) in work.items():
-                store(engines[partition], partition, out, touched)
+                dead += store(engines[partition], partition, out, touched)
             metrics.state_flush_seconds.observe(time.perf_counter() - t1)
             for out, _ in work.values():
                 await publish_outputs(out)
@@ -455,27 +544,40 @@ def create_worker(
             m_msgs["web_events"].inc(len(batch))
             m_batch["sessions"].observe(time.perf_counter() - t0)
 
-    @app.timer(interval=1.0)
+    @timer(app, 1.0)
     async def event_time() -> None:
-        """Deadlines and expiries as each partition's event time (its newest event) moves."""
+        """Deadlines and expiries as each partition's event time (its newest event) moves.
+        A partition that fails does not hold up the others; the first error is raised at
+        the end, for the timer's guard to count and log."""
+        failed: Exception | None = None
         for partition, engine in list(engines.items()):
-            out = engine.advance(engine.watermark)
-            if out.signals or out.outcomes or out.ticked:
-                store(engine, partition, out, {})
-                await publish_outputs(out)
+            try:
+                out = engine.advance(engine.watermark)
+                if out.signals or out.outcomes or out.ticked:
+                    await send_dead(store(engine, partition, out, {}))
+                    await publish_outputs(out)
+            except Exception as exc:  # noqa: BLE001 - raised below, once the others ran
+                failed = failed or exc
         if journey_stats is not None and engines:
             await journey_stats.flush(max(e.watermark for e in engines.values()))
+        if failed is not None:
+            raise failed
 
-    @app.timer(interval=30.0)
+    @timer(app, 30.0)
     async def adopt_stored_sessions() -> None:
         """After a restart or a rebalance, take over stored sessions that get no events, so
         they still expire (state stays bounded) and their deadlines still run."""
+        dead: list[DeadLetter] = []
         for key in list(sessions.keys()):
-            engine = engine_for(partition_of(key))
+            partition = partition_of(key)
+            engine = engine_for(partition)
             if key.decode(errors="replace") not in engine.sessions:
-                raw = sessions.get(key)
-                if raw:
-                    engine.adopt(decode_state(raw))
+                state = stored(sessions, key, decode_state, "sessions", None, dead)
+                if state is not None:
+                    engine.adopt(state)
+                elif key in sessions:  # unreadable: the key starts fresh
+                    del_in_partition(sessions, key, At(web_name, partition))
+        await send_dead(dead)
 
     @app.agent(support_topic, name="customers")
     async def customers_agent(stream: faust.StreamT[bytes]) -> None:
@@ -487,7 +589,7 @@ def create_worker(
             m_msgs["support_events"].inc(len(batch))
             m_batch["customers"].observe(time.perf_counter() - t0)
 
-    @app.timer(interval=5.0)
+    @timer(app, 5.0)
     async def gauge_sessions() -> None:
         metrics.sessions_active.set(len(sessions))
         metrics.customers_known.set(len(customers))
@@ -498,7 +600,7 @@ def create_worker(
               ("ingest", "web_events", "support_events", "journey_stats", "experiments",
                "feedback")}
 
-    @app.timer(interval=10.0)
+    @timer(app, 10.0)
     async def gauge_lag() -> None:
         consumer = app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
@@ -516,10 +618,9 @@ def create_worker(
 
     funnel = detection.funnel(processor)
     journey_stats = JourneyStats(funnel, topics["journey_stats"], metrics,
-                                 settings.incident_lateness) if funnel is not None else None
+                                 settings.incident_lateness, guard) if funnel is not None else None
     if settings.incident_detection:
-        register_incidents(app, settings, topics["journey_stats"], alert_topic, send_dead,
-                           metrics)
+        register_incidents(app, settings, topics["journey_stats"], alert_topic, guard, metrics)
 
     # People's verdicts on alerts, counted per reason; they re-weigh the alert policy. The
     # feedback topic is keyed by session like the web events, so each worker learns from the
@@ -545,20 +646,32 @@ def create_worker(
     if settings.learn_from_feedback:
         reweigh()
 
-    if models:
-        @app.timer(interval=settings.model_checkpoint_interval)
-        async def checkpoint_models() -> None:
-            for name, model in models.items():
-                checkpoints.save(model, saved_at[name])
+    rejected = dict.fromkeys(models, 0)
 
-        @app.timer(interval=5.0)
+    if models:
+        @timer(app, settings.model_checkpoint_interval)
+        async def checkpoint_models() -> None:
+            failed: Exception | None = None
+            for name, model in models.items():
+                try:  # one model's failure does not keep the others from their checkpoint
+                    checkpoints.save(model, saved_at[name])
+                except Exception as exc:  # noqa: BLE001 - raised below, once the others ran
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
+
+        @timer(app, 5.0)
         async def gauge_models() -> None:
             for name, model in models.items():
                 for metric, value in model.quality().items():
-                    if value == value:  # NaN: no outcome yet
-                        metrics.model_quality.labels(name, metric).set(value)
-                metrics.model_examples_learned.labels(name).inc(model.learned - learned[name])
+                    # NaN: no outcome yet. Never a non-finite value on /metrics.
+                    set_finite(metrics.model_quality.labels(name, metric), value)
+                inc_finite(metrics.model_examples_learned.labels(name),
+                           model.learned - learned[name])
                 learned[name] = model.learned
+                n = getattr(model, "rejected", 0)
+                inc_finite(metrics.model_inputs_rejected.labels(name), n - rejected[name])
+                rejected[name] = n
 
     @app.page("/health")
     async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -566,8 +679,8 @@ def create_worker(
         return self.json({"status": "ok", "app": settings.app_id, "assigned_partitions": assigned})
 
     if settings.holdout:
-        register_experiments(app, settings, experiments_topic, send_dead, metrics)
+        register_experiments(app, settings, experiments_topic, guard, metrics)
     register_collector(app, settings, publish, send_dead, metrics)
-    register_feedback(app, topics["feedback"], labels_topic, send_dead, metrics, tally,
+    register_feedback(app, topics["feedback"], labels_topic, guard, metrics, tally,
                       on_verdict=reweigh if settings.learn_from_feedback else None)
     return Worker(app, settings, processor, topics, sessions, customers)

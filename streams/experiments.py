@@ -14,8 +14,6 @@ lift with its always-valid interval (``deploy/prometheus/rules/kpis.yml``).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -24,7 +22,8 @@ import msgspec
 from models.experiments import Ledger
 from models.lift import ArmStats
 from streams import detection
-from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
+from streams.deadletter import DeadLetter, decode_reason
+from streams.guard import Guard, set_finite
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import set_in_partition
@@ -63,10 +62,10 @@ def _decode(raw: bytes) -> dict[str, Any]:
     return out
 
 
-def register_experiments(app: faust.App, settings: Settings, topic: Any,
-                         send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
+def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: Guard,
                          metrics: Metrics) -> dict[int, Ledger]:
-    """The experiments agent, its table and gauges; returns the ledgers by partition."""
+    """The experiments agent, its table and gauges; returns the ledgers by partition.
+    ``guard`` sends dead letters, checks the table writes' size and runs the timer."""
     table = app.Table(EXPERIMENTS_TABLE, partitions=settings.partitions, key_type=bytes,
                       value_type=bytes)
     ledgers: dict[int, Ledger] = {}
@@ -74,15 +73,25 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any,
     watermarks: dict[int, float] = {}
     take = (settings.batch_max_messages, settings.batch_within)
 
-    def ledger_for(partition: int) -> Ledger:
+    def ledger_for(partition: int, at: Any, dead: list[DeadLetter]) -> Ledger:
         led = ledgers.get(partition)
         if led is None:
             led = ledgers[partition] = detection.ledger(settings)
             raw = table.get(b"p%d" % partition)
             if raw:
-                saved = msgspec.json.decode(raw, type=_Saved)
-                led.restore(saved.ledger)
-                offsets[partition] = saved.offset
+                try:
+                    saved = msgspec.json.decode(raw, type=_Saved)
+                    led.restore(saved.ledger)
+                except Exception as exc:  # noqa: BLE001 - e.g. null where a total belongs
+                    # Unreadable (poisoned before it could be refused): counted as a dead
+                    # letter, and the partition's ledger starts fresh instead of failing on
+                    # every later record, restarts included.
+                    led = ledgers[partition] = detection.ledger(settings)
+                    dead.append(guard.letter(
+                        "processing_error", "stored experiments ledger unreadable, it starts "
+                        f"fresh: {type(exc).__name__}: {exc}", "experiments", raw, at))
+                else:
+                    offsets[partition] = saved.offset
         return led
 
     @app.agent(topic, name="experiments")
@@ -92,34 +101,50 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any,
             dead: list[DeadLetter] = []
             for event in batch:
                 msg = event.message
-                led = ledger_for(msg.partition)
-                if msg.offset <= offsets.get(msg.partition, -1):
-                    continue  # applied before a crash, replayed since
-                offsets[msg.partition] = msg.offset
-                touched[msg.partition] = event
                 try:
-                    rec = _decode(event.value or b"")
-                except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                    dead.append(make_dead_letter(
-                        decode_reason(exc), str(exc), "experiments", event.value or b"",
-                        time.time(), msg.topic, msg.partition, msg.offset))
-                    continue
-                led.add(rec)
-                t = rec["time"] if rec["type"] == "exposure" else rec["end"]
-                watermarks[msg.partition] = max(watermarks.get(msg.partition, 0.0), t)
+                    led = ledger_for(msg.partition, event, dead)
+                    if msg.offset <= offsets.get(msg.partition, -1):
+                        continue  # applied before a crash, replayed since
+                    offsets[msg.partition] = msg.offset
+                    touched[msg.partition] = event
+                    try:
+                        rec = _decode(event.value or b"")
+                        led.add(rec)  # ValueError: numbers out of bounds, nothing added
+                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                        dead.append(guard.letter(decode_reason(exc), str(exc), "experiments",
+                                                 event.value, event))
+                        continue
+                    t = rec["time"] if rec["type"] == "exposure" else rec["end"]
+                    watermarks[msg.partition] = max(watermarks.get(msg.partition, 0.0), t)
+                except Exception as exc:  # noqa: BLE001 - one record, not the batch
+                    guard.errors.exception("agent:experiments", "a holdout record failed")
+                    dead.append(guard.letter("processing_error", f"{type(exc).__name__}: "
+                                             f"{exc}", "experiments", event.value, event))
             for partition, event in touched.items():
-                led = ledgers[partition]
-                led.close(watermarks.get(partition, 0.0))
-                saved = msgspec.json.encode(_Saved(offsets[partition],
-                                                   msgspec.Raw(led.snapshot())))
-                set_in_partition(table, b"p%d" % partition, saved, event)
-            await send_dead(dead)
+                try:
+                    led = ledgers[partition]
+                    led.close(watermarks.get(partition, 0.0))
+                    saved = msgspec.json.encode(_Saved(offsets[partition],
+                                                       msgspec.Raw(led.snapshot())))
+                except Exception as exc:  # noqa: BLE001 - kept in memory, written next batch
+                    guard.errors.exception("agent:experiments", "a ledger failed")
+                    dead.append(guard.letter("processing_error", f"{type(exc).__name__}: "
+                                             f"{exc}", "experiments", b"", event))
+                    continue
+                if guard.fits(b"p%d" % partition, saved):
+                    set_in_partition(table, b"p%d" % partition, saved, event)
+                else:  # kept in memory; the table holds the last ledger that fitted
+                    dead.append(guard.letter(
+                        "too_large", f"experiments ledger of {len(saved)} bytes is over the "
+                        f"producer's limit {guard.limit}: not written", "experiments", saved,
+                        event))
+            await guard.dead(dead)
             metrics.messages.labels(topic="experiments").inc(len(batch))
 
     experiments_topic = topic.get_topic_name()
     names = [e.name for e in detection.experiments(settings)]
 
-    @app.timer(interval=5.0)
+    @guard.timer(app, 5.0)
     async def gauge_experiments() -> None:
         """The arm totals of the partitions this worker holds now (a revoked partition's
         ledger is dropped: its new owner restores it from the table)."""
@@ -135,11 +160,11 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any,
                 st = ArmStats()
                 for led in ledgers.values():
                     st.merge(led.totals[name][arm])
-                metrics.experiment_units.labels(name, arm).set(st.units)
-                metrics.experiment_conversions.labels(name, arm).set(st.conversions)
-                metrics.experiment_orders.labels(name, arm).set(st.orders)
-                metrics.experiment_revenue.labels(name, arm).set(st.revenue)
-                metrics.experiment_delivered.labels(name, arm).set(st.delivered)
+                set_finite(metrics.experiment_units.labels(name, arm), st.units)
+                set_finite(metrics.experiment_conversions.labels(name, arm), st.conversions)
+                set_finite(metrics.experiment_orders.labels(name, arm), st.orders)
+                set_finite(metrics.experiment_revenue.labels(name, arm), st.revenue)
+                set_finite(metrics.experiment_delivered.labels(name, arm), st.delivered)
             for led in ledgers.values():
                 pending += sum(1 for u in led.pending.values() if u.experiment == name)
             metrics.experiment_pending.labels(name).set(pending)

@@ -14,14 +14,15 @@ validates again, sends the label on the labels topic and counts the verdict in
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import faust
 import msgspec
 
 from models.feedback import FeedbackError, FeedbackTally, decode_feedback, feedback_label
-from streams.deadletter import DeadLetter, make_dead_letter
+from streams.deadletter import make_dead_letter
+from streams.guard import Guard
 from streams.metrics import Metrics
 
 __all__ = ["MAX_FEEDBACK_BYTES", "register_feedback"]
@@ -34,7 +35,7 @@ def register_feedback(
     app: faust.App,
     feedback_topic: Any,
     labels_topic: Any,
-    send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
+    guard: Guard,
     metrics: Metrics,
     tally: FeedbackTally,
     on_verdict: Callable[[], None] | None = None,
@@ -42,6 +43,7 @@ def register_feedback(
     """The endpoint and the agent. Verdicts are counted in ``tally`` (its ``known`` reasons
     by name), then ``on_verdict`` runs (the worker re-weights its alert policy)."""
     requests = metrics.collector_requests
+    send_dead = guard.dead
 
     class Feedback(faust.web.View):
         async def post(self, request: faust.web.Request) -> faust.web.Response:
@@ -61,7 +63,9 @@ def register_feedback(
             await send_dead([make_dead_letter(exc.reason, exc.detail,  # type: ignore[arg-type]
                                               "feedback", raw, time.time())])
             return 400, {"error": exc.reason, "detail": exc.detail}
-        await feedback_topic.send(key=fb.session_id.encode(), value=raw)
+        if not await guard.send(feedback_topic, fb.session_id.encode(), raw, stage="feedback",
+                                what="feedback"):
+            return 503, {"error": "not_sent", "detail": "the feedback could not be sent"}
         return 202, {"accepted": True, "alert_id": fb.alert_id}
 
     app.page("/feedback")(Feedback)
@@ -69,16 +73,21 @@ def register_feedback(
     @app.agent(feedback_topic, name="feedback")
     async def feedback_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = event.message
             try:
                 fb = decode_feedback(event.value or b"")
             except FeedbackError as exc:
-                await send_dead([make_dead_letter(
-                    exc.reason, exc.detail, "feedback",  # type: ignore[arg-type]
-                    event.value or b"", time.time(), msg.topic, msg.partition, msg.offset)])
+                await send_dead([guard.letter(exc.reason, exc.detail, "feedback", event.value,
+                                              event)])
                 continue
-            label = feedback_label(fb, now=time.time())
-            await labels_topic.send(key=fb.session_id.encode(), value=msgspec.json.encode(label))
-            metrics.alert_feedback.labels(reason=tally.add(fb), verdict=fb.verdict).inc()
-            if on_verdict is not None:
-                on_verdict()
+            try:
+                label = feedback_label(fb, now=time.time())
+                await guard.send(labels_topic, fb.session_id.encode(),
+                                 msgspec.json.encode(label), stage="feedback", what="label",
+                                 at=event)
+                metrics.alert_feedback.labels(reason=tally.add(fb), verdict=fb.verdict).inc()
+                if on_verdict is not None:
+                    on_verdict()
+            except Exception as exc:  # noqa: BLE001 - one verdict must not end the agent
+                guard.errors.exception("agent:feedback", "a verdict failed")
+                await send_dead([guard.letter("processing_error", f"{type(exc).__name__}: "
+                                              f"{exc}", "feedback", event.value, event)])

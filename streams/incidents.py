@@ -17,8 +17,6 @@ incidents) is checkpointed with the models.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,8 @@ from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
 from detectors.incidents import IncidentDetector, WindowMerger
 from models import checkpoint
 from streams import checkpoints, detection
-from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
+from streams.deadletter import decode_reason
+from streams.guard import Guard, inc_finite, set_finite
 from streams.metrics import Metrics
 from streams.settings import Settings
 
@@ -43,18 +42,25 @@ _decode_bucket = msgspec.json.Decoder(StepBucket).decode
 class JourneyStats:
     """The funnel's closed windows to Prometheus and the journey-stats topic."""
 
-    def __init__(self, funnel: Funnel, topic: Any, metrics: Metrics, lateness: float) -> None:
+    def __init__(self, funnel: Funnel, topic: Any, metrics: Metrics, lateness: float,
+                 guard: Guard | None = None) -> None:
         self.funnel = funnel
         self.topic = topic
         self.metrics = metrics
         self.lateness = lateness
+        self.guard = guard
 
     async def flush(self, watermark: float) -> int:
         """Send every window that ended ``lateness`` before ``watermark``; how many."""
         buckets = self.funnel.close(watermark - self.lateness)
         for b in buckets:
             self.count(b)
-            await self.topic.send(key=b.key.encode(), value=msgspec.json.encode(b))
+            value = msgspec.json.encode(b)
+            if self.guard is not None:  # size-checked: a dead letter, never a crash
+                await self.guard.send(self.topic, b.key.encode(), value, stage="sessions",
+                                      what="journey stats")
+            else:
+                await self.topic.send(key=b.key.encode(), value=value)
         return len(buckets)
 
     def count(self, b: StepBucket) -> None:
@@ -74,8 +80,10 @@ class JourneyStats:
         for kind, n in b.signals.items():
             m.step_signals.labels(journey, step, kind).inc(n)
         if b.orders:
-            m.orders.labels(journey).inc(b.orders)
-            m.revenue.labels(journey).inc(b.revenue)
+            # Finite amounts only: two orders of 1e308 sum to inf, and a counter that took
+            # +Inf reads +Inf for the life of the process.
+            inc_finite(m.orders.labels(journey), b.orders)
+            inc_finite(m.revenue.labels(journey), b.revenue)
 
 
 class _Checkpointed:
@@ -97,9 +105,9 @@ class _Checkpointed:
 
 
 def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, alert_topic: Any,
-                       send_dead: Callable[[Sequence[DeadLetter]], Awaitable[None]],
-                       metrics: Metrics) -> IncidentDetector:
-    """The incidents agent, its checkpoints, and the gauges of open incidents."""
+                       guard: Guard, metrics: Metrics) -> IncidentDetector:
+    """The incidents agent, its checkpoints, and the gauges of open incidents. ``guard``
+    sends (size-checked) and dead letters, and runs the checkpoint timer."""
     detector = IncidentDetector(detection.incident_config(settings))
     state = _Checkpointed(detector, WindowMerger())
     path: Path = settings.data_dir / "models" / "incidents.ckpt"
@@ -110,39 +118,50 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
     @app.agent(stats_topic, name="incidents")
     async def incidents_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = event.message
             try:
                 rec = _decode_bucket(event.value or b"")
             except msgspec.DecodeError as exc:
-                await send_dead([make_dead_letter(
-                    decode_reason(exc), str(exc), "incidents", event.value or b"",
-                    time.time(), msg.topic, msg.partition, msg.offset)])
+                await guard.dead([guard.letter(decode_reason(exc), str(exc), "incidents",
+                                               event.value, event)])
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. RecursionError: this record only
+                await guard.dead([guard.letter("processing_error", f"{type(exc).__name__}: "
+                                               f"{exc}", "incidents", event.value, event)])
                 continue
             if rec.journey == NO_JOURNEY:
                 continue
-            late = state.merger.late
-            for done in state.merger.add(rec):
-                for doc in detector.observe(done):
-                    await publish(doc)
-                lost = detector.revenue_lost_per_hour(done.journey, done.step)
-                if lost is not None:  # the open incident's estimate, window by window
-                    metrics.incident_revenue_lost.labels(done.journey, done.step).set(lost)
-            metrics.incident_windows_late.inc(state.merger.late - late)
+            try:
+                await judge(rec, event)
+            except Exception as exc:  # noqa: BLE001 - one record must not end the agent
+                guard.errors.exception("agent:incidents", "a journey-stats record failed")
+                await guard.dead([guard.letter("processing_error", f"{type(exc).__name__}: "
+                                               f"{exc}", "incidents", event.value, event)])
 
-    async def publish(doc: dict[str, Any]) -> None:
+    async def judge(rec: StepBucket, event: Any) -> None:
+        late = state.merger.late
+        for done in state.merger.add(rec):
+            for doc in detector.observe(done):
+                await publish(doc, event)
+            lost = detector.revenue_lost_per_hour(done.journey, done.step)
+            if lost is not None:  # the open incident's estimate, window by window
+                set_finite(metrics.incident_revenue_lost.labels(done.journey, done.step), lost)
+        inc_finite(metrics.incident_windows_late, state.merger.late - late)
+
+    async def publish(doc: dict[str, Any], event: Any) -> None:
         data = doc["data"]
         journey, step = data["journey"], data["step"]
         if data["status"] == "opened":
             metrics.incidents_opened.labels(journey, step).inc()
         is_open = data["status"] != "resolved"
         metrics.incident_open.labels(journey, step).set(1 if is_open else 0)
-        metrics.incident_revenue_lost.labels(journey, step).set(
-            data["revenue_lost_per_hour"] if is_open else 0.0)
-        await alert_topic.send(key=doc["subject"].encode(), value=msgspec.json.encode(doc))
+        set_finite(metrics.incident_revenue_lost.labels(journey, step),
+                   data["revenue_lost_per_hour"] if is_open else 0.0)
+        await guard.send(alert_topic, doc["subject"].encode(), msgspec.json.encode(doc),
+                         stage="incidents", what="incident alert", at=event)
         log.info("incident %s %s at %s/%s: %s", data["incident_id"], data["status"], journey,
                  step, data["summary"])
 
-    @app.timer(interval=settings.model_checkpoint_interval)
+    @guard.timer(app, settings.model_checkpoint_interval)
     async def checkpoint_incidents() -> None:
         checkpoints.save(state, path)
 

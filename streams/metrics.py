@@ -289,6 +289,22 @@ class Metrics:
             registry=registry,
         )
 
+        # --- the shell's error handling (streams.guard) -----------------------------------
+        self.timer_errors = Counter(
+            "frictionwatch_timer_errors_total",
+            "Exceptions raised by a timer of the worker, by timer (logged; the timer runs "
+            "again at its next interval).",
+            ["timer"],
+            registry=registry,
+        )
+        self.model_inputs_rejected = Counter(
+            "frictionwatch_model_inputs_rejected_total",
+            "Examples an online model refused to score or learn: a feature not finite or of "
+            "an absurd magnitude.",
+            ["model"],
+            registry=registry,
+        )
+
 
 #: The process-wide metrics on the default registry (what /metrics serves).
 METRICS = Metrics()
