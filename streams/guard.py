@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from models.finite import MAX_AMOUNT
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 
 __all__ = ["EXCERPT_BYTES", "Guard", "RateLimitedLog", "excerpt", "inc_finite", "set_finite"]
@@ -54,9 +55,16 @@ def excerpt(data: bytes | None, size: int = EXCERPT_BYTES) -> bytes:
 
 
 def inc_finite(counter: Any, amount: float) -> bool:
-    """``counter.inc(amount)`` if ``amount`` is finite and not negative (a Prometheus counter
-    that once took +Inf reads +Inf for the life of the process, and a negative one raises)."""
-    if amount >= 0 and math.isfinite(amount):
+    """``counter.inc(amount)`` if ``amount`` is a number from 0 to ``MAX_AMOUNT``: a
+    Prometheus counter that once took +Inf (or two amounts of 1e308, which sum to it) reads
+    +Inf for the life of the process, and a negative amount raises.
+
+    >>> from prometheus_client import CollectorRegistry, Counter
+    >>> c = Counter("c", "c", registry=CollectorRegistry())
+    >>> [inc_finite(c, v) for v in (2.5, 1e308, 1e308, float("nan"), -1)], c._value.get()
+    ([True, False, False, False, False], 2.5)
+    """
+    if 0 <= amount <= MAX_AMOUNT:  # False for NaN and inf too
         counter.inc(amount)
         return True
     return False
