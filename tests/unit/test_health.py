@@ -49,3 +49,29 @@ def test_consumer_lag_from_last_fetch_and_commit() -> None:
     consumer = _Consumer({a: 500, b: 40, c: None}, {a: 200, b: None}, {b: 19})
     assert consumer_lag(consumer, [a, b, c, d]) == {a: 300, b: 20}
     assert lag(10, 12, None) == 0
+
+
+def test_crash_hook_records_and_keeps_the_previous_handler() -> None:
+    import asyncio
+    import time
+
+    seen: list[BaseException] = []
+
+    async def previous(agent: Any, exc: BaseException) -> None:
+        seen.append(exc)
+
+    class _Agent:
+        def __init__(self, name: str, on_error: Any) -> None:
+            self.name, self._on_error = name, on_error
+
+    agents = {"a": _Agent("normalize", previous), "b": _Agent("sessions", None)}
+    app: Any = type("App", (), {"agents": agents})()
+    crashes = AgentCrashes(window=60.0)
+    crashes.install(app)
+    boom = RecursionError("deep")
+    asyncio.run(agents["a"]._on_error(agents["a"], boom))
+    asyncio.run(agents["b"]._on_error(agents["b"], ValueError("x")))
+    assert seen == [boom]
+    assert crashes.counts == {"normalize": 1, "sessions": 1}
+    # Recorded on the monotonic clock, as readiness reads it.
+    assert set(crashes.recent(now=time.monotonic())) == {"normalize", "sessions"}
