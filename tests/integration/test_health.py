@@ -37,7 +37,7 @@ def test_health_is_503_with_the_reason_when_the_broker_is_gone(tmp_path):  # typ
         worker.start()
         code, body = get(worker.url + "/health")
         assert code == 200 and body["status"] == "ok", body
-        assert body["assigned_partitions"] > 0 and body["broker"]["reachable"]
+        assert body["assigned_partitions"] > 0
 
         broker.stop()
         deadline = time.monotonic() + 30
