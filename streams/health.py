@@ -167,6 +167,8 @@ class BrokerProbe:
                  timeout: float = BROKER_PROBE_TIMEOUT) -> None:
         self.settings, self.bootstrap = settings, bootstrap
         self.ttl, self.timeout = ttl, timeout
+        # Built once: with TLS it loads the CA file, which need not happen every probe.
+        self._client_kwargs = settings.kafka_client_kwargs()
         self.error: str | None = "not checked yet"
         self.checked_at: float | None = None
         self._lock = asyncio.Lock()
@@ -181,9 +183,9 @@ class BrokerProbe:
             return self.error
 
     async def _probe(self) -> str | None:
-        kwargs = self.settings.kafka_client_kwargs()
         client = AIOKafkaClient(bootstrap_servers=self.bootstrap,
-                                request_timeout_ms=int(self.timeout * 1000), **kwargs)
+                                request_timeout_ms=int(self.timeout * 1000),
+                                **self._client_kwargs)
         try:
             await asyncio.wait_for(client.bootstrap(), self.timeout)
             return None
