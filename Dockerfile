@@ -28,7 +28,10 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     # Faust's local state; the default (var/frictionwatch, relative) is not writable here.
-    FRICTIONWATCH_DATA_DIR=/var/lib/frictionwatch
+    FRICTIONWATCH_DATA_DIR=/var/lib/frictionwatch \
+    # Listen on the container's interfaces (the default, 127.0.0.1, is unreachable from
+    # outside it); set FRICTIONWATCH_SEGMENT_WRITE_KEYS etc. before publishing the port.
+    FRICTIONWATCH_WEB_HOST=0.0.0.0
 
 COPY --from=build /wheels /wheels
 # With the [rocksdb] extra: tables on local RocksDB (FRICTIONWATCH_STORE=rocksdb://).

@@ -53,6 +53,7 @@ from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.experiments import register_experiments
 from streams.feedback import register_feedback
 from streams.guard import Guard, excerpt, inc_finite, set_finite
+from streams.health import consumer_lag, register_health
 from streams.incidents import JourneyStats, register_incidents
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
@@ -175,7 +176,11 @@ def create_worker(
         store=settings.store,
         datadir=str(settings.data_dir),
         web_host=settings.web_host,
+        # Faust listens on web_bind (0.0.0.0 unless told): bind where web_host says, and let
+        # aiohttp refuse bodies over the limit for views that read them whole.
+        web_bind=settings.web_host,
         web_port=settings.web_port,
+        web_application_options={"client_max_size": settings.max_payload_bytes},
         web_in_thread=False,
         broker_commit_interval=settings.commit_interval,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
@@ -602,19 +607,13 @@ def create_worker(
 
     @timer(app, 10.0)
     async def gauge_lag() -> None:
+        # What a reader sees: the highwater of the consumer's last fetch minus what it has
+        # committed (streams.health.consumer_lag); no broker round trip, so an unreachable
+        # broker neither stalls nor fails this timer.
         consumer = app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
-        if not tps:
-            return
-        ends = await consumer.highwaters(*tps)
-        committed = consumer._committed_offset  # type: ignore[attr-defined]  # no public view
-        for tp in tps:
-            done = committed.get(tp)
-            end = ends.get(tp)
-            if end is not None:
-                lag = end - (done if done is not None else 0)
-                metrics.consumer_lag.labels(inputs[tp.topic], str(tp.partition)).set(
-                    max(0, lag))
+        for tp, value in consumer_lag(consumer, tps).items():
+            metrics.consumer_lag.labels(inputs[tp.topic], str(tp.partition)).set(value)
 
     funnel = detection.funnel(processor)
     journey_stats = JourneyStats(funnel, topics["journey_stats"], metrics,
@@ -673,10 +672,7 @@ def create_worker(
                 inc_finite(metrics.model_inputs_rejected.labels(name), n - rejected[name])
                 rejected[name] = n
 
-    @app.page("/health")
-    async def health(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        assigned = len(app.consumer.assignment()) if app.consumer else 0
-        return self.json({"status": "ok", "app": settings.app_id, "assigned_partitions": assigned})
+    register_health(app, settings, bootstrap)  # /health (readiness) and /health/live
 
     if settings.holdout:
         register_experiments(app, settings, experiments_topic, guard, metrics)

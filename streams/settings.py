@@ -10,12 +10,13 @@ With no ``FRICTIONWATCH_BOOTSTRAP_SERVERS`` the CLI starts the embedded ``tansu`
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "FRICTIONWATCH_"
 
@@ -40,7 +41,10 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------------------
     app_id: str = "frictionwatch"
-    web_host: str = "0.0.0.0"
+    #: The address the web server (collector, /metrics, /health) binds to. Loopback by
+    #: default: the collector is only reachable from elsewhere when asked for (the Docker
+    #: image sets 0.0.0.0); see "collector access" below for its keys.
+    web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path("var/frictionwatch")
     #: Faust table store: ``memory://`` or ``rocksdb://`` (the ``[rocksdb]`` extra, rocksdict:
@@ -125,6 +129,44 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=512 * 1024, ge=1024)
     #: Most events accepted in one message/batch.
     max_events_per_message: int = Field(default=1000, ge=1)
+
+    # --- collector access ----------------------------------------------------------------
+    # Each list comes from JSON (``["k1", "k2"]``) or comma-separated text in the environment.
+    # An endpoint with no credential configured for it stays open (the worker warns when it
+    # binds beyond loopback with an open collector).
+    #: Segment write keys: HTTP Basic user name (empty password) or ``writeKey`` in the body.
+    segment_write_keys: Annotated[list[str], NoDecode] = Field(default=[], repr=False)
+    #: GA4 Measurement Protocol ``api_secret`` query parameter values.
+    ga4_api_secrets: Annotated[list[str], NoDecode] = Field(default=[], repr=False)
+    #: GA4 ``measurement_id`` values accepted with a right api_secret; empty: any.
+    ga4_measurement_ids: Annotated[list[str], NoDecode] = []
+    #: Help-desk webhook signing secrets (Zendesk's scheme: base64 HMAC-SHA256 of the
+    #: signature timestamp + body); more than one while a secret is rotated.
+    webhook_secrets: Annotated[list[str], NoDecode] = Field(default=[], repr=False)
+    #: Largest gap (seconds) between a webhook's signature timestamp and now (replays).
+    webhook_tolerance: float = Field(default=300.0, gt=0)
+    #: ``Authorization: Bearer`` tokens any collector endpoint accepts (the way in for
+    #: canonical events and other senders on ``/collect``).
+    collector_tokens: Annotated[list[str], NoDecode] = Field(default=[], repr=False)
+    #: Requests per second per client address (token bucket); 0 turns the limit off. Generous
+    #: by default: a site's clients send batches, and tests and benches post over loopback.
+    rate_limit: float = Field(default=500.0, ge=0)
+    #: Requests a client may send at once above the rate.
+    rate_limit_burst: int = Field(default=1000, ge=1)
+    #: Clients remembered by the rate limit (the least recently seen are forgotten first).
+    rate_limit_clients: int = Field(default=10_000, ge=1)
+
+    @field_validator("segment_write_keys", "ga4_api_secrets", "ga4_measurement_ids",
+                     "webhook_secrets", "collector_tokens", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """``["a", "b"]`` or ``a,b`` from the environment; lists pass through."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @cached_property
     def bootstrap_list(self) -> list[str]:

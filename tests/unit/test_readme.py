@@ -31,8 +31,8 @@ def test_quick_start_commands() -> None:
 
 
 def test_every_setting_is_documented_and_every_documented_one_exists() -> None:
-    documented = set(re.findall(r"FRICTIONWATCH_([A-Z_]+[A-Z])", README))
-    documented |= set(re.findall(r"`_([A-Z_]+[A-Z])`", README))  # `_SASL_USERNAME` shorthand
+    documented = set(re.findall(r"FRICTIONWATCH_([A-Z0-9_]+[A-Z0-9])", README))
+    documented |= set(re.findall(r"`_([A-Z0-9_]+[A-Z0-9])`", README))  # `_SASL_USERNAME` shorthand
     documented.discard("TEST_BOOTSTRAP_SERVERS")  # the tests' broker, not a setting
     fields = {f.upper() for f in Settings.model_fields}
     assert documented - fields == set()
