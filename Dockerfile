@@ -34,8 +34,11 @@ ENV PYTHONUNBUFFERED=1 \
     FRICTIONWATCH_WEB_HOST=0.0.0.0
 
 COPY --from=build /wheels /wheels
-# With the [rocksdb] extra: tables on local RocksDB (FRICTIONWATCH_STORE=rocksdb://).
-RUN pip install "$(ls /wheels/*.whl)[rocksdb]" && rm -rf /wheels
+COPY requirements.lock /tmp/requirements.lock
+# With the [rocksdb] extra: tables on local RocksDB (FRICTIONWATCH_STORE=rocksdb://). Every
+# dependency at the version pinned in requirements.lock (bash .ci/relock), as CI tests it.
+RUN pip install -c /tmp/requirements.lock "$(ls /wheels/*.whl)[rocksdb]" \
+    && rm -rf /wheels /tmp/requirements.lock
 
 # Non-root, with a numeric uid so orchestrators can check runAsNonRoot.
 RUN groupadd --system --gid 10001 frictionwatch \

@@ -11,14 +11,17 @@ Kafka instead and this module is not involved.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +32,39 @@ __all__ = ["EmbeddedBroker", "BrokerError", "free_port", "wait_for_kafka", "brok
 
 class BrokerError(RuntimeError):
     pass
+
+
+#: From <linux/prctl.h>: deliver a signal to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die with this process, or None where it cannot.
+
+    On Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill the child when the
+    thread that started it ends, even by SIGKILL, which no handler or ``atexit`` in this
+    process can catch. Elsewhere (macOS) there is no such call: the broker is still stopped on
+    every exit Python sees, but a SIGKILL of the worker leaves it running. Because the signal
+    follows the starting *thread*, start the broker from the main thread (as the CLI does).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    # Looked up here, in the parent: the child runs between fork and exec, where loading a
+    # library is unsafe.
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return  # the broker still runs; it just may outlive a SIGKILLed worker
+        # The parent may have died between fork and prctl: then no signal will ever come.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -118,6 +154,9 @@ class EmbeddedBroker:
             env=env,
             # Own process group: a Ctrl-C in the terminal reaches us, and we stop it cleanly.
             start_new_session=True,
+            # ... and it dies with us, also when we are SIGKILLed (an orphan broker would hold
+            # its port and memory until someone found it).
+            preexec_fn=_die_with_parent(),
         )
         os.close(fd)
         try:

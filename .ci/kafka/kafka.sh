@@ -7,8 +7,15 @@
 #   bootstrap=$(bash .ci/kafka/kafka.sh start)   # prints host:port on stdout, logs on stderr
 #   bash .ci/kafka/kafka.sh status         # prints host:port if running, exits 1 if not
 #   bash .ci/kafka/kafka.sh stop           # stops it and removes its data
+#   bash .ci/kafka/kafka.sh stop --keep-data   # stops it (SIGTERM), keeps data dir and ports
+#   bash .ci/kafka/kafka.sh restart        # starts a stopped broker again on the same data and
+#                                          # ports (a broker outage, as the fault tests need)
+#   bash .ci/kafka/kafka.sh stop-all       # stops every broker recorded here, named ones too
 #
 # Environment:
+#   KAFKA_BROKER_NAME  a name for a second, independent broker with its own state file, data and
+#                      ports (default: the one CI shares between the tests); e.g. a test that
+#                      restarts "its" broker leaves the shared one alone
 #   KAFKA_HOME_DIR     where libs/ goes (default .ci/kafka/target; may be shared between clones)
 #   KAFKA_VERSION      override the Kafka version pinned in pom.xml
 #   KAFKA_HEAP_OPTS    JVM heap flags (default -Xms256m -Xmx512m: the CI machine has 2 cores and
@@ -20,7 +27,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 home_dir="${KAFKA_HOME_DIR:-$here/target}"
 libs="$home_dir/libs"
 # Per checkout, not per KAFKA_HOME_DIR: two clones sharing a jar cache must not share a broker.
-state_file="$here/target/broker.env"
+broker_name="${KAFKA_BROKER_NAME:-}"
+[[ "$broker_name" =~ ^[A-Za-z0-9_.-]*$ ]] || { echo "kafka.sh: bad KAFKA_BROKER_NAME" >&2; exit 2; }
+state_file="$here/target/broker${broker_name:+-$broker_name}.env"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 say() { echo "kafka.sh: $*" >&2; }
@@ -148,15 +157,25 @@ EOF
         die "formatting the KRaft storage failed"
     fi
 
+    launch "$run" "$port"
+}
+
+# Start the JVM on an already formatted $1 (run dir) listening on port $2, record it in the state
+# file, and wait until it answers. Used by start, and by restart on the same dir and ports.
+launch() {
+    local run="$1" port="$2"
+    local -a jvm=(-cp "$libs/*" -Dlog4j2.configurationFile="$here/log4j2.properties"
+                  -Dkafka.ci.log.file="$run/kafka.log" -Djava.awt.headless=true)
     # shellcheck disable=SC2086  # heap flags are a word list on purpose
     setsid "$java" ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+ExitOnOutOfMemoryError "${jvm[@]}" \
-        kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 </dev/null &
+        kafka.Kafka "$run/server.properties" >>"$run/stdout.log" 2>&1 </dev/null &
     local pid=$!
     mkdir -p "$(dirname "$state_file")"
     cat >"$state_file" <<EOF
 KAFKA_CI_PID=$pid
 KAFKA_CI_RUN_DIR=$run
 KAFKA_CI_BOOTSTRAP=127.0.0.1:$port
+KAFKA_CI_PORT=$port
 EOF
 
     local timeout="${KAFKA_START_TIMEOUT:-60}" started=$SECONDS
@@ -178,13 +197,15 @@ EOF
 }
 
 cmd_stop() {
+    local keep=0
+    [[ "${1:-}" == "--keep-data" ]] && keep=1
     [[ -f "$state_file" ]] || { say "no broker recorded; nothing to stop"; return 0; }
     # shellcheck disable=SC1090
     source "$state_file"
     local pid="${KAFKA_CI_PID:-}"
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        # SIGTERM: a clean KRaft shutdown takes a second or two. The data is thrown away next,
-        # so a broker that hangs is killed rather than waited for.
+        # SIGTERM: a clean KRaft shutdown takes a second or two. A broker that hangs is killed
+        # rather than waited for (with --keep-data, restart then recovers its logs).
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         if kill -0 "$pid" 2>/dev/null; then
@@ -193,8 +214,35 @@ cmd_stop() {
         fi
         say "stopped broker (pid $pid)"
     fi
+    if (( keep )); then
+        # The record stays, without a pid, so restart finds the data dir and the ports.
+        sed -i 's/^KAFKA_CI_PID=.*/KAFKA_CI_PID=/' "$state_file"
+        return 0
+    fi
     [[ -n "${KAFKA_CI_RUN_DIR:-}" && -d "$KAFKA_CI_RUN_DIR" ]] && rm -rf "$KAFKA_CI_RUN_DIR"
     rm -f "$state_file"
+}
+
+# Every broker this checkout recorded, the shared one and the named ones (CI's clean-up: a test
+# killed mid-run cannot stop its own).
+cmd_stop_all() {
+    local f name
+    for f in "$here"/target/broker.env "$here"/target/broker-*.env; do
+        [[ -f "$f" ]] || continue
+        name="${f##*/broker}"
+        name="${name#-}"
+        KAFKA_BROKER_NAME="${name%.env}" bash "${BASH_SOURCE[0]}" stop
+    done
+}
+
+cmd_restart() {
+    [[ -f "$state_file" ]] || die "no broker recorded; run start first"
+    if running_pid; then
+        die "the broker is running (pid $KAFKA_CI_PID); run stop --keep-data first"
+    fi
+    [[ -n "${KAFKA_CI_RUN_DIR:-}" && -d "$KAFKA_CI_RUN_DIR/data" && -n "${KAFKA_CI_PORT:-}" ]] \
+        || die "the recorded broker has no data dir or port to restart on"
+    launch "$KAFKA_CI_RUN_DIR" "$KAFKA_CI_PORT"
 }
 
 cmd_status() {
@@ -212,8 +260,10 @@ cmd_logs() {
 case "${1:-}" in
     fetch) cmd_fetch ;;
     start) cmd_start ;;
-    stop) cmd_stop ;;
+    stop) cmd_stop "${2:-}" ;;
+    stop-all) cmd_stop_all ;;
+    restart) cmd_restart ;;
     status) cmd_status ;;
     logs) cmd_logs "${2:-100}" ;;
-    *) echo "usage: $0 fetch|start|stop|status|logs [lines]" >&2; exit 2 ;;
+    *) echo "usage: $0 fetch|start|stop [--keep-data]|stop-all|restart|status|logs [lines]" >&2; exit 2 ;;
 esac

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from streams.commands.common import BrokerOption, kafka
+from streams import statestore
+from streams.commands.common import BrokerOption, fail, kafka
+from streams.settings import Settings
 
 
 def worker(
@@ -22,6 +25,14 @@ def worker(
         str | None, typer.Option(help="Table store: memory:// or rocksdb:// (needs rocksdict).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level: DEBUG, INFO, WARNING.")] = None,
+    reset_state: Annotated[
+        bool,
+        typer.Option(
+            "--reset-state",
+            help="Remove the local table state under the data dir (RocksDB; rebuilt from the "
+            "changelog topics), then start. For state ahead of its changelog.",
+        ),
+    ] = False,
 ) -> None:
     """Run the stream worker: consume web and support events, keep per-session and
     per-customer state, serve the HTTP collector, /metrics and /health.
@@ -42,9 +53,45 @@ def worker(
             err=True,
         )
         w = create_worker(settings, bootstrap)
+        _check_local_state(w.app, settings, bootstrap, reset_state,
+                           fix=_fix_command(broker, data_dir, store))
         faust.Worker(
             w.app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
         ).execute_from_commandline()
+
+
+def _check_local_state(app: Any, settings: Settings, bootstrap: str, reset: bool, fix: str
+                       ) -> None:
+    """Remove the local table state (``--reset-state``), or refuse to start on RocksDB state
+    ahead of its changelog: Faust would stop with a bare ConsistencyError or, on an empty
+    changelog, run on stale state (streams.statestore)."""
+    tabledir = Path(app.conf.tabledir)
+    if reset:
+        if statestore.reset_state(tabledir):
+            typer.echo(f"frictionwatch worker: removed the local table state {tabledir}",
+                       err=True)
+        return
+    if settings.store != "rocksdb://" or not tabledir.is_dir():
+        return
+    offsets = statestore.local_offsets(tabledir)
+    if not offsets:
+        return
+    changelog = {name: table.changelog_topic.get_topic_name()
+                 for name, table in app.tables.items()}
+    ends = statestore.changelog_ends(bootstrap, changelog.values(),
+                                     settings.kafka_client_kwargs())
+    ahead = statestore.ahead_of_changelog(offsets, changelog, ends)
+    if ahead:
+        raise fail(statestore.describe(ahead, tabledir, bootstrap, fix), code=1)
+
+
+def _fix_command(broker: str | None, data_dir: Path | None, store: str | None) -> str:
+    """The command that resets the state: this one with the options that locate it."""
+    args = ["frictionwatch", "worker", "--reset-state"]
+    for flag, value in (("--broker", broker), ("--data-dir", data_dir), ("--store", store)):
+        if value is not None:
+            args += [flag, str(value)]
+    return shlex.join(args)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,11 +22,13 @@ def _block_after(marker: str) -> str:
 
 def test_quick_start_commands() -> None:
     assert _block_after("demo-command") == (
-        "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/frictionwatch demo"
+        "python3 -m venv .venv && .venv/bin/pip install -q -c requirements.lock -e . "
+        "&& .venv/bin/frictionwatch demo"
     )
     # .ci/run runs this exact line.
     assert _block_after("test-command") == (
-        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
+        "python3 -m venv .venv && .venv/bin/pip install -q -c requirements.lock -e '.[test]' "
+        "&& .venv/bin/pytest"
     )
 
 
