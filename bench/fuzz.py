@@ -45,7 +45,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fuzzgen import FuzzGen, Input  # noqa: E402
+from fuzzgen import (  # noqa: E402
+    FuzzGen,
+    Input,
+    accounted,
+    event_problem,
+    finite,
+    items_of,
+    model_weights_finite,
+)
 
 from detectors.customer import (  # noqa: E402
     apply_customer,
@@ -69,8 +76,6 @@ from detectors.session import decode_state, encode_state, is_replay  # noqa: E40
 from models import checkpoint  # noqa: E402
 from models.triage import TicketTriage  # noqa: E402
 from streams import detection  # noqa: E402
-from streams.adapters import detect  # noqa: E402
-from streams.adapters.base import AdapterError  # noqa: E402
 from streams.deadletter import encode_dead_letter  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -128,70 +133,6 @@ class Figures:
 
 def _where(where: str, exc: BaseException) -> str:
     return f"{where}:{type(exc).__name__}"
-
-
-def items_of(raw: bytes, source: str | None) -> int:
-    """How many items (calls, events) an input holds at its top level, as its adapter splits
-    it: a batch's length, else 1."""
-    try:
-        payload = _dec.decode(raw)
-        fmt = source.strip().lower() if source else detect(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AdapterError):
-        return 1
-    if type(payload) is list:
-        return len(payload)
-    if type(payload) is dict:
-        if fmt == "segment" and type(payload.get("batch")) is list:
-            return len(payload["batch"])
-        if fmt == "ga4" and type(payload.get("events")) is list:
-            return len(payload["events"])
-    return 1
-
-
-def accounted(accepted: int, dead: int, items: int) -> bool:
-    """Normalize answered for the input: some event or dead letter, and when it accepted part
-    of a batch, an answer for every item (nothing dropped in silence)."""
-    return accepted + dead >= 1 and (accepted == 0 or accepted + dead >= items)
-
-
-def _finite(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (OverflowError, ValueError, TypeError):
-        return False
-
-
-def event_problem(e: Any) -> str | None:
-    """Why an accepted event is unfit downstream: a non-finite or unrepresentable number, or
-    a time ``datetime`` cannot hold. None if fit."""
-    for name in e.__struct_fields__:
-        v = getattr(e, name)
-        if type(v) in (int, float) and not _finite(v):
-            return f"event_nonfinite:{name}"
-        if type(v) is dict:
-            for x in v.values():
-                if type(x) in (int, float) and not _finite(x):
-                    return f"event_nonfinite:{name}"
-    try:
-        datetime.fromtimestamp(e.time, UTC)
-    except (OverflowError, ValueError, OSError):
-        return "event_time_out_of_range"
-    return None
-
-
-def model_weights_finite(model: Any) -> bool:
-    """Whether a River model's learned numbers (linear weights, scaler statistics) are all
-    finite (NaN or inf there poisons every later score and the checkpoint)."""
-    steps = model.steps.values() if hasattr(model, "steps") else [model]
-    for step in steps:
-        for attr in ("weights", "means", "vars", "_weights"):
-            values = getattr(step, attr, None)
-            if isinstance(values, dict) and not all(_finite(v) for v in values.values()):
-                return False
-        intercept = getattr(step, "intercept", None)
-        if intercept is not None and type(intercept) is float and not _finite(intercept):
-            return False
-    return True
 
 
 class OfflineWorker:
@@ -504,7 +445,7 @@ def _counter(amount: Any) -> None:
     (+Inf for the life of the process)."""
     if amount < 0:
         raise ValueError("Counters can only be incremented by non-negative amounts.")
-    if not _finite(amount):
+    if not finite(amount):
         raise NonFiniteCounter()
 
 

@@ -22,20 +22,25 @@ True
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from detectors.events import EVENT_TYPES, encode_batch, encode_event
+from streams.adapters import detect
+from streams.adapters.base import AdapterError
 from streams.normalize import normalize
 from streams.simulator import SimConfig, Simulator
 
-__all__ = ["DATA", "EXEMPLARS", "FuzzGen", "Input", "Template", "corpus", "deep", "exemplars",
+__all__ = ["DATA", "EXEMPLARS", "SANE", "FuzzGen", "Input", "Template", "accounted", "corpus",
+           "deep", "event_problem", "exemplars", "finite", "items_of", "model_weights_finite",
            "today"]
 
 DATA = Path(__file__).resolve().parent / "data" / "adapters"
@@ -163,6 +168,92 @@ def exemplars(start: float | None = None) -> list[Input]:
 
 #: Names of the exemplars, for reports.
 EXEMPLARS = tuple(sorted({i.kind for i in exemplars(0.0)}))
+
+
+# --- invariants (shared by the property tests and bench/fuzz.py) ---------------------------
+
+
+def items_of(raw: bytes, source: str | None) -> int:
+    """How many items (calls, events) an input holds at its top level, as its adapter splits
+    it: a batch's length, else 1."""
+    try:
+        payload = _dec.decode(raw)
+        fmt = source.strip().lower() if source else detect(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, AdapterError):
+        return 1
+    if type(payload) is list:
+        return len(payload)
+    if type(payload) is dict:
+        if fmt == "segment" and type(payload.get("batch")) is list:
+            return len(payload["batch"])
+        if fmt == "ga4" and type(payload.get("events")) is list:
+            return len(payload["events"])
+    return 1
+
+
+def accounted(accepted: int, dead: int, items: int) -> bool:
+    """Normalize answered for the input: some event or dead letter, and when it accepted part
+    of a batch, an answer for every item (nothing dropped in silence)."""
+    return accepted + dead >= 1 and (accepted == 0 or accepted + dead >= items)
+
+
+def finite(v: Any) -> bool:
+    """Whether ``v`` is a number a float holds, and finite."""
+    try:
+        return math.isfinite(float(v))
+    except (OverflowError, ValueError, TypeError):
+        return False
+
+
+#: No field of a canonical event (money, steps, coordinates, durations, Web Vitals, counts)
+#: has a sensible value beyond a quadrillion; what is past it (1e308, a 309-digit step) is
+#: what overflows the models' scalers and sums (the issue's crash inputs).
+SANE = 1e15
+
+
+def _number_problem(name: str, v: Any) -> str | None:
+    if not finite(v):
+        return f"event_nonfinite:{name}"
+    if abs(float(v)) > SANE:
+        return f"event_out_of_range:{name}"
+    return None
+
+
+def event_problem(e: Any) -> str | None:
+    """Why an accepted event is unfit downstream: a non-finite, unrepresentable or absurd
+    number (beyond ``SANE``), or a time ``datetime`` cannot hold. None if fit."""
+    for name in e.__struct_fields__:
+        v = getattr(e, name)
+        if type(v) in (int, float) and name != "time":
+            problem = _number_problem(name, v)
+            if problem:
+                return problem
+        if type(v) is dict:
+            for x in v.values():
+                if type(x) in (int, float):
+                    problem = _number_problem(name, x)
+                    if problem:
+                        return problem
+    try:
+        datetime.fromtimestamp(e.time, UTC)
+    except (OverflowError, ValueError, OSError):
+        return "event_time_out_of_range"
+    return None
+
+
+def model_weights_finite(model: Any) -> bool:
+    """Whether a River model's learned numbers (linear weights, scaler statistics) are all
+    finite (NaN or inf there poisons every later score and the checkpoint)."""
+    steps = model.steps.values() if hasattr(model, "steps") else [model]
+    for step in steps:
+        for attr in ("weights", "means", "vars", "_weights"):
+            values = getattr(step, attr, None)
+            if isinstance(values, dict) and not all(finite(v) for v in values.values()):
+                return False
+        intercept = getattr(step, "intercept", None)
+        if type(intercept) is float and not finite(intercept):
+            return False
+    return True
 
 
 # --- hostile values -----------------------------------------------------------------------
