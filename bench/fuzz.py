@@ -1,0 +1,559 @@
+"""Fuzz bench: hostile inputs through the worker's pipeline, every input accounted for.
+
+    python bench/fuzz.py                       # offline: 1,000,000 inputs, both cores
+    python bench/fuzz.py --offline 5000 --jobs 1 --seed 3
+    python bench/fuzz.py --offline 0 --live 50000          # a real worker, embedded broker
+    python bench/fuzz.py --offline 0 --live 50000 --broker host:9092
+
+Inputs come from ``tests/fuzzgen.py`` (the issue's classes of hostile input and mutations of
+valid Segment, GA4, help-desk and canonical payloads), deterministic with ``--seed``.
+
+Offline, each input goes through what the worker does with an ingest message, in the same
+order and with the same error handling: ``normalize``; the canonical messages encoded and
+decoded as on the topics; per session ``Engine.feed`` (a guarded call in the worker: an
+exception there is a ``processing_error`` dead letter, counted apart as a bug), the state
+encoded for the table and decoded back; per customer ``apply_customer``, triage and the churn
+model; the outputs encoded, the Prometheus counters' increments checked; and on a cadence the
+worker's timers (event time, model gauges, model checkpoints). An exception where the worker
+has no guard "escapes": in the worker it ends the agent or the process. A record larger than
+the producer's ``max_request_size`` escapes too (``MessageSizeTooLargeError`` in the worker).
+
+An input is accounted for when normalize answers for it: at least one accepted event or dead
+letter, and when some of its events were accepted, one accepted event or dead letter per item
+of its batch. Other invariants are counted as violations: accepted events that do not decode
+back or hold a non-finite number or a time ``datetime`` cannot represent, dead letters or
+canonical messages out of proportion to the input (amplification), state that does not read
+back equal, non-finite scores or model weights, non-finite counter increments.
+
+Live (``--live N``): a real worker subprocess (``streams.worker_process``) on an embedded
+broker or ``--broker``; half the inputs over HTTP to the collector, half produced to the ingest
+topic; then the canonical and dead-letter topics are read until idle and every input is
+matched: Kafka inputs by the ``fw-origin`` header and the dead letters' partition/offset, HTTP
+inputs by their response counts and their events' ids on the topics; all against normalize run
+offline on the same bytes. Prints worker exits and the worker's RSS before and after.
+
+Exit status 1 when an exception escaped or an input is unaccounted for (or the worker died).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fuzzgen import (  # noqa: E402
+    FuzzGen,
+    Input,
+    accounted,
+    event_problem,
+    finite,
+    items_of,
+    model_weights_finite,
+)
+
+from detectors.customer import (  # noqa: E402
+    apply_customer,
+    decode_customer,
+    encode_customer,
+    session_summary,
+)
+from detectors.engine import Outputs  # noqa: E402
+from detectors.events import Ticket, decode_batch, encode_batch  # noqa: E402
+from detectors.session import decode_state, encode_state, is_replay  # noqa: E402
+from models import checkpoint  # noqa: E402
+from models.triage import TicketTriage  # noqa: E402
+from streams import detection  # noqa: E402
+from streams.deadletter import encode_dead_letter  # noqa: E402
+from streams.normalize import normalize  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+
+_dec = msgspec.json.Decoder()
+_enc = msgspec.json.Encoder()
+
+#: Inputs between two runs of the worker's timers (event time, model gauges): the worker runs
+#: them every 1 s and 5 s, a few thousand messages apart at its rates.
+TIMER_EVERY = 500
+#: Inputs between two model checkpoints (the worker: every ``model_checkpoint_interval``).
+CHECKPOINT_EVERY = 20_000
+#: Slack per record in the amplification bounds: a record's own fields (reason, detail,
+#: stage, ids) are not the input's copies.
+RECORD_SLACK = 8192
+
+
+@dataclass
+class Figures:
+    """What a run counted (shards add up with ``merge``)."""
+
+    inputs: int = 0
+    accepted: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    #: Dead letters the worker's downstream guards would write (stage:reason).
+    downstream: Counter[str] = field(default_factory=Counter)
+    #: Exceptions those guards caught (a bug each, input kept): where:type.
+    caught: Counter[str] = field(default_factory=Counter)
+    #: Exceptions no guard catches: where:type. In the worker each ends an agent or the process.
+    escaped: Counter[str] = field(default_factory=Counter)
+    unaccounted: int = 0
+    unaccounted_kinds: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+    #: The first input of each failure class: its kind and a prefix of its bytes.
+    examples: dict[str, str] = field(default_factory=dict)
+    kinds: Counter[str] = field(default_factory=Counter)
+    input_bytes: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: Figures) -> None:
+        for name in ("inputs", "accepted", "unaccounted", "input_bytes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("dead", "downstream", "caught", "escaped", "unaccounted_kinds",
+                     "violations", "kinds"):
+            getattr(self, name).update(getattr(other, name))
+        for k, v in other.examples.items():
+            self.examples.setdefault(k, v)
+        self.seconds = max(self.seconds, other.seconds)
+
+    def example(self, key: str, inp: Input) -> None:
+        if key not in self.examples:
+            self.examples[key] = f"{inp.kind} source={inp.source} {inp.raw[:160]!r}" + (
+                f" ... ({len(inp.raw)} bytes)" if len(inp.raw) > 160 else "")
+
+
+def _where(where: str, exc: BaseException) -> str:
+    return f"{where}:{type(exc).__name__}"
+
+
+class OfflineWorker:
+    """The worker's pipeline over one partition, without Kafka (see the module)."""
+
+    def __init__(self, settings: Settings, fig: Figures) -> None:
+        self.settings = settings
+        self.fig = fig
+        self.processor = detection.processor(settings)
+        self.alerting = detection.alerting(settings, self.processor)
+        self.engine = detection.engine(settings, self.processor, self.alerting)
+        self.sessions: dict[str, bytes] = {}
+        self.customers: dict[str, bytes] = {}
+        self.churn = detection.churn(settings)
+        self.triage = TicketTriage(queues=settings.triage_queues,
+                                   default_queue=settings.triage_default_queue) \
+            if settings.ticket_triage else None
+        models: dict[str, Any] = {"abandonment": detection.scorer(self.processor),
+                                  "triage": self.triage, "churn": self.churn}
+        self.models = {k: m for k, m in models.items() if m is not None}
+        # What the producer accepts in one record (streams.app: producer_max_request_size).
+        self.max_record = max(settings.max_payload_bytes * 2, 1_048_576)
+        self.offset = 0
+        self.now = time.time()
+
+    # --- one input ---------------------------------------------------------------------------
+
+    def feed(self, inp: Input) -> None:
+        fig, settings = self.fig, self.settings
+        fig.inputs += 1
+        fig.kinds[inp.kind] += 1
+        fig.input_bytes += len(inp.raw)
+        self.offset += 1
+        if self.offset % TIMER_EVERY == 0:
+            self.now = time.time()
+            self.timers()
+        if self.offset % CHECKPOINT_EVERY == 0:
+            self.checkpoints()
+        try:
+            norm = normalize(inp.raw, inp.source, max_bytes=settings.max_payload_bytes,
+                             max_events=settings.max_events_per_message, now=self.now,
+                             topic="fw.ingest", partition=0, offset=self.offset)
+        except Exception as exc:  # noqa: BLE001 - what the harness is here to count
+            self._escape("normalize", exc, inp)
+            fig.unaccounted += 1
+            fig.unaccounted_kinds[inp.kind] += 1
+            return
+        acc = sum(map(len, norm.web.values())) + sum(map(len, norm.support.values()))
+        fig.accepted += acc
+        items = items_of(inp.raw, inp.source) if acc else 1
+        if not accounted(acc, len(norm.dead), items):
+            fig.unaccounted += 1
+            fig.unaccounted_kinds[inp.kind] += 1
+            fig.example("unaccounted", inp)
+        self._dead_letters(norm.dead, inp)
+        out = Outputs()
+        canonical_bytes = 0
+        origin = ("i0", self.offset)
+        for sid, evs in norm.web.items():
+            decoded = self._on_topic(evs, inp)
+            canonical_bytes += decoded[1]
+            if decoded[0] is not None:
+                self._session(sid, decoded[0], origin, out, inp)
+        for cid, evs in norm.support.items():
+            decoded = self._on_topic(evs, inp)
+            canonical_bytes += decoded[1]
+            if decoded[0] is not None:
+                self._customer(cid, decoded[0], origin, inp)
+        if canonical_bytes > 4 * len(inp.raw) + RECORD_SLACK * max(acc, 1):
+            self._violation("canonical_amplification", inp)
+        self._store(out, inp)
+        self._publish(out, inp)
+
+    def _escape(self, where: str, exc: BaseException, inp: Input) -> None:
+        key = _where(where, exc)
+        self.fig.escaped[key] += 1
+        self.fig.example(f"escaped {key}: {str(exc)[:120]}", inp)
+
+    def _violation(self, key: str, inp: Input) -> None:
+        self.fig.violations[key] += 1
+        self.fig.example(f"violation {key}", inp)
+
+    def _dead_letters(self, dead: Iterable[Any], inp: Input) -> None:
+        total = n = 0
+        for d in dead:
+            self.fig.dead[d.reason] += 1
+            if d.reason == "processing_error":  # normalize's own guard caught a bug
+                self.fig.caught[f"normalize:{d.detail.split(':')[0][:40]}"] += 1
+                self.fig.example(f"caught normalize: {d.detail[:120]}", inp)
+            try:
+                size = len(encode_dead_letter(d))
+            except Exception as exc:  # noqa: BLE001
+                self._escape("send_dead", exc, inp)
+                continue
+            if size > self.max_record:
+                self._escape("send_dead", MessageSizeTooLarge(size), inp)
+            total += size
+            n += 1
+        if n and total > 2 * len(inp.raw) + RECORD_SLACK * n:
+            self._violation("dead_letter_amplification", inp)
+
+    def _on_topic(self, evs: list[Any], inp: Input) -> tuple[list[Any] | None, int]:
+        """The events as the next agent reads them off their topic (None: a dead letter)."""
+        for e in evs:
+            problem = event_problem(e)
+            if problem is not None:
+                self._violation(problem, inp)
+                break
+        try:
+            data = encode_batch(evs)
+        except Exception as exc:  # noqa: BLE001
+            self._escape("publish", exc, inp)
+            return None, 0
+        if len(data) > self.max_record:
+            self._escape("publish", MessageSizeTooLarge(len(data)), inp)
+            return None, len(data)
+        try:
+            back = decode_batch(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+            # The consuming agent's guard: a dead letter (stage sessions/customers).
+            self.fig.downstream["decode:invalid_field"] += 1
+            self._violation("event_does_not_decode", inp)
+            return None, len(data)
+        if back != evs:
+            self._violation("event_roundtrip_unequal", inp)
+        return back, len(data)
+
+    def _session(self, sid: str, evs: list[Any], origin: tuple[str, int], out: Outputs,
+                 inp: Input) -> None:
+        engine = self.engine
+        if sid not in engine.sessions:
+            raw = self.sessions.get(sid)
+            if raw:
+                try:
+                    engine.adopt(decode_state(raw))
+                except Exception as exc:  # noqa: BLE001
+                    self._escape("sessions.adopt", exc, inp)
+        try:
+            engine.feed(evs, origin, out)
+        except Exception as exc:  # noqa: BLE001 - the worker's guard: processing_error
+            self.fig.downstream["sessions:processing_error"] += 1
+            self.fig.caught[_where("sessions.feed", exc)] += 1
+            self.fig.example(f"caught sessions.feed:{type(exc).__name__}: {str(exc)[:120]}",
+                             inp)
+        out.ticked.add(sid)  # written back like a touched session
+        state = engine.sessions.get(sid)
+        if state is not None and state.abandon_probability is not None and not (
+                0.0 <= state.abandon_probability <= 1.0):
+            self._violation("abandonment_score_nonfinite", inp)
+
+    def _store(self, out: Outputs, inp: Input | None) -> None:
+        """Write back every session a batch or a timer changed (``streams.app.store``)."""
+        ended = {o["session_id"] for o in out.outcomes}
+        for sid in out.ticked | ended:
+            state = self.engine.sessions.get(sid)
+            if state is None:
+                self.sessions.pop(sid, None)
+                continue
+            where = "sessions.store" if inp is not None else "timer:event_time.store"
+            try:
+                data = encode_state(state)
+            except Exception as exc:  # noqa: BLE001
+                self._escape_any(where, exc, inp)
+                continue
+            if len(data) > self.max_record:
+                self._escape_any(where, MessageSizeTooLarge(len(data)), inp)
+            try:
+                back = decode_state(data)
+            except Exception as exc:  # noqa: BLE001 - read back after a restart: a crash
+                self._escape_any("sessions.adopt(after restart)", exc, inp)
+                continue
+            if back != state:
+                self._violation_any("state_roundtrip_unequal", inp)
+            self.sessions[sid] = data
+
+    def _escape_any(self, where: str, exc: BaseException, inp: Input | None) -> None:
+        if inp is not None:
+            self._escape(where, exc, inp)
+        else:
+            self.fig.escaped[_where(where, exc)] += 1
+            self.fig.examples.setdefault(f"escaped {_where(where, exc)}: {str(exc)[:120]}",
+                                         "(a timer)")
+
+    def _violation_any(self, key: str, inp: Input | None) -> None:
+        if inp is not None:
+            self._violation(key, inp)
+        else:
+            self.fig.violations[key] += 1
+
+    def _publish(self, out: Outputs, inp: Input | None) -> None:
+        """``streams.app.publish_outputs``: every record encoded, counters incremented."""
+        where = "publish_outputs" if inp is not None else "timer:event_time.publish"
+        try:
+            for doc in (*out.signals, *out.alerts, *out.chats, *out.experiments, *out.outcomes):
+                data = msgspec.json.encode(doc)
+                if len(data) > self.max_record:
+                    raise MessageSizeTooLarge(len(data))
+            for doc in out.alerts:
+                _counter(doc["data"]["revenue_at_risk"])
+            for o in out.outcomes:
+                if o["converted"]:
+                    _counter(o["revenue"])
+        except NonFiniteCounter:
+            self._violation_any("metric_nonfinite", inp)
+        except Exception as exc:  # noqa: BLE001
+            self._escape_any(where, exc, inp)
+        for o in out.outcomes:
+            summary = session_summary(o)
+            if summary is not None and inp is not None:
+                back = self._on_topic([summary], inp)[0]
+                if back is not None:
+                    self._customer(summary.customer_id or "", back, None, inp)
+
+    def _customer(self, cid: str, evs: list[Any], origin: tuple[str, int] | None,
+                  inp: Input) -> None:
+        raw = self.customers.get(cid)
+        try:
+            state = decode_customer(raw) if raw else None
+        except Exception as exc:  # noqa: BLE001 - fold_batch loads outside its guard
+            self._escape("customers.load", exc, inp)
+            return
+        try:  # streams.app.apply_support, under fold_batch's guard
+            if state is None or not is_replay(state.positions, origin):
+                if self.triage is not None:
+                    for e in evs:
+                        if type(e) is Ticket:
+                            record = self.triage.on_ticket(e)
+                            if record is not None:
+                                msgspec.json.encode(record)
+                state = apply_customer(state, evs, origin)
+                if self.churn is not None:
+                    doc = self.churn.update(state)
+                    if state.churn_risk is not None and not 0.0 <= state.churn_risk <= 1.0:
+                        self._violation("churn_score_nonfinite", inp)
+                    if doc is not None:
+                        msgspec.json.encode(doc)
+        except Exception as exc:  # noqa: BLE001
+            self.fig.downstream["customers:processing_error"] += 1
+            self.fig.caught[_where("customers.apply", exc)] += 1
+            self.fig.example(f"caught customers.apply:{type(exc).__name__}: {str(exc)[:120]}",
+                             inp)
+            return
+        try:
+            data = encode_customer(state)
+        except Exception as exc:  # noqa: BLE001
+            self._escape("customers.store", exc, inp)
+            return
+        if len(data) > self.max_record:
+            self._escape("customers.store", MessageSizeTooLarge(len(data)), inp)
+        try:
+            back = decode_customer(data)
+        except Exception as exc:  # noqa: BLE001 - the next message for this customer
+            self._escape("customers.load", exc, inp)
+            self.customers[cid] = data
+            return
+        if back != state:
+            self._violation("customer_roundtrip_unequal", inp)
+        self.customers[cid] = data
+
+    # --- timers ------------------------------------------------------------------------------
+
+    def timers(self, until: float | None = None) -> None:
+        """``event_time`` (deadlines and expiries up to the watermark) and ``gauge_models``."""
+        out = Outputs()
+        try:
+            self.engine.advance(self.engine.watermark if until is None else until, out)
+        except Exception as exc:  # noqa: BLE001
+            self._escape_any("timer:event_time", exc, None)
+        self._store(out, None)
+        self._publish(out, None)
+        for name, model in self.models.items():
+            try:
+                model.quality()
+            except Exception as exc:  # noqa: BLE001
+                self._escape_any(f"timer:gauge_models.{name}", exc, None)
+            inner = getattr(model, "model", None)
+            if inner is not None and hasattr(inner, "steps") and not model_weights_finite(inner):
+                self._violation_any(f"model_nonfinite_weight:{name}", None)
+
+    def checkpoints(self) -> None:
+        for name, model in self.models.items():
+            try:
+                checkpoint.loads(model.checkpoint())
+            except Exception as exc:  # noqa: BLE001
+                self._escape_any(f"timer:checkpoint_models.{name}", exc, None)
+
+    def finish(self) -> None:
+        """Event time runs on past every session's gap: every session expires."""
+        watermark = self.engine.watermark
+        if math.isfinite(watermark):
+            self.timers(watermark + self.settings.session_gap + 3600)
+        else:
+            self.timers()
+        self.checkpoints()
+
+
+class MessageSizeTooLarge(Exception):
+    """What the producer raises for a record over ``max_request_size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a record of {size} bytes is over the producer's max request size")
+
+
+class NonFiniteCounter(Exception):
+    pass
+
+
+def _counter(amount: Any) -> None:
+    """Prometheus' ``Counter.inc``: it raises on a negative amount; a non-finite one sticks
+    (+Inf for the life of the process)."""
+    if amount < 0:
+        raise ValueError("Counters can only be incremented by non-negative amounts.")
+    if not finite(amount):
+        raise NonFiniteCounter()
+
+
+# --- offline runs ------------------------------------------------------------------------------
+
+
+def offline_shard(args: tuple[int, int, int, bool, int]) -> Figures:
+    """``n`` inputs of seed ``seed``/shard ``shard`` through one ``OfflineWorker``."""
+    seed, shard, n, exemplars, huge = args
+    fig = Figures()
+    gen = FuzzGen(seed=seed * 1000 + shard, huge=huge)
+    worker = OfflineWorker(Settings(), fig)
+    t0 = time.perf_counter()
+    for inp in gen.inputs(n, with_exemplars=exemplars):
+        worker.feed(inp)
+    worker.finish()
+    fig.seconds = time.perf_counter() - t0
+    return fig
+
+
+def run_offline(n: int, seed: int = 0, jobs: int = 2, huge: int = 400_000) -> Figures:
+    """``n`` inputs split over ``jobs`` processes (shard 0 starts with the issue's
+    exemplars)."""
+    jobs = max(1, min(jobs, n))
+    shards = [(seed, i, n // jobs + (1 if i < n % jobs else 0), i == 0, huge)
+              for i in range(jobs)]
+    t0 = time.perf_counter()
+    if jobs == 1:
+        figs = [offline_shard(shards[0])]
+    else:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            figs = pool.map(offline_shard, shards)
+    total = Figures()
+    for f in figs:
+        total.merge(f)
+    total.seconds = time.perf_counter() - t0
+    return total
+
+
+def print_offline(fig: Figures, out: Any = sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    rate = fig.inputs / fig.seconds if fig.seconds else 0.0
+    p(f"offline: inputs {fig.inputs:,} ({fig.input_bytes / 1e6:,.0f} MB) in "
+      f"{fig.seconds:,.1f} s = {rate:,.0f} inputs/s")
+    p(f"  accepted events {fig.accepted:,}; dead letters {sum(fig.dead.values()):,}")
+    for reason, n in sorted(fig.dead.items()):
+        p(f"    {reason:18} {n:,}")
+    if fig.downstream:
+        p(f"  downstream dead letters: {dict(sorted(fig.downstream.items()))}")
+    p(f"  exceptions escaping: {sum(fig.escaped.values()):,} (must be 0)")
+    for k, n in fig.escaped.most_common():
+        p(f"    {k}: {n:,}")
+    p(f"  caught by the agents' guards (bugs): {sum(fig.caught.values()):,}")
+    for k, n in fig.caught.most_common():
+        p(f"    {k}: {n:,}")
+    p(f"  inputs unaccounted for: {fig.unaccounted:,} (must be 0)"
+      + (f" {dict(fig.unaccounted_kinds)}" if fig.unaccounted else ""))
+    p(f"  invariant violations: {sum(fig.violations.values()):,}")
+    for k, n in fig.violations.most_common():
+        p(f"    {k}: {n:,}")
+    if fig.examples:
+        p("  first input of each failure:")
+        for k, v in sorted(fig.examples.items()):
+            p(f"    {k}\n      {v}")
+    p(f"  input classes: {dict(fig.kinds.most_common())}")
+
+
+# --- live runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    inputs: int = 0
+    ok: bool = False
+
+
+def run_live(n: int, seed: int, broker: str | None, huge: int) -> Live:
+    raise NotImplementedError("--live: not yet")
+
+
+def print_live(live: Live) -> None:
+    print(live)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--offline", type=int, default=1_000_000, metavar="N",
+                    help="inputs through the offline pipeline (default 1,000,000; 0: none)")
+    ap.add_argument("--live", type=int, default=0, metavar="N",
+                    help="inputs through a live worker, half HTTP, half Kafka (default 0)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2, help="offline processes (default 2)")
+    ap.add_argument("--broker", default=None,
+                    help="Kafka bootstrap servers for --live (default: an embedded broker)")
+    ap.add_argument("--huge", type=int, default=400_000,
+                    help="largest huge string (default 400,000, the issue's size)")
+    args = ap.parse_args(argv)
+    failed = False
+    if args.offline:
+        fig = run_offline(args.offline, args.seed, args.jobs, args.huge)
+        print_offline(fig)
+        failed |= bool(fig.escaped) or fig.unaccounted > 0
+    if args.live:
+        live = run_live(args.live, args.seed, args.broker, args.huge)
+        print_live(live)
+        failed |= not live.ok
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
