@@ -10,6 +10,7 @@ import typer
 
 from streams import statestore
 from streams.commands.common import BrokerOption, fail, kafka
+from streams.logthrottle import throttle_client_logs
 from streams.settings import Settings
 
 
@@ -53,6 +54,8 @@ def worker(
             err=True,
         )
         w = create_worker(settings, bootstrap)
+        # aiokafka logs ~1,000 lines/s while no broker answers (streams.logthrottle).
+        throttle_client_logs()
         _check_local_state(w.app, settings, bootstrap, reset_state,
                            fix=_fix_command(broker, data_dir, store))
         faust.Worker(
