@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from streams import statestore
+from streams.clientfixes import backoff_failed_metadata_updates
 from streams.commands.common import BrokerOption, fail, kafka
 from streams.logthrottle import throttle_client_logs
 from streams.settings import Settings
@@ -54,7 +55,9 @@ def worker(
             err=True,
         )
         w = create_worker(settings, bootstrap)
-        # aiokafka logs ~1,000 lines/s while no broker answers (streams.logthrottle).
+        # While no broker answers, aiokafka retries metadata in a busy loop and logs each try
+        # (streams.clientfixes, streams.logthrottle).
+        backoff_failed_metadata_updates()
         throttle_client_logs()
         _check_local_state(w.app, settings, bootstrap, reset_state,
                            fix=_fix_command(broker, data_dir, store))
