@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from streams import statestore
+from streams.clientfixes import backoff_failed_metadata_updates
 from streams.commands.common import BrokerOption, fail, kafka
+from streams.logthrottle import throttle_client_logs
 from streams.settings import Settings
 
 
@@ -53,6 +55,10 @@ def worker(
             err=True,
         )
         w = create_worker(settings, bootstrap)
+        # While no broker answers, aiokafka retries metadata in a busy loop and logs each try
+        # (streams.clientfixes, streams.logthrottle).
+        backoff_failed_metadata_updates()
+        throttle_client_logs()
         _check_local_state(w.app, settings, bootstrap, reset_state,
                            fix=_fix_command(broker, data_dir, store))
         faust.Worker(

@@ -219,6 +219,10 @@ def test_worker_survives_a_broker_restart_under_load(own_broker: OwnBroker, tmp_
         assert not wrong, f"sessions whose event count is not what was sent: {wrong}"
         assert worker.proc is not None and worker.proc.poll() is None, (
             f"the worker exited:\n{worker.log_tail()}")
+        # The outage is in the log, readably: aiokafka's retry loop once wrote ~19,000 lines
+        # for it (streams.clientfixes, streams.logthrottle).
+        lines = worker.log_path.read_text(errors="replace").count("\n")
+        assert lines < 1000, f"{lines} log lines for a {DOWN:.0f} s outage"
     finally:
         if not load._stop.is_set():
             load.stop()
