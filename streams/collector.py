@@ -128,14 +128,19 @@ def register_collector(
             verdict = check_headers(creds, source, request.headers, request.query)
             if not verdict.ok and not verdict.need_body:
                 return _refused(verdict)
+            # A sender not known yet (its credential is in the body) gets no dead letter for an
+            # oversized body: writing one per request would let anyone fill the topic.
+            known = verdict.ok
             length = request.content_length
             if length is not None and length > limit:
-                await send_dead([_too_large(length, limit)])
+                if known:
+                    await send_dead([_too_large(length, limit)])
                 return 413, {"error": "too_large", "detail": f"{length} bytes > limit {limit}"}, \
                     None
             raw = await read_capped(request.content, limit)
             if raw is None:
-                await send_dead([_too_large(None, limit)])
+                if known:
+                    await send_dead([_too_large(None, limit)])
                 return 413, {"error": "too_large", "detail": f"body over {limit} bytes"}, None
             if verdict.need_body:
                 verdict = check_body(creds, source, request.headers, raw, time.time(),

@@ -152,9 +152,15 @@ def test_collector_refuses_missing_or_wrong_credentials(keyed: WorkerProcess,
                          {"Authorization": f"Bearer {TOKEN}"})
     assert (code, body.get("accepted")) == (200, 1), body
 
+    # An oversized body: refused unread from a sender the headers do not vouch for (401), 413
+    # when its credential could only be in that body; neither is dead-lettered.
+    big = b"x" * (keyed.settings.max_payload_bytes + 1)
+    assert post(url, "/collect/segment", big, {"Authorization": basic("wrong")})[0] == 401
+    assert post(url, "/collect/segment", big)[0] == 413
+
     # Refused requests are counted ...
     metrics = http_get(url + "/metrics")
-    assert 'frictionwatch_collector_requests_total{code="401",endpoint="/collect/segment"} 3.0' \
+    assert 'frictionwatch_collector_requests_total{code="401",endpoint="/collect/segment"} 4.0' \
         in metrics
     assert 'frictionwatch_collector_requests_total{code="403",endpoint="/collect/support"} 3.0' \
         in metrics

@@ -38,3 +38,37 @@ def test_open_collector_beyond_loopback_is_warned_about(tmp_path: Path,
     message = record.getMessage()
     assert "0.0.0.0" in message and "/collect/ga4" in message
     assert "/collect/segment" not in message
+
+
+class _EndlessBody:
+    """A body that never ends, counting what was read of it."""
+
+    def __init__(self) -> None:
+        self.read_bytes = 0
+
+    async def read(self, n: int) -> bytes:
+        self.read_bytes += n
+        return b"x" * n
+
+
+class _Body:
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    async def read(self, n: int) -> bytes:
+        out, self.data = self.data[:min(n, self.step)], self.data[min(n, self.step):]
+        return out
+
+
+def test_capped_read_stops_past_the_limit_and_keeps_small_bodies_whole() -> None:
+    import asyncio
+
+    from streams.collector import CHUNK, read_capped
+
+    endless = _EndlessBody()
+    assert asyncio.run(read_capped(endless, 1_000_000)) is None
+    assert endless.read_bytes <= 1_000_000 + CHUNK
+    data = bytes(range(256)) * 400
+    assert asyncio.run(read_capped(_Body(data, 7_000), len(data))) == data
+    assert asyncio.run(read_capped(_Body(data, 7_000), len(data) - 1)) is None
+    assert asyncio.run(read_capped(_Body(b"", 1), 10)) == b""
