@@ -210,7 +210,8 @@ def test_revenue_1e308_twice_poisons_nothing_across_a_restart(hostile: WorkerPro
     """Two orders of revenue 1e308 for one customer (summed: inf, stored as null), then the
     customer again; the same after a restart. Before: frictionwatch_revenue_total read +Inf
     for the life of the process, and the customer's stored state crashed the customers
-    agent on every later touch, restarts included."""
+    agent on every later touch, restarts included. The same for a session's state and for
+    the holdout ledger of the experiments agent."""
     w = hostile
     for round_, t in enumerate((BASE + 2000, BASE + 2600)):
         if round_:
@@ -231,6 +232,7 @@ def test_revenue_1e308_twice_poisons_nothing_across_a_restart(hostile: WorkerPro
                           revenue=1e308) for i in range(2)])
         else:
             post(w, seg(None, "rich-session", t + 205))
+        holdout_records(w, t)
         time.sleep(3)
         # The customer again (its stored state read back).
         post(w, {**seg(None, "rich-again", t + 210, user=cid), "type": "identify",
@@ -251,6 +253,25 @@ def test_revenue_1e308_twice_poisons_nothing_across_a_restart(hostile: WorkerPro
     else:
         pytest.fail(f"rich-session's events after the restart were not applied\n"
                     f"{w.log_tail()}")
+
+
+def holdout_records(w: WorkerProcess, t: float) -> None:
+    """Straight to the experiments topic (past the edge): a customer unit exposed, two
+    results of revenue 1e308 for it, then a record a day on that closes its window. Before:
+    the arm's revenue gauge read +Inf, and the stored ledger (inf written as null) failed
+    the experiments agent on every later record, restarts included."""
+    unit = {"experiment": "chat_offer", "arm": "treatment", "unit": "c:rich-customer",
+            "unit_kind": "customer"}
+    records = [{**unit, "type": "exposure", "time": t, "delivered": True}]
+    records += [{**unit, "type": "result", "exposed_at": t + i, "end": t + 100 + i,
+                 "converted": True, "orders": 1, "revenue": 1e308} for i in range(2)]
+    records.append({**unit, "type": "exposure", "time": t + 90_000, "delivered": True})
+    p = producer(w.bootstrap)
+    for rec in records:
+        p.send(topic(w.settings, "experiments"), key=rec["unit"].encode(),
+               value=json.dumps(rec).encode())
+    p.flush()
+    p.close()
 
 
 def _last_time(raw: bytes) -> float | None:
