@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 #: enough that a dead letter never approaches the producer's limit itself.
 EXCERPT_BYTES = 4096
 #: Below this many bytes under the limit a record surely fits (aiokafka's estimate adds a batch
-#: header of 61 bytes and at most 21 of record overhead, plus the headers): only records near
-#: the limit pay for the exact estimate.
+#: header of 61 bytes, at most 21 of record overhead and a few varints per header): only
+#: records near the limit pay for the exact estimate.
 _SLACK = 4096
 
 
@@ -126,7 +126,10 @@ class Guard:
              headers: Sequence[tuple[str, bytes]] | None = None) -> bool:
         """Whether the producer takes this record (aiokafka's own size estimate)."""
         n = len(value or b"") + len(key or b"")
-        if n + _SLACK < self.limit and not headers:
+        if headers:
+            for k, v in headers:
+                n += len(k) + len(v or b"")
+        if n + _SLACK < self.limit:
             return True
         est = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers or ()))
         return bool(est <= self.limit)

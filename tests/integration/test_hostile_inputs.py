@@ -29,6 +29,7 @@ from kafkahelp import (
 )
 
 from detectors.events import decode_batch
+from detectors.session import decode_state
 from streams.deadletter import DeadLetter, decode_dead_letter
 from streams.kafka_io import ensure_topics
 from streams.topics import SOURCE_HEADER
@@ -204,6 +205,82 @@ def test_step_1e308_is_not_scored_and_model_gauges_stay_finite(hostile: WorkerPr
     assert refused >= 1 or any(d.reason == "invalid_field" for d in new), (refused, new)
 
 
+def test_revenue_1e308_twice_poisons_nothing_across_a_restart(hostile: WorkerProcess
+                                                               ) -> None:
+    """Two orders of revenue 1e308 for one customer (summed: inf, stored as null), then the
+    customer again; the same after a restart. Before: frictionwatch_revenue_total read +Inf
+    for the life of the process, and the customer's stored state crashed the customers
+    agent on every later touch, restarts included. The same for a session's state and for
+    the holdout ledger of the experiments agent."""
+    w = hostile
+    for round_, t in enumerate((BASE + 2000, BASE + 2600)):
+        if round_:
+            w.stop()
+            w.start()
+        before = len(dead_letters(w))
+        cid = "rich-customer"
+        sids = [f"rich-{round_}-{i}" for i in range(2)]
+        post(w, *[seg("Order Completed", s, t + i, user=cid, order_id=f"o-{s}",
+                      revenue=1e308) for i, s in enumerate(sids)])
+        # Event time moves on in each session's partition: the sessions end, their summaries
+        # reach the customer, and the journey windows with the orders close.
+        post(w, *[seg(None, s, t + 200) for s in sids])
+        if round_ == 0:
+            # A session with both orders (its revenue inf, stored as null): still open at
+            # the restart, and read back from its table then.
+            post(w, *[seg("Order Completed", "rich-session", t + 201 + i, order_id=f"o{i}",
+                          revenue=1e308) for i in range(2)])
+        else:
+            post(w, seg(None, "rich-session", t + 205))
+        holdout_records(w, t)
+        time.sleep(3)
+        # The customer again (its stored state read back).
+        post(w, {**seg(None, "rich-again", t + 210, user=cid), "type": "identify",
+                 "traits": {"plan": "pro"}})
+        time.sleep(3)
+        assert_alive_and_working(w, f"rich{round_}", t + 220)
+        new = dead_letters(w)[before:]
+        assert new, "the infinite revenue left no dead letter"
+    # The open session's later events are applied (its unreadable state started fresh).
+    last = BASE + 2600 + 205
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        recs = read_to_end(w.bootstrap, changelog_topic(w.settings, "sessions"))
+        if any(r.key == b"rich-session" and r.value
+               and abs((_last_time(r.value) or 0.0) - last) < 0.01 for r in recs):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"rich-session's events after the restart were not applied\n"
+                    f"{w.log_tail()}")
+
+
+def holdout_records(w: WorkerProcess, t: float) -> None:
+    """Straight to the experiments topic (past the edge): a customer unit exposed, two
+    results of revenue 1e308 for it, then a record a day on that closes its window. Before:
+    the arm's revenue gauge read +Inf, and the stored ledger (inf written as null) failed
+    the experiments agent on every later record, restarts included."""
+    unit = {"experiment": "chat_offer", "arm": "treatment", "unit": "c:rich-customer",
+            "unit_kind": "customer"}
+    records = [{**unit, "type": "exposure", "time": t, "delivered": True}]
+    records += [{**unit, "type": "result", "exposed_at": t + i, "end": t + 100 + i,
+                 "converted": True, "orders": 1, "revenue": 1e308} for i in range(2)]
+    records.append({**unit, "type": "exposure", "time": t + 90_000, "delivered": True})
+    p = producer(w.bootstrap)
+    for rec in records:
+        p.send(topic(w.settings, "experiments"), key=rec["unit"].encode(),
+               value=json.dumps(rec).encode())
+    p.flush()
+    p.close()
+
+
+def _last_time(raw: bytes) -> float | None:
+    try:
+        return decode_state(raw).last_time
+    except ValueError:  # msgspec's errors are ValueErrors: a state stored with null in it
+        return None
+
+
 def test_year_10000_does_not_end_the_event_time_timer(hostile: WorkerProcess) -> None:
     """A timestamp of 9999-12-31T23:59:59-23:59 (year 10000 in UTC), then a checkout step a
     few minutes before it: the step's stall deadline runs from the 1 s event-time timer.
@@ -218,32 +295,3 @@ def test_year_10000_does_not_end_the_event_time_timer(hostile: WorkerProcess) ->
     timer_errors = metric(text, "frictionwatch_timer_errors_total", timer="event_time")
     new = dead_letters(w)[before:]
     assert timer_errors >= 1 or len(new) >= 1, (timer_errors, new)
-
-
-def test_revenue_1e308_twice_poisons_nothing_across_a_restart(hostile: WorkerProcess
-                                                               ) -> None:
-    """Two orders of revenue 1e308 for one customer (summed: inf, stored as null), then the
-    customer again; the same after a restart. Before: frictionwatch_revenue_total read +Inf
-    for the life of the process, and the customer's stored state crashed the customers
-    agent on every later touch, restarts included."""
-    w = hostile
-    for round_, t in enumerate((BASE + 2000, BASE + 2600)):
-        if round_:
-            w.stop()
-            w.start()
-        before = len(dead_letters(w))
-        cid = "rich-customer"
-        sids = [f"rich-{round_}-{i}" for i in range(2)]
-        post(w, *[seg("Order Completed", s, t + i, user=cid, order_id=f"o-{s}",
-                      revenue=1e308) for i, s in enumerate(sids)])
-        # Event time moves on in each session's partition: the sessions end, their summaries
-        # reach the customer, and the journey windows with the orders close.
-        post(w, *[seg(None, s, t + 200) for s in sids])
-        time.sleep(3)
-        # The customer again (its stored state read back).
-        post(w, {**seg(None, "rich-again", t + 210, user=cid), "type": "identify",
-                 "traits": {"plan": "pro"}})
-        time.sleep(3)
-        assert_alive_and_working(w, f"rich{round_}", t + 220)
-        new = dead_letters(w)[before:]
-        assert new, "the infinite revenue left no dead letter"
