@@ -339,12 +339,12 @@ class OfflineWorker:
             self._violation_any("metric_nonfinite", inp)
         except Exception as exc:  # noqa: BLE001
             self._escape_any(where, exc, inp)
-        for o in out.outcomes:
+        for o in out.outcomes:  # known customers' ended sessions reach their state
             summary = session_summary(o)
-            if summary is not None and inp is not None:
-                back = self._on_topic([summary], inp)[0]
+            if summary is not None:
+                back = self._on_topic([summary], inp or TIMER)[0]
                 if back is not None:
-                    self._customer(summary.customer_id or "", back, None, inp)
+                    self._customer(summary.customer_id or "", back, None, inp or TIMER)
 
     def _customer(self, cid: str, evs: list[Any], origin: tuple[str, int] | None,
                   inp: Input) -> None:
@@ -427,6 +427,10 @@ class OfflineWorker:
         else:
             self.timers()
         self.checkpoints()
+
+
+#: Stands for "a timer" where a failure names the input it came from.
+TIMER = Input("timer", b"", None)
 
 
 class MessageSizeTooLarge(Exception):
@@ -743,7 +747,8 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
         live.seconds = time.perf_counter() - t0
         if worker.proc.poll() is not None:
             live.worker_exits = 1
-            live.exit_detail = worker.log_tail(3000)
+            live.exit_detail = f"exit status {worker.proc.returncode}; log {worker.log_path}\n" \
+                + _crash_lines(worker.log_path)
 
         # --- accounting -------------------------------------------------------------------
         by_input: dict[int, tuple[int, int]] = {i: (observed_acc[po], observed_dead[po])
@@ -787,6 +792,19 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
         live.collector_dead = collector_dead
         live.examples.setdefault("records read", str(records))
     return live
+
+
+def _crash_lines(log: Path, limit: int = 12) -> str:
+    """The log's lines that name an error (the first ``limit``), without asyncio's noise at
+    shutdown."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    found = [line[:300] for line in lines
+             if ("Error" in line or "Crashed" in line or "crashed" in line)
+             and "Event loop is closed" not in line]
+    return "\n".join(found[:limit])
 
 
 def print_live(live: Live, out: Any = sys.stdout) -> None:
