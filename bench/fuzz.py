@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import re
 import sys
 import time
 from collections import Counter
@@ -126,6 +127,8 @@ class Figures:
         self.seconds = max(self.seconds, other.seconds)
 
     def example(self, key: str, inp: Input) -> None:
+        # Numbers in messages (sizes, years) would make one class many.
+        key = re.sub(r"\d+", "N", key)
         if key not in self.examples:
             self.examples[key] = f"{inp.kind} source={inp.source} {inp.raw[:160]!r}" + (
                 f" ... ({len(inp.raw)} bytes)" if len(inp.raw) > 160 else "")
@@ -313,8 +316,7 @@ class OfflineWorker:
             self._escape(where, exc, inp)
         else:
             self.fig.escaped[_where(where, exc)] += 1
-            self.fig.examples.setdefault(f"escaped {_where(where, exc)}: {str(exc)[:120]}",
-                                         "(a timer)")
+            self.fig.example(f"escaped {_where(where, exc)}: {str(exc)[:120]}", TIMER)
 
     def _violation_any(self, key: str, inp: Input | None) -> None:
         if inp is not None:
