@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import re
 import sys
 import time
 from collections import Counter
@@ -126,6 +127,8 @@ class Figures:
         self.seconds = max(self.seconds, other.seconds)
 
     def example(self, key: str, inp: Input) -> None:
+        # Numbers in messages (sizes, years) would make one class many.
+        key = re.sub(r"\d+", "N", key)
         if key not in self.examples:
             self.examples[key] = f"{inp.kind} source={inp.source} {inp.raw[:160]!r}" + (
                 f" ... ({len(inp.raw)} bytes)" if len(inp.raw) > 160 else "")
@@ -313,8 +316,7 @@ class OfflineWorker:
             self._escape(where, exc, inp)
         else:
             self.fig.escaped[_where(where, exc)] += 1
-            self.fig.examples.setdefault(f"escaped {_where(where, exc)}: {str(exc)[:120]}",
-                                         "(a timer)")
+            self.fig.example(f"escaped {_where(where, exc)}: {str(exc)[:120]}", TIMER)
 
     def _violation_any(self, key: str, inp: Input | None) -> None:
         if inp is not None:
@@ -339,12 +341,12 @@ class OfflineWorker:
             self._violation_any("metric_nonfinite", inp)
         except Exception as exc:  # noqa: BLE001
             self._escape_any(where, exc, inp)
-        for o in out.outcomes:
+        for o in out.outcomes:  # known customers' ended sessions reach their state
             summary = session_summary(o)
-            if summary is not None and inp is not None:
-                back = self._on_topic([summary], inp)[0]
+            if summary is not None:
+                back = self._on_topic([summary], inp or TIMER)[0]
                 if back is not None:
-                    self._customer(summary.customer_id or "", back, None, inp)
+                    self._customer(summary.customer_id or "", back, None, inp or TIMER)
 
     def _customer(self, cid: str, evs: list[Any], origin: tuple[str, int] | None,
                   inp: Input) -> None:
@@ -427,6 +429,10 @@ class OfflineWorker:
         else:
             self.timers()
         self.checkpoints()
+
+
+#: Stands for "a timer" where a failure names the input it came from.
+TIMER = Input("timer", b"", None)
 
 
 class MessageSizeTooLarge(Exception):
@@ -515,19 +521,315 @@ def print_offline(fig: Figures, out: Any = sys.stdout) -> None:
 
 # --- live runs ---------------------------------------------------------------------------------
 
+#: Seconds without a new record on the read topics that count as idle (the worker has done
+#: what it will do). tansu under-reports end offsets, so reading stops at idle, not at them.
+IDLE_SECONDS = 20.0
+#: Event-time gap of the live worker's sessions: short, so state expires and RSS can come back.
+LIVE_SESSION_GAP = 60.0
+#: Valid inputs sent before the start RSS is read (imports, models, caches warmed).
+WARMUP = 2000
+
 
 @dataclass
 class Live:
     inputs: int = 0
-    ok: bool = False
+    http: int = 0
+    kafka: int = 0
+    accounted: int = 0
+    unaccounted: int = 0
+    unaccounted_kinds: Counter[str] = field(default_factory=Counter)
+    #: Inputs accounted for whose counts differ from normalize run offline on the same bytes.
+    mismatched: int = 0
+    http_status: Counter[int] = field(default_factory=Counter)
+    accepted: int = 0
+    dead: int = 0
+    downstream: Counter[str] = field(default_factory=Counter)
+    #: Dead letters of the collector read off the topic, and those its answers announced.
+    collector_dead: int = 0
+    http_dead: int = 0
+    worker_exits: int = 0
+    exit_detail: str = ""
+    rss_start_kb: int = 0
+    rss_end_kb: int = 0
+    seconds: float = 0.0
+    examples: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.unaccounted == 0 and self.worker_exits == 0
 
 
-def run_live(n: int, seed: int, broker: str | None, huge: int) -> Live:
-    raise NotImplementedError("--live: not yet")
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
-def print_live(live: Live) -> None:
-    print(live)
+def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - loopback only
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except OSError as e:  # the worker is gone or refused: no answer at all
+        return 0, {"error": repr(e)}
+    try:
+        body_out = _dec.decode(raw or b"{}")
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        body_out = {"raw": raw[:200].decode(errors="replace")}
+    return status, body_out if type(body_out) is dict else {"raw": body_out}
+
+
+def _endpoint(source: str | None) -> tuple[str, str | None]:
+    """The collector path for an input and the source that path implies."""
+    from streams.collector import ENDPOINTS
+
+    path = f"/collect/{source}" if source in ("segment", "ga4", "support") else "/collect"
+    return path, ENDPOINTS[path]
+
+
+def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool = True,
+             only: set[str] | None = None) -> Live:
+    """``n`` inputs through a worker subprocess; see the module."""
+    import contextlib
+    import tempfile
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from detectors.events import SessionSummary
+    from streams.broker import EmbeddedBroker, free_port
+    from streams.deadletter import decode_dead_letter
+    from streams.topics import ORIGIN_HEADER, SOURCE_HEADER, topic_name
+    from streams.worker_process import WorkerError, WorkerProcess
+
+    live = Live()
+    tag = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="fw-fuzz-"))
+    settings = Settings(topic_prefix=f"fz{tag}.", app_id=f"fwfuzz-{tag}", web_host="127.0.0.1",
+                        web_port=free_port(), data_dir=tmp / "state", partitions=2,
+                        broker_session_timeout=6.0, session_gap=LIVE_SESSION_GAP)
+    limit = settings.max_payload_bytes
+    names = {k: topic_name(k, settings.topic_prefix)
+             for k in ("ingest", "web_events", "support_events", "dead_letters")}
+    gen = FuzzGen(seed=seed, huge=huge, only=only)
+    warm = FuzzGen(seed=seed + 1, only={"valid"})
+    inputs = [*warm.inputs(WARMUP), *gen.inputs(n, with_exemplars=exemplars)]
+    # What normalize says offline: (accepted events, dead letters, accepted ids), per input.
+    expected: list[tuple[int, int, list[str]]] = []
+    via_http = [i % 2 == 0 for i in range(len(inputs))]
+    for inp, http in zip(inputs, via_http, strict=True):
+        source = _endpoint(inp.source)[1] if http else inp.source
+        try:
+            norm = normalize(inp.raw, source, max_bytes=limit,
+                             max_events=settings.max_events_per_message, now=time.time())
+            ids = [e.id for evs in (*norm.web.values(), *norm.support.values()) for e in evs]
+            expected.append((len(ids), len(norm.dead), ids))
+        except Exception:  # noqa: BLE001 - counted when the worker's answer is compared
+            expected.append((-1, -1, []))
+
+    stack = contextlib.ExitStack()
+    with stack:
+        if broker is None:
+            broker = stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        worker = WorkerProcess(settings, broker, tmp / "worker.log")
+        try:
+            worker.start(timeout=180)
+        except WorkerError as exc:
+            live.worker_exits = 1
+            live.exit_detail = str(exc)[-2000:]
+            return live
+        stack.callback(worker.stop)
+        assert worker.proc is not None
+        pid = worker.proc.pid
+        producer = KafkaProducer(bootstrap_servers=broker, linger_ms=5,
+                                 max_request_size=4 * 1024 * 1024)
+        stack.callback(producer.close)
+        consumer = KafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, fetch_max_bytes=64 * 1024 * 1024,
+                                 max_partition_fetch_bytes=64 * 1024 * 1024)
+        stack.callback(consumer.close)
+        responses: dict[int, tuple[int, dict[str, Any]]] = {}
+        origins: dict[tuple[int, int], int] = {}
+        observed_acc: Counter[tuple[int, int]] = Counter()
+        observed_dead: Counter[tuple[int, int]] = Counter()
+        observed_ids: Counter[str] = Counter()
+        collector_dead = 0
+        records = 0
+
+        def send(lo: int, hi: int) -> None:
+            """Inputs [lo, hi): the HTTP ones from a pool of clients, the rest produced."""
+            with ThreadPoolExecutor(8) as pool:
+                futures = {}
+                for i in range(lo, hi):
+                    inp = inputs[i]
+                    if via_http[i]:
+                        path = _endpoint(inp.source)[0]
+                        futures[i] = pool.submit(_post, worker.url + path, inp.raw)
+                    else:
+                        headers = [(SOURCE_HEADER, inp.source.encode())] if inp.source else []
+                        futures[i] = producer.send(names["ingest"], value=inp.raw,
+                                                   headers=headers)
+                producer.flush()
+                for i, fut in futures.items():
+                    if via_http[i]:
+                        responses[i] = fut.result()
+                    else:
+                        try:
+                            meta = fut.get(timeout=60)  # type: ignore[attr-defined]
+                            origins[(meta.partition, meta.offset)] = i
+                        except Exception as exc:  # noqa: BLE001 - not on Kafka: unaccounted
+                            live.examples.setdefault(f"produce failed: {exc!r}"[:150],
+                                                     inputs[i].kind)
+
+        def read_to_idle() -> None:
+            nonlocal collector_dead, records
+            if not consumer.assignment():
+                tps = []
+                deadline = time.monotonic() + 60
+                for key in ("web_events", "support_events", "dead_letters"):
+                    parts = None
+                    while parts is None and time.monotonic() < deadline:
+                        parts = consumer.partitions_for_topic(names[key])
+                        if parts is None:
+                            consumer.topics()  # refresh metadata
+                            time.sleep(0.5)
+                    tps += [TopicPartition(names[key], p) for p in parts or ()]
+                consumer.assign(tps)
+                consumer.seek_to_beginning(*tps)
+            last = time.monotonic()
+            while time.monotonic() - last < IDLE_SECONDS:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    last = time.monotonic()
+                    for r in batch:
+                        records += 1
+                        if r.topic == names["dead_letters"]:
+                            d = decode_dead_letter(r.value)
+                            if d.stage == "collector":
+                                collector_dead += 1
+                            elif d.stage == "normalize" and d.topic == names["ingest"]:
+                                observed_dead[(d.partition or 0, d.offset or 0)] += 1
+                            else:
+                                live.downstream[f"{d.stage}:{d.reason}"] += 1
+                            continue
+                        origin = dict(r.headers or ()).get(ORIGIN_HEADER)
+                        evs = decode_batch(r.value)
+                        if origin:
+                            p, _, o = origin.decode().lstrip("i").partition(":")
+                            observed_acc[(int(p), int(o))] += len(evs)
+                        else:
+                            observed_ids.update(e.id for e in evs
+                                                if type(e) is not SessionSummary)
+                if worker.proc is not None and worker.proc.poll() is not None:
+                    break
+
+        t0 = time.perf_counter()
+        send(0, WARMUP)
+        read_to_idle()
+        live.rss_start_kb = _rss_kb(pid)
+        chunk = 2000  # bounded in flight: the worker's pace, not the client's
+        for lo in range(WARMUP, len(inputs), chunk):
+            if worker.proc.poll() is not None:
+                break
+            send(lo, min(lo + chunk, len(inputs)))
+        read_to_idle()
+        time.sleep(5.0)  # the worker's 1 s and 5 s timers run on what came last
+        read_to_idle()
+        live.rss_end_kb = _rss_kb(pid)
+        live.seconds = time.perf_counter() - t0
+        if worker.proc.poll() is not None:
+            live.worker_exits = 1
+            live.exit_detail = f"exit status {worker.proc.returncode}; log {worker.log_path}\n" \
+                + _crash_lines(worker.log_path)
+
+        # --- accounting -------------------------------------------------------------------
+        by_input: dict[int, tuple[int, int]] = {i: (observed_acc[po], observed_dead[po])
+                                                for po, i in origins.items()}
+        for i, inp in enumerate(inputs):
+            exp_acc, exp_dead, ids = expected[i]
+            if via_http[i]:
+                live.http += 1
+                status, body = responses.get(i, (0, {}))
+                live.http_status[status] += 1
+                acc = int(body.get("accepted", 0) or 0)
+                rejected = body.get("rejected")
+                dead = len(rejected) if type(rejected) is list else 0
+                if status == 413:
+                    dead = max(dead, 1)
+                found = all(observed_ids[x] > 0 for x in ids)
+                for x in ids:
+                    observed_ids[x] -= 1
+                ok = status in (200, 400, 413) and acc + dead >= 1 and found
+                live.http_dead += dead
+            else:
+                live.kafka += 1
+                acc, dead = by_input.get(i, (0, 0))
+                ok = acc + dead >= 1
+            live.inputs += 1
+            live.accepted += acc
+            live.dead += dead
+            if ok:
+                live.accounted += 1
+                if (acc, dead) != (exp_acc, exp_dead):
+                    live.mismatched += 1
+                    live.examples.setdefault(
+                        f"mismatch {inp.kind}: got {(acc, dead)}, offline {(exp_acc, exp_dead)}",
+                        f"{inp.raw[:120]!r}")
+            else:
+                live.unaccounted += 1
+                live.unaccounted_kinds[inp.kind] += 1
+                live.examples.setdefault(
+                    f"unaccounted {inp.kind} via {'http' if via_http[i] else 'kafka'}",
+                    f"{inp.raw[:120]!r}")
+        live.collector_dead = collector_dead
+        live.examples.setdefault("records read", str(records))
+    return live
+
+
+def _crash_lines(log: Path, limit: int = 12) -> str:
+    """The log's lines that name an error (the first ``limit``), without asyncio's noise at
+    shutdown."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    found = [line[:300] for line in lines
+             if ("Error" in line or "Crashed" in line or "crashed" in line)
+             and "Event loop is closed" not in line]
+    return "\n".join(found[:limit])
+
+
+def print_live(live: Live, out: Any = sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"live: inputs {live.inputs:,} ({live.http:,} over HTTP, {live.kafka:,} on the ingest "
+      f"topic; {WARMUP:,} of them valid warm-up) in {live.seconds:,.1f} s")
+    p(f"  accounted {live.accounted:,}; unaccounted {live.unaccounted:,} (must be 0)"
+      + (f" {dict(live.unaccounted_kinds)}" if live.unaccounted else ""))
+    p(f"  differing from normalize offline: {live.mismatched:,}")
+    p(f"  accepted events {live.accepted:,}; dead letters {live.dead:,}; downstream dead "
+      f"letters {dict(live.downstream)}")
+    p(f"  HTTP statuses: {dict(sorted(live.http_status.items()))}; collector dead letters "
+      f"on the topic {live.collector_dead:,}, announced in the answers {live.http_dead:,}")
+    p(f"  worker exits: {live.worker_exits} (must be 0)")
+    if live.rss_start_kb:
+        ratio = live.rss_end_kb / live.rss_start_kb
+        p(f"  worker RSS: {live.rss_start_kb / 1024:,.0f} MB after warm-up, "
+          f"{live.rss_end_kb / 1024:,.0f} MB after the run: ratio {ratio:.2f} "
+          f"(target within 10%)")
+    for k, v in live.examples.items():
+        p(f"  {k}: {v}")
+    if live.exit_detail:
+        p("  worker log tail:\n" + live.exit_detail)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,6 +844,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="Kafka bootstrap servers for --live (default: an embedded broker)")
     ap.add_argument("--huge", type=int, default=400_000,
                     help="largest huge string (default 400,000, the issue's size)")
+    ap.add_argument("--no-exemplars", action="store_true",
+                    help="--live: leave out the issue's reproducers (each may end the worker)")
+    ap.add_argument("--only", default=None, metavar="CLASSES",
+                    help="--live: only these input classes, comma-separated (e.g. valid,mutate)")
     args = ap.parse_args(argv)
     failed = False
     if args.offline:
@@ -549,7 +855,9 @@ def main(argv: list[str] | None = None) -> int:
         print_offline(fig)
         failed |= bool(fig.escaped) or fig.unaccounted > 0
     if args.live:
-        live = run_live(args.live, args.seed, args.broker, args.huge)
+        only = set(args.only.split(",")) if args.only else None
+        live = run_live(args.live, args.seed, args.broker, args.huge,
+                        exemplars=not args.no_exemplars, only=only)
         print_live(live)
         failed |= not live.ok
     return 1 if failed else 0

@@ -292,10 +292,13 @@ class FuzzGen:
     sessions
         Session ids mutated canonical events and new Segment calls draw from: a bounded set, so
         a long run keeps bounded state.
+    only
+        Only these classes (names as in ``classes``); None: all.
     """
 
     def __init__(self, seed: int = 0, sim_seconds: float = 120.0, start: float | None = None,
-                 huge: int = 400_000, sessions: int = 2000) -> None:
+                 huge: int = 400_000, sessions: int = 2000, only: set[str] | None = None
+                 ) -> None:
         self.seed = seed
         self.start = today() if start is None else start
         self.rng = random.Random(seed)
@@ -324,6 +327,10 @@ class FuzzGen:
             (0.2, "unmapped_bulk", self.unmapped_bulk),
             (0.2, "huge_context", self.huge_context),
         ]
+        if only is not None:
+            self.classes = [c for c in self.classes if c[1] in only]
+            if not self.classes:
+                raise ValueError(f"no input class among {sorted(only)}")
         self._cum: list[float] = []
         total = 0.0
         for w, _, _ in self.classes:

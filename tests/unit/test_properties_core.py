@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 import msgspec
-from fuzzgen import model_weights_finite
+from fuzzgen import exemplars, model_weights_finite
 from fuzzstrategies import BASE, PROFILE, canonical_events, hostile_numbers, json_values
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,8 +47,15 @@ def _check_outputs(out: Outputs) -> None:
         assert math.isfinite(o["revenue"]) and o["revenue"] >= 0, o
 
 
+#: The producer's max request size (``streams.app``): a state written to its changelog above
+#: it ended the worker (the issue's first crash input).
+MAX_RECORD = 1_048_576
+
+
 def _check_state(state: SessionState) -> None:
-    assert decode_state(encode_state(state)) == state
+    data = encode_state(state)
+    assert len(data) <= MAX_RECORD, len(data)
+    assert decode_state(data) == state
     assert _score_ok(state.abandon_probability), state.abandon_probability
 
 
@@ -88,6 +95,29 @@ def test_engine_takes_any_accepted_events(events: list[dict[str, Any]]) -> None:
     churn.quality()
     assert model_weights_finite(model.model)
     assert model_weights_finite(churn.model)
+
+
+def test_engine_takes_the_issue_exemplars() -> None:
+    """The issue's reproducers, in order, through normalize, the engine (with its timer) and
+    the models' gauges: none raises, every state stays small and reads back equal, every
+    output encodes."""
+    settings = Settings()
+    engine: Engine = detection.engine(settings)
+    for offset, case in enumerate(exemplars(BASE)):
+        norm = normalize(case.raw, case.source, max_bytes=512 * 1024, max_events=1000,
+                         now=BASE, offset=offset)
+        out = Outputs()
+        for evs in norm.web.values():
+            engine.feed(evs, ("i0", offset), out)
+        engine.advance(engine.watermark, out)
+        _check_outputs(out)
+        for state in engine.sessions.values():
+            _check_state(state)
+        model = detection.scorer(engine.processor)
+        assert model is not None
+        model.quality()
+        assert model_weights_finite(model.model)
+    _check_outputs(engine.close())
 
 
 _numbers = st.one_of(st.floats(), hostile_numbers.filter(lambda v: type(v) is float))
