@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from detectors import events as ev
-from detectors.session import is_replay
+from detectors.session import decode_lenient, finite, float_fields, is_replay
 
 __all__ = ["CustomerState", "apply_customer", "encode_customer", "decode_customer",
            "is_negative", "session_summary"]
@@ -206,11 +206,14 @@ def session_summary(outcome: dict[str, Any]) -> ev.SessionSummary | None:
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CustomerState)
+_FLOATS = float_fields(CustomerState)
 
 
 def encode_customer(state: CustomerState) -> bytes:
-    return _encoder.encode(state)
+    """The state as JSON; non-finite floats are stored as their defaults
+    (``detectors.session.finite``: JSON cannot hold them, and ``null`` would not read back)."""
+    return _encoder.encode(finite(state, _FLOATS))
 
 
 def decode_customer(data: bytes) -> CustomerState:
-    return _decoder.decode(data)
+    return decode_lenient(data, _decoder, CustomerState, _FLOATS)  # type: ignore[no-any-return]

@@ -33,7 +33,6 @@ from detectors.customer import (
     CustomerState,
     apply_customer,
     decode_customer,
-    encode_customer,
     session_summary,
 )
 from detectors.engine import Engine, Outputs
@@ -41,12 +40,12 @@ from detectors.events import Ticket, decode_batch, encode_batch
 from detectors.session import (
     SessionProcessor,
     decode_state,
-    encode_state,
     is_replay,
 )
 from models.feedback import FeedbackTally
 from models.triage import TicketTriage
 from streams import checkpoints, detection
+from streams.budgets import state_writers
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, decode_reason, encode_dead_letter, make_dead_letter
 from streams.experiments import register_experiments
@@ -219,6 +218,8 @@ def create_worker(
     alert_topic, chat_topic = topics["alerts"], topics["chat_triggers"]
     labels_topic = topics["labels"]
     take = (settings.batch_max_messages, settings.batch_within)
+    # State budgets (detectors.budget): stored states stay small, what that drops is counted.
+    dump_session, dump_customer = state_writers(settings, metrics)
 
     m_dead = metrics.dead_letters
     m_events = metrics.events
@@ -267,6 +268,8 @@ def create_worker(
                     topic=msg.topic,
                     partition=msg.partition,
                     offset=msg.offset,
+                    max_age=settings.max_event_age,  # bounds: the event-time window
+                    max_lead=settings.max_event_lead,
                 )
                 await publish(out, b"i%d:%d" % (msg.partition, msg.offset))
             observe_latency("normalize", batch)
@@ -374,7 +377,7 @@ def create_worker(
             event = touched.get(sid, at)
             state = engine.sessions.get(sid)
             if state is not None:
-                set_in_partition(sessions, key, encode_state(state), event)
+                set_in_partition(sessions, key, dump_session(state), event)
             elif key in sessions:
                 del_in_partition(sessions, key, event)
 
@@ -482,7 +485,7 @@ def create_worker(
         async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
             await fold_batch(batch, customers, "customers", decode_customer, apply_support,
-                             encode_customer)
+                             dump_customer)
             observe_latency("customers", batch)
             m_msgs["support_events"].inc(len(batch))
             m_batch["customers"].observe(time.perf_counter() - t0)

@@ -152,7 +152,8 @@ TOPICS: dict[str, TopicSpec] = {
         suffix="dead-letters",
         key="none",
         schema="JSON object streams.deadletter.DeadLetter: reason, detail, stage, source topic, "
-        "partition, offset, time and the original bytes (base64)",
+        "partition, offset, time and the original bytes (base64, at most 64 KiB, with the "
+        "original's size and whether it was cut)",
         doc="Input frictionwatch could not use, with the reason. Never silently dropped.",
     ),
 }
