@@ -74,6 +74,9 @@ import msgspec
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_MONEY",
+    "MAX_MONEY_SUM",
+    "MAX_SECONDS",
     "MAX_TIME",
     "Coord",
     "Count",
@@ -118,14 +121,17 @@ TicketText = Annotated[str, msgspec.Meta(max_length=TICKET_TEXT_CHARS)]
 Time = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIME)]
 Money = Annotated[float, msgspec.Meta(ge=0, le=MAX_MONEY)]
 #: A session's summed revenue: up to a million orders of the largest amount.
-MoneySum = Annotated[float, msgspec.Meta(ge=0, le=1e15)]
+MAX_MONEY_SUM = 1e15
+MoneySum = Annotated[float, msgspec.Meta(ge=0, le=MAX_MONEY_SUM)]
 Quantity = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Step = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Coord = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
 Millis = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
 Cls = Annotated[float, msgspec.Meta(ge=0, le=1000)]
 Status = Annotated[int, msgspec.Meta(ge=0, le=999)]
-Seconds = Annotated[float, msgspec.Meta(ge=0, le=1e8)]
+#: A session's length in seconds (about three years).
+MAX_SECONDS = 1e8
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 Tags = Annotated[tuple[Label, ...], msgspec.Meta(max_length=100)]
 Friction = Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], Count],

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from detectors import events as ev
+from detectors.bounds import MAX_MONEY_SUM, MAX_SECONDS
 from detectors.session import decode_lenient, finite, float_fields, is_replay
 
 __all__ = ["CustomerState", "apply_customer", "encode_customer", "decode_customer",
@@ -196,11 +197,14 @@ def session_summary(outcome: dict[str, Any]) -> ev.SessionSummary | None:
         customer_id=customer,
         device=outcome.get("device"),
         converted=outcome["converted"],
-        revenue=outcome["revenue"],
+        # Clamped to the summary's bounds (detectors.bounds), which the customers agent's
+        # decode enforces: a session whose events span years (times are only bounded by
+        # datetime's range) must not cost its customer the whole summary.
+        revenue=min(outcome["revenue"], MAX_MONEY_SUM),
         cart_value=outcome["cart_value"],
         abandoned_step=outcome["abandoned_step"],
         friction=dict(outcome["friction"]),
-        seconds=max(outcome["end"] - outcome["start"], 0.0),
+        seconds=min(max(outcome["end"] - outcome["start"], 0.0), MAX_SECONDS),
     )
 
 

@@ -295,3 +295,14 @@ def test_too_many_events_is_counted_before_adapting(monkeypatch: pytest.MonkeyPa
         out = _norm(body, source, max_events=10)
         assert _reasons(out) == ["too_many_events"]
         assert out.dead[0].detail == "11 events > limit 10"
+
+
+def test_a_session_summary_always_fits_its_bounds() -> None:
+    from detectors.customer import session_summary
+    from detectors.engine import outcome
+
+    state, _ = SessionProcessor().apply(None, [
+        ev.PageView(id="p", time=0.0, session_id="s", customer_id="c"),
+        ev.OrderCompleted(id="o", time=MAX_TIME, session_id="s", revenue=1e9)])
+    summary = session_summary(outcome(state, MAX_TIME))
+    assert summary is not None and not ev.check_batch([summary])
