@@ -73,7 +73,9 @@ def normalize(
     than ``now + max_lead`` are ``invalid_field`` (None: no limit that way; offline runs
     such as the backtest pass neither, as their ``now`` is not the events' clock).
     """
-    out = out if out is not None else Normalized()
+    # This message's results are built apart and added to ``out`` only once complete, so an
+    # unexpected error leaves nothing half-added there.
+    mine = Normalized()
     data = raw or b""
     # Original bytes this message's dead letters may still keep (module docstring).
     budget = [len(data) + DEAD_LETTER_SLACK]
@@ -81,29 +83,30 @@ def normalize(
     def dead(reason: Any, detail: str, original: bytes, size: int | None = None) -> None:
         keep = min(MAX_ORIGINAL_BYTES, budget[0])
         budget[0] -= min(keep, len(original))
-        out.dead.append(make_dead_letter(reason, detail, stage, original, now, topic, partition,
-                                         offset, keep=keep, size=size))
+        mine.dead.append(make_dead_letter(reason, detail, stage, original, now, topic,
+                                          partition, offset, keep=keep, size=size))
 
     window = (
         0.0 if max_age is None else now - max_age,
         MAX_TIME if max_lead is None else min(MAX_TIME, now + max_lead),
     )
-    web, support, dead_before = len(out.web), len(out.support), len(out.dead)
     try:
-        _normalize(data, source, max_bytes, max_events, window, out, dead)
+        _normalize(data, source, max_bytes, max_events, window, mine, dead)
     except Exception as exc:  # noqa: BLE001 - no input may stop the worker: a bug to fix
-        # Whatever this message had added is taken back: it is dead-lettered whole, once.
-        _rollback(out, web, support, dead_before)
+        # Nothing of what this message had produced goes on: it is dead-lettered whole, once.
+        mine = Normalized()
+        budget[0] = len(data) + DEAD_LETTER_SLACK
         dead("processing_error", f"{type(exc).__name__}: {exc}", data)
+    if out is None:
+        return mine
+    for key, evs in mine.web.items():
+        out.web[key] += evs
+    for key, evs in mine.support.items():
+        out.support[key] += evs
+    out.dead += mine.dead
+    for count, n in mine.counts.items():
+        out.counts[count] += n
     return out
-
-
-def _rollback(out: Normalized, web: int, support: int, dead: int) -> None:
-    """Best effort: an exception mid-message may have left part of it in ``out``."""
-    del out.dead[dead:]
-    for groups, keep in ((out.web, web), (out.support, support)):
-        for key in list(groups)[keep:]:
-            del groups[key]
 
 
 def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,

@@ -170,8 +170,10 @@ def test_normalize_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RecursionError("deep")
 
-    monkeypatch.setattr(mod, "_normalize", boom)
     out = _norm(_track(1, "Cart Viewed"))
+    monkeypatch.setattr(mod, "_normalize", boom)
+    _norm(_track(2, "Cart Viewed"), out=out)  # the next message of the same batch
+    assert [e.id for e in out.web["a1"]] == ["m1"]
     assert _reasons(out) == ["processing_error"] and "RecursionError" in out.dead[0].detail
 
 

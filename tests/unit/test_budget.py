@@ -44,3 +44,24 @@ def test_customer_drops_the_oldest_history_first_then_traits() -> None:
             assert kept[-1][field].endswith("49")
     assert dropped == (100 - len(back.recent_sessions) - len(back.recent_tickets)
                        + 40 - len(back.model_state["churn"]) + 1)
+
+
+def test_the_shell_counts_what_the_budgets_dropped() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.budgets import state_writers
+    from streams.metrics import Metrics
+    from streams.settings import Settings
+
+    metrics = Metrics(CollectorRegistry())
+    dump_session, dump_customer = state_writers(
+        Settings(session_state_budget=4096, customer_state_budget=4096), metrics)
+    big = SessionState(session_id="s", detector_state={"a": ["x" * 3000], "b": ["y" * 3000]})
+    assert len(dump_session(big)) <= 4096
+    assert len(dump_customer(CustomerState(customer_id="c", traits={"t": "z" * 5000}))) <= 4096
+
+    def dropped(table: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "frictionwatch_state_evidence_dropped_total", {"table": table})
+
+    assert (dropped("sessions"), dropped("customers")) == (1.0, 1.0)
