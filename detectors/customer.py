@@ -18,7 +18,8 @@ from typing import Any
 import msgspec
 
 from detectors import events as ev
-from detectors.session import is_replay
+from detectors.bounds import MAX_MONEY_SUM, MAX_SECONDS
+from detectors.session import decode_lenient, finite, float_fields, is_replay
 
 __all__ = ["CustomerState", "apply_customer", "encode_customer", "decode_customer",
            "is_negative", "session_summary"]
@@ -196,21 +197,27 @@ def session_summary(outcome: dict[str, Any]) -> ev.SessionSummary | None:
         customer_id=customer,
         device=outcome.get("device"),
         converted=outcome["converted"],
-        revenue=outcome["revenue"],
+        # Clamped to the summary's bounds (detectors.bounds), which the customers agent's
+        # decode enforces: a session whose events span years (times are only bounded by
+        # datetime's range) must not cost its customer the whole summary.
+        revenue=min(outcome["revenue"], MAX_MONEY_SUM),
         cart_value=outcome["cart_value"],
         abandoned_step=outcome["abandoned_step"],
         friction=dict(outcome["friction"]),
-        seconds=max(outcome["end"] - outcome["start"], 0.0),
+        seconds=min(max(outcome["end"] - outcome["start"], 0.0), MAX_SECONDS),
     )
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CustomerState)
+_FLOATS = float_fields(CustomerState)
 
 
 def encode_customer(state: CustomerState) -> bytes:
-    return _encoder.encode(state)
+    """The state as JSON; non-finite floats are stored as their defaults
+    (``detectors.session.finite``: JSON cannot hold them, and ``null`` would not read back)."""
+    return _encoder.encode(finite(state, _FLOATS))
 
 
 def decode_customer(data: bytes) -> CustomerState:
-    return _decoder.decode(data)
+    return decode_lenient(data, _decoder, CustomerState, _FLOATS)  # type: ignore[no-any-return]

@@ -5,7 +5,9 @@ only these types. They are ``msgspec`` structs so that a batch decodes and valid
 microseconds per event, which the hot path needs (DEVELOPERS.md, "Measured facts").
 
 Every event carries ``id``, ``time`` (event time, Unix seconds, float), ``session_id`` and,
-where known, ``customer_id``. The ``type`` tag selects the class on decode.
+where known, ``customer_id``. The ``type`` tag selects the class on decode. Every field is
+bounded (length, range, count: ``detectors.bounds``); decoding enforces the bounds, and
+``check_batch`` applies them to events built in code (the adapters' output).
 
 >>> from detectors.events import Click, decode_batch, encode_batch
 >>> batch = [Click(id="e1", time=1.0, session_id="s1", x=10, y=20, target="#pay")]
@@ -18,9 +20,34 @@ True
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
+
+from detectors.bounds import (
+    Cls,
+    Coord,
+    Currency,
+    Device,
+    Field,
+    Friction,
+    Id,
+    Label,
+    Millis,
+    Money,
+    MoneySum,
+    Quantity,
+    Seconds,
+    Status,
+    Step,
+    Tags,
+    Text,
+    TicketText,
+    Time,
+    Traits,
+    Url,
+)
 
 __all__ = [
     "ApiError",
@@ -45,6 +72,7 @@ __all__ = [
     "SupportEvent",
     "Ticket",
     "WebEvent",
+    "check_batch",
     "decode_batch",
     "decode_event",
     "decode_lines",
@@ -61,119 +89,119 @@ class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omi
                 gc=False):
     """Fields every event has."""
 
-    id: str
-    time: float
-    session_id: str
-    customer_id: str | None = None
+    id: Id
+    time: Time
+    session_id: Id
+    customer_id: Id | None = None
     #: Page the event happened on, when the source says.
-    url: str | None = None
+    url: Url | None = None
     #: "desktop", "mobile", "tablet" or None: a bounded label for metrics.
-    device: str | None = None
+    device: Device | None = None
 
 
 # --- web -----------------------------------------------------------------------------------
 
 
 class PageView(BaseEvent, frozen=True, kw_only=True, tag="page_view"):
-    path: str | None = None
-    title: str | None = None
-    referrer: str | None = None
+    path: Url | None = None
+    title: Text | None = None
+    referrer: Url | None = None
     #: HTTP status of the page itself, when the client reports it (error pages are friction).
-    status_code: int | None = None
+    status_code: Status | None = None
 
 
 class Click(BaseEvent, frozen=True, kw_only=True, tag="click"):
-    x: float
-    y: float
+    x: Coord
+    y: Coord
     #: CSS selector or element description of what was clicked.
-    target: str | None = None
+    target: Text | None = None
 
 
 class DeadClick(BaseEvent, frozen=True, kw_only=True, tag="dead_click"):
     """A click the client SDK saw produce no navigation, DOM change or request."""
 
-    x: float | None = None
-    y: float | None = None
-    target: str | None = None
+    x: Coord | None = None
+    y: Coord | None = None
+    target: Text | None = None
 
 
 class FormFieldError(BaseEvent, frozen=True, kw_only=True, tag="form_field_error"):
-    form: str | None = None
-    field: str
-    message: str | None = None
+    form: Field | None = None
+    field: Field
+    message: Text | None = None
 
 
 class FormSubmitted(BaseEvent, frozen=True, kw_only=True, tag="form_submitted"):
-    form: str | None = None
+    form: Field | None = None
     success: bool = True
 
 
 class JsError(BaseEvent, frozen=True, kw_only=True, tag="js_error"):
-    message: str
-    source: str | None = None
+    message: Text
+    source: Url | None = None
 
 
 class ApiError(BaseEvent, frozen=True, kw_only=True, tag="api_error"):
     """A failed XHR/fetch call the page made (status >= 400 or a network error, status 0)."""
 
-    endpoint: str
-    status_code: int
+    endpoint: Text
+    status_code: Status
 
 
 class PagePerformance(BaseEvent, frozen=True, kw_only=True, tag="page_performance"):
     """Core Web Vitals and friends, in milliseconds (CLS is unitless)."""
 
-    lcp_ms: float | None = None
-    inp_ms: float | None = None
-    cls: float | None = None
-    ttfb_ms: float | None = None
+    lcp_ms: Millis | None = None
+    inp_ms: Millis | None = None
+    cls: Cls | None = None
+    ttfb_ms: Millis | None = None
 
 
 class CartUpdated(BaseEvent, frozen=True, kw_only=True, tag="cart_updated"):
     action: Literal["add", "remove", "view"]
-    product_id: str | None = None
-    quantity: int = 1
-    price: float | None = None
+    product_id: Id | None = None
+    quantity: Quantity = 1
+    price: Money | None = None
     #: Cart total after the change, when the source knows it.
-    cart_value: float | None = None
-    currency: str | None = None
+    cart_value: Money | None = None
+    currency: Currency | None = None
 
 
 class CheckoutStarted(BaseEvent, frozen=True, kw_only=True, tag="checkout_started"):
-    cart_value: float | None = None
-    currency: str | None = None
+    cart_value: Money | None = None
+    currency: Currency | None = None
 
 
 class CheckoutStepViewed(BaseEvent, frozen=True, kw_only=True, tag="checkout_step_viewed"):
-    step: int
-    step_name: str | None = None
+    step: Step
+    step_name: Label | None = None
 
 
 class CheckoutStepCompleted(BaseEvent, frozen=True, kw_only=True, tag="checkout_step_completed"):
-    step: int
-    step_name: str | None = None
+    step: Step
+    step_name: Label | None = None
 
 
 class CouponEntered(BaseEvent, frozen=True, kw_only=True, tag="coupon_entered"):
-    code: str | None = None
+    code: Label | None = None
     success: bool
-    reason: str | None = None
+    reason: Label | None = None
 
 
 class PaymentAttempted(BaseEvent, frozen=True, kw_only=True, tag="payment_attempted"):
     success: bool
     #: Card network or processor decline reason, e.g. "insufficient_funds", "do_not_honor".
-    decline_reason: str | None = None
-    method: str | None = None
-    provider: str | None = None
-    amount: float | None = None
-    currency: str | None = None
+    decline_reason: Label | None = None
+    method: Label | None = None
+    provider: Label | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
 
 
 class OrderCompleted(BaseEvent, frozen=True, kw_only=True, tag="order_completed"):
-    order_id: str | None = None
-    revenue: float
-    currency: str | None = None
+    order_id: Id | None = None
+    revenue: Money
+    currency: Currency | None = None
 
 
 # --- support and identity -------------------------------------------------------------------
@@ -183,21 +211,21 @@ class Ticket(BaseEvent, frozen=True, kw_only=True, tag="ticket"):
     """A support-desk ticket was created, updated or solved."""
 
     action: Literal["created", "updated", "solved"]
-    ticket_id: str
-    channel: str | None = None
-    subject: str | None = None
-    text: str | None = None
-    priority: str | None = None
-    status: str | None = None
+    ticket_id: Id
+    channel: Label | None = None
+    subject: Text | None = None
+    text: TicketText | None = None
+    priority: Label | None = None
+    status: Label | None = None
     #: "good", "bad" or None (Zendesk's satisfaction_rating.score, normalised).
-    satisfaction: str | None = None
-    tags: tuple[str, ...] = ()
+    satisfaction: Label | None = None
+    tags: Tags = ()
     #: The category an agent set (from the help desk), what ticket triage learns from.
-    category: str | None = None
+    category: Label | None = None
 
 
 class Identify(BaseEvent, frozen=True, kw_only=True, tag="identify"):
-    traits: dict[str, Any] = {}
+    traits: Traits = {}
 
 
 class Subscription(BaseEvent, frozen=True, kw_only=True, tag="subscription"):
@@ -205,9 +233,9 @@ class Subscription(BaseEvent, frozen=True, kw_only=True, tag="subscription"):
     customer) and ``expired`` (not renewed) are the churn events churn models learn from."""
 
     action: Literal["started", "renewed", "cancelled", "expired"]
-    plan: str | None = None
+    plan: Label | None = None
     #: Monthly recurring revenue of the subscription, when known.
-    mrr: float | None = None
+    mrr: Money | None = None
 
 
 class SessionSummary(BaseEvent, frozen=True, kw_only=True, tag="session_summary"):
@@ -216,13 +244,13 @@ class SessionSummary(BaseEvent, frozen=True, kw_only=True, tag="session_summary"
     a repartition of the session topic (``detectors.customer.session_summary``)."""
 
     converted: bool = False
-    revenue: float = 0.0
-    cart_value: float = 0.0
+    revenue: MoneySum = 0.0
+    cart_value: Money = 0.0
     #: Checkout step the session was abandoned at (0: with a cart, before checkout), or None.
-    abandoned_step: int | None = None
+    abandoned_step: Step | None = None
     #: Friction signals of the session by type.
-    friction: dict[str, int] = {}
-    seconds: float = 0.0
+    friction: Friction = {}
+    seconds: Seconds = 0.0
 
 
 WebEvent = (
@@ -298,3 +326,45 @@ def to_builtins(event: Any) -> dict[str, Any]:
 def from_builtins(obj: Any) -> Any:
     """Build and validate an event from a plain dict with a ``type`` tag."""
     return msgspec.convert(obj, Event)
+
+
+_PATH = re.compile(r"at `\$(?:\[\d+\])?\.([A-Za-z_]\w*)")
+
+
+def _excerpt(value: Any) -> str:
+    """A short ``repr`` of a value, with its size when it is long (details stay small)."""
+    shown = repr(value)
+    if len(shown) <= 60:
+        return shown
+    size = f" ({len(value):,} chars)" if isinstance(value, str) else ""
+    return shown[:40] + "..." + size
+
+
+def check_batch(events: list[Any]) -> dict[int, str]:
+    """The events (built in code, unvalidated) that break a bound, by index in ``events``,
+    each with a detail naming the field, an excerpt of its value and the limit; empty when
+    all are within bounds. One encode and one validating decode for the whole list; only a
+    list that fails is looked at event by event.
+
+    >>> check_batch([Click(id="e1", time=1.0, session_id="s1", x=1, y=2, target="#pay")])
+    {}
+    >>> check_batch([Click(id="e1", time=1.0, session_id="s1", x=1, y=2, target="x" * 5000)])
+    {0: "target='xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (5,000 chars): Expected `str` of \
+length <= 2048"}
+    """
+    try:
+        _batch_decoder.decode(_encoder.encode(events))
+        return {}
+    except msgspec.ValidationError:
+        pass
+    bad: dict[int, str] = {}
+    for i, e in enumerate(events):
+        try:
+            _event_decoder.decode(_encoder.encode(e))
+        except msgspec.ValidationError as exc:
+            why = str(exc)
+            m = _PATH.search(why)
+            name = m.group(1) if m else None
+            why = why.split(" - at `", 1)[0]
+            bad[i] = (f"{name}={_excerpt(getattr(e, name, None))}: {why}" if name else why)
+    return bad

@@ -27,6 +27,7 @@ A message from an origin at or below the position already applied is a replay; i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -41,8 +42,11 @@ __all__ = [
     "SessionProcessor",
     "SessionState",
     "Signal",
+    "decode_lenient",
     "decode_state",
     "encode_state",
+    "finite",
+    "float_fields",
     "is_replay",
 ]
 
@@ -116,12 +120,53 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(SessionState)
 
 
+def float_fields(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """The float fields of a state struct and their defaults (what a non-finite value, which
+    JSON cannot hold, is replaced with)."""
+    return {f.name: f.default for f in msgspec.structs.fields(cls)
+            if f.type is float or f.type == (float | None)}
+
+
+def finite(state: Any, fields: dict[str, Any]) -> Any:
+    """``state`` with every non-finite value of ``fields`` set back to its default, in place.
+
+    msgspec writes ``inf`` and ``nan`` as ``null``, which a float field cannot read back: a
+    state stored with one would fail to load on every later touch, also after a restart.
+    Input bounds keep sums finite; this is the last line (a few checks per write).
+    """
+    for name, default in fields.items():
+        v = getattr(state, name)
+        if v is not None and not math.isfinite(v):
+            setattr(state, name, default)
+    return state
+
+
+def decode_lenient(data: bytes, decoder: msgspec.json.Decoder[Any], cls: type[Any],
+                   fields: dict[str, Any]) -> Any:
+    """Decode a stored state; one written before states were kept finite (``null`` in a float
+    field) is read with those fields at their defaults instead of failing forever."""
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError:
+        raw = msgspec.json.decode(data)
+        if type(raw) is not dict:
+            raise
+        for name in fields:
+            if name in raw and raw[name] is None:
+                del raw[name]
+        return msgspec.convert(raw, cls)
+
+
+_FLOATS = float_fields(SessionState)
+
+
 def encode_state(state: SessionState) -> bytes:
-    return _encoder.encode(state)
+    """The state as JSON; non-finite floats are stored as their defaults (``finite``)."""
+    return _encoder.encode(finite(state, _FLOATS))
 
 
 def decode_state(data: bytes) -> SessionState:
-    return _decoder.decode(data)
+    return decode_lenient(data, _decoder, SessionState, _FLOATS)  # type: ignore[no-any-return]
 
 
 def _cart_updated(state: SessionState, e: Any) -> None:

@@ -34,7 +34,6 @@ from detectors.customer import (
     CustomerState,
     apply_customer,
     decode_customer,
-    encode_customer,
     session_summary,
 )
 from detectors.engine import Engine, Outputs
@@ -42,12 +41,12 @@ from detectors.events import Ticket, decode_batch, encode_batch
 from detectors.session import (
     SessionProcessor,
     decode_state,
-    encode_state,
     is_replay,
 )
 from models.feedback import FeedbackTally
 from models.triage import TicketTriage
 from streams import checkpoints, detection
+from streams.budgets import state_writers
 from streams.collector import register_collector
 from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.experiments import register_experiments
@@ -243,6 +242,8 @@ def create_worker(
     def bug(stage: str) -> None:
         """Log the exception being handled (with its traceback, rate limited): a bug to fix."""
         guard.errors.exception(f"agent:{stage}", "%s: a message failed; dead-lettered", stage)
+    # State budgets (detectors.budget): stored states stay small, what that drops is counted.
+    dump_session, dump_customer = state_writers(settings, metrics)
 
     m_events = metrics.events
     m_msgs = {k: metrics.messages.labels(topic=k) for k in topics}
@@ -289,6 +290,8 @@ def create_worker(
                         topic=msg.topic,
                         partition=msg.partition,
                         offset=msg.offset,
+                        max_age=settings.max_event_age,  # bounds: the event-time window
+                        max_lead=settings.max_event_lead,
                     )
                     await publish(out, b"i%d:%d" % (msg.partition, msg.offset), event,
                                   "normalize")
@@ -441,7 +444,7 @@ def create_worker(
             event = touched.get(sid, at)
             state = engine.sessions.get(sid)
             if state is not None:
-                if not write(sessions, key, state, encode_state, "sessions", event, dead):
+                if not write(sessions, key, state, dump_session, "sessions", event, dead):
                     # Its stale deadline and expiry entries are skipped when they come up.
                     del engine.sessions[sid]
             elif key in sessions:
@@ -589,7 +592,7 @@ def create_worker(
         async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
             await fold_batch(batch, customers, "customers", decode_customer, apply_support,
-                             encode_customer)
+                             dump_customer)
             observe_latency("customers", batch)
             m_msgs["support_events"].inc(len(batch))
             m_batch["customers"].observe(time.perf_counter() - t0)

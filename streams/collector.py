@@ -154,6 +154,8 @@ def register_collector(
                 max_events=settings.max_events_per_message,
                 now=time.time(),
                 stage="collector",
+                max_age=settings.max_event_age,
+                max_lead=settings.max_event_lead,
             )
             await publish(out)
             accepted = sum(map(len, out.web.values())) + sum(map(len, out.support.values()))

@@ -1,4 +1,10 @@
-"""Dead-letter records: input frictionwatch could not use, with why, where from, and its bytes."""
+"""Dead-letter records: input frictionwatch could not use, with why, where from, and its bytes.
+
+A record keeps at most ``MAX_ORIGINAL_BYTES`` of the original (the whole message, or the one
+rejected item of a batch), with the original's size and whether it was cut: a hostile payload
+must not be copied onto the dead-letter topic many times over (``streams.normalize`` also
+bounds the total per input message).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,15 @@ import msgspec
 
 from streams.topics import DeadLetterReason
 
-__all__ = ["STAGES", "DeadLetter", "decode_dead_letter", "decode_reason", "encode_dead_letter",
-           "make_dead_letter"]
+__all__ = ["MAX_ORIGINAL_BYTES", "STAGES", "DeadLetter", "decode_dead_letter", "decode_reason",
+           "encode_dead_letter", "make_dead_letter"]
 
+
+#: Most bytes of the original one record keeps: a whole ordinary message or call (Segment's
+#: limit for one call is 32 KB), and well under the producer's 1 MiB request.
+MAX_ORIGINAL_BYTES = 64 * 1024
+#: Longest detail kept (details can quote attacker-sized input).
+MAX_DETAIL_CHARS = 500
 
 #: Where in the pipeline input can be rejected: a bounded Prometheus label.
 STAGES = ("collector", "normalize", "sessions", "customers", "feedback", "incidents",
@@ -27,8 +39,13 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     offset: int | None = None
     #: Wall-clock time it was rejected (Unix seconds).
     time: float
-    #: The original bytes (the whole message, or the one rejected item of a batch), base64.
+    #: The original bytes (the whole message, or the one rejected item of a batch), base64;
+    #: at most ``MAX_ORIGINAL_BYTES`` of them (``truncated`` says when they were cut).
     original: str
+    #: Size of the whole original in bytes (None in records written before sizes were kept).
+    original_size: int | None = None
+    #: Whether ``original`` holds only the first part of it.
+    truncated: bool = False
 
     @property
     def original_bytes(self) -> bytes:
@@ -52,17 +69,26 @@ def make_dead_letter(
     topic: str | None = None,
     partition: int | None = None,
     offset: int | None = None,
+    *,
+    keep: int = MAX_ORIGINAL_BYTES,
+    size: int | None = None,
 ) -> DeadLetter:
+    """A record of ``original`` with its first ``keep`` bytes at most (``MAX_ORIGINAL_BYTES``
+    or less); ``size`` is the whole original's size when ``original`` is already a prefix."""
+    full = len(original) if size is None else size
+    kept = original[:max(0, min(keep, MAX_ORIGINAL_BYTES))]
     return DeadLetter(
         reason=reason,
         # Details can quote attacker-sized input; keep the record (and the topic) small.
-        detail=detail[:500],
+        detail=detail[:MAX_DETAIL_CHARS],
         stage=stage,
         topic=topic,
         partition=partition,
         offset=offset,
         time=time,
-        original=base64.b64encode(original).decode("ascii"),
+        original=base64.b64encode(kept).decode("ascii"),
+        original_size=full,
+        truncated=len(kept) < full,
     )
 
 

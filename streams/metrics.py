@@ -288,6 +288,16 @@ class Metrics:
             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
             registry=registry,
         )
+        # --- state budgets (detectors.budget) ------------------------------------------------
+        self.state_evidence_dropped = Counter(
+            "frictionwatch_state_evidence_dropped_total",
+            "Pieces of evidence (detector memories, history entries, traits) dropped from a "
+            "session's or customer's state to keep it within its size budget, by table.",
+            ["table"],
+            registry=registry,
+        )
+        for table in ("sessions", "customers"):
+            self.state_evidence_dropped.labels(table=table)
 
         # --- the shell's error handling (streams.guard) -----------------------------------
         self.timer_errors = Counter(

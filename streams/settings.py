@@ -167,6 +167,19 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+    # --- input bounds and state budgets (detectors.bounds, detectors.budget) --------------
+    #: Oldest accepted event, in seconds before the worker's clock (unset: no limit). Unset by
+    #: default: replays, backfills and the simulator's fixed 2026-01-01 start are in the past.
+    max_event_age: float | None = Field(default=None, gt=0)
+    #: Newest accepted event, in seconds after the worker's clock. A day: client clocks are
+    #: off by minutes to hours (a time zone applied twice: up to 14 h), and the demo's
+    #: simulated clock runs ahead of the real one (``--speed 4``: 4 shop minutes a minute).
+    max_event_lead: float | None = Field(default=86_400.0, gt=0)
+    #: Largest stored session and customer state (encoded bytes); past it the oldest evidence
+    #: is dropped and counted. 64 KiB: typical states are 1-5 KiB, and the changelog's records
+    #: must stay far below the producer's 1 MiB request size.
+    session_state_budget: int = Field(default=64 * 1024, ge=4096)
+    customer_state_budget: int = Field(default=64 * 1024, ge=4096)
 
     @cached_property
     def bootstrap_list(self) -> list[str]:

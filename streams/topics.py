@@ -41,6 +41,7 @@ DeadLetterReason = Literal[
     "not_json",  # bytes that are not JSON (or not UTF-8)
     "too_large",  # over settings.max_payload_bytes
     "too_many_events",  # more events in one message than settings.max_events_per_message
+    "too_deep",  # JSON nested deeper than detectors.bounds.MAX_DEPTH
     "unknown_format",  # JSON, but no adapter recognises its shape
     "unknown_event",  # a recognised format, but an event name we do not map
     "missing_id",  # no session/anonymous id, or no event id where one is required
@@ -151,7 +152,8 @@ TOPICS: dict[str, TopicSpec] = {
         suffix="dead-letters",
         key="none",
         schema="JSON object streams.deadletter.DeadLetter: reason, detail, stage, source topic, "
-        "partition, offset, time and the original bytes (base64)",
+        "partition, offset, time and the original bytes (base64, at most 64 KiB, with the "
+        "original's size and whether it was cut)",
         doc="Input frictionwatch could not use, with the reason. Never silently dropped.",
     ),
 }

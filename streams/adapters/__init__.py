@@ -32,6 +32,8 @@ def _canonical_one(item: Any) -> Any:
     if type(item) is not dict:
         raise AdapterError("invalid_field", "canonical event is not an object")
     kind = item.get("type")
+    if type(kind) is not str:  # checked before the lookup: a list is unhashable
+        raise AdapterError("invalid_field", f"type of {type(kind).__name__}: not a string")
     if kind not in EVENT_TYPES:
         raise AdapterError("unknown_event", f"canonical type {str(kind)[:40]!r} is unknown")
     if not item.get("id") or not item.get("session_id"):

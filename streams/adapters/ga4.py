@@ -49,6 +49,7 @@ from collections.abc import Callable
 from hashlib import blake2b
 from typing import Any
 
+from detectors.bounds import ID_CHARS, MAX_TIME
 from detectors.events import (
     ApiError,
     CartUpdated,
@@ -329,6 +330,8 @@ def _convert(
     micros = as_int(micros, "timestamp_micros", nonneg=True)
     if micros is None:
         raise invalid("timestamp_micros", None, "no timestamp_micros on the event or payload")
+    if micros > _MAX_MICROS:  # before the division: an int of hundreds of digits overflows it
+        raise invalid("timestamp_micros", micros, "out of range")
     eid = as_id(params.get("event_id"), "params.event_id")
     base: dict[str, Any] = {
         "id": eid if eid is not None else event_id(client_id, micros, index, name),
@@ -351,6 +354,10 @@ def adapt(payload: Any) -> Adapted:
     try:
         client_id = as_id(first(payload, "client_id", "app_instance_id"), "client_id")
         customer_id = as_id(payload.get("user_id"), "user_id")
+        # Shared by every event: checked once, not found wanting once per event.
+        for name, value in (("client_id", client_id), ("user_id", customer_id)):
+            if value is not None and len(value) > ID_CHARS:
+                raise invalid(name, value, f"longer than {ID_CHARS} characters")
     except AdapterError as exc:
         # The shared ids are unusable, so every event is: reject them all, with the payload.
         return Adapted(rejected=[Rejected(exc.reason, exc.detail, payload)])
@@ -358,13 +365,31 @@ def adapt(payload: Any) -> Adapted:
     label = device_label(device.get("category")) if type(device) is dict else None
     micros = payload.get("timestamp_micros")
 
+    # What a rejected event needs to be replayed on its own: the payload's small shared fields
+    # (ids, time, device), never a copy of everything else it carried (that could be a 400 KB
+    # field copied into each of 1,000 dead letters).
+    shared = {k: payload[k] for k in _SHARED if k in payload and _small(payload[k])}
     out = Adapted()
     for index, event in enumerate(events):
         try:
             out.events.append(_convert(event, index, client_id, customer_id, micros, label))
         except AdapterError as exc:
-            # Keep the rejected event replayable on its own: the payload's fields around it.
-            item = {k: v for k, v in payload.items() if k != "events"}
-            item["events"] = [event]
-            out.rejected.append(Rejected(exc.reason, exc.detail, item))
+            out.rejected.append(Rejected(exc.reason, exc.detail, {**shared, "events": [event]}))
     return out
+
+
+#: Payload fields a rejected event's dead letter keeps (when small).
+_SHARED = ("client_id", "app_instance_id", "user_id", "timestamp_micros", "device")
+#: Latest event time in microseconds (``detectors.bounds.MAX_TIME``).
+_MAX_MICROS = int(MAX_TIME * 1_000_000)
+
+
+def _small(value: Any) -> bool:
+    """A scalar, or a flat object of a few short scalars (``device``)."""
+    if type(value) is str:
+        return len(value) <= ID_CHARS
+    if type(value) is dict:
+        return len(value) <= 16 and all(
+            type(v) is not str or len(v) <= ID_CHARS for v in value.values()
+        ) and all(type(v) not in (list, dict) for v in value.values())
+    return type(value) is not list

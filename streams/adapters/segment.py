@@ -44,6 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from detectors.bounds import ID_CHARS, URL_CHARS
 from detectors.events import (
     ApiError,
     CartUpdated,
@@ -86,9 +87,18 @@ __all__ = [
 
 
 def invalid(name: str, value: Any, why: str = "") -> AdapterError:
-    shown = repr(value)
-    if len(shown) > 60:  # keep dead-letter details short; the item itself is kept anyway
-        shown = shown[:57] + "..."
+    # Keep dead-letter details short (the item itself is kept anyway): only the start of a
+    # long value is shown, and repr is not run over a large or nested one at all.
+    if type(value) is str:
+        shown = repr(value[:60])
+        if len(value) > 60:
+            shown = f"{shown[:57]}... ({len(value):,} chars)"
+    elif type(value) in (list, dict):
+        shown = f"<{type(value).__name__} of {len(value)}>"
+    else:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
     return AdapterError("invalid_field", f"{name}={shown}{': ' + why if why else ''}")
 
 
@@ -108,13 +118,15 @@ def as_float(value: Any, name: str, *, required: bool = False, nonneg: bool = Fa
             raise invalid(name, value, "required")
         return None
     kind = type(value)
-    if kind is float or kind is int:
-        out = float(value)
-    elif kind is str:
+    if kind is float:
+        out = value
+    elif kind is int or kind is str:
         try:
             out = float(value)
         except ValueError:
             raise invalid(name, value, "not a number") from None
+        except OverflowError:  # an int of hundreds of digits
+            raise invalid(name, value, "out of range") from None
     else:  # bool is deliberately not a number here
         raise invalid(name, value, "not a number")
     if not math.isfinite(out) or (nonneg and out < 0):
@@ -163,7 +175,9 @@ def as_bool(value: Any, name: str, *, required: bool = False) -> Any:
         if required:
             raise invalid(name, value, "required")
         return None
-    out = _BOOLS.get(value.lower() if type(value) is str else value)
+    kind = type(value)
+    # Only hashable kinds are looked up: a list or an object is simply not a boolean.
+    out = _BOOLS.get(value.lower() if kind is str else value) if kind in (str, int) else None
     if out is None:
         raise invalid(name, value, "not a boolean")
     return out
@@ -178,11 +192,12 @@ def as_time(value: Any, name: str) -> float:
         raise invalid(name, value, "not an ISO 8601 time")
     try:
         dt = datetime.fromisoformat(value)
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        # Range: the canonical event's bounds (detectors.bounds.Time) are checked after.
+        return dt.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a negative offset
         raise invalid(name, value, "not an ISO 8601 time") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 #: Device kinds to the three bounded labels; anything else is None (not a metrics label).
@@ -481,10 +496,10 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
         if build is None:
             raise AdapterError("unknown_event", f"segment track {name[:80]!r} is not mapped")
     else:
-        build = _CALLS.get(kind)  # type: ignore[arg-type]
+        if type(kind) is not str:  # before the lookup: a list or an object is unhashable
+            raise invalid("type", kind, "not a Segment call type")
+        build = _CALLS.get(kind)
         if build is None:
-            if type(kind) is not str:
-                raise invalid("type", kind, "not a Segment call type")
             raise AdapterError("unknown_event", f"segment call type {kind[:40]!r} is not mapped")
 
     props = msg.get("properties")
@@ -532,6 +547,22 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
     return build(base, props, msg)
 
 
+def _batch_context(ctx: Any) -> dict[str, Any] | None:
+    """A batch-level context, its fields that reach events checked once for the whole batch:
+    it is merged into every call, so one oversized value would be copied into each of them
+    (a 380 KB URL times 500 calls). Out of bounds, the whole batch is ``invalid_field``."""
+    if type(ctx) is not dict:
+        return None
+    page = ctx.get("page")
+    url = page.get("url") if type(page) is dict else None
+    if type(url) is str and len(url) > URL_CHARS:
+        raise invalid("context.page.url", url, f"longer than {URL_CHARS} characters")
+    session = first(ctx, "sessionId", "session_id")
+    if type(session) is str and len(session) > ID_CHARS:
+        raise invalid("context.sessionId", session, f"longer than {ID_CHARS} characters")
+    return ctx
+
+
 def _convert_all(items: list[Any], batch_context: dict[str, Any] | None) -> Adapted:
     out = Adapted()
     events = out.events
@@ -557,8 +588,7 @@ def adapt(payload: Any) -> Adapted:
             raise AdapterError("unknown_format", "Segment batch is not an array")
         if not batch:
             raise AdapterError("empty", "empty Segment batch")
-        ctx = payload.get("context")
-        return _convert_all(batch, ctx if type(ctx) is dict else None)
+        return _convert_all(batch, _batch_context(payload.get("context")))
     if not payload:
         raise AdapterError("empty", "empty Segment payload")
     if "type" not in payload:

@@ -11,6 +11,7 @@ from streams.metrics import Metrics
 # and the journeys and steps of the journeys file), never an id.
 BOUNDED = {"source", "type", "reason", "stage", "topic", "agent", "endpoint", "code", "outcome",
            "journey", "step", "device", "partition",
+           "table",  # table: sessions or customers (the state tables)
            "le"}  # le: histogram buckets
 
 
