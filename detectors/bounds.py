@@ -67,8 +67,9 @@ Expected `int`, got `float` - at `$.step`
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -94,6 +95,7 @@ __all__ = [
     "Time",
     "Traits",
     "Url",
+    "trait_number_problem",
 ]
 
 #: Last accepted event time: 9999-01-01T00:00:00Z, a year inside ``datetime``'s range.
@@ -137,8 +139,14 @@ Tags = Annotated[tuple[Label, ...], msgspec.Meta(max_length=100)]
 Friction = Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], Count],
                      msgspec.Meta(max_length=64)]
 
-#: A trait's scalar value (JSON numbers are finite once decoded; msgspec refuses 1e400).
-Scalar = Text | int | float | bool | None
+#: Largest magnitude of a number in traits: an integer beyond it (JSON allows 400 digits) or
+#: a float beyond it is no count, price or seat number anyone sends, and past 2**53 a float
+#: cannot even tell neighbouring integers apart.
+MAX_TRAIT_NUMBER = 2**53
+_TraitInt = Annotated[int, msgspec.Meta(ge=-MAX_TRAIT_NUMBER, le=MAX_TRAIT_NUMBER)]
+_TraitFloat = Annotated[float, msgspec.Meta(ge=-MAX_TRAIT_NUMBER, le=MAX_TRAIT_NUMBER)]
+#: A trait's scalar value.
+Scalar = Text | _TraitInt | _TraitFloat | bool | None
 _TraitKey = Annotated[str, msgspec.Meta(max_length=LABEL_CHARS)]
 Traits = Annotated[
     dict[
@@ -149,3 +157,28 @@ Traits = Annotated[
     ],
     msgspec.Meta(max_length=100),
 ]
+
+
+def trait_number_problem(traits: dict[str, Any]) -> str | None:
+    """Why a number in ``traits`` (or one level down) is out of bounds, or None.
+
+    The encode-and-decode check of ``detectors.events.check_batch`` cannot see a non-finite
+    float: JSON has no spelling for it, so it is written as ``null`` and reads back valid.
+
+    >>> trait_number_problem({"seats": 12, "score": {"nps": 9.5}}) is None
+    True
+    >>> trait_number_problem({"seats": float("inf")})
+    'traits.seats: inf is not a finite number within 9,007,199,254,740,992'
+    """
+    for key, value in traits.items():
+        inner = value.items() if type(value) is dict else (
+            enumerate(value) if type(value) is list else ((None, value),))
+        for sub, v in inner:
+            # Compared as they are: a 400-digit int does not convert to float.
+            if (type(v) is int and not -MAX_TRAIT_NUMBER <= v <= MAX_TRAIT_NUMBER) or (
+                    type(v) is float and not (math.isfinite(v) and abs(v) <= MAX_TRAIT_NUMBER)):
+                where = f"traits.{key}" if sub is None else f"traits.{key}.{sub}"
+                shown = repr(v) if len(str(abs(v))) <= 40 else f"a number of {len(str(v))} chars"
+                return (f"{where}: {shown} is not a finite number within "
+                        f"{MAX_TRAIT_NUMBER:,}")
+    return None

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from detectors.bounds import ID_CHARS, URL_CHARS
+from detectors.bounds import ID_CHARS, URL_CHARS, trait_number_problem
 from detectors.events import (
     ApiError,
     CartUpdated,
@@ -471,6 +471,10 @@ def _identify(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> A
         traits = {}
     elif type(traits) is not dict:
         raise invalid("traits", traits, "not an object")
+    else:
+        problem = trait_number_problem(traits)
+        if problem:
+            raise AdapterError("invalid_field", problem)
     return Identify(**base, traits=traits)
 
 

@@ -308,3 +308,17 @@ def test_a_session_summary_always_fits_its_bounds() -> None:
         ev.OrderCompleted(id="o", time=MAX_TIME, session_id="s", revenue=1e9)])
     summary = session_summary(outcome(state, MAX_TIME))
     assert summary is not None and not ev.check_batch([summary])
+
+
+@pytest.mark.parametrize("value", [b"1" + b"0" * 400, b"-1e308", b"123456789012345678901"])
+def test_numbers_in_traits_are_bounded_too(value: bytes) -> None:
+    """Traits are free-form, but a 400-digit integer (too large for a float) or a float past
+    2**53 in them is refused like any other out-of-range number, not stored."""
+    body = (b'{"type": "identify", "messageId": "m1", "userId": "c1", "anonymousId": "a1",'
+            b' "timestamp": "2026-01-01T00:00:00Z", "traits": {"plan": "pro", "seats": '
+            + value + b'}}')
+    out = _norm(body)
+    assert not out.support and _reasons(out) == ["invalid_field"]
+    assert out.dead[0].detail.startswith("traits.seats:")
+    ok = _norm(body.replace(value, b"12"))
+    assert [e.traits for e in ok.support["c1"]] == [{"plan": "pro", "seats": 12}]
