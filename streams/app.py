@@ -681,5 +681,6 @@ def create_worker(
         register_experiments(app, settings, experiments_topic, guard, metrics)
     register_collector(app, settings, publish, send_dead, metrics)
     register_feedback(app, topics["feedback"], labels_topic, guard, metrics, tally,
-                      on_verdict=reweigh if settings.learn_from_feedback else None)
+                      on_verdict=reweigh if settings.learn_from_feedback else None,
+                      tokens=tuple(settings.collector_tokens))
     return Worker(app, settings, processor, topics, sessions, customers)

@@ -21,6 +21,7 @@ import faust
 import msgspec
 
 from models.feedback import FeedbackError, FeedbackTally, decode_feedback, feedback_label
+from streams.access import Credentials, check_headers
 from streams.deadletter import make_dead_letter
 from streams.guard import Guard
 from streams.metrics import Metrics
@@ -39,9 +40,13 @@ def register_feedback(
     metrics: Metrics,
     tally: FeedbackTally,
     on_verdict: Callable[[], None] | None = None,
+    tokens: tuple[str, ...] = (),
 ) -> None:
     """The endpoint and the agent. Verdicts are counted in ``tally`` (its ``known`` reasons
-    by name), then ``on_verdict`` runs (the worker re-weights its alert policy)."""
+    by name), then ``on_verdict`` runs (the worker re-weights its alert policy). With
+    ``tokens`` (the collector's bearer tokens) the endpoint asks for one of them: verdicts
+    re-weigh the alert policy, so they must not come from just anyone."""
+    creds = Credentials(collector_tokens=tokens)
     requests = metrics.collector_requests
     send_dead = guard.dead
 
@@ -52,6 +57,9 @@ def register_feedback(
             return self.json(body, status=code)
 
     async def handle(request: Any) -> tuple[int, dict[str, Any]]:
+        verdict = check_headers(creds, "feedback", request.headers, request.query)
+        if not verdict.ok:
+            return 401, {"error": "unauthorized", "detail": "missing or wrong bearer token"}
         raw = await request.content.read(MAX_FEEDBACK_BYTES + 1)
         if len(raw) > MAX_FEEDBACK_BYTES:
             await send_dead([make_dead_letter("too_large", f"over {MAX_FEEDBACK_BYTES} bytes",

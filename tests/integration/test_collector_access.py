@@ -175,6 +175,15 @@ def test_collector_refuses_missing_or_wrong_credentials(keyed: WorkerProcess,
     assert read_to_end(kafka_bootstrap, topic(settings, "dead_letters")) == []
 
 
+def test_feedback_needs_the_bearer_token_when_tokens_are_set(keyed: WorkerProcess) -> None:
+    """Verdicts re-weigh the alert policy: with collector tokens set, /feedback wants one."""
+    verdict = json.dumps({"alert_id": "a-1", "session_id": "s-1", "verdict": "useful"}).encode()
+    assert post(keyed.url, "/feedback", verdict)[0] == 401
+    assert post(keyed.url, "/feedback", verdict, {"Authorization": "Bearer nope"})[0] == 401
+    code, body, _ = post(keyed.url, "/feedback", verdict, {"Authorization": f"Bearer {TOKEN}"})
+    assert code == 202, body
+
+
 def test_second_request_over_the_rate_gets_429_with_retry_after(limited: WorkerProcess) -> None:
     # Its own loopback source address, so other tests' requests do not share its bucket.
     first = post(limited.url, "/collect/segment", segment_call("rate-1"), source="127.0.0.3")
