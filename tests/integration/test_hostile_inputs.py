@@ -30,7 +30,7 @@ from kafkahelp import (
 
 from detectors.events import decode_batch
 from detectors.session import decode_state
-from streams.deadletter import DeadLetter, decode_dead_letter
+from streams.deadletter import MAX_ORIGINAL_BYTES, DeadLetter, decode_dead_letter
 from streams.kafka_io import ensure_topics
 from streams.topics import SOURCE_HEADER
 
@@ -141,8 +141,9 @@ def test_huge_click_targets_do_not_end_the_worker(hostile: WorkerProcess) -> Non
     assert_alive_and_working(w, "huge", t + 10)
     new = dead_letters(w)[before:]
     assert any(d.reason in ("too_large", "invalid_field") for d in new), new
-    # Dead letters carry an excerpt, not copies of the 400 KB input.
-    assert all(len(d.original_bytes) < 10_000 for d in new)
+    # Dead letters carry a bounded excerpt (streams.deadletter), not copies of the 400 KB input.
+    assert all(len(d.original_bytes) <= MAX_ORIGINAL_BYTES for d in new)
+    assert all(d.truncated for d in new if (d.original_size or 0) > MAX_ORIGINAL_BYTES)
 
 
 def test_deep_json_in_a_batch_loses_nothing(hostile: WorkerProcess) -> None:
