@@ -41,6 +41,7 @@ import argparse
 import math
 import multiprocessing
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -793,6 +794,8 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
                     f"{inp.raw[:120]!r}")
         live.collector_dead = collector_dead
         live.examples.setdefault("records read", str(records))
+    if not live.worker_exits:  # keep the worker's log only when it is evidence
+        shutil.rmtree(tmp, ignore_errors=True)
     return live
 
 
