@@ -44,7 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from detectors.bounds import ID_CHARS, URL_CHARS, trait_number_problem
+from detectors.bounds import ID_CHARS, MAX_TIME, URL_CHARS, trait_number_problem
 from detectors.events import (
     ApiError,
     CartUpdated,
@@ -194,10 +194,14 @@ def as_time(value: Any, name: str) -> float:
         dt = datetime.fromisoformat(value)
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        # Range: the canonical event's bounds (detectors.bounds.Time) are checked after.
-        return dt.timestamp()
+        t = dt.timestamp()
     except (ValueError, OverflowError):  # OverflowError: year 1 with a negative offset
         raise invalid(name, value, "not an ISO 8601 time") from None
+    # The canonical bounds (detectors.bounds.Time), here too so no adapter builds an event
+    # it could not read back.
+    if not 0.0 <= t <= MAX_TIME:
+        raise invalid(name, value, "outside 1970-01-01 .. 9999-01-01")
+    return t
 
 
 #: Device kinds to the three bounded labels; anything else is None (not a metrics label).
