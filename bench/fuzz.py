@@ -178,7 +178,8 @@ class OfflineWorker:
         try:
             norm = normalize(inp.raw, inp.source, max_bytes=settings.max_payload_bytes,
                              max_events=settings.max_events_per_message, now=self.now,
-                             topic="fw.ingest", partition=0, offset=self.offset)
+                             topic="fw.ingest", partition=0, offset=self.offset,
+                             max_age=settings.max_event_age, max_lead=settings.max_event_lead)
         except Exception as exc:  # noqa: BLE001 - what the harness is here to count
             self._escape("normalize", exc, inp)
             fig.unaccounted += 1
@@ -619,7 +620,9 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
     tmp = Path(tempfile.mkdtemp(prefix="fw-fuzz-"))
     settings = Settings(topic_prefix=f"fz{tag}.", app_id=f"fwfuzz-{tag}", web_host="127.0.0.1",
                         web_port=free_port(), data_dir=tmp / "state", partitions=2,
-                        broker_session_timeout=6.0, session_gap=LIVE_SESSION_GAP)
+                        broker_session_timeout=6.0, session_gap=LIVE_SESSION_GAP,
+                        # One client sends everything: the per-client limit would refuse most.
+                        rate_limit=0)
     limit = settings.max_payload_bytes
     names = {k: topic_name(k, settings.topic_prefix)
              for k in ("ingest", "web_events", "support_events", "dead_letters")}
@@ -633,7 +636,8 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
         source = _endpoint(inp.source)[1] if http else inp.source
         try:
             norm = normalize(inp.raw, source, max_bytes=limit,
-                             max_events=settings.max_events_per_message, now=time.time())
+                             max_events=settings.max_events_per_message, now=time.time(),
+                             max_age=settings.max_event_age, max_lead=settings.max_event_lead)
             ids = [e.id for evs in (*norm.web.values(), *norm.support.values()) for e in evs]
             expected.append((len(ids), len(norm.dead), ids))
         except Exception:  # noqa: BLE001 - counted when the worker's answer is compared
