@@ -11,11 +11,13 @@ groups them (GA4's default channel grouping, simplified).
 'organic_search'
 >>> traffic_source("/", None)
 'direct'
+>>> traffic_source("http://[::1/?utm_medium=email", "http://[bad")
+'direct'
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 __all__ = ["SOURCES", "traffic_source"]
 
@@ -30,14 +32,25 @@ _PAID = ("cpc", "ppc", "paid", "paidsearch", "paid_search", "paid-social", "paid
          "display", "cpm")
 
 
+def _split(url: str) -> SplitResult | None:
+    # urlsplit raises ValueError on a malformed host ("http://[::1/"): such a URL tells us
+    # nothing, and must not cost the event it came with.
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+    parts = _split(url)
+    return ((parts.hostname if parts else None) or "").lower()
 
 
 def traffic_source(url: str | None, referrer: str | None) -> str:
     """The channel of a session whose landing page is ``url``, reached from ``referrer``."""
-    if url and "?" in url:
-        query = parse_qs(urlsplit(url).query)
+    parts = _split(url) if url and "?" in url else None
+    if parts is not None:
+        query = parse_qs(parts.query)
         medium = (query.get("utm_medium") or [""])[0].lower()
         source = (query.get("utm_source") or [""])[0].lower()
         social = any(source.startswith(s.rstrip(".")) for s in _SOCIAL) or "social" in medium

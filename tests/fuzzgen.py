@@ -275,6 +275,21 @@ _SOURCES = ("segment", "ga4", "support", "canonical")
 _SOURCE_WEIGHTS = (35, 25, 15, 25)
 
 
+
+def nodes(payload: Any) -> list[tuple[Any, Any]]:
+    """(container, key or index) of every value in ``payload``, without recursion."""
+    out: list[tuple[Any, Any]] = []
+    stack = [payload]
+    while stack:
+        node = stack.pop()
+        items = node.items() if type(node) is dict else enumerate(node) \
+            if type(node) is list else ()
+        for k, v in items:
+            out.append((node, k))
+            if type(v) in (dict, list):
+                stack.append(v)
+    return out
+
 class FuzzGen:
     """Hostile inputs, deterministic with ``seed``.
 
@@ -370,19 +385,7 @@ class FuzzGen:
         return None if self.rng.random() < 0.3 else t.source
 
     def _nodes(self, payload: Any) -> list[tuple[Any, Any]]:
-        """(container, key or index) of every value in ``payload`` (shallow enough: templates
-        are small)."""
-        out: list[tuple[Any, Any]] = []
-        stack = [payload]
-        while stack:
-            node = stack.pop()
-            items = node.items() if type(node) is dict else enumerate(node) \
-                if type(node) is list else ()
-            for k, v in items:
-                out.append((node, k))
-                if type(v) in (dict, list):
-                    stack.append(v)
-        return out
+        return nodes(payload)
 
     def _leaves(self, payload: Any, kinds: tuple[type, ...]) -> list[tuple[Any, Any]]:
         return [(c, k) for c, k in self._nodes(payload) if type(c[k]) in kinds]

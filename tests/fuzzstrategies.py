@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import msgspec
-from fuzzgen import Template, corpus
+from fuzzgen import Template, corpus, nodes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -72,18 +72,7 @@ json_values = st.recursive(
 sources = st.sampled_from([None, "segment", "ga4", "support", "canonical", "bogus", " GA4 "])
 
 
-def _nodes(payload: Any) -> list[tuple[Any, Any]]:
-    out: list[tuple[Any, Any]] = []
-    stack = [payload]
-    while stack:
-        node = stack.pop()
-        items = node.items() if type(node) is dict else enumerate(node) \
-            if type(node) is list else ()
-        for k, v in items:
-            out.append((node, k))
-            if type(v) in (dict, list):
-                stack.append(v)
-    return out
+_nodes = nodes
 
 
 @st.composite
