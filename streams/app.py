@@ -54,6 +54,7 @@ from streams.feedback import register_feedback
 from streams.guard import Guard, excerpt, inc_finite, set_finite
 from streams.health import consumer_lag, register_health
 from streams.incidents import JourneyStats, register_incidents
+from streams.memory import release_free_memory
 from streams.metrics import METRICS, Metrics
 from streams.normalize import Normalized, normalize
 from streams.settings import Settings
@@ -596,6 +597,12 @@ def create_worker(
             observe_latency("customers", batch)
             m_msgs["support_events"].inc(len(batch))
             m_batch["customers"].observe(time.perf_counter() - t0)
+
+    @timer(app, 30.0)
+    async def trim_memory() -> None:
+        """Hand the heap pages that bursts of large payloads leave free back to the OS
+        (streams.memory), so RSS follows what the worker holds."""
+        release_free_memory()
 
     @timer(app, 5.0)
     async def gauge_sessions() -> None:
