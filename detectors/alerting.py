@@ -36,10 +36,10 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from detectors.base import Signal
+from detectors.bounds import iso
 from detectors.session import SessionState
 
 __all__ = ["Alerting", "DEFAULT_WEIGHTS", "OPENING_MESSAGES", "hash_customer"]
@@ -102,8 +102,6 @@ def hash_customer(customer_id: str | None, salt: str = "") -> str | None:
     return hashlib.sha256((salt + customer_id).encode()).hexdigest()[:24]
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _event_id(kind: str, state: SessionState, seq: int) -> str:
@@ -225,7 +223,7 @@ class Alerting:
             "customer": customer,
             "reason": sig.type,
             "priority": round(state.cart_value * risk, 2),
-            "expires": _iso(sig.time + self.chat_ttl),
+            "expires": iso(sig.time + self.chat_ttl),
             "message": OPENING_MESSAGES.get(sig.type, "Can I help you with anything?"),
         })
 
@@ -237,7 +235,7 @@ class Alerting:
             "type": ce_type,
             "source": self.source,
             "id": _event_id(kind, state, seq),
-            "time": _iso(sig.time),
+            "time": iso(sig.time),
             "subject": state.session_id,
             "datacontenttype": "application/json",
             "data": data,
@@ -245,7 +243,7 @@ class Alerting:
 
 
 def _brief(sig: Signal) -> dict[str, Any]:
-    return {"type": sig.type, "time": _iso(sig.time), "start": _iso(sig.start),
+    return {"type": sig.type, "time": iso(sig.time), "start": iso(sig.start),
             "step": sig.step, "evidence": sig.evidence}
 
 

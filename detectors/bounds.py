@@ -95,6 +95,7 @@ __all__ = [
     "Time",
     "Traits",
     "Url",
+    "iso",
     "trait_number_problem",
 ]
 
@@ -182,3 +183,19 @@ def trait_number_problem(traits: dict[str, Any]) -> str | None:
                 return (f"{where}: {shown} is not a finite number within "
                         f"{MAX_TRAIT_NUMBER:,}")
     return None
+
+
+#: Last second ``datetime`` can show: 9999-12-31T23:59:59Z.
+_LAST_SECOND = 253_402_300_799.0
+
+
+def iso(t: float) -> str:
+    """``t`` (Unix seconds) as ISO 8601 in UTC, for the times documents carry. Times are
+    bounded at the edge, but a deadline or window added to one, or state made before the
+    bounds, may still pass datetime's range: it is shown clamped into it, never raised on.
+
+    >>> iso(1767225600.5), iso(1e20), iso(float("nan"))
+    ('2026-01-01T00:00:00.500000Z', '9999-12-31T23:59:59Z', '1970-01-01T00:00:00Z')
+    """
+    t = min(max(t, 0.0), _LAST_SECOND) if t == t else 0.0
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")

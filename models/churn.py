@@ -43,12 +43,12 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from river import linear_model, optim, preprocessing
 
 from detectors.alerting import hash_customer
+from detectors.bounds import iso
 from detectors.customer import (
     T_BAD,
     T_ESCALATED,
@@ -178,8 +178,6 @@ def describe(feature: str, state: CustomerState, x: Mapping[str, float]) -> str:
     }.get(feature, feature)
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
 
@@ -311,7 +309,7 @@ class ChurnScorer(checkpoint.Learned):
             "type": "com.frictionwatch.churn.alert",
             "source": self.source,
             "id": hashlib.sha256(key.encode()).hexdigest()[:32],
-            "time": _iso(now),
+            "time": iso(now),
             "subject": customer,
             "datacontenttype": "application/json",
             "data": {
