@@ -174,7 +174,9 @@ def describe(feature: str, state: CustomerState, x: Mapping[str, float]) -> str:
         "b2b": "business account",
         "sessions_trend": "fewer web visits than usual",
         "friction_per_session": "friction in most of their sessions",
-        "days_since_session": f"no web visit for {math.expm1(x.get(feature, 0.0)):.0f} days",
+        # Clamped: the feature is log1p(days), about 15 at most for times the edge accepts.
+        "days_since_session": f"no web visit for "
+                              f"{math.expm1(min(x.get(feature, 0.0), 20.0)):.0f} days",
     }.get(feature, feature)
 
 

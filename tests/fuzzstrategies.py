@@ -25,7 +25,9 @@ __all__ = ["EXAMPLES", "SESSIONS", "BASE", "PROFILE", "canonical_events", "hosti
 EXAMPLES = int(os.environ.get("FW_FUZZ_EXAMPLES", "60"))
 #: Shared by every property: no deadline (the first example pays for imports and models), and
 #: large generated inputs are the point, not a problem.
-PROFILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
+#: Under CI (``CI`` set) the examples are derandomized: a submission's CI judges the code, not
+#: the luck of a draw; developers' runs keep exploring new examples.
+PROFILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=bool(os.environ.get("CI")),
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                           HealthCheck.large_base_example])
 
