@@ -51,7 +51,7 @@ from streams.collector import register_collector
 from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.experiments import register_experiments
 from streams.feedback import register_feedback
-from streams.guard import Guard, excerpt, inc_finite, set_finite
+from streams.guard import EXCERPT_BYTES, Guard, inc_finite, set_finite
 from streams.health import consumer_lag, register_health
 from streams.incidents import JourneyStats, register_incidents
 from streams.memory import release_free_memory
@@ -107,8 +107,8 @@ def _origin(msg: Any, own: str) -> tuple[str, int]:
 def _dead_letter(event: EventT, reason: Any, detail: str, stage: str) -> DeadLetter:
     msg = event.message
     # An excerpt, not the whole message: a dead letter must never be too large to send.
-    return make_dead_letter(reason, detail, stage, excerpt(event.value), time.time(),
-                            msg.topic, msg.partition, msg.offset)
+    return make_dead_letter(reason, detail, stage, event.value or b"", time.time(),
+                            msg.topic, msg.partition, msg.offset, keep=EXCERPT_BYTES)
 
 
 def _failed(exc: BaseException) -> str:

@@ -15,8 +15,8 @@ not flood the log).
 >>> g = Guard(limit=1000)
 >>> g.fits(b"k", b"x" * 100), g.fits(b"k", b"x" * 1000)
 (True, False)
->>> excerpt(b"x" * 10_000)[-30:]
-b'xxxxxx... [10000 bytes in all]'
+>>> g.letter("too_large", "x", "sessions", b"x" * 10_000).original_size
+10000
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from models.finite import MAX_AMOUNT
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 
-__all__ = ["EXCERPT_BYTES", "Guard", "RateLimitedLog", "excerpt", "inc_finite", "set_finite"]
+__all__ = ["EXCERPT_BYTES", "Guard", "RateLimitedLog", "inc_finite", "set_finite"]
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ EXCERPT_BYTES = 4096
 #: header of 61 bytes, at most 21 of record overhead and a few varints per header): only
 #: records near the limit pay for the exact estimate.
 _SLACK = 4096
-
-
-def excerpt(data: bytes | None, size: int = EXCERPT_BYTES) -> bytes:
-    """The first ``size`` bytes of ``data``, marked as cut when they are not all of it."""
-    data = data or b""
-    if len(data) <= size:
-        return data
-    return data[:size] + b"... [%d bytes in all]" % len(data)
 
 
 def inc_finite(counter: Any, amount: float) -> bool:
@@ -159,9 +151,9 @@ class Guard:
                at: Any = None) -> DeadLetter:
         """A dead letter with an excerpt of ``original`` and the position of message ``at``."""
         msg = getattr(at, "message", None)
-        return make_dead_letter(reason, detail, stage, excerpt(original), time.time(),
+        return make_dead_letter(reason, detail, stage, original or b"", time.time(),
                                 getattr(msg, "topic", None), getattr(msg, "partition", None),
-                                getattr(msg, "offset", None))
+                                getattr(msg, "offset", None), keep=EXCERPT_BYTES)
 
     async def dead(self, dead: Sequence[DeadLetter]) -> None:
         """Count and send dead letters; one that cannot be sent is logged, never raised."""
@@ -173,9 +165,9 @@ class Guard:
             value = encode_dead_letter(d)
             if not self.fits(None, value):
                 # Dead letters from elsewhere may carry whole inputs: keep an excerpt.
-                d = make_dead_letter(d.reason, d.detail, d.stage,
-                                     excerpt(d.original_bytes), d.time, d.topic, d.partition,
-                                     d.offset)
+                d = make_dead_letter(d.reason, d.detail, d.stage, d.original_bytes, d.time,
+                                     d.topic, d.partition, d.offset, keep=EXCERPT_BYTES,
+                                     size=d.original_size)
                 value = encode_dead_letter(d)
             try:
                 await self.dead_topic.send(key=None, value=value)

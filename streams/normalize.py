@@ -128,8 +128,7 @@ def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,
     except RecursionError:
         dead("too_deep", f"JSON nested deeper than the limit {MAX_DEPTH}", data)
         return
-    # The quick test inline (most messages hold a single event): no call for them.
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and depth_exceeds(data, MAX_DEPTH):
+    if depth_exceeds(data, MAX_DEPTH):
         dead("too_deep", f"JSON nested deeper than the limit {MAX_DEPTH}", data)
         return
     try:
