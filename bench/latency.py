@@ -1,0 +1,421 @@
+"""Latency bench: from an event's Kafka timestamp on the ingest topic to its alert on the alerts
+topic, end to end through a ``frictionwatch worker`` child process, at half its maximum rate.
+
+    python bench/latency.py                      # embedded tansu broker, max rate measured
+    python bench/latency.py --max-rate 1800      # take the maximum as given
+    python bench/latency.py --broker host:9092   # a real Kafka
+
+1. **Maximum rate** (unless ``--max-rate``): ``--calibrate`` events of browsing traffic are put
+   on the ingest topic first, then the worker is started and the bench times it from its first
+   ingest message to the last canonical message applied (read from its /metrics, as
+   ``bench/throughput.py`` does). The same worker then stays up for step 2: same run.
+2. **Paced load** at half that rate for ``--seconds``: each message is sent at its scheduled
+   wall-clock time (one Segment call per message, the browser's shape, keyed by anonymous id),
+   with an explicit Kafka timestamp (the send time) and an event time of "now". Most messages
+   are browsing sessions (pages, product views, clicks); mixed in are:
+
+   - *immediate probes*: a session that starts checkout and gets a system-side payment
+     decline (``processing_error``). The decline alone is a ``payment_declined`` signal, weight
+     1.0, so it alerts on the event itself: that event's latency is the headline figure;
+   - *deadline probes*: a session with two SDK-reported dead clicks on an element, then a third
+     click on it that gets no response. Its alert comes from the silence deadline (1 s of event
+     time after the click, ``detectors.clicks.DeadClickDetector``) run by the event-time
+     watermark: its latency is the deadline plus the watermark's lag; reported apart.
+
+3. An aiokafka consumer reads the alerts topic (``fetch_max_wait_ms`` small, so it adds little)
+   and the canonical web-events topic. For each probe event it takes:
+
+   - ``ingest``: the ingest message's Kafka timestamp (set by this bench at send);
+   - ``canonical``: the Kafka timestamp of the canonical web-events message the worker's ingest
+     stage produced from it (CreateTime, stamped by the worker's producer when it sends);
+   - ``alert``: the alert's Kafka timestamp (CreateTime: when the worker's sessions stage sent
+     it, before its producer's linger and the broker append);
+   - ``read``: when this bench read the alert (after linger, broker and fetch).
+
+   The headline is ``read - ingest``: what a consumer of the alerts sees. ``alert - ingest``
+   (the worker's own part) and the stage split are printed beside it, with the settings that
+   bound them (``batch_within`` per stage, ``commit_interval``).
+
+Figures are wall-clock latencies on a shared machine: other load inflates the tail; run it more
+than once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detectors.events import PaymentAttempted, decode_batch  # noqa: E402
+from streams.broker import broker_for, free_port  # noqa: E402
+from streams.kafka_io import ensure_topics  # noqa: E402
+from streams.settings import Settings, load  # noqa: E402
+from streams.topics import SOURCE_HEADER, topic_name  # noqa: E402
+from streams.worker_process import WorkerProcess  # noqa: E402
+
+#: Element the deadline probes' clicks go to (dead, as their SDK reports).
+DEAD_TARGET = "button#apply-promo"
+
+
+def _iso(t: float) -> str:
+    ms = int(t * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+@dataclass(order=True)
+class Planned:
+    """One message to send ``at`` seconds after the paced phase starts."""
+
+    at: float
+    sid: str = field(compare=False)
+    kind: str = field(compare=False)  # page, track
+    name: str | None = field(compare=False)
+    props: dict[str, Any] = field(compare=False, default_factory=dict)
+    #: "immediate" or "deadline" for the event whose alert is timed; None otherwise.
+    probe: str | None = field(compare=False, default=None)
+
+
+def call(p: Planned, now: float, n: int) -> bytes:
+    """The Segment call a browser would send for ``p`` at wall-clock ``now``."""
+    doc: dict[str, Any] = {"type": p.kind, "messageId": f"{p.sid}-{n}", "anonymousId": p.sid,
+                           "timestamp": _iso(now),
+                           "context": {"page": {"url": "https://shop.example/p/1"}}}
+    if p.kind == "page":
+        doc["name"] = "Product"
+    else:
+        doc["event"] = p.name
+        doc["properties"] = p.props
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+_BROWSE = (("page", None), ("track", "Product Viewed"), ("track", "Element Clicked"),
+           ("track", "Product Added"))
+
+
+def browsing(rng: random.Random, sid: str, start: float, n: int, gap: float) -> Iterator[Planned]:
+    """``n`` browsing events of one session, about ``gap`` seconds apart (never a rage burst:
+    clicks are seconds apart and scattered)."""
+    t = start
+    for _ in range(n):
+        kind, name = rng.choice(_BROWSE)
+        props: dict[str, Any] = {}
+        if name == "Element Clicked":
+            props = {"x": rng.randrange(1200), "y": rng.randrange(800), "target": "a#product"}
+        elif name is not None:
+            props = {"product_id": f"p{rng.randrange(50)}", "price": 19.5, "quantity": 1}
+        yield Planned(t, sid, kind, name, props)
+        t += gap * rng.uniform(0.6, 1.4)
+
+
+def immediate_probe(sid: str, start: float) -> Iterator[Planned]:
+    """Checkout, then a system-side decline: a ``payment_declined`` alert on the decline."""
+    yield Planned(start, sid, "page", None)
+    yield Planned(start + 0.4, sid, "track", "Checkout Started", {"value": 84.0})
+    yield Planned(start + 0.8, sid, "track", "Payment Declined",
+                  {"reason": "processing_error", "amount": 84.0, "payment_method": "card"},
+                  probe="immediate")
+
+
+def deadline_probe(sid: str, start: float) -> Iterator[Planned]:
+    """Two SDK-reported dead clicks on one element (0.35 each), then a silent click on it: its
+    silence deadline makes the third ``dead_click`` and the alert."""
+    xy = {"x": 600, "y": 400, "target": DEAD_TARGET}
+    yield Planned(start, sid, "page", None)
+    yield Planned(start + 0.3, sid, "track", "Element Clicked", xy)
+    yield Planned(start + 1.5, sid, "track", "Dead Click", xy)
+    yield Planned(start + 3.0, sid, "track", "Element Clicked", xy)
+    yield Planned(start + 4.2, sid, "track", "Dead Click", xy)
+    yield Planned(start + 5.5, sid, "track", "Element Clicked", xy, probe="deadline")
+
+
+def plan(rate: float, seconds: float, probes_per_s: float, deadline_per_s: float,
+         seed: int, tag: str) -> list[Planned]:
+    """About ``rate`` messages/s for ``seconds``: browsing sessions plus the probes."""
+    rng = random.Random(seed)
+    out: list[Planned] = []
+    per_probe, per_deadline = 3, 6
+    browse_rate = max(0.0, rate - probes_per_s * per_probe - deadline_per_s * per_deadline)
+    # Browsing sessions of 12 events 2 s apart, started at a steady pace.
+    per_session, gap = 12, 2.0
+    starts = browse_rate / per_session
+    i = 0
+    t = 0.0
+    while starts > 0 and t < seconds:
+        out += [p for p in browsing(rng, f"b{tag}-{i}", t, per_session, gap) if p.at < seconds]
+        i += 1
+        t += rng.expovariate(starts)
+    for kind, every, make in (("i", probes_per_s, immediate_probe),
+                              ("d", deadline_per_s, deadline_probe)):
+        t, i = rng.uniform(0, 0.5), 0
+        while every > 0 and t < seconds - 6:
+            out += list(make(f"{kind}{tag}-{i}", t))
+            i += 1
+            t += 1.0 / every
+    out.sort()
+    return out
+
+
+async def send_paced(settings: Settings, bootstrap: str, todo: list[Planned],
+                     sent: dict[str, float]) -> float:
+    """Send each message at its time; ``sent[sid]`` = Kafka timestamp (s) of each session's
+    timed event. Returns how far behind schedule the sender fell at most (s)."""
+    topic = topic_name("ingest", settings.topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2,
+                                **settings.kafka_client_kwargs())
+    await producer.start()
+    behind = 0.0
+    try:
+        t0 = time.time() + 0.5
+        pending = []
+        for n, p in enumerate(todo):
+            due = t0 + p.at
+            wait = due - time.time()
+            if wait > 0.001:
+                await asyncio.sleep(wait)
+            now = time.time()
+            behind = max(behind, now - due)
+            ts = int(now * 1000)
+            pending.append(await producer.send(
+                topic, call(p, now, n), key=p.sid.encode(), timestamp_ms=ts,
+                headers=[(SOURCE_HEADER, b"segment")]))
+            if p.probe is not None:
+                sent[p.sid] = ts / 1000
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return behind
+
+
+@dataclass
+class Seen:
+    """What the reader saw of each probe session."""
+
+    canonical: dict[str, float] = field(default_factory=dict)
+    alert: dict[str, float] = field(default_factory=dict)
+    read: dict[str, float] = field(default_factory=dict)
+    other_alerts: int = 0
+
+
+async def read_outputs(settings: Settings, bootstrap: str, seen: Seen,
+                       stop: asyncio.Event, ready: asyncio.Event) -> None:
+    """Read the alerts and web-events topics from their ends until ``stop``."""
+    alerts = topic_name("alerts", settings.topic_prefix)
+    web = topic_name("web_events", settings.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=10, **settings.kafka_client_kwargs())
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in (alerts, web) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for tp in parts:  # resolve the end positions now, before the probes are sent
+            await consumer.position(tp)
+        ready.set()
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+            now = time.time()
+            for tp, records in batches.items():
+                for r in records:
+                    sid = (r.key or b"").decode()
+                    if tp.topic == web:
+                        if sid[:1] == "i" and _is_decline(r.value):
+                            seen.canonical.setdefault(sid, r.timestamp / 1000)
+                    elif sid[:1] in "id" and sid not in seen.alert:
+                        seen.alert[sid] = r.timestamp / 1000
+                        seen.read[sid] = now
+                    else:
+                        seen.other_alerts += 1
+    finally:
+        await consumer.stop()
+
+
+def _is_decline(value: bytes) -> bool:
+    """Whether a canonical message holds an immediate probe's timed event (its decline).
+    Deadline probes are not split by stage: their time is the deadline's."""
+    try:
+        evs = decode_batch(value)
+    except Exception:  # noqa: BLE001 - not ours to judge here
+        return False
+    return any(isinstance(e, PaymentAttempted) for e in evs)
+
+
+_COUNT = re.compile(r'^frictionwatch_messages_total\{topic="(\w+)"\} ([0-9.e+]+)$', re.M)
+
+
+def counts(w: WorkerProcess) -> dict[str, float]:
+    return {k: float(v) for k, v in _COUNT.findall(w.metrics_text())}
+
+
+def max_rate(w: WorkerProcess, n_messages: int, n_events: int) -> float:
+    """Events/s from the worker's first ingest message to the last canonical one applied."""
+    t_first = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        c = counts(w)
+        now = time.perf_counter()
+        if t_first is None and c.get("ingest", 0) > 0:
+            t_first = now
+        if t_first is not None and c.get("web_events", 0) >= n_messages:
+            return n_events / max(now - t_first, 1e-3)
+        time.sleep(0.1)
+    raise SystemExit(f"worker did not finish the calibration backlog:\n{w.log_tail()}")
+
+
+async def produce_backlog(settings: Settings, bootstrap: str, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    topic = topic_name("ingest", settings.topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                                max_batch_size=1 << 20, **settings.kafka_client_kwargs())
+    await producer.start()
+    try:
+        now = time.time() - n / 1000
+        pending = []
+        made = 0
+        i = 0
+        while made < n:
+            for p in browsing(rng, f"c{i}", now + made / 1000, 12, 2.0):
+                if made >= n:
+                    break
+                pending.append(await producer.send(
+                    topic, call(p, p.at, made), key=p.sid.encode(),
+                    headers=[(SOURCE_HEADER, b"segment")]))
+                made += 1
+            i += 1
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def quantiles(xs: list[float]) -> str:
+    if not xs:
+        return "none"
+    xs = sorted(xs)
+
+    def q(p: float) -> float:
+        return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000
+
+    return (f"p50 {q(0.50):7.1f} ms  p99 {q(0.99):7.1f} ms  max {xs[-1] * 1000:7.1f} ms  "
+            f"mean {statistics.fmean(xs) * 1000:7.1f} ms  (n={len(xs)})")
+
+
+async def paced_run(settings: Settings, bootstrap: str, todo: list[Planned]
+                    ) -> tuple[dict[str, float], Seen, float]:
+    seen, sent = Seen(), dict[str, float]()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    reader = asyncio.create_task(read_outputs(settings, bootstrap, seen, stop, ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    behind = await send_paced(settings, bootstrap, todo, sent)
+    # The last probes' alerts: a deadline's alert needs its deadline and a watermark step.
+    t_end = time.monotonic() + 15
+    while time.monotonic() < t_end and len(seen.alert) < len(sent):
+        await asyncio.sleep(0.2)
+    stop.set()
+    await reader
+    return sent, seen, behind
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--max-rate", type=float, help="the worker's maximum events/s; "
+                    "default: measured in this run")
+    ap.add_argument("--fraction", type=float, default=0.5, help="of the maximum rate")
+    ap.add_argument("--calibrate", type=int, default=30_000,
+                    help="events of backlog the maximum rate is measured on")
+    ap.add_argument("--seconds", type=float, default=30.0, help="of paced load")
+    ap.add_argument("--probes", type=float, default=20.0, help="immediate probes per second")
+    ap.add_argument("--deadline-probes", type=float, default=2.0, help="per second")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--log", type=Path, help="keep the worker's log here")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a worker setting (e.g. batch_within=0.02); repeatable")
+    args = ap.parse_args()
+
+    tag = uuid.uuid4().hex[:6]
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    with tempfile.TemporaryDirectory() as tmp, broker_for(args.broker) as bootstrap:
+        settings = load(topic_prefix=f"lat{tag}.", app_id=f"fwlat-{tag}",
+                        partitions=args.partitions, web_host="127.0.0.1", web_port=free_port(),
+                        data_dir=Path(tmp) / "state", **extra)
+        ensure_topics(settings, bootstrap)
+        print(f"worker settings: batch_within {settings.batch_within} s, batch_max_messages "
+              f"{settings.batch_max_messages}, commit_interval {settings.commit_interval} s, "
+              f"store {settings.store}, {settings.partitions} partitions, models "
+              f"{'on' if settings.abandonment_model else 'off'}")
+        if args.max_rate is None:
+            asyncio.run(produce_backlog(settings, bootstrap, args.calibrate, args.seed))
+        with WorkerProcess(settings, bootstrap, args.log or Path(tmp) / "worker.log") as w:
+            if args.max_rate is None:
+                peak = max_rate(w, args.calibrate, args.calibrate)
+                print(f"maximum rate (backlog of {args.calibrate:,} events, 1 per message): "
+                      f"{peak:,.0f} events/s")
+            else:
+                peak = args.max_rate
+                print(f"maximum rate (given): {peak:,.0f} events/s")
+            rate = peak * args.fraction
+            todo = plan(rate, args.seconds, args.probes, args.deadline_probes, args.seed, tag)
+            print(f"paced load: {len(todo) / args.seconds:,.0f} events/s "
+                  f"({args.fraction:.0%} of the maximum) for {args.seconds:.0f} s, "
+                  f"1 event per message; {args.probes:g} immediate and "
+                  f"{args.deadline_probes:g} deadline probes per second")
+            before = counts(w)
+            sent, seen, behind = asyncio.run(paced_run(settings, bootstrap, todo))
+            after = counts(w)
+            print(f"sender: at most {behind * 1000:.0f} ms behind schedule; worker applied "
+                  f"{after.get('web_events', 0) - before.get('web_events', 0):,.0f} of "
+                  f"{len(todo):,} messages")
+            report(sent, seen)
+
+
+def report(sent: dict[str, float], seen: Seen) -> None:
+    for kind, title in (("i", "immediate alerts (payment decline -> alert)"),
+                        ("d", "deadline alerts (silent click -> 1 s deadline -> alert)")):
+        sids = [s for s in sent if s.startswith(kind)]
+        got = [s for s in sids if s in seen.alert]
+        print(f"\n{title}: {len(got)} of {len(sids)} probes alerted")
+        if not got:
+            continue
+        print(f"  event -> alert read by a consumer:  "
+              f"{quantiles([seen.read[s] - sent[s] for s in got])}")
+        by_window: dict[int, list[float]] = {}
+        for s in got:
+            by_window.setdefault(int((sent[s] - min(sent.values())) // 5), []).append(
+                seen.read[s] - sent[s])
+        print("  median by 5 s of sending: " + ", ".join(
+            f"{statistics.median(v) * 1000:.0f}" for _, v in sorted(by_window.items())) + " ms")
+        print(f"  event -> alert sent (its Kafka ts): "
+              f"{quantiles([seen.alert[s] - sent[s] for s in got])}")
+        staged = [s for s in got if s in seen.canonical]
+        if staged:
+            print(f"  ingest stage (ingest ts -> canonical message ts): "
+                  f"{quantiles([seen.canonical[s] - sent[s] for s in staged])}")
+            print(f"  sessions stage (canonical ts -> alert ts):        "
+                  f"{quantiles([seen.alert[s] - seen.canonical[s] for s in staged])}")
+        print(f"  alert ts -> read (producer linger, broker, fetch):  "
+              f"{quantiles([seen.read[s] - seen.alert[s] for s in got])}")
+    if seen.other_alerts:
+        print(f"\nother alerts (browsing sessions): {seen.other_alerts}")
+
+
+if __name__ == "__main__":
+    main()
