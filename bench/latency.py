@@ -50,6 +50,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -151,13 +152,15 @@ def plan(rate: float, seconds: float, probes_per_s: float, deadline_per_s: float
     out: list[Planned] = []
     per_probe, per_deadline = 3, 6
     browse_rate = max(0.0, rate - probes_per_s * per_probe - deadline_per_s * per_deadline)
-    # Browsing sessions of 12 events 2 s apart, started at a steady pace.
+    # Browsing sessions of 12 events 2 s apart, started at a steady pace; those started in
+    # the half minute before 0 are under way already (steady state from the first second).
     per_session, gap = 12, 2.0
     starts = browse_rate / per_session
     i = 0
-    t = 0.0
+    t = -per_session * gap * 1.4
     while starts > 0 and t < seconds:
-        out += [p for p in browsing(rng, f"b{tag}-{i}", t, per_session, gap) if p.at < seconds]
+        out += [p for p in browsing(rng, f"b{tag}-{i}", t, per_session, gap)
+                if 0 <= p.at < seconds]
         i += 1
         t += rng.expovariate(starts)
     for kind, every, make in (("i", probes_per_s, immediate_probe),
@@ -263,6 +266,14 @@ _COUNT = re.compile(r'^frictionwatch_messages_total\{topic="(\w+)"\} ([0-9.e+]+)
 
 def counts(w: WorkerProcess) -> dict[str, float]:
     return {k: float(v) for k, v in _COUNT.findall(w.metrics_text())}
+
+
+def sample(w: WorkerProcess, into: list[tuple[float, dict[str, float]]],
+           done: threading.Event) -> None:
+    """The worker's message counts once a second (a scrape costs it a few ms) until done."""
+    while not done.is_set():
+        into.append((time.monotonic(), counts(w)))
+        done.wait(1.0)
 
 
 def max_rate(w: WorkerProcess, n_messages: int, n_events: int) -> float:
@@ -379,12 +390,22 @@ def main() -> None:
                   f"1 event per message; {args.probes:g} immediate and "
                   f"{args.deadline_probes:g} deadline probes per second")
             before = counts(w)
+            timeline: list[tuple[float, dict[str, float]]] = []
+            done = threading.Event()
+            sampler = threading.Thread(target=sample, args=(w, timeline, done), daemon=True)
+            sampler.start()
             sent, seen, behind = asyncio.run(paced_run(settings, bootstrap, todo))
+            done.set()
+            sampler.join()
             after = counts(w)
             print(f"sender: at most {behind * 1000:.0f} ms behind schedule; worker applied "
                   f"{after.get('web_events', 0) - before.get('web_events', 0):,.0f} of "
                   f"{len(todo):,} messages")
             report(sent, seen)
+            print("\nworker messages/s applied, per 2 s (ingest / web events): " + ", ".join(
+                f"{(b[1].get('ingest', 0) - a[1].get('ingest', 0)) / (b[0] - a[0]):.0f}/"
+                f"{(b[1].get('web_events', 0) - a[1].get('web_events', 0)) / (b[0] - a[0]):.0f}"
+                for a, b in zip(timeline[::2], timeline[2::2], strict=False)))
 
 
 def report(sent: dict[str, float], seen: Seen) -> None:
