@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
-CLAIM_SCRIPT = COMPOSE_DIR / "claim-data-dir.sh"
+CLAIM_SCRIPT = COMPOSE_DIR / "claim_data_dir.py"
 HAPROXY_FILE = COMPOSE_DIR / "haproxy.cfg"
 HAPROXY_CONFIG_IN_IMAGE = "/usr/local/etc/haproxy/haproxy.cfg"  # the official image's
 
@@ -109,7 +110,7 @@ def test_each_replica_claims_a_slot_before_it_runs_the_worker(
 ) -> None:
     worker = services["worker"]
     entrypoint = [str(a) for a in worker["entrypoint"]]
-    assert entrypoint[0] == "/bin/sh"
+    assert entrypoint[0] == "python"  # the image's
     assert host_path(worker, entrypoint[1]) == CLAIM_SCRIPT
     # The script runs its arguments: the image's entrypoint, then compose's command.
     assert entrypoint[2:] == ["frictionwatch"] and command(worker) == ["worker"]
@@ -119,7 +120,7 @@ def test_each_replica_claims_a_slot_before_it_runs_the_worker(
 
 def _claim(root: Path, *cmd: str) -> subprocess.Popen[str]:
     env = {**os.environ, "FRICTIONWATCH_DATA_DIR": str(root)}
-    return subprocess.Popen(["sh", str(CLAIM_SCRIPT), *cmd], env=env, text=True,
+    return subprocess.Popen([sys.executable, str(CLAIM_SCRIPT), *cmd], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
@@ -132,8 +133,6 @@ HOLD = ("sh", "-c", 'echo "$FRICTIONWATCH_DATA_DIR"; exec sleep 60')
 
 
 def test_claim_script_gives_each_live_worker_its_own_dir(tmp_path: Path) -> None:
-    if not shutil.which("flock"):
-        pytest.skip("flock (util-linux, in the image) is not installed")
     first, second = _claim(tmp_path, *HOLD), _claim(tmp_path, *HOLD)
     try:
         a, b = _claimed_dir(first), _claimed_dir(second)
