@@ -220,8 +220,8 @@ def test_readme_curl_reaches_the_collector(
     services: dict[str, dict[str, Any]], facts: WorkerFacts
 ) -> None:
     readme = (ROOT / "README.md").read_text()
-    calls = re.findall(r"curl [^\n]*?localhost:(\d+)(/\S*)", readme)
-    collect = [(int(p), path.strip("'\"")) for p, path in calls if path.startswith("/collect")]
+    calls = re.findall(r"curl [^\n]*?localhost:(\d+)(/[\w/-]*\w)", readme)
+    collect = [(int(p), path) for p, path in calls if path.startswith("/collect")]
     assert collect
     host_ports = {host for _, host, _ in published(services["collector"])}
     for port, path in collect:
