@@ -345,6 +345,15 @@ def test_services_and_budget_select_the_worker_pods(
 # --- scale: partitions and KEDA --------------------------------------------------------------
 
 
+#: The kafka scaler's trigger metadata (KEDA 2.x, pkg/scalers/apache_kafka_scaler.go).
+KAFKA_SCALER_PARAMETERS = {
+    "bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
+    "offsetResetPolicy", "allowIdleConsumers", "excludePersistentLag",
+    "scaleToZeroOnInvalidOffset", "limitToPartitionsWithLag", "partitionLimitation",
+    "version", "sasl", "tls",
+}
+
+
 @pytest.fixture(scope="module")
 def scaled_object() -> dict[str, Any]:
     return built(KUBE / "keda").one("ScaledObject")
@@ -378,6 +387,9 @@ def test_keda_triggers_watch_the_worker_s_group_and_topics(
     for trigger in triggers:
         assert trigger["type"] == "kafka"
         meta = trigger["metadata"]
+        # KEDA's CRD takes strings only; its kafka scaler ignores names it does not know.
+        assert all(isinstance(v, str) for v in meta.values()), meta
+        assert set(meta) <= KAFKA_SCALER_PARAMETERS, set(meta) - KAFKA_SCALER_PARAMETERS
         assert meta["bootstrapServers"] == settings.bootstrap_servers
         assert meta["consumerGroup"] == facts.consumer_group == settings.app_id
         assert meta["topic"] in facts.consumed_topics, f"the worker does not read {meta['topic']}"
