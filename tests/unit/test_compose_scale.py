@@ -7,6 +7,7 @@ in a data dir of its own on a volume, one published port reaches all of them, an
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -62,6 +63,14 @@ def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
         host_ip = parts[0] if len(parts) == 3 else ""
         out.append((host_ip, int(parts[-2]), int(parts[-1].split("/")[0])))
     return out
+
+
+def claim_slots() -> int:
+    spec = importlib.util.spec_from_file_location("claim_data_dir", CLAIM_SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.SLOTS)
 
 
 def haproxy_sections() -> dict[str, list[list[str]]]:
@@ -188,8 +197,9 @@ def test_proxy_spreads_over_every_worker_replica(
     template = directive(backend, "server-template")
     prefix, count, address, *options = template
     low, high = (int(x) for x in count.split("-"))
-    # One slot per possible replica: more workers than partitions would get no partition.
-    assert high - low + 1 >= worker_settings.partitions
+    # A server slot for every worker that can run: one per data-dir slot, and so more than
+    # the partitions (a worker beyond them gets none).
+    assert high - low + 1 >= max(worker_settings.partitions, claim_slots())
     assert address == f"worker:{port}"  # the compose service, as Docker's DNS names it
     resolvers = options[options.index("resolvers") + 1]
     nameservers = [w for w in sections[f"resolvers {resolvers}"] if w[0] == "nameserver"]
