@@ -5,10 +5,13 @@ topic, end to end through a ``frictionwatch worker`` child process, at half its 
     python bench/latency.py --max-rate 1800      # take the maximum as given
     python bench/latency.py --broker host:9092   # a real Kafka
 
-1. **Maximum rate** (unless ``--max-rate``): ``--calibrate`` events of browsing traffic are put
-   on the ingest topic first, then the worker is started and the bench times it from its first
-   ingest message to the last canonical message applied (read from its /metrics, as
-   ``bench/throughput.py`` does). The same worker then stays up for step 2: same run.
+1. **Maximum rate** (unless ``--max-rate``): ``--calibrate`` events of browsing traffic, as
+   ``--calibrate-seconds`` of the paced load would bring them (sessions interleaved), are put on
+   the ingest topic first; then the worker is started and the bench times it from its first
+   ingest message to the last event applied to session state (read from its /metrics, as
+   ``bench/throughput.py`` does). The same worker then stays up for step 2: same run. How
+   densely sessions interleave matters: a backlog of a few sessions' consecutive events lets a
+   worker write each state once for many events, a rate paced traffic never allows.
 2. **Paced load** at half that rate for ``--seconds``: each message is sent at its scheduled
    wall-clock time (one Segment call per message, the browser's shape, keyed by anonymous id),
    with an explicit Kafka timestamp (the send time) and an event time of "now". Most messages
@@ -69,6 +72,12 @@ from streams.kafka_io import ensure_topics  # noqa: E402
 from streams.settings import Settings, load  # noqa: E402
 from streams.topics import SOURCE_HEADER, topic_name  # noqa: E402
 from streams.worker_process import WorkerProcess  # noqa: E402
+
+try:  # a worker that sends bundles (streams.bundle) or one that sends a batch per session
+    from streams.bundle import events_of as _events_of  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    def _events_of(value: bytes, key: bytes | None) -> list[Any]:
+        return decode_batch(value)
 
 #: Element the deadline probes' clicks go to (dead, as their SDK reports).
 DEAD_TARGET = "button#apply-promo"
@@ -238,11 +247,12 @@ async def read_outputs(settings: Settings, bootstrap: str, seen: Seen,
             now = time.time()
             for tp, records in batches.items():
                 for r in records:
-                    sid = (r.key or b"").decode()
                     if tp.topic == web:
-                        if sid[:1] == "i" and _is_decline(r.value):
+                        for sid in _declines(r.value, r.key):
                             seen.canonical.setdefault(sid, r.timestamp / 1000)
-                    elif sid[:1] in "id" and sid not in seen.alert:
+                        continue
+                    sid = (r.key or b"").decode()
+                    if sid[:1] in ("i", "d") and sid not in seen.alert:
                         seen.alert[sid] = r.timestamp / 1000
                         seen.read[sid] = now
                     else:
@@ -251,21 +261,31 @@ async def read_outputs(settings: Settings, bootstrap: str, seen: Seen,
         await consumer.stop()
 
 
-def _is_decline(value: bytes) -> bool:
-    """Whether a canonical message holds an immediate probe's timed event (its decline).
-    Deadline probes are not split by stage: their time is the deadline's."""
+def _declines(value: bytes, key: bytes | None) -> list[str]:
+    """The sessions whose payment attempts a canonical web-events message carries (an
+    immediate probe's timed event). Deadline probes are not split by stage: their time is the
+    deadline's. Reads bundles (many sessions' entries in one message) where the worker sends
+    them, else one session's batch."""
     try:
-        evs = decode_batch(value)
+        evs = _events_of(value, key)
     except Exception:  # noqa: BLE001 - not ours to judge here
-        return False
-    return any(isinstance(e, PaymentAttempted) for e in evs)
+        return []
+    return [e.session_id for e in evs if isinstance(e, PaymentAttempted)]
 
 
 _COUNT = re.compile(r'^frictionwatch_messages_total\{topic="(\w+)"\} ([0-9.e+]+)$', re.M)
+_APPLIED = re.compile(r'^frictionwatch_events_applied_total\{agent="sessions"\} ([0-9.e+]+)$',
+                      re.M)
 
 
 def counts(w: WorkerProcess) -> dict[str, float]:
-    return {k: float(v) for k, v in _COUNT.findall(w.metrics_text())}
+    """Ingest messages read and web events applied to session state so far. Workers that
+    count no events applied: canonical messages (one per ingest message and session there)."""
+    text = w.metrics_text()
+    found = {k: float(v) for k, v in _COUNT.findall(text)}
+    applied = _APPLIED.search(text)
+    return {"ingest": found.get("ingest", 0.0),
+            "applied": float(applied.group(1)) if applied else found.get("web_events", 0.0)}
 
 
 def sample(w: WorkerProcess, into: list[tuple[float, dict[str, float]]],
@@ -276,44 +296,44 @@ def sample(w: WorkerProcess, into: list[tuple[float, dict[str, float]]],
         done.wait(1.0)
 
 
-def max_rate(w: WorkerProcess, n_messages: int, n_events: int) -> float:
+def max_rate(w: WorkerProcess, n_events: int) -> float:
     """Events/s from the worker's first ingest message to the last canonical one applied."""
     t_first = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         c = counts(w)
         now = time.perf_counter()
-        if t_first is None and c.get("ingest", 0) > 0:
+        if t_first is None and c["ingest"] > 0:
             t_first = now
-        if t_first is not None and c.get("web_events", 0) >= n_messages:
+        if t_first is not None and c["applied"] >= n_events:
             return n_events / max(now - t_first, 1e-3)
         time.sleep(0.1)
     raise SystemExit(f"worker did not finish the calibration backlog:\n{w.log_tail()}")
 
 
-async def produce_backlog(settings: Settings, bootstrap: str, n: int, seed: int) -> None:
-    rng = random.Random(seed)
+async def produce_backlog(settings: Settings, bootstrap: str, n: int, seconds: float,
+                          seed: int) -> int:
+    """``n`` browsing events as ``seconds`` of the paced traffic would bring them (sessions
+    interleaved, an event every 2 s each), all sent before the worker starts. Interleaved like
+    the paced load, not each session's events together: a batch that holds many events of one
+    session writes its state once, which would make the maximum look higher than paced traffic
+    can reach."""
+    todo = plan(n / seconds, seconds, 0, 0, seed, "c")
     topic = topic_name("ingest", settings.topic_prefix)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
                                 max_batch_size=1 << 20, **settings.kafka_client_kwargs())
     await producer.start()
     try:
-        now = time.time() - n / 1000
+        t0 = time.time() - seconds
         pending = []
-        made = 0
-        i = 0
-        while made < n:
-            for p in browsing(rng, f"c{i}", now + made / 1000, 12, 2.0):
-                if made >= n:
-                    break
-                pending.append(await producer.send(
-                    topic, call(p, p.at, made), key=p.sid.encode(),
-                    headers=[(SOURCE_HEADER, b"segment")]))
-                made += 1
-            i += 1
+        for i, p in enumerate(todo):
+            pending.append(await producer.send(
+                topic, call(p, t0 + p.at, i), key=p.sid.encode(),
+                headers=[(SOURCE_HEADER, b"segment")]))
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+    return len(todo)
 
 
 def quantiles(xs: list[float]) -> str:
@@ -351,6 +371,9 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.5, help="of the maximum rate")
     ap.add_argument("--calibrate", type=int, default=30_000,
                     help="events of backlog the maximum rate is measured on")
+    ap.add_argument("--calibrate-seconds", type=float, default=10.0,
+                    help="the backlog is this many seconds of paced traffic (its sessions' "
+                    "interleaving)")
     ap.add_argument("--seconds", type=float, default=30.0, help="of paced load")
     ap.add_argument("--probes", type=float, default=20.0, help="immediate probes per second")
     ap.add_argument("--deadline-probes", type=float, default=2.0, help="per second")
@@ -373,12 +396,15 @@ def main() -> None:
               f"{settings.batch_max_messages}, commit_interval {settings.commit_interval} s, "
               f"store {settings.store}, {settings.partitions} partitions, models "
               f"{'on' if settings.abandonment_model else 'off'}")
+        backlog = 0
         if args.max_rate is None:
-            asyncio.run(produce_backlog(settings, bootstrap, args.calibrate, args.seed))
+            backlog = asyncio.run(produce_backlog(settings, bootstrap, args.calibrate,
+                                                  args.calibrate_seconds, args.seed))
         with WorkerProcess(settings, bootstrap, args.log or Path(tmp) / "worker.log") as w:
             if args.max_rate is None:
-                peak = max_rate(w, args.calibrate, args.calibrate)
-                print(f"maximum rate (backlog of {args.calibrate:,} events, 1 per message): "
+                peak = max_rate(w, backlog)
+                print(f"maximum rate (a backlog of {backlog:,} events, 1 per message, "
+                      f"{args.calibrate_seconds:g} s of paced traffic's sessions): "
                       f"{peak:,.0f} events/s")
             else:
                 peak = args.max_rate
@@ -399,13 +425,13 @@ def main() -> None:
             sampler.join()
             after = counts(w)
             print(f"sender: at most {behind * 1000:.0f} ms behind schedule; worker applied "
-                  f"{after.get('web_events', 0) - before.get('web_events', 0):,.0f} of "
-                  f"{len(todo):,} messages")
+                  f"{after['applied'] - before['applied']:,.0f} of {len(todo):,} events")
             report(sent, seen)
-            print("\nworker messages/s applied, per 2 s (ingest / web events): " + ", ".join(
-                f"{(b[1].get('ingest', 0) - a[1].get('ingest', 0)) / (b[0] - a[0]):.0f}/"
-                f"{(b[1].get('web_events', 0) - a[1].get('web_events', 0)) / (b[0] - a[0]):.0f}"
-                for a, b in zip(timeline[::2], timeline[2::2], strict=False)))
+            print("\nworker per second, by 2 s (ingest messages read / events applied): "
+                  + ", ".join(
+                      f"{(b[1]['ingest'] - a[1]['ingest']) / (b[0] - a[0]):.0f}/"
+                      f"{(b[1]['applied'] - a[1]['applied']) / (b[0] - a[0]):.0f}"
+                      for a, b in zip(timeline[::2], timeline[2::2], strict=False)))
 
 
 def report(sent: dict[str, float], seen: Seen) -> None:

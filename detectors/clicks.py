@@ -60,8 +60,10 @@ class RageClickDetector(BaseDetector):
     click, ``first`` and ``last`` click times. ``Signal.start`` is the first click,
     ``Signal.time`` the click that completed the threshold.
 
-    Memory: ``r``, at most ``count - 1`` recent clicks ``[t, x, y]``; ``b``, the burst in
-    progress ``[last click time, x, y]`` after a signal.
+    Memory: ``state.detector_state["rage_click"]``, at most ``count - 1`` recent clicks as one
+    flat list ``[t, x, y, t, x, y]`` (a list per click and a dict around them cost a session
+    about 250 bytes more: bench/session_memory.py); ``["rage_click.b"]``, the burst in progress
+    ``[last click time, x, y]`` after a signal.
 
     >>> from detectors.events import Click
     >>> from detectors.session import SessionState
@@ -91,39 +93,50 @@ class RageClickDetector(BaseDetector):
         self._r2 = radius_px * radius_px
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
-        mem = state.detector_state.get("rage_click")
-        if mem is None:
-            mem = state.detector_state["rage_click"] = {}
+        memory = state.detector_state
+        recent = memory.get("rage_click")
+        if type(recent) is dict:  # stored before the flat form
+            recent = _flat_rage_memory(memory, recent)
         t, x, y = event.time, event.x, event.y
         r2, window = self._r2, self.window_s
-        burst = mem.get("b")
+        burst = memory.get("rage_click.b")
         if burst is not None:
             dx, dy = x - burst[1], y - burst[2]
             if 0.0 <= t - burst[0] <= window and dx * dx + dy * dy <= r2:
                 burst[0] = t  # the burst goes on: no new signal
                 return ()
-            del mem["b"]
-        recent = mem.get("r")
-        if not recent or not 0.0 <= t - recent[-1][0] <= window:
-            mem["r"] = [[t, x, y]]  # the common case: no click just before this one
+            del memory["rage_click.b"]
+        if not recent or not 0.0 <= t - recent[-3] <= window:
+            memory["rage_click"] = [t, x, y]  # the common case: no click just before this one
             return ()
-        kept = []
-        for c in recent:
-            dx, dy = x - c[1], y - c[2]
-            if 0.0 <= t - c[0] <= window and dx * dx + dy * dy <= r2:
-                kept.append(c)
-        if len(kept) + 1 >= self.count:
-            first = kept[0]
-            mem["r"] = []
-            mem["b"] = [t, x, y]
+        kept: list[Any] = []
+        for i in range(0, len(recent), 3):
+            ct, cx, cy = recent[i], recent[i + 1], recent[i + 2]
+            dx, dy = x - cx, y - cy
+            if 0.0 <= t - ct <= window and dx * dx + dy * dy <= r2:
+                kept += (ct, cx, cy)
+        clicks = len(kept) // 3 + 1
+        if clicks >= self.count:
+            memory["rage_click"] = []
+            memory["rage_click.b"] = [t, x, y]
             return [Signal(type="rage_click", session_id=state.session_id, time=t,
-                           start=first[0], step=state.checkout_step or None,
-                           evidence={"target": event.target, "clicks": len(kept) + 1,
-                                     "x": first[1], "y": first[2], "first": first[0],
+                           start=kept[0], step=state.checkout_step or None,
+                           evidence={"target": event.target, "clicks": clicks,
+                                     "x": kept[1], "y": kept[2], "first": kept[0],
                                      "last": t})]
-        kept.append([t, x, y])
-        mem["r"] = kept[1 - self.count:]
+        kept += (t, x, y)
+        memory["rage_click"] = kept[3 * (1 - self.count):]
         return ()
+
+
+def _flat_rage_memory(memory: dict[str, Any], old: dict[str, Any]) -> list[Any]:
+    """A rage-click memory stored as ``{"r": [[t, x, y], ...], "b": [t, x, y]}`` (before the
+    flat form) in the flat form, in place; its recent clicks returned."""
+    recent = [v for click in old.get("r") or () for v in click]
+    memory["rage_click"] = recent
+    if old.get("b") is not None:
+        memory["rage_click.b"] = old["b"]
+    return recent
 
 
 class DeadClickDetector(BaseDetector):

@@ -32,7 +32,7 @@ def test_engine_bytes_counts_what_the_sessions_hold() -> None:
         n = len(eng.sessions)
         assert n == 300 and events > n
         assert any(s.detector_state for s in eng.sessions.values())  # detectors ran
-        freed = bench.engine_bytes(eng)
+        freed, _, _ = bench.engine_bytes(eng)
     finally:
         tracemalloc.stop()
     assert eng.sessions == {} and eng._expiry == []  # noqa: SLF001
