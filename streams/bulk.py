@@ -47,7 +47,7 @@ from streams.settings import Settings
 from streams.topics import SOURCE_HEADER, topic_name
 
 __all__ = ["BulkIngest", "Grouped", "Partitioner", "Record", "group_records", "ingest_group",
-           "pack"]
+           "pack", "register_bulk_ingest"]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,8 @@ class BulkIngest:
         self.producer: AIOKafkaProducer | None = None
         #: ingest partition -> next offset committed (for the lag reading)
         self.committed: dict[int, int] = {}
+        #: Why the last fetch failed, None once one succeeds (for /health).
+        self.failing: str | None = None
         self._stopping = asyncio.Event()
         self._errors = Guard(max_request).errors
         self._children: dict[tuple[str, str], Any] = {}
@@ -246,9 +248,13 @@ class BulkIngest:
         while not self._stopping.is_set():
             try:
                 await self.step()
+                self.failing = None
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - re-read from the last commit, never give up
+            except Exception as exc:  # noqa: BLE001 - re-read from the last commit, go on
+                if self._stopping.is_set():
+                    return
+                self.failing = f"{type(exc).__name__}: {exc}"
                 self._errors.exception("bulk", "the ingest stage failed a fetch; it re-reads "
                                        "from the last commit")
                 await self._rewind()
@@ -343,6 +349,36 @@ class BulkIngest:
         for r in records:
             observe(max(0.0, now - r.timestamp))
         self._m_batch.observe(time.perf_counter() - t0)
+
+
+def register_bulk_ingest(app: Any, settings: Settings, bootstrap: str, metrics: Metrics,
+                         max_request: int) -> BulkIngest:
+    """Run a ``BulkIngest`` with the Faust app: started once the app has started (tables
+    recovered), stopped with it (its consumer leaves the ingest group at once), its lag in
+    ``frictionwatch_consumer_lag_messages{topic="ingest"}``."""
+    import mode
+
+    stage = BulkIngest(settings, bootstrap, metrics, max_request)
+
+    class IngestStage(mode.Service):  # type: ignore[misc]
+        async def on_start(self) -> None:
+            await stage.start()
+
+        @mode.Service.task
+        async def _run(self) -> None:
+            await stage.run()
+
+        async def on_stop(self) -> None:
+            await stage.stop()
+
+    app.service(IngestStage)
+
+    @app.timer(10.0)
+    async def gauge_ingest_lag() -> None:
+        for partition, value in stage.lag().items():
+            metrics.consumer_lag.labels("ingest", str(partition)).set(value)
+
+    return stage
 
 
 def _source(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
