@@ -51,6 +51,22 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Worker", "create_worker", "SESSIONS_TABLE", "CUSTOMERS_TABLE"]
 
+# --- fast path (issue 14; bench/throughput.py) ------------------------------------------------
+#: Faust's throughput settings: the producer batches up to 1 MiB and waits up to 20 ms to fill
+#: a batch (changelog and output records come in bursts, one per session per flush); the
+#: consumer hands over up to 5,000 records per poll and a stream buffers 16k, so a fetch of
+#: bundles is one poll; a rebalance does not wait for in-flight batches (they are re-read, and
+#: the states skip what they already applied). Measured: 1/msg worker/raw 0.009 -> 0.03 with
+#: uvloop, before the bulk ingest stage.
+FAST_PATH: dict[str, Any] = {
+    "producer_max_batch_size": 1 << 20,
+    "producer_linger": 0.02,
+    "broker_max_poll_records": 5000,
+    "stream_buffer_maxsize": 16384,
+    "stream_wait_empty": False,
+}
+# ------------------------------------------------------------------------------------------
+
 SESSIONS_TABLE = "sessions"
 CUSTOMERS_TABLE = "customers"
 
@@ -124,6 +140,7 @@ def create_worker(
         # Our own JSON is encoded by msgspec; Faust only moves bytes.
         key_serializer="raw",
         value_serializer="raw",
+        **FAST_PATH,
     )
     # Faust's own sensor under "faust_", ours under "frictionwatch_": one /metrics, no clashes.
     setup_prometheus_sensors(
@@ -168,7 +185,7 @@ def create_worker(
                   customers, dump_session, dump_customer)
 
     # The agents, each in its own module.
-    publish = register_ingest(ctx)
+    publish, _ = register_ingest(ctx, bootstrap)
     funnel = detection.funnel(processor)
     journey_stats = JourneyStats(funnel, topics["journey_stats"], metrics,
                                  settings.incident_lateness, guard) if funnel is not None else None

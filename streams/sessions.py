@@ -23,10 +23,10 @@ from kafka.partitioner.default import murmur2
 
 from detectors.customer import session_summary
 from detectors.engine import Engine, Outputs
-from detectors.events import encode_batch
 from detectors.session import decode_state
 from streams import detection
-from streams.context import Context, dead_letter, decode_events, failed, origin
+from streams.bundle import Bundle, Entry
+from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
 from streams.guard import inc_finite
 from streams.incidents import JourneyStats
@@ -60,6 +60,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
     m_at_risk, m_abandoned = metrics.revenue_at_risk, metrics.step_abandoned
     m_msgs = metrics.messages.labels(topic="web_events")
+    m_applied = metrics.events_applied.labels(agent=STAGE)
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
     m_latency = metrics.processing_latency.labels(agent=STAGE)
 
@@ -128,13 +129,15 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                                                msgspec.json.encode(o), at)])
                 continue
             if summary is not None:
-                await emit(support_topic, o["customer_id"], [summary], "session summary", at)
+                # A bundle of one entry, its origin this message's own position.
+                await emit(support_topic, o["customer_id"],
+                           Bundle([Entry(o["customer_id"], None, [summary])]),
+                           "session summary", at)
 
     async def emit(topic: Any, key: str, record: Any, what: str, at: Any) -> None:
         """Encode and send one output record; a failure is a dead letter, not an exception."""
         try:
-            value = (encode_batch(record) if isinstance(record, list)
-                     else msgspec.json.encode(record))
+            value = msgspec.json.encode(record)
         except Exception as exc:  # noqa: BLE001 - one record, not the batch
             ctx.bug(STAGE)
             await guard.dead([guard.letter("processing_error", f"{what} not encodable: "
@@ -161,28 +164,33 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             # partition -> (outputs, sessions touched and their last event)
             work: dict[int, tuple[Outputs, dict[str, EventT]]] = {}
             dead: list[DeadLetter] = []
+            applied = 0
             for event in batch:
                 msg = event.message
-                evs = decode_events(event, STAGE, dead)
-                if evs is None:
+                entries = decode_entries(event, STAGE, dead)
+                if entries is None:
                     continue
                 engine = engine_for(msg.partition)
                 pending = work.get(msg.partition)
                 if pending is None:
                     pending = work[msg.partition] = (Outputs(), {})
                 out, touched = pending
-                sid = evs[0].session_id
-                try:
-                    if sid not in engine.sessions:
-                        state = ctx.stored(sessions, sid.encode(), decode_state, STAGE, event,
-                                           dead)
-                        if state is not None:
-                            engine.adopt(state)
-                    engine.feed(evs, origin(msg, "w"), out)
-                except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                    ctx.bug(STAGE)
-                    dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
-                touched[sid] = event
+                for entry in entries:  # one session's events from one ingest message each
+                    evs = entry.events
+                    sid = evs[0].session_id
+                    try:
+                        if sid not in engine.sessions:
+                            state = ctx.stored(sessions, sid.encode(), decode_state, STAGE,
+                                               event, dead)
+                            if state is not None:
+                                engine.adopt(state)
+                        engine.feed(evs, entry_origin(entry, msg, "w"), out)
+                    except Exception as exc:  # noqa: BLE001 - a detector bug must not stop it
+                        ctx.bug(STAGE)
+                        dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
+                    applied += len(evs)
+                    touched[sid] = event
+            m_applied.inc(applied)
             t1 = time.perf_counter()
             for partition, (out, touched) in work.items():
                 dead += store(engines[partition], partition, out, touched)
