@@ -96,9 +96,11 @@ def comparable(state: SessionState) -> dict[str, object]:
     return d
 
 
-def processed(worker: WorkerProcess) -> float:
+def applied(worker: WorkerProcess) -> float:
+    """Events the sessions agent has fed to its state so far."""
     text = http_get(worker.url + "/metrics")
-    m = re.search(r'^frictionwatch_messages_total\{topic="web_events"\} (\S+)$', text, re.M)
+    m = re.search(r'^frictionwatch_events_applied_total\{agent="sessions"\} (\S+)$', text,
+                  re.M)
     return float(m.group(1)) if m else 0.0
 
 
@@ -134,11 +136,11 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
             p.flush()
     p.flush()
     deadline = time.monotonic() + 60
-    while processed(first) < N_MESSAGES // 4 and time.monotonic() < deadline:
+    while applied(first) < total_events // 4 and time.monotonic() < deadline:
         time.sleep(0.05)
-    killed_at = processed(first)
+    killed_at = applied(first)
     first.kill()
-    assert 0 < killed_at < N_MESSAGES, "the kill must land mid-stream"
+    assert 0 < killed_at < total_events, "the kill must land mid-stream"
 
     second = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w2.log").start()
     try:
