@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -146,30 +147,34 @@ def worker_rate(settings: Settings, bootstrap: str, n_messages: int, n_events: i
             # /metrics costs the worker a few ms per scrape: poll gently.
             time.sleep(0.2)
         if t_first is None or t_done is None:
-            raise SystemExit(f"worker did not finish:\n{w.log_tail()}")
+            raise SystemExit(f"worker did not finish ({counts}, applied "
+                             f"{applied and applied.group(1)}):\n{w.log_tail()}")
         return n_events / (t_done - t_first), t_done - t_first
 
 
 def one_case(bootstrap: str, per_message: int, n_events: int, args: argparse.Namespace,
              tmp: Path, models: list[bool]) -> dict[str, float]:
-    """One row: fresh topics, produce, raw consume, then the worker with each ``models``."""
-    tag = uuid.uuid4().hex[:6]
-    settings = load(topic_prefix=f"bench{tag}.", app_id=f"fwbench-{tag}",
-                    partitions=args.partitions, web_host="127.0.0.1", web_port=free_port(),
-                    data_dir=tmp / tag / "state")
-    ensure_topics(settings, bootstrap)
+    """One row: the raw consumer, then the worker with each ``models``, each on topics of its
+    own holding the same messages (a worker's canonical topics must not hold another's)."""
     messages = segment_batches(n_events, per_message, args.sessions, args.seed)
-    t0 = time.perf_counter()
-    asyncio.run(produce(settings, bootstrap, messages))
-    print(f"  produced {n_events:,} events in {len(messages):,} messages ({per_message}/message,"
-          f" {args.partitions} partitions) in {time.perf_counter() - t0:.1f} s", flush=True)
-    row = {"raw": asyncio.run(raw_consume(settings, bootstrap, n_events))}
-    for on in models:
-        # A consumer group (app id) of its own per run: each reads the topic from the start.
+    row: dict[str, float] = {}
+    for on in [None, *models]:
+        tag = uuid.uuid4().hex[:6]
+        settings = load(topic_prefix=f"bench{tag}.", app_id=f"fwbench-{tag}",
+                        partitions=args.partitions, web_host="127.0.0.1",
+                        web_port=free_port(), data_dir=tmp / tag / "state")
+        ensure_topics(settings, bootstrap)
+        t0 = time.perf_counter()
+        asyncio.run(produce(settings, bootstrap, messages))
+        if on is None:
+            print(f"  produced {n_events:,} events in {len(messages):,} messages "
+                  f"({per_message}/message, {args.partitions} partitions) in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+            row["raw"] = asyncio.run(raw_consume(settings, bootstrap, n_events))
+            print(f"  raw: {row['raw']:,.0f} events/s", flush=True)
+            continue
         run = settings.model_copy(update={"abandonment_model": on, "churn_model": on,
-                                          "ticket_triage": on,
-                                          "app_id": f"{settings.app_id}-m{int(on)}",
-                                          "web_port": free_port()})
+                                          "ticket_triage": on})
         rate, secs = worker_rate(run, bootstrap, len(messages), n_events,
                                  tmp / tag / f"worker{int(on)}.log")
         row["on" if on else "off"] = rate
@@ -192,6 +197,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--models", choices=("both", "on", "off"), default="both",
                     help="run the worker with the online models, without, or both")
+    ap.add_argument("--keep", metavar="DIR", help="keep the workers' logs and state in DIR")
     args = ap.parse_args()
     events = args.events or [100_000 if pm == 1 else 300_000 for pm in args.per_message]
     if len(events) != len(args.per_message):
@@ -199,7 +205,9 @@ def main() -> None:
     models = [False, True] if args.models == "both" else [args.models == "on"]
 
     rows: dict[int, list[dict[str, float]]] = {pm: [] for pm in args.per_message}
-    with tempfile.TemporaryDirectory() as tmp, broker_for(args.broker) as bootstrap:
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory())
+        bootstrap = stack.enter_context(broker_for(args.broker))
         print(f"broker {bootstrap}", flush=True)
         for run in range(args.repeat):
             for pm, n in zip(args.per_message, events, strict=True):
