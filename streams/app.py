@@ -185,7 +185,7 @@ def create_worker(
                   customers, dump_session, dump_customer)
 
     # The agents, each in its own module.
-    publish, _ = register_ingest(ctx, bootstrap)
+    publish, ingest = register_ingest(ctx, bootstrap)
     funnel = detection.funnel(processor)
     journey_stats = JourneyStats(funnel, topics["journey_stats"], metrics,
                                  settings.incident_lateness, guard) if funnel is not None else None
@@ -202,7 +202,8 @@ def create_worker(
                       on_verdict=reweigh if settings.learn_from_feedback else None,
                       tokens=tuple(settings.collector_tokens))
     register_collector(app, settings, publish, guard.dead, metrics)
-    register_health(app, settings, bootstrap)  # /health (readiness) and /health/live
+    # /health (readiness) and /health/live
+    register_health(app, settings, bootstrap, ingest=ingest)
     _register_gauges(app, settings, metrics, guard, sessions, customers)
     return Worker(app, settings, processor, topics, sessions, customers)
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -268,8 +270,14 @@ class BulkIngest:
         if not fetched:
             return 0
         t0 = time.perf_counter()
-        records = [Record(tp.partition, m.offset, m.value, _source(m.headers), m.timestamp / 1000)
-                   for tp, msgs in fetched.items() for m in msgs]
+        parts = [[Record(tp.partition, m.offset, m.value, _source(m.headers), m.timestamp / 1000)
+                  for m in msgs] for tp, msgs in fetched.items()]
+        # Interleaved by Kafka timestamp, each partition's order kept: a canonical partition
+        # then sees its keys' events close to the order they were produced in, as event
+        # time (the watermark that runs deadlines) expects; a partition after another, a
+        # fetch's worth apart, would run other partitions' deadlines early.
+        records = (list(heapq.merge(*parts, key=attrgetter("timestamp"))) if len(parts) > 1
+                   else parts[0])
         web_n = await self._partitions(self.web_topic)
         support_n = await self._partitions(self.support_topic)
         g = group_records(records, web_partitions=web_n, support_partitions=support_n,
