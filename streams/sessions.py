@@ -100,10 +100,10 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                 del_in_partition(sessions, key, event)
         return dead
 
-    # Changed sessions are written once per flush interval, their messages acknowledged
-    # only then (streams.dirty); half the commit interval, so each commit finds the acks of
-    # the flush before it.
-    dirty = DirtyStates(settings.commit_interval / 2, on_acked=lambda e: app.sensors
+    # Changed sessions are written once per commit interval, their messages acknowledged
+    # only then (streams.dirty): a busy session is encoded and sent to the changelog once
+    # per interval, not once per batch (each commit takes the acks of the flush before it).
+    dirty = DirtyStates(settings.commit_interval, on_acked=lambda e: app.sensors
                         .on_message_out(e.message.tp, e.message.offset, e.message))
 
     async def flush_dirty() -> None:
