@@ -8,14 +8,16 @@ the detectors), ``streams.customers`` (customer state, triage, churn), ``streams
 ``streams.feedback`` and ``streams.collector`` (the HTTP endpoints). The logic they call is
 pure and lives in ``detectors/`` and ``models/``.
 
-Throughput design (DEVELOPERS.md, "Measured facts"): Faust costs about 150 us per message, so
-agents take messages in batches (``stream.take_events``), a message may carry many events, and
-each session's state is written to its table once per batch, not once per event.
+Throughput design (DEVELOPERS.md, "Measured facts"; README "The fast path"): Faust costs about
+150 us per message, so the ingest topic is read in bulk outside Faust (``streams.bulk``), a
+canonical message is a bundle of many keys' events (``streams.bundle``), agents take messages
+in batches (``stream.take_events``), and each changed session is written to its table once per
+commit interval (``streams.dirty``), not once per event.
 
-Exact recovery: ``take_events`` acks a batch only after the agent body has run, Faust flushes
-the producer (table changelog included) before it commits offsets, and each state remembers the
-offset of the last message applied to it, so messages replayed after a crash between the
-changelog flush and the offset commit are skipped instead of applied twice.
+Exact recovery: a message is acknowledged only once the states it changed are written, Faust
+flushes the producer (table changelog included) before it commits offsets, and each state
+remembers the offset of the last message applied to it per origin, so messages replayed after a
+crash between the changelog flush and the offset commit are skipped instead of applied twice.
 """
 
 from __future__ import annotations

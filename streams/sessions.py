@@ -3,8 +3,10 @@
 The web-events topic is keyed by session id. One engine per input partition: event time (the
 watermark that runs deadlines and expiries) is per partition, where Kafka keeps order; across
 partitions it does not, and a lagging partition must not see its sessions' deadlines run ahead
-of their events. Each batch writes every session it changed once, and sends what the detectors
-produced (signals, alerts, chat triggers, holdout records, session outcomes) on their topics.
+of their events. A message is a bundle of many sessions' entries (``streams.bundle``). Each
+changed session is written once per commit interval, its messages acknowledged only then
+(``streams.dirty``); each batch sends what the detectors produced (signals, alerts, chat
+triggers, holdout records, session outcomes) on their topics.
 
 Timers: ``event_time`` runs deadlines and expiries as each partition's event time moves (and
 flushes the journey windows); ``adopt_stored_sessions`` takes over stored sessions that get no
