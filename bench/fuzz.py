@@ -630,8 +630,9 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from streams.broker import EmbeddedBroker, free_port
+    from streams.bundle import decode_bundle, parse_origin
     from streams.deadletter import decode_dead_letter
-    from streams.topics import ORIGIN_HEADER, SOURCE_HEADER, topic_name
+    from streams.topics import SOURCE_HEADER, topic_name
     from streams.worker_process import WorkerError, WorkerProcess
 
     live = Live(warmup=warmup)
@@ -746,16 +747,17 @@ def run_live(n: int, seed: int, broker: str | None, huge: int, exemplars: bool =
                             else:
                                 live.downstream[f"{d.stage}:{d.reason}"] += 1
                             continue
-                        origin = dict(r.headers or ()).get(ORIGIN_HEADER)
-                        evs = decode_batch(r.value)
-                        if origin:
-                            p, _, o = origin.decode().lstrip("i").partition(":")
-                            observed_acc[(int(p), int(o))] += len(evs)
-                        else:
-                            # The worker's own session summaries come along: extra ids
-                            # match no input and are harmless (canonical inputs may hold
-                            # summaries too, and must be found).
-                            observed_ids.update(e.id for e in evs)
+                        for entry in decode_bundle(r.value, r.key):
+                            origin = parse_origin(entry.origin)
+                            if origin:
+                                p = int(origin[0].lstrip("i"))
+                                observed_acc[(p, origin[1])] += len(entry.events)
+                            else:
+                                # The collector's events and the worker's own session
+                                # summaries: extra ids match no input and are harmless
+                                # (canonical inputs may hold summaries too, and must be
+                                # found).
+                                observed_ids.update(e.id for e in entry.events)
                 if worker.proc is not None and worker.proc.poll() is not None:
                     break
 

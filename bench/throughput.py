@@ -1,31 +1,37 @@
 """Throughput bench: raw aiokafka consume+decode against the frictionwatch worker, same broker,
-same topic, same run.
+same topic, same run; one event per message and a library's batch of 20, models off and on.
 
-    python bench/throughput.py                      # embedded tansu broker
-    python bench/throughput.py --broker host:9092   # a real Kafka
+    python bench/throughput.py --repeat 3               # embedded tansu broker
+    python bench/throughput.py --broker host:9092       # a real Kafka
+    python bench/throughput.py --per-message 1 --events 40000 --models on   # one quick row
 
-It produces ``--events`` Segment calls to a fresh ingest topic, ``--per-message`` calls per
-message (one client's batch, as Segment's libraries send), then:
+For each ``--per-message`` value (default 1 and 20; ``--events`` per value) and each of
+``--repeat`` runs, it produces Segment calls to a fresh ingest topic, ``--per-message`` calls
+per message (a browser's single call, or one client's batch as Segment's libraries send), then:
 
 1. raw: an aiokafka consumer reads the topic from the start and ``json.loads`` every message
    (the ceiling: no framework, no state, no output);
-2. worker: ``frictionwatch worker`` (a child process, as deployed) consumes the same topic from
-   the start: normalize (adapters, validation, dead letters) -> canonical web-events topic ->
-   sessions agent (per-session state, changelog). The clock runs from its first ingest message
-   to the last canonical message applied, read from its /metrics.
+2. worker, models off, then on (abandonment, churn and ticket triage; each run a consumer
+   group of its own): ``frictionwatch worker`` as deployed, a child process, consumes the same
+   topic from the start: the bulk ingest stage (normalize: adapters, validation, dead letters;
+   bundles per partition) -> canonical web-events topic -> sessions agent (per-session state,
+   changelog). The clock runs from its first ingest message to the last event applied to
+   session state, read from its /metrics (``frictionwatch_events_applied_total``).
 
-It prints both rates and their ratio, for the worker without and with the online models
-(``--models``: abandonment, churn and ticket triage, all on or all off), and the ratio of those
-two.
+It ends with a table: each run's rates, worker/raw ratios and the models' cost (1 - on/off,
+same run), then min and median per row. The machine may be shared: compare ratios of one run,
+not rates across runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -114,71 +120,133 @@ async def raw_consume(settings: Settings, bootstrap: str, expect_events: int) ->
 
 
 _SAMPLE = re.compile(r'^frictionwatch_messages_total\{topic="(\w+)"\} ([0-9.e+]+)$', re.M)
+_APPLIED = re.compile(r'^frictionwatch_events_applied_total\{agent="sessions"\} ([0-9.e+]+)$',
+                      re.M)
 
 
 def worker_rate(settings: Settings, bootstrap: str, n_messages: int, n_events: int,
                 log: Path) -> tuple[float, float]:
-    """(events/s, seconds) for the worker from its first ingest message to the last applied."""
+    """(events/s, seconds) for the worker from its first ingest message to the last event
+    applied to session state (older workers without that counter: the last canonical
+    message, one per ingest message and session)."""
     with WorkerProcess(settings, bootstrap, log) as w:
         t_first = t_done = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            counts = {k: float(v) for k, v in _SAMPLE.findall(w.metrics_text())}
+            text = w.metrics_text()
+            counts = {k: float(v) for k, v in _SAMPLE.findall(text)}
+            applied = _APPLIED.search(text)
             now = time.perf_counter()
             if t_first is None and counts.get("ingest", 0) > 0:
                 # The first batch was already done when we saw it; a poll interval of error.
                 t_first = now
-            if counts.get("web_events", 0) >= n_messages:
+            if (float(applied.group(1)) >= n_events if applied
+                    else counts.get("web_events", 0) >= n_messages):
                 t_done = now
                 break
             # /metrics costs the worker a few ms per scrape: poll gently.
-            time.sleep(0.25)
+            time.sleep(0.2)
         if t_first is None or t_done is None:
-            raise SystemExit(f"worker did not finish:\n{w.log_tail()}")
+            raise SystemExit(f"worker did not finish ({counts}, applied "
+                             f"{applied and applied.group(1)}):\n{w.log_tail()}")
         return n_events / (t_done - t_first), t_done - t_first
+
+
+def one_case(bootstrap: str, per_message: int, n_events: int, args: argparse.Namespace,
+             tmp: Path, models: list[bool]) -> dict[str, float]:
+    """One row: the raw consumer, then the worker with each ``models``, each on topics of its
+    own holding the same messages (a worker's canonical topics must not hold another's)."""
+    messages = segment_batches(n_events, per_message, args.sessions, args.seed)
+    row: dict[str, float] = {}
+    for on in [None, *models]:
+        tag = uuid.uuid4().hex[:6]
+        settings = load(topic_prefix=f"bench{tag}.", app_id=f"fwbench-{tag}",
+                        partitions=args.partitions, web_host="127.0.0.1",
+                        web_port=free_port(), data_dir=tmp / tag / "state")
+        ensure_topics(settings, bootstrap)
+        t0 = time.perf_counter()
+        asyncio.run(produce(settings, bootstrap, messages))
+        if on is None:
+            print(f"  produced {n_events:,} events in {len(messages):,} messages "
+                  f"({per_message}/message, {args.partitions} partitions) in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+            row["raw"] = asyncio.run(raw_consume(settings, bootstrap, n_events))
+            print(f"  raw: {row['raw']:,.0f} events/s", flush=True)
+            continue
+        run = settings.model_copy(update={"abandonment_model": on, "churn_model": on,
+                                          "ticket_triage": on})
+        rate, secs = worker_rate(run, bootstrap, len(messages), n_events,
+                                 tmp / tag / f"worker{int(on)}.log")
+        row["on" if on else "off"] = rate
+        print(f"  worker, models {'on' if on else 'off'}: {rate:,.0f} events/s in {secs:.1f} s",
+              flush=True)
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=300_000)
-    ap.add_argument("--per-message", type=int, default=20, help="Segment calls per message")
+    ap.add_argument("--per-message", type=int, nargs="+", default=[1, 20],
+                    help="Segment calls per message; one row per value")
+    ap.add_argument("--events", type=int, nargs="+", default=None,
+                    help="events per row, one per --per-message value "
+                    "(default: 100,000 at 1/message, 300,000 otherwise)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of every row")
     ap.add_argument("--sessions", type=int, default=5_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--models", choices=("both", "on", "off"), default="both",
-                    help="run the worker with the abandonment model, without, or both")
+                    help="run the worker with the online models, without, or both")
+    ap.add_argument("--keep", metavar="DIR", help="keep the workers' logs and state in DIR")
     args = ap.parse_args()
+    events = args.events or [100_000 if pm == 1 else 300_000 for pm in args.per_message]
+    if len(events) != len(args.per_message):
+        ap.error("--events takes one value per --per-message value")
+    models = [False, True] if args.models == "both" else [args.models == "on"]
 
-    tag = uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory() as tmp, broker_for(args.broker) as bootstrap:
-        settings = load(topic_prefix=f"bench{tag}.", app_id=f"fwbench-{tag}",
-                        partitions=args.partitions, web_host="127.0.0.1", web_port=free_port(),
-                        data_dir=Path(tmp) / "state")
-        ensure_topics(settings, bootstrap)
-        messages = segment_batches(args.events, args.per_message, args.sessions, args.seed)
-        t0 = time.perf_counter()
-        asyncio.run(produce(settings, bootstrap, messages))
-        print(f"produced {args.events:,} events in {len(messages):,} messages "
-              f"({args.per_message}/message, {args.partitions} partitions) "
-              f"in {time.perf_counter() - t0:.1f} s to {bootstrap}")
-        raw = asyncio.run(raw_consume(settings, bootstrap, args.events))
-        print(f"raw aiokafka consume + json decode: {raw:12,.0f} events/s")
-        rates = {}
-        for models in ([False, True] if args.models == "both" else [args.models == "on"]):
-            # A consumer group (app id) of its own per run: each reads the topic from the start.
-            run = settings.model_copy(update={"abandonment_model": models, "churn_model": models,
-                                              "ticket_triage": models,
-                                              "app_id": f"{settings.app_id}-m{int(models)}"})
-            rate, secs = worker_rate(run, bootstrap, len(messages), args.events,
-                                     Path(tmp) / f"worker{int(models)}.log")
-            rates[models] = rate
-            print(f"frictionwatch worker (normalize -> sessions, state + changelog), "
-                  f"models {'on' if models else 'off'}: "
-                  f"{rate:12,.0f} events/s ({secs:.1f} s, {len(messages) / secs:,.0f} messages/s)"
-                  f"; worker / raw: {rate / raw:.3f}")
-        if len(rates) == 2:
-            print(f"with the models / without: {rates[True] / rates[False]:.3f}")
+    rows: dict[int, list[dict[str, float]]] = {pm: [] for pm in args.per_message}
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory())
+        bootstrap = stack.enter_context(broker_for(args.broker))
+        print(f"broker {bootstrap}", flush=True)
+        for run in range(args.repeat):
+            for pm, n in zip(args.per_message, events, strict=True):
+                print(f"run {run + 1}/{args.repeat}, {pm}/message:", flush=True)
+                rows[pm].append(one_case(bootstrap, pm, n, args, Path(tmp), models))
+    print()
+    print(table(rows))
+
+
+def table(rows: dict[int, list[dict[str, float]]]) -> str:
+    """The rows as a Markdown table, then min and median of each ratio per calls/message.
+    ``models cost``: 1 - (worker with the models / without), same run."""
+    head = ("| calls/msg | run | raw ev/s | worker off ev/s | off/raw | worker on ev/s | on/raw "
+            "| models cost |")
+    lines = [head, "|" + "---|" * 8]
+    summary = []
+    for pm, runs in rows.items():
+        ratios: dict[str, list[float]] = {"off/raw": [], "on/raw": [], "models cost": []}
+        for i, r in enumerate(runs, 1):
+            off, on = r.get("off"), r.get("on")
+            cells = [f"{pm}", f"{i}", f"{r['raw']:,.0f}"]
+            for rate, name in ((off, "off/raw"), (on, "on/raw")):
+                if rate is None:
+                    cells += ["", ""]
+                else:
+                    ratios[name].append(rate / r["raw"])
+                    cells += [f"{rate:,.0f}", f"{rate / r['raw']:.3f}"]
+            if off and on:
+                ratios["models cost"].append(1 - on / off)
+                cells.append(f"{1 - on / off:+.1%}")
+            else:
+                cells.append("")
+            lines.append("| " + " | ".join(cells) + " |")
+        for name, values in ratios.items():
+            if values:
+                fmt = "{:+.1%}" if name == "models cost" else "{:.3f}"
+                summary.append(f"{pm}/msg {name}: min {fmt.format(min(values))}, median "
+                               f"{fmt.format(statistics.median(values))} ({len(values)} runs)")
+    return "\n".join(lines + [""] + summary)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from detectors.alerting import Alerting
 from detectors.customer import CustomerState
 from detectors.events import decode_batch
 from detectors.session import SessionProcessor, SessionState
+from streams.bundle import Entry, decode_bundle, parse_origin
 from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.guard import EXCERPT_BYTES, Guard
 from streams.metrics import Metrics
@@ -31,7 +32,8 @@ from streams.settings import Settings
 from streams.tables import del_in_partition, set_in_partition
 from streams.topics import ORIGIN_HEADER
 
-__all__ = ["Context", "dead_letter", "decode_events", "failed", "header", "origin"]
+__all__ = ["Context", "dead_letter", "decode_entries", "decode_events", "entry_origin", "failed",
+           "header", "origin"]
 
 
 @dataclass
@@ -154,3 +156,24 @@ def decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[Any
         dead.append(dead_letter(event, "processing_error", failed(exc), stage))
         return None
     return evs
+
+
+# --- bundles (streams.bundle): what the sessions and customers agents read --------------------
+def decode_entries(event: EventT, stage: str, dead: list[DeadLetter]) -> list[Entry] | None:
+    """A canonical message's entries (a bundle, or an older one-key array), or None after
+    adding its dead letter to ``dead``."""
+    try:
+        return decode_bundle(event.value, event.message.key)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        dead.append(dead_letter(event, decode_reason(exc), str(exc), stage))
+        return None
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError: the message, not the agent
+        dead.append(dead_letter(event, "processing_error", failed(exc), stage))
+        return None
+
+
+def entry_origin(entry: Entry, msg: Any, own: str) -> tuple[str, int]:
+    """Where an entry's events came from: its ingest position, else its message's
+    (``origin``)."""
+    at = parse_origin(entry.origin)
+    return at if at is not None else origin(msg, own)

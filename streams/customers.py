@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import faust
 import msgspec
@@ -24,7 +24,7 @@ from detectors.session import is_replay
 from models.churn import ChurnScorer
 from models.triage import TicketTriage
 from streams import detection
-from streams.context import Context, dead_letter, decode_events, failed, origin
+from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
 
 __all__ = ["CustomerModels", "register_customers"]
@@ -51,12 +51,12 @@ def register_customers(ctx: Context) -> CustomerModels:
     m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
     m_churn_risk = metrics.churn_risk
     m_msgs = metrics.messages.labels(topic="support_events")
+    m_applied = metrics.events_applied.labels(agent=STAGE)
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
     m_latency = metrics.processing_latency.labels(agent=STAGE)
 
     async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
-                            msg: Any) -> CustomerState:
-        at = origin(msg, "s")
+                            at: tuple[str, int], msg: Any) -> CustomerState:
         if state is not None and is_replay(state.positions, at):
             return state
         if triage is not None:
@@ -85,22 +85,27 @@ def register_customers(ctx: Context) -> CustomerModels:
         it once per batch."""
         touched: dict[bytes, tuple[Any, EventT]] = {}
         dead: list[DeadLetter] = []
+        applied = 0
         for event in batch:
             msg = event.message
-            evs = decode_events(event, STAGE, dead)
-            if evs is None:
+            entries = decode_entries(event, STAGE, dead)
+            if entries is None:
                 continue
-            key = cast(bytes, msg.key)  # decode_events refused messages without one
-            try:
-                prev = touched.get(key)
-                state = prev[0] if prev is not None else ctx.stored(table, key, decode_customer,
-                                                                    STAGE, event, dead)
-                state = await apply_support(key, state, evs, msg)
-            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                ctx.bug(STAGE)
-                dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
-                continue
-            touched[key] = (state, event)
+            for entry in entries:  # one customer's events from one ingest message each
+                key = entry.key.encode()
+                try:
+                    prev = touched.get(key)
+                    state = prev[0] if prev is not None else ctx.stored(
+                        table, key, decode_customer, STAGE, event, dead)
+                    state = await apply_support(key, state, entry.events,
+                                                entry_origin(entry, msg, "s"), msg)
+                except Exception as exc:  # noqa: BLE001 - a detector bug must not stop it
+                    ctx.bug(STAGE)
+                    dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
+                    continue
+                applied += len(entry.events)
+                touched[key] = (state, event)
+        m_applied.inc(applied)
         t1 = time.perf_counter()
         for k, (state, event) in touched.items():
             ctx.write(table, k, state, ctx.dump_customer, STAGE, event, dead)

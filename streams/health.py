@@ -198,8 +198,11 @@ class BrokerProbe:
                 await client.close()
 
 
-def register_health(app: faust.App, settings: Settings, bootstrap: str) -> None:
-    """The ``/health`` (readiness) and ``/health/live`` (liveness) pages."""
+def register_health(app: faust.App, settings: Settings, bootstrap: str,
+                    ingest: Any = None) -> None:
+    """The ``/health`` (readiness) and ``/health/live`` (liveness) pages. ``ingest``: the bulk
+    ingest stage (``streams.bulk.BulkIngest``), whose consumer group is not Faust's: its
+    partitions and lag are reported, and a stage whose fetches keep failing is not ready."""
     probe = BrokerProbe(settings, bootstrap)
     crashes = AgentCrashes()
 
@@ -214,6 +217,8 @@ def register_health(app: faust.App, settings: Settings, bootstrap: str) -> None:
         broker_error = await probe.check()
         now = time.monotonic()
         crashed = {**crashes.recent(now), **crashed_now(app)}
+        if ingest is not None and ingest.failing:
+            crashed["ingest"] = ingest.failing
         reasons = readiness(broker_error, assigned, crashed)
         checked = probe.checked_at
         body = {
@@ -225,6 +230,9 @@ def register_health(app: faust.App, settings: Settings, bootstrap: str) -> None:
                        "checked_seconds_ago": round(now - checked, 1) if checked else None},
             "agent_crashes": dict(crashes.counts),
         }
+        if ingest is not None:
+            body["ingest"] = {"assigned_partitions": ingest.assigned(),
+                              "lag": sum(ingest.lag().values())}
         return self.json(body, status=503 if reasons else 200)
 
     @app.page("/health/live")

@@ -315,6 +315,15 @@ class Metrics:
             registry=registry,
         )
 
+        # --- the fast path (streams.bulk, the agents' batch loops) ------------------------
+        self.events_applied = Counter(
+            "frictionwatch_events_applied_total",
+            "Canonical events the sessions and customers agents fed to their state, by agent "
+            "(entries re-sent after a crash included; the state skips them).",
+            ["agent"],
+            registry=registry,
+        )
+
 
 #: The process-wide metrics on the default registry (what /metrics serves).
 METRICS = Metrics()

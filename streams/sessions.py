@@ -3,8 +3,10 @@
 The web-events topic is keyed by session id. One engine per input partition: event time (the
 watermark that runs deadlines and expiries) is per partition, where Kafka keeps order; across
 partitions it does not, and a lagging partition must not see its sessions' deadlines run ahead
-of their events. Each batch writes every session it changed once, and sends what the detectors
-produced (signals, alerts, chat triggers, holdout records, session outcomes) on their topics.
+of their events. A message is a bundle of many sessions' entries (``streams.bundle``). Each
+changed session is written once per commit interval, its messages acknowledged only then
+(``streams.dirty``); each batch sends what the detectors produced (signals, alerts, chat
+triggers, holdout records, session outcomes) on their topics.
 
 Timers: ``event_time`` runs deadlines and expiries as each partition's event time moves (and
 flushes the journey windows); ``adopt_stored_sessions`` takes over stored sessions that get no
@@ -23,11 +25,12 @@ from kafka.partitioner.default import murmur2
 
 from detectors.customer import session_summary
 from detectors.engine import Engine, Outputs
-from detectors.events import encode_batch
 from detectors.session import decode_state
 from streams import detection
-from streams.context import Context, dead_letter, decode_events, failed, origin
+from streams.bundle import Bundle, Entry
+from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
+from streams.dirty import DirtyStates
 from streams.guard import inc_finite
 from streams.incidents import JourneyStats
 from streams.tables import At, del_in_partition
@@ -60,6 +63,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
     m_at_risk, m_abandoned = metrics.revenue_at_risk, metrics.step_abandoned
     m_msgs = metrics.messages.labels(topic="web_events")
+    m_applied = metrics.events_applied.labels(agent=STAGE)
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
     m_latency = metrics.processing_latency.labels(agent=STAGE)
 
@@ -75,16 +79,20 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         return (murmur2(key) & 0x7FFFFFFF) % (n or settings.partitions)
 
     def store(engine: Engine, partition: int, out: Outputs,
-              touched: dict[str, EventT]) -> list[DeadLetter]:
+              touched: dict[str, Any]) -> list[DeadLetter]:
         """Write back every session the batch or a deadline changed; delete expired ones.
         A session whose state cannot be written (too large for its changelog record) is
         dropped and starts fresh; its dead letters are returned."""
-        dead: list[DeadLetter] = []
-        ended = {o["session_id"] for o in out.outcomes}
         at = At(web_name, partition)
-        for sid in touched.keys() | out.ticked | ended:
+        keys = dict.fromkeys(out.ticked | {o["session_id"] for o in out.outcomes}, at)
+        keys.update(touched)
+        return store_keys(engine, keys)
+
+    def store_keys(engine: Engine, keys: dict[str, Any]) -> list[DeadLetter]:
+        """``store`` for sessions by id, each with the message its write is attributed to."""
+        dead: list[DeadLetter] = []
+        for sid, event in keys.items():
             key = sid.encode()
-            event = touched.get(sid, at)
             state = engine.sessions.get(sid)
             if state is not None:
                 if not ctx.write(sessions, key, state, ctx.dump_session, STAGE, event, dead):
@@ -93,6 +101,23 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             elif key in sessions:
                 del_in_partition(sessions, key, event)
         return dead
+
+    # Changed sessions are written once per commit interval, their messages acknowledged
+    # only then (streams.dirty): a busy session is encoded and sent to the changelog once
+    # per interval, not once per batch (each commit takes the acks of the flush before it).
+    dirty = DirtyStates(settings.commit_interval, on_acked=lambda e: app.sensors
+                        .on_message_out(e.message.tp, e.message.offset, e.message))
+
+    async def flush_dirty() -> None:
+        t1 = time.perf_counter()
+        dead: list[DeadLetter] = []
+
+        def write(partition: int, keys: dict[str, Any]) -> None:
+            dead.extend(store_keys(engines[partition], keys))
+
+        dirty.flush(engines.get, write)
+        metrics.state_flush_seconds.observe(time.perf_counter() - t1)
+        await guard.dead(dead)
 
     async def publish_outputs(out: Outputs, at: Any = None) -> None:
         """Send what the detectors produced; each record on its own, so one that cannot be
@@ -128,13 +153,15 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                                                msgspec.json.encode(o), at)])
                 continue
             if summary is not None:
-                await emit(support_topic, o["customer_id"], [summary], "session summary", at)
+                # A bundle of one entry, its origin this message's own position.
+                await emit(support_topic, o["customer_id"],
+                           Bundle([Entry(o["customer_id"], None, [summary])]),
+                           "session summary", at)
 
     async def emit(topic: Any, key: str, record: Any, what: str, at: Any) -> None:
         """Encode and send one output record; a failure is a dead letter, not an exception."""
         try:
-            value = (encode_batch(record) if isinstance(record, list)
-                     else msgspec.json.encode(record))
+            value = msgspec.json.encode(record)
         except Exception as exc:  # noqa: BLE001 - one record, not the batch
             ctx.bug(STAGE)
             await guard.dead([guard.letter("processing_error", f"{what} not encodable: "
@@ -158,41 +185,64 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(*ctx.take):  # type: ignore[attr-defined]
             t0 = time.perf_counter()
-            # partition -> (outputs, sessions touched and their last event)
-            work: dict[int, tuple[Outputs, dict[str, EventT]]] = {}
+            # partition -> (outputs, sessions touched and their last event, the events)
+            work: dict[int, tuple[Outputs, dict[str, EventT], list[EventT]]] = {}
             dead: list[DeadLetter] = []
+            applied = 0
             for event in batch:
                 msg = event.message
-                evs = decode_events(event, STAGE, dead)
-                if evs is None:
-                    continue
                 engine = engine_for(msg.partition)
                 pending = work.get(msg.partition)
                 if pending is None:
-                    pending = work[msg.partition] = (Outputs(), {})
-                out, touched = pending
-                sid = evs[0].session_id
-                try:
-                    if sid not in engine.sessions:
-                        state = ctx.stored(sessions, sid.encode(), decode_state, STAGE, event,
-                                           dead)
-                        if state is not None:
-                            engine.adopt(state)
-                    engine.feed(evs, origin(msg, "w"), out)
-                except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
-                    ctx.bug(STAGE)
-                    dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
-                touched[sid] = event
-            t1 = time.perf_counter()
-            for partition, (out, touched) in work.items():
-                dead += store(engines[partition], partition, out, touched)
-            metrics.state_flush_seconds.observe(time.perf_counter() - t1)
-            for out, _ in work.values():
+                    pending = work[msg.partition] = (Outputs(), {}, [])
+                out, touched, events = pending
+                events.append(event)
+                entries = decode_entries(event, STAGE, dead)
+                if entries is None:
+                    continue
+                for entry in entries:  # one session's events from one ingest message each
+                    evs = entry.events
+                    sid = evs[0].session_id
+                    try:
+                        if sid not in engine.sessions:
+                            state = ctx.stored(sessions, sid.encode(), decode_state, STAGE,
+                                               event, dead)
+                            if state is not None:
+                                engine.adopt(state)
+                        engine.feed(evs, entry_origin(entry, msg, "w"), out)
+                    except Exception as exc:  # noqa: BLE001 - a detector bug must not stop it
+                        ctx.bug(STAGE)
+                        dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
+                    applied += len(evs)
+                    touched[sid] = event
+            m_applied.inc(applied)
+            for partition, (out, touched, events) in work.items():
+                engine = engines[partition]
+                at = At(web_name, partition)
+                for sid in {o["session_id"] for o in out.outcomes}:
+                    # Ended sessions leave the table now: the adopt timer must not take a
+                    # stale copy back while the deletion waited for the flush.
+                    if sid not in engine.sessions and sid.encode() in sessions:
+                        del_in_partition(sessions, sid.encode(), touched.get(sid, at))
+                for sid in out.ticked:
+                    dirty.mark(partition, engine, sid, touched.get(sid, at))
+                for sid, last in touched.items():
+                    dirty.mark(partition, engine, sid, last)
+                dirty.hold(partition, engine, events)
+            if dirty.due():
+                await flush_dirty()
+            for out, _, _ in work.values():
                 await publish_outputs(out)
             await guard.dead(dead)
             ctx.observe_latency(m_latency, batch)
             m_msgs.inc(len(batch))
             m_batch.observe(time.perf_counter() - t0)
+
+    @guard.timer(app, dirty.interval)
+    async def flush_states() -> None:
+        """Write what changed since the last flush when no batch came to do it."""
+        if dirty.due():
+            await flush_dirty()
 
     @guard.timer(app, 1.0)
     async def event_time() -> None:

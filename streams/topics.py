@@ -31,9 +31,10 @@ __all__ = [
 #: "canonical"). Without it the format is detected from the payload's shape.
 SOURCE_HEADER = "fw-source"
 
-#: Kafka header on canonical messages the normalize agent sends: "<origin>:<offset>", the
-#: ingest partition and offset they came from. State keeps the highest offset applied per
-#: origin, so a message re-sent after a crash is recognised and skipped (exact recovery).
+#: Kafka header of canonical messages from before bundles: "<origin>:<offset>", the ingest
+#: partition and offset they came from (still read). Bundles carry each entry's origin
+#: themselves (streams.bundle). State keeps the highest offset applied per origin, so a message
+#: re-sent after a crash is recognised and skipped (exact recovery).
 ORIGIN_HEADER = "fw-origin"
 
 #: Why a message went to the dead-letter topic. Bounded: these are Prometheus label values.
@@ -75,15 +76,17 @@ TOPICS: dict[str, TopicSpec] = {
     "web_events": TopicSpec(
         suffix="web-events",
         key="session_id",
-        schema="JSON array of canonical web events (detectors.events.WebEvent), all of one "
-        "session",
-        doc="Canonical web events, several per message; consumed by the session agent.",
+        schema="a bundle (streams.bundle): {\"entries\": [[session id, origin, [canonical web "
+        "events (detectors.events.WebEvent)]], ...]}, every entry's key on this partition; a "
+        "JSON array of one session's events is still read",
+        doc="Canonical web events, many sessions' per message; consumed by the session agent.",
     ),
     "support_events": TopicSpec(
         suffix="support-events",
         key="customer_id",
-        schema="JSON array of canonical support events (detectors.events.SupportEvent: Ticket, "
-        "Identify, Subscription, SessionSummary), all of one customer",
+        schema="a bundle (streams.bundle) of canonical support events "
+        "(detectors.events.SupportEvent: Ticket, Identify, Subscription, SessionSummary) by "
+        "customer",
         doc="Tickets, identify calls and subscription changes per customer, and the summaries "
         "of known customers' ended sessions (sent by the session agent); consumed by the "
         "customer agent, which keeps customer state and scores churn risk.",

@@ -39,9 +39,9 @@ from kafkahelp import (
     topic,
 )
 
-from detectors.events import decode_batch
 from detectors.session import decode_state
 from streams.app import SESSIONS_TABLE
+from streams.bundle import events_of
 from streams.kafka_io import ensure_topics
 from streams.topics import SOURCE_HEADER
 
@@ -193,7 +193,7 @@ def test_worker_survives_a_broker_restart_under_load(own_broker: OwnBroker, tmp_
 
         def all_seen(records: list[Any]) -> bool:
             for r in records[read_upto[0]:]:
-                for e in decode_batch(r.value):
+                for e in events_of(r.value, r.key):
                     seen[e.id] = e.session_id
             read_upto[0] = len(records)
             return set(load.acked) <= set(seen)

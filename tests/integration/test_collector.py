@@ -7,7 +7,7 @@ import json
 import pytest
 from kafkahelp import http_get, http_post, read_topic, topic
 
-from detectors.events import decode_batch
+from streams.bundle import decode_bundle
 from streams.deadletter import decode_dead_letter
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_segment_and_ga4_through_collector_reach_web_events(worker, kafka_bootst
     assert (code, body["accepted"]) == (200, 2), body
 
     def events_of(records):
-        return {r.key.decode(): [e for e in decode_batch(r.value)] for r in records}
+        return {e.key: e.events for r in records for e in decode_bundle(r.value, r.key)}
 
     records = read_topic(kafka_bootstrap, topic(worker.settings, "web_events"),
                          until=lambda rs: len(events_of(rs)) >= 2)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from kafkahelp import WorkerProcess, http_get, isolated_settings, read_to_end, topic
 
-from detectors.events import decode_batch
 from streams.access import SIGNATURE_HEADER, TIMESTAMP_HEADER, basic, zendesk_signature
+from streams.bundle import events_of, keys_of
 from streams.kafka_io import ensure_topics
 from streams.settings import Settings
 
@@ -167,10 +167,10 @@ def test_collector_refuses_missing_or_wrong_credentials(keyed: WorkerProcess,
     # ... and nothing of them is forwarded: only the accepted sessions reach their topic.
     settings = keyed.settings
     web = read_to_end(kafka_bootstrap, topic(settings, "web_events"))
-    sessions = {r.key.decode() for r in web}
+    sessions = {k for r in web for k in keys_of(r.value, r.key)}
     assert sessions == {"ok-seg-basic", "ok-seg-body", "ok-ga4", "ok-token"}
     support = read_to_end(kafka_bootstrap, topic(settings, "support_events"))
-    customers = {e.customer_id for r in support for e in decode_batch(r.value)}
+    customers = {e.customer_id for r in support for e in events_of(r.value, r.key)}
     assert customers == {"ok-cust"}
     assert read_to_end(kafka_bootstrap, topic(settings, "dead_letters")) == []
 

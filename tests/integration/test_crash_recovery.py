@@ -1,4 +1,5 @@
-"""SIGKILL the worker mid-stream, restart it: per-session state equals an uninterrupted run's."""
+"""SIGKILL the worker mid-stream or while its ingest stage works, restart it: per-session state
+equals an uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from kafkahelp import (
     isolated_settings,
     latest_by_key,
     producer,
-    read_to_end,
     read_topic,
     topic,
 )
@@ -96,16 +96,30 @@ def comparable(state: SessionState) -> dict[str, object]:
     return d
 
 
-def processed(worker: WorkerProcess) -> float:
-    text = http_get(worker.url + "/metrics")
-    m = re.search(r'^frictionwatch_messages_total\{topic="web_events"\} (\S+)$', text, re.M)
+def applied(worker: WorkerProcess) -> float:
+    """Events the sessions agent has fed to its state so far."""
+    return _sample(worker, r'frictionwatch_events_applied_total\{agent="sessions"\}')
+
+
+def ingested(worker: WorkerProcess) -> float:
+    """Ingest messages the bulk ingest stage has sent on and committed so far."""
+    return _sample(worker, r'frictionwatch_messages_total\{topic="ingest"\}')
+
+
+def _sample(worker: WorkerProcess, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", http_get(worker.url + "/metrics"), re.M)
     return float(m.group(1)) if m else 0.0
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+@pytest.mark.parametrize("kill", ["mid_stream", "mid_ingest"])
 def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
-    kafka_bootstrap, tmp_path, store
+    kafka_bootstrap, tmp_path, store, kill
 ):
+    """``mid_stream``: a quarter of the events applied, state written and unwritten, acks held.
+    ``mid_ingest``: the ingest stage has committed its first fetch and works on the next
+    ones (fetched, some bundles sent, not committed), while the sessions agent has applied
+    little: the restart re-sends what was not committed, cut into other bundles."""
     if store.startswith("rocksdb"):
         pytest.importorskip("rocksdict")  # the [rocksdb] extra, for real deployments
         if not os.environ.get("FRICTIONWATCH_TEST_BOOTSTRAP_SERVERS"):
@@ -125,20 +139,34 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     first = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w1.log").start()
     p = producer(kafka_bootstrap)
     ingest = topic(settings, "ingest")
-    for i, payload in enumerate(messages):
-        # Keyed by session like a real client, so each session's messages stay in order.
-        key = payload["batch"][0]["anonymousId"].encode()  # type: ignore[index]
-        p.send(ingest, key=key, value=json.dumps(payload).encode(),
-               headers=[(SOURCE_HEADER, b"segment")])
-        if i == N_MESSAGES // 3:
-            p.flush()
-    p.flush()
+
+    def send(payloads: list[dict[str, object]]) -> None:
+        for payload in payloads:
+            # Keyed by session like a real client, so each session's messages stay in order.
+            key = payload["batch"][0]["anonymousId"].encode()  # type: ignore[index]
+            p.send(ingest, key=key, value=json.dumps(payload).encode(),
+                   headers=[(SOURCE_HEADER, b"segment")])
+        p.flush()
+
     deadline = time.monotonic() + 60
-    while processed(first) < N_MESSAGES // 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed_at = processed(first)
-    first.kill()
-    assert 0 < killed_at < N_MESSAGES, "the kill must land mid-stream"
+    if kill == "mid_ingest":
+        send(messages)  # three fetches or more
+        while ingested(first) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        killed_at = ingested(first)
+        first.kill()
+        assert 0 < killed_at < N_MESSAGES, "the kill must land while the stage ingests"
+    else:
+        # The worker outruns a producer: the rest of the stream comes once the kill is done,
+        # so the kill lands mid-stream, with changed sessions written or waiting for theirs.
+        head = N_MESSAGES // 3
+        send(messages[:head])
+        while applied(first) < total_events // 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        killed_at = applied(first)
+        first.kill()
+        assert killed_at > 0, "the kill must land mid-stream"
+        send(messages[head:])
 
     second = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w2.log").start()
     try:
@@ -146,19 +174,23 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
             return {k.decode(): decode_state(v)
                     for k, v in latest_by_key(records).items() if v is not None}
 
-        records = read_topic(
-            kafka_bootstrap,
-            changelog_topic(settings, SESSIONS_TABLE),
-            until=lambda rs: sum(s.events for s in states_of(rs).values()) >= total_events,
-            timeout=180,
-        )
+        def read_all() -> dict[str, SessionState]:
+            # Read until every event is in: to end offsets would stop short on tansu.
+            return states_of(read_topic(
+                kafka_bootstrap,
+                changelog_topic(settings, SESSIONS_TABLE),
+                until=lambda rs: sum(s.events for s in states_of(rs).values()) >= total_events,
+                timeout=180,
+            ))
+
+        read_all()
         # Let any double application (the bug this guards against) show up before comparing.
         time.sleep(settings.commit_interval + 1)
-        records = read_to_end(kafka_bootstrap, changelog_topic(settings, SESSIONS_TABLE))
-        got = states_of(records)
+        got = read_all()
     finally:
         second.stop()
     assert set(got) == set(expected)
     mismatched = [sid for sid in expected if comparable(got[sid]) != comparable(expected[sid])]
-    assert not mismatched, (mismatched[:3], comparable(got[mismatched[0]]),
-                            comparable(expected[mismatched[0]]))
+    assert not mismatched, [
+        (sid, {f: (v, comparable(expected[sid])[f]) for f, v in comparable(got[sid]).items()
+               if v != comparable(expected[sid])[f]}) for sid in mismatched[:3]]

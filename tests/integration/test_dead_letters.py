@@ -7,7 +7,7 @@ import json
 import pytest
 from kafkahelp import http_get, producer, read_topic, topic
 
-from detectors.events import decode_batch
+from streams.bundle import events_of
 from streams.deadletter import decode_dead_letter
 from streams.topics import SOURCE_HEADER
 
@@ -75,8 +75,8 @@ def test_ten_kinds_of_bad_input_reach_dead_letters_while_good_events_flow(
     assert b"this is not json {" in originals  # the original bytes travel with the reason
 
     web = read_topic(kafka_bootstrap, topic(worker.settings, "web_events"),
-                     until=lambda rs: sum(len(decode_batch(r.value)) for r in rs) >= 3)
-    ids = sorted(e.id for r in web for e in decode_batch(r.value))
+                     until=lambda rs: sum(len(events_of(r.value, r.key)) for r in rs) >= 3)
+    ids = sorted(e.id for r in web for e in events_of(r.value, r.key))
     assert ids == ["g0", "g1", "g2"]
 
     assert json.loads(http_get(worker.url + "/health"))["status"] == "ok"

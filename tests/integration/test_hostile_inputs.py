@@ -29,8 +29,8 @@ from kafkahelp import (
     topic,
 )
 
-from detectors.events import decode_batch
 from detectors.session import decode_state
+from streams.bundle import events_of
 from streams.deadletter import MAX_ORIGINAL_BYTES, DeadLetter, decode_dead_letter
 from streams.kafka_io import ensure_topics
 from streams.topics import SOURCE_HEADER
@@ -184,7 +184,7 @@ def test_deep_json_in_a_batch_loses_nothing(hostile: WorkerProcess) -> None:
     seen: set[str] = set()
     deadline = time.monotonic() + 60
     while not ids <= seen and time.monotonic() < deadline:
-        seen = {e.id for r in read_to_end(w.bootstrap, web) for e in decode_batch(r.value)}
+        seen = {e.id for r in read_to_end(w.bootstrap, web) for e in events_of(r.value, r.key)}
         time.sleep(0.5)
     assert ids <= seen, f"{len(ids - seen)} of the 200 valid messages never reached {web}"
     letters = [d for d in dead_letters(w) if d.stage == "normalize"
