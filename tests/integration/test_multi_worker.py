@@ -224,8 +224,12 @@ def test_workers_killed_and_added_mid_stream_send_what_one_offline_run_sends(
     assert set(got_states) == set(expected_states)
     mismatched = [s for s in expected_states
                   if comparable(got_states[s]) != comparable(expected_states[s])]
-    assert not mismatched, (mismatched[:3], comparable(got_states[mismatched[0]]),
-                            comparable(expected_states[mismatched[0]]))
+    if mismatched:
+        got, want_ = comparable(got_states[mismatched[0]]), comparable(
+            expected_states[mismatched[0]])
+        diff = {k: (got[k], want_[k]) for k in want_ if got[k] != want_[k]}
+        raise AssertionError(f"{len(mismatched)} sessions differ, e.g. {mismatched[0]}: "
+                             f"(got, offline) {diff}")
     # Equal as multisets: a document lost or sent twice fails.
     assert signals == want(expected.signals)
     assert alerts == want(expected.alerts)
