@@ -289,7 +289,7 @@ class OfflineWorker:
             self._violation("abandonment_score_nonfinite", inp)
 
     def _store(self, out: Outputs, inp: Input | None) -> None:
-        """Write back every session a batch or a timer changed (``streams.app.store``)."""
+        """Write back every session a batch or a timer changed (``streams.sessions``: store)."""
         ended = {o["session_id"] for o in out.outcomes}
         for sid in out.ticked | ended:
             state = self.engine.sessions.get(sid)
@@ -327,7 +327,7 @@ class OfflineWorker:
             self.fig.violations[key] += 1
 
     def _publish(self, out: Outputs, inp: Input | None) -> None:
-        """``streams.app.publish_outputs``: every record encoded, counters incremented."""
+        """``streams.sessions``: publish_outputs: every record encoded, counters incremented."""
         where = "publish_outputs" if inp is not None else "timer:event_time.publish"
         try:
             for doc in (*out.signals, *out.alerts, *out.chats, *out.experiments, *out.outcomes):
@@ -358,7 +358,7 @@ class OfflineWorker:
         except Exception as exc:  # noqa: BLE001 - fold_batch loads outside its guard
             self._escape("customers.load", exc, inp)
             return
-        try:  # streams.app.apply_support, under fold_batch's guard
+        try:  # streams.customers: apply_support, under fold_batch's guard
             if state is None or not is_replay(state.positions, origin):
                 if self.triage is not None:
                     for e in evs:

@@ -1,7 +1,7 @@
 """Per-session state and the pure processor the worker (and offline replay) runs over it.
 
 ``SessionProcessor.apply`` folds a batch of one session's events into its ``SessionState`` and
-returns what the detectors raised. It has no I/O: the Faust agent in ``streams.app`` loads the
+returns what the detectors raised. It has no I/O: the Faust agent in ``streams.sessions`` loads the
 state from a table, calls ``apply`` and writes the state back once per batch.
 
 Detectors plug in through the ``Detector`` protocol; they keep their own per-session memory in

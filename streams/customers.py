@@ -1,0 +1,119 @@
+"""The customers agent: support events and session summaries fold into each customer's state.
+
+The support-events topic is keyed by customer id. Each batch reads each customer's state once
+and writes it once (no changelog record per event). On the way, tickets are triaged (the triage
+topic) and the churn model scores the customer; a risk that crosses its threshold is a churn
+alert. A message replayed after a crash is skipped by its ingest origin.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+import msgspec
+from faust.types import EventT
+
+from detectors.customer import CustomerState, apply_customer, decode_customer
+from detectors.events import Ticket
+from detectors.session import is_replay
+from models.churn import ChurnScorer
+from models.triage import TicketTriage
+from streams import detection
+from streams.context import Context, dead_letter, decode_events, failed, origin
+from streams.deadletter import DeadLetter
+
+__all__ = ["CustomerModels", "register_customers"]
+
+STAGE = "customers"
+
+
+@dataclass
+class CustomerModels:
+    """The online models the customers agent feeds (None when switched off)."""
+
+    triage: TicketTriage | None
+    churn: ChurnScorer | None
+
+
+def register_customers(ctx: Context) -> CustomerModels:
+    """The customers agent; returns its models, for checkpoints and gauges."""
+    settings, metrics, guard, table = ctx.settings, ctx.metrics, ctx.guard, ctx.customers
+    triage = TicketTriage(queues=settings.triage_queues,
+                          default_queue=settings.triage_default_queue) \
+        if settings.ticket_triage else None
+    churn = detection.churn(settings)
+    triage_topic, alert_topic = ctx.topics["triage"], ctx.topics["alerts"]
+    m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
+    m_churn_risk = metrics.churn_risk
+    m_msgs = metrics.messages.labels(topic="support_events")
+    m_batch = metrics.batch_seconds.labels(agent=STAGE)
+    m_latency = metrics.processing_latency.labels(agent=STAGE)
+
+    async def apply_support(key: bytes, state: CustomerState | None, evs: list[Any],
+                            msg: Any) -> CustomerState:
+        at = origin(msg, "s")
+        if state is not None and is_replay(state.positions, at):
+            return state
+        if triage is not None:
+            for e in evs:
+                if type(e) is Ticket:
+                    record = triage.on_ticket(e)
+                    if record is not None:
+                        await guard.send(triage_topic, key, msgspec.json.encode(record),
+                                         stage=STAGE, what="triage record", at=msg)
+        was_churned = state is not None and state.churned_at is not None
+        state = apply_customer(state, evs, at)
+        if state.churned_at is not None and not was_churned:
+            metrics.customers_churned.inc()
+        if churn is not None:
+            doc = churn.update(state)
+            if state.churn_risk is not None and math.isfinite(state.churn_risk):
+                m_churn_risk.observe(state.churn_risk)
+            if doc is not None:
+                m_churn_alerts.inc()
+                await guard.send(alert_topic, doc["subject"].encode(), msgspec.json.encode(doc),
+                                 stage=STAGE, what="churn alert", at=msg)
+        return state
+
+    async def fold_batch(batch: Sequence[EventT]) -> None:
+        """Apply each message's events to its customer's state: read each state once, write
+        it once per batch."""
+        touched: dict[bytes, tuple[Any, EventT]] = {}
+        dead: list[DeadLetter] = []
+        for event in batch:
+            msg = event.message
+            evs = decode_events(event, STAGE, dead)
+            if evs is None:
+                continue
+            key = cast(bytes, msg.key)  # decode_events refused messages without one
+            try:
+                prev = touched.get(key)
+                state = prev[0] if prev is not None else ctx.stored(table, key, decode_customer,
+                                                                    STAGE, event, dead)
+                state = await apply_support(key, state, evs, msg)
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the worker
+                ctx.bug(STAGE)
+                dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
+                continue
+            touched[key] = (state, event)
+        t1 = time.perf_counter()
+        for k, (state, event) in touched.items():
+            ctx.write(table, k, state, ctx.dump_customer, STAGE, event, dead)
+        metrics.state_flush_seconds.observe(time.perf_counter() - t1)
+        await guard.dead(dead)
+
+    @ctx.app.agent(ctx.topics["support_events"], name=STAGE)
+    async def customers_agent(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(*ctx.take):  # type: ignore[attr-defined]
+            t0 = time.perf_counter()
+            await fold_batch(batch)
+            ctx.observe_latency(m_latency, batch)
+            m_msgs.inc(len(batch))
+            m_batch.observe(time.perf_counter() - t0)
+
+    return CustomerModels(triage, churn)
