@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import msgspec
 from models import checkpoint
 from models.checkpoint import CheckpointError
 
-__all__ = ["Published", "adopt_model", "adopt_step", "drop_step", "envelope", "model_key",
+__all__ = ["Published", "Shared", "adopt_model", "adopt_step", "drop_step", "envelope", "model_key",
            "read_published", "restore", "save", "step_checkpoint", "step_key", "unwrap"]
 
 log = logging.getLogger(__name__)
@@ -223,3 +224,35 @@ def drop_step(detector: Any, merger: Any, key: str) -> None:
     detector.steps.pop((journey, step), None)
     merger._open.pop(key, None)
     merger._closed.pop(key, None)
+
+
+class Shared:
+    """This worker's end of the checkpoints topic: ``publish`` one value, ``read`` them all.
+
+    ``topic`` is the Faust topic (sends go through ``guard``: size-checked, a failure is a
+    dead letter), ``bootstrap`` and ``client_kwargs`` are for the plain reader."""
+
+    def __init__(self, topic: Any, guard: Any, bootstrap: str, client_kwargs: dict[str, Any]
+                 ) -> None:
+        self.topic = topic
+        self.guard = guard
+        self.bootstrap = bootstrap
+        self.client_kwargs = client_kwargs
+
+    async def publish(self, key: str, data: bytes, learned: int) -> bool:
+        return bool(await self.guard.send(self.topic, key.encode(),
+                                          envelope(data, learned, time.time()),
+                                          stage="checkpoints", what=f"checkpoint {key}"))
+
+    async def publish_model(self, name: str, model: Any) -> bool:
+        """Publish ``model.checkpoint()``; False if it refused (``CheckpointError``)."""
+        try:
+            data = model.checkpoint()
+        except CheckpointError as exc:
+            log.error("not publishing %s (%s): the last published stays", name, exc)
+            return False
+        return await self.publish(model_key(name), data, int(getattr(model, "learned", 0)))
+
+    async def read(self) -> dict[str, Published]:
+        return await read_published(self.bootstrap, self.topic.get_topic_name(),
+                                    self.client_kwargs, idle=0.3)
