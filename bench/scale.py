@@ -129,15 +129,21 @@ def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]],
 
 
 def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[bytes, bytes]],
-                    n_events: int, tmp: Path) -> tuple[float, float]:
-    """(CPU seconds per million events, wall seconds) for ``n`` workers over ``msgs``."""
+                    n_events: int, tmp: Path, idle_for: float = 5.0
+                    ) -> tuple[float, float, float]:
+    """(CPU seconds per million events, wall seconds, idle CPU seconds per second of the
+    group) for ``n`` workers over ``msgs``; the idle rate is measured first, over
+    ``idle_for`` seconds with nothing to read (timers, heartbeats, empty fetches)."""
     tag = uuid.uuid4().hex[:6]
     s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
     ensure_topics(s, bootstrap)
     workers = start_group(s, bootstrap, n, tmp, tag)
     try:
         pids = [w.proc.pid for w in workers if w.proc]
+        idle_start = sum(cpu_seconds(p) for p in pids)
+        time.sleep(idle_for)
         before = sum(cpu_seconds(p) for p in pids)
+        idle = (before - idle_start) / idle_for
         t0 = time.monotonic()
         produce(bootstrap, topic_name("ingest", s.topic_prefix), msgs)
         deadline = time.monotonic() + 900
@@ -146,7 +152,7 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
                 raise SystemExit(f"{n} workers did not finish:\n{workers[0].log_tail()}")
             time.sleep(0.25)  # gently: a scrape costs the workers CPU too
         used = sum(cpu_seconds(p) for p in pids) - before
-        return used / n_events * 1e6, time.monotonic() - t0
+        return used / n_events * 1e6, time.monotonic() - t0, idle
     finally:
         for w in workers:
             w.stop()
@@ -232,10 +238,12 @@ def main() -> None:
               f"processes only (/proc), broker and producer excluded")
         cpu: dict[int, float] = {}
         for n in (int(x) for x in args.workers.split(",")):
-            cpu[n], wall = cpu_per_million(base, bootstrap, n, msgs, args.events, Path(tmp))
+            cpu[n], wall, idle = cpu_per_million(base, bootstrap, n, msgs, args.events,
+                                                 Path(tmp))
             ratio = f"; {n} / 1 worker: {cpu[n] / cpu[1]:.3f}" if 1 in cpu and n != 1 else ""
             print(f"{n} worker(s): {cpu[n]:7.1f} CPU s per million events "
-                  f"({wall:.1f} s wall){ratio}")
+                  f"({wall:.1f} s wall){ratio}; idle, the group costs {idle:.3f} CPU s/s "
+                  f"({idle * wall / args.events * 1e6:.1f} of the figure)")
         if not args.no_pause:
             stream = messages(int(args.rate * 120) * args.per_message, args.per_message,
                               args.sessions, args.seed + 1)
