@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from streams.metrics import Metrics
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -153,3 +156,35 @@ def all_exprs() -> list[tuple[str, str]]:
     rules = [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
     rules += [(f"record {r['record']}", r["expr"]) for r in recording_rules()]
     return rules + list(dashboard_exprs())
+
+
+# --- the worker as deploy files see it -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerFacts:
+    """What a deploy file must agree with, read off a real (unstarted) worker app."""
+
+    routes: frozenset[str]  # HTTP paths the worker serves (/health, /collect/..., /metrics)
+    consumer_group: str  # Faust's group id
+    consumed_topics: frozenset[str]  # topics its agents read
+    auto_offset_reset: str
+
+
+def worker_facts(settings: Settings) -> WorkerFacts:
+    """Build the worker's Faust app for ``settings`` (nothing connects or starts) and read its
+    routes, consumer group and input topics."""
+    from streams.app import create_worker  # heavy: Faust, the models
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = settings.model_copy(update={"data_dir": Path(tmp)})
+        app = create_worker(settings, "localhost:9092", metrics=Metrics(CollectorRegistry())).app
+        topics = {
+            topic for agent in app.agents.values() for topic in agent.channel.topics
+        }
+        return WorkerFacts(
+            routes=frozenset(app.web.views),
+            consumer_group=app.conf.id,
+            consumed_topics=frozenset(topics),
+            auto_offset_reset=app.conf.consumer_auto_offset_reset,
+        )

@@ -59,3 +59,11 @@ def test_invalid_values_are_refused(field: str) -> None:
 def test_short_session_timeout_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(broker_session_timeout=3)
+
+
+def test_secrets_are_not_in_repr() -> None:
+    """Settings are logged at start: no credential may appear in their repr."""
+    s = Settings(_env_file=None, sasl_password="hunter2", segment_write_keys=["wk1"],
+                 collector_tokens=["tok1"])
+    text = repr(s)
+    assert not any(x in text for x in ("hunter2", "wk1", "tok1")), text
