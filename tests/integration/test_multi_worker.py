@@ -227,7 +227,7 @@ def test_workers_killed_and_added_mid_stream_send_what_one_offline_run_sends(
 
         read_topic(kafka_bootstrap, changelog_topic(base, SESSIONS_TABLE),
                    until=lambda rs: sum(s.events for s in states_of(rs).values())
-                   >= total_events, timeout=150)
+                   >= total_events, timeout=90)
         # If that timed out, what the workers still had to read says where it stuck.
         lag = {name: re.findall(r'^frictionwatch_consumer_lag\{(.*)\} ([1-9]\S*)$',
                                 w.metrics_text(), re.M) for name, w in workers.items()
