@@ -11,7 +11,8 @@ documents go to the alerts topic, keyed ``journey/step``, and into
 ``frictionwatch_incident_open`` and ``frictionwatch_incident_revenue_lost_per_hour``. The
 topic is keyed by step, so one worker judges each step and an outage opens one incident
 however many workers share the traffic. What the detector learned (baselines, open
-incidents) is checkpointed with the models.
+incidents) is checkpointed with the models, and each step's part is published on the
+checkpoints topic, so the step's next owner after a rebalance starts from it (``share_steps``).
 """
 
 from __future__ import annotations
