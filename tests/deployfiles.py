@@ -168,6 +168,9 @@ class WorkerFacts:
     routes: frozenset[str]  # HTTP paths the worker serves (/health, /collect/..., /metrics)
     consumer_group: str  # Faust's group id
     consumed_topics: frozenset[str]  # topics its agents read
+    #: topic -> the consumer group that reads it: Faust's agents, and the bulk ingest stage in
+    #: a group of its own (streams.bulk.ingest_group)
+    group_of: dict[str, str]
     auto_offset_reset: str
 
 
@@ -175,6 +178,8 @@ def worker_facts(settings: Settings) -> WorkerFacts:
     """Build the worker's Faust app for ``settings`` (nothing connects or starts) and read its
     routes, consumer group and input topics."""
     from streams.app import create_worker  # heavy: Faust, the models
+    from streams.bulk import ingest_group
+    from streams.topics import topic_name
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings.model_copy(update={"data_dir": Path(tmp)})
@@ -182,9 +187,12 @@ def worker_facts(settings: Settings) -> WorkerFacts:
         topics = {
             topic for agent in app.agents.values() for topic in agent.channel.topics
         }
+        group_of = dict.fromkeys(topics, app.conf.id)
+        group_of[topic_name("ingest", settings.topic_prefix)] = ingest_group(settings)
         return WorkerFacts(
             routes=frozenset(app.web.views),
             consumer_group=app.conf.id,
-            consumed_topics=frozenset(topics),
+            consumed_topics=frozenset(group_of),
+            group_of=group_of,
             auto_offset_reset=app.conf.consumer_auto_offset_reset,
         )
