@@ -20,7 +20,11 @@ offset applied per ingest partition and skip entries at or below it
 (``detectors.session.is_replay``), so each ingest message's events are applied once.
 
 The stage is stateless: any worker's instance can take any ingest partition, and the ingest
-group rebalances on its own, apart from the Faust group.
+group rebalances on its own, apart from the Faust group. A rebalance waits for the fetch in
+hand to be sent and committed (``_Handoff``): the states skip an entry at or below the highest
+offset applied, so two stages sending the same ingest partition at once (the old owner still
+sending while the new one re-reads from the last commit) could interleave a lower offset after
+a higher one and have it skipped, lost.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from kafka.partitioner.default import murmur2
 
@@ -70,6 +74,21 @@ _ROOM = 4096
 def ingest_group(settings: Settings) -> str:
     """The consumer group of the ingest stage: the app's id with ``-ingest``."""
     return f"{settings.app_id}-ingest"
+
+
+class _Handoff(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Revocation waits for the fetch in hand to be sent, acknowledged and committed (the
+    module docstring says why), and marks any fetch made before it as not to be sent."""
+
+    def __init__(self, stage: BulkIngest) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.stage._busy:
+            self.stage._generation += 1
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 class Partitioner:
@@ -215,6 +234,10 @@ class BulkIngest:
         #: Why the last fetch failed, None once one succeeds (for /health).
         self.failing: str | None = None
         self._stopping = asyncio.Event()
+        #: Held from a fetch to its commit; a revocation waits for it (``_Handoff``).
+        self._busy = asyncio.Lock()
+        #: Moves at each revocation: a fetch made before one is not sent (``step``).
+        self._generation = 0
         self._errors = Guard(max_request).errors
         self._children: dict[tuple[str, str], Any] = {}
         self._m_msgs = metrics.messages.labels(topic="ingest")
@@ -224,7 +247,7 @@ class BulkIngest:
     async def start(self) -> None:
         kw = self.settings.kafka_client_kwargs()
         self.consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap, group_id=ingest_group(self.settings),
+            bootstrap_servers=self.bootstrap, group_id=ingest_group(self.settings),
             client_id=f"{self.settings.app_id}-ingest", enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=FETCH_MAX_RECORDS,
             session_timeout_ms=int(self.settings.broker_session_timeout * 1000),
@@ -238,6 +261,7 @@ class BulkIngest:
             linger_ms=0, **kw)
         await self.producer.start()
         await self.consumer.start()
+        self.consumer.subscribe([self.topic], listener=_Handoff(self))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -265,10 +289,22 @@ class BulkIngest:
     async def step(self) -> int:
         """One fetch: normalize, send, wait for the acks, commit. Returns messages fetched."""
         assert self.consumer is not None and self.producer is not None
+        generation = self._generation
         fetched = await self.consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS,
                                               max_records=FETCH_MAX_RECORDS)
         if not fetched:
             return 0
+        async with self._busy:
+            if generation != self._generation:
+                # Partitions were revoked between the fetch and now: these records may be
+                # another stage's already. Unsent, they are re-read from the last commit by
+                # whoever owns them now.
+                await self._rewind()
+                return 0
+            return await self._process(fetched)
+
+    async def _process(self, fetched: dict[Any, list[Any]]) -> int:
+        assert self.consumer is not None and self.producer is not None
         t0 = time.perf_counter()
         parts = [[Record(tp.partition, m.offset, m.value, _source(m.headers), m.timestamp / 1000)
                   for m in msgs] for tp, msgs in fetched.items()]

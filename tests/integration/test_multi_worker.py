@@ -146,18 +146,16 @@ def _wait(what: str, cond: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.05)
 
 
-# Known loss upstream of this part (the ingest stage, not the rebalances): when workers leave
-# the group mid-stream, the first ingest messages of some partitions never reach the
-# web-events topic, with no dead letter (13 to 56 of 6,000 in most runs on Apache Kafka 4.4,
-# with SIGKILL and, in one run, with SIGTERM stops instead). Their offsets were committed
-# without their canonical events being sent or delivered: Faust commits what an agent acked,
-# not what its producer delivered, and ``take_events`` acks a batch in a ``finally`` even when
-# the agent body did not finish. A run that lost none (Faust's stream_publish_on_commit on, as
-# an experiment) passed in full, the kill during the rebalance included; before the rebalance
-# handling, 40 sessions differed where the ingest loss explained 1. The bulk ingest stage
-# (commits only after its sends are acknowledged) is meant to close this; then the mark goes.
-@pytest.mark.xfail(strict=False, reason="ingest messages lost when workers leave mid-stream: "
-                   "committed before their canonical events were delivered (see above)")
+# Open (issue 14), seen on Apache Kafka 4.4 after the fast path and the rebalance handling
+# were merged: in 3 of 4 runs 51 to 128 session states differed from the offline run's (early
+# events of some sessions missing: their state started afresh after a partition moved), and in
+# the run whose states all matched, signals, alerts and chat triggers were sent twice (0 lost;
+# 197, 66 and 53 extra of 1026, 295 and 228): each changed session is written once per commit
+# interval while its outputs go at once, so messages re-read after a kill re-send theirs.
+# Before the ingest stage's hand-off on revocation (streams.bulk._Handoff), 119 states differed.
+# The mark goes when both hold.
+@pytest.mark.xfail(strict=False, reason="states forked after partition moves, and outputs "
+                   "re-sent after a kill (see the comment above)")
 def test_workers_killed_and_added_mid_stream_send_what_one_offline_run_sends(
     kafka_bootstrap, tmp_path
 ):
@@ -185,7 +183,8 @@ def test_workers_killed_and_added_mid_stream_send_what_one_offline_run_sends(
         return [w for w in workers.values() if w.proc and w.proc.poll() is None]
 
     def processed() -> float:
-        return sum(processed_messages(w) for w in live())
+        # Ingest messages normalized and sent on (web-events messages are bundles of many).
+        return sum(processed_messages(w, "ingest") for w in live())
 
     p = producer(kafka_bootstrap)
     ingest = topic(base, "ingest")
