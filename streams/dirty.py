@@ -93,18 +93,31 @@ class DirtyStates:
 
     def flush(self, owner_of: Callable[[int], Any],
               write: Callable[[int, dict[Any, Any]], None]) -> int:
-        """Write every dirty key of each partition still owned as it was (``owner_of``), then
-        acknowledge its held events; drop the others unwritten and unacknowledged. Returns the
-        events acknowledged. ``write`` must not await: no batch may run between a state's
-        write and its messages' acks."""
+        """``write_all`` then ``acknowledge``: write every dirty key of each partition still
+        owned as it was (``owner_of``), then acknowledge its held events; drop the others
+        unwritten and unacknowledged. Returns the events acknowledged."""
+        return self.acknowledge(self.write_all(owner_of, write))
+
+    def write_all(self, owner_of: Callable[[int], Any],
+                  write: Callable[[int, dict[Any, Any]], None]) -> list[Pending]:
+        """Write the dirty keys of each partition still owned as it was, and return those
+        partitions' changes, whose held events ``acknowledge`` releases once the writes are
+        delivered. Changes of partitions taken away are dropped unwritten."""
         pending, self.pending = self.pending, {}
         self.last_flush = self.clock()
-        acked = 0
+        kept: list[Pending] = []
         for partition, p in pending.items():
             if owner_of(partition) is not p.owner:
                 continue  # taken away: the next owner re-reads these messages
             if p.keys:
                 write(partition, p.keys)
+            kept.append(p)
+        return kept
+
+    def acknowledge(self, written: list[Pending]) -> int:
+        """Acknowledge the held events of changes ``write_all`` wrote; how many."""
+        acked = 0
+        for p in written:
             for e in p.held:
                 if e.ack() and self.on_acked is not None:
                     self.on_acked(e)

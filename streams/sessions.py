@@ -119,7 +119,14 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         def write(partition: int, keys: dict[str, Any]) -> None:
             dead.extend(store_keys(engines[partition], keys))
 
-        dirty.flush(engines.get, write)
+        written = dirty.write_all(engines.get, write)
+        # The changelog records delivered before their messages are acknowledged: Faust's
+        # commit flushes its producer, but a record its buffer's drainer has taken and not
+        # yet handed to the client escapes that flush, and a commit past a state that never
+        # reached the changelog loses the state's events at a crash.
+        if written:
+            await app.producer.flush()
+        dirty.acknowledge(written)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await guard.dead(dead)
 

@@ -83,6 +83,20 @@ def read_topic(
         consumer.close()
 
 
+def read_to_idle(bootstrap: str, topic: str, idle: float = 2.0,
+                 timeout: float = 120.0) -> list[Any]:
+    """Everything ``topic`` holds once nothing new has come for ``idle`` seconds: tansu
+    under-reports end offsets, so reading to them can stop short."""
+    last = [0, time.monotonic()]
+
+    def quiet(records: list[Any]) -> bool:
+        if len(records) != last[0]:
+            last[:] = [len(records), time.monotonic()]
+        return time.monotonic() - last[1] >= idle
+
+    return read_topic(bootstrap, topic, until=quiet, timeout=timeout)
+
+
 def read_to_end(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
     """Everything ``topic`` holds now: from the beginning to the end offsets it has when
     called, however long that takes (a fixed time would return a prefix on a slow machine)."""
