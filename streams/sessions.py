@@ -109,7 +109,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     # Changed sessions are written once per commit interval, their messages acknowledged
     # only then (streams.dirty): a busy session is encoded and sent to the changelog once
     # per interval, not once per batch (each commit takes the acks of the flush before it).
-    dirty = DirtyStates(settings.commit_interval, on_acked=lambda e: app.sensors
+    dirty = DirtyStates(settings.state_flush_interval, on_acked=lambda e: app.sensors
                         .on_message_out(e.message.tp, e.message.offset, e.message))
 
     async def flush_dirty() -> None:
@@ -124,7 +124,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         # commit flushes its producer, but a record its buffer's drainer has taken and not
         # yet handed to the client escapes that flush, and a commit past a state that never
         # reached the changelog loses the state's events at a crash.
-        if written:
+        if written and dirty.interval > 0:
             await app.producer.flush()
         dirty.acknowledge(written)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
@@ -251,12 +251,12 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
     settled = register_rebalance(ctx, engines, engine_for, partition_of)
 
-    @guard.timer(app, dirty.interval)
+    @guard.timer(app, max(dirty.interval, 0.5))
     async def flush_states() -> None:
         """Write what changed since the last flush when no batch came to do it. Not while
         the group rebalances: a partition being taken away must not have its state written
         after its next owner started; its held messages are re-read there instead."""
-        if settled() and dirty.due():
+        if dirty.due():
             await flush_dirty()
 
     @guard.timer(app, 1.0)
