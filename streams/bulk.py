@@ -5,7 +5,7 @@ message is what most clickstream pipelines put on Kafka. So the ingest topic is 
 aiokafka ``getmany()`` loop in a consumer group of its own (``<app id>-ingest``), not by a
 Faust agent, and each fetch becomes at most one message per canonical-topic partition:
 
-1. fetch up to ``FETCH_MAX_RECORDS`` ingest messages;
+1. fetch up to ``Settings.ingest_fetch_max_records`` ingest messages;
 2. normalize each (``streams.normalize``: adapters, bounds, dead letters);
 3. group the events by the partition their key maps to (murmur2 of the session or customer id,
    as the producer's default partitioner does), one entry per key and ingest message, tagged
@@ -57,10 +57,6 @@ __all__ = ["BulkIngest", "Grouped", "Partitioner", "Record", "group_records", "i
 
 log = logging.getLogger(__name__)
 
-#: Ingest messages per fetch. Large enough that the per-fetch costs (one send per partition,
-#: one commit) vanish per message; small enough that a fetch is done in well under a second
-#: (5,000 one-event messages take about 0.1 s), so commits and acks stay frequent.
-FETCH_MAX_RECORDS = 5000
 #: How long a fetch waits for messages when none are there (ms); also how soon a stop is seen.
 FETCH_TIMEOUT_MS = 200
 #: Keys whose partition is remembered (murmur2 in Python costs a few us per key); the cache is
@@ -249,7 +245,8 @@ class BulkIngest:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=ingest_group(self.settings),
             client_id=f"{self.settings.app_id}-ingest", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=FETCH_MAX_RECORDS,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.ingest_fetch_max_records,
             session_timeout_ms=int(self.settings.broker_session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.broker_session_timeout / 5) * 1000),
             rebalance_timeout_ms=int(self.settings.broker_rebalance_timeout * 1000),
@@ -291,7 +288,7 @@ class BulkIngest:
         assert self.consumer is not None and self.producer is not None
         generation = self._generation
         fetched = await self.consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS,
-                                              max_records=FETCH_MAX_RECORDS)
+                                              max_records=self.settings.ingest_fetch_max_records)
         if not fetched:
             return 0
         async with self._busy:

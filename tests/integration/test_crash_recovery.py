@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 
 N_SESSIONS = 400
 N_MESSAGES = 12_000
+INGEST_KEY = b"one-ingest-partition"
 
 
 def traffic(seed: int) -> list[dict[str, object]]:
@@ -129,8 +130,11 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     # The detection state is what must come back exactly. The abandonment model is off: it is
     # shared by the worker's sessions and restored from its last checkpoint, so after a crash
     # it re-learns what the replay brings and its scores in the states can differ.
+    # Small ingest fetches: the stage commits many times over the stream, so a kill after its
+    # first commit lands with fetches still to come (one 5,000-message fetch would end it).
     settings = isolated_settings(tmp_path, batch_max_messages=50, batch_within=0.05,
-                                 commit_interval=2.0, store=store, abandonment_model=False)
+                                 commit_interval=2.0, store=store, abandonment_model=False,
+                                 ingest_fetch_max_records=200)
     ensure_topics(settings, kafka_bootstrap)
     messages = traffic(seed=11)
     expected = offline_states(messages, settings.partitions, detection.holdout(settings))
@@ -142,9 +146,11 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
 
     def send(payloads: list[dict[str, object]]) -> None:
         for payload in payloads:
-            # Keyed by session like a real client, so each session's messages stay in order.
-            key = payload["batch"][0]["anonymousId"].encode()  # type: ignore[index]
-            p.send(ingest, key=key, value=json.dumps(payload).encode(),
+            # All on one ingest partition, in the order sent. Each web-events partition mixes
+            # the ingest partitions in whatever order fetches bring them, and that order decides
+            # whether a partition's event time passes a session's deadline before the session's
+            # next event: no single offline order would be "the uninterrupted run".
+            p.send(ingest, key=INGEST_KEY, value=json.dumps(payload).encode(),
                    headers=[(SOURCE_HEADER, b"segment")])
         p.flush()
 
