@@ -74,6 +74,8 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
     m_latency = metrics.processing_latency.labels(agent=STAGE)
 
+    ownership = Ownership(web_name)
+
     def engine_for(partition: int) -> Engine:
         eng = engines.get(partition)
         if eng is None:
@@ -116,8 +118,17 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                         .on_message_out(e.message.tp, e.message.offset, e.message))
 
     async def flush_dirty() -> None:
+        """Write the changed states, then acknowledge their messages.
+
+        Outputs are at least once: the outputs a batch produced are delivered before the
+        states that record them are written, so a kill in between re-sends them when the
+        messages are read again (alerts and chat triggers keep their ids, for consumers to
+        drop the copy) and never loses them; the other way round, a state that reached the
+        changelog marks its messages as applied, and outputs still in the producer's buffer
+        at the kill were lost for good (26 of 1,026 signals in one multi-worker run)."""
         t1 = time.perf_counter()
         dead: list[DeadLetter] = []
+        await app.producer.flush()
 
         def write(partition: int, keys: dict[str, Any]) -> None:
             dead.extend(store_keys(engines[partition], keys))
@@ -127,7 +138,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         # commit flushes its producer, but a record its buffer's drainer has taken and not
         # yet handed to the client escapes that flush, and a commit past a state that never
         # reached the changelog loses the state's events at a crash.
-        if written and dirty.interval > 0:
+        if written:
             await app.producer.flush()
         dirty.acknowledge(written)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
@@ -203,9 +214,15 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             work: dict[int, tuple[Outputs, dict[str, EventT], list[EventT]]] = {}
             dead: list[DeadLetter] = []
             applied = 0
+            fed: dict[int, Engine] = {}
             for event in batch:
                 msg = event.message
-                engine = engine_for(msg.partition)
+                if msg.partition not in ownership.owned:
+                    # Fetched before a rebalance took the partition away: its next owner
+                    # re-reads it. Never acknowledged here.
+                    msg.incref()
+                    continue
+                engine = fed[msg.partition] = engine_for(msg.partition)
                 pending = work.get(msg.partition)
                 if pending is None:
                     pending = work[msg.partition] = (Outputs(), {}, [])
@@ -230,36 +247,45 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                     applied += len(evs)
                     touched[sid] = event
             m_applied.inc(applied)
+            # Held before anything awaits: a rebalance in an await below can take a partition
+            # away, and then its messages must stay unacknowledged (its next owner re-reads).
             for partition, (out, touched, events) in work.items():
-                engine = engines[partition]
-                at = At(web_name, partition)
-                for sid in {o["session_id"] for o in out.outcomes}:
-                    # Ended sessions leave the table now: the adopt timer must not take a
-                    # stale copy back while the deletion waited for the flush.
-                    if sid not in engine.sessions and sid.encode() in sessions:
-                        del_in_partition(sessions, sid.encode(), touched.get(sid, at))
+                engine, at = fed[partition], At(web_name, partition)
                 for sid in out.ticked:
                     dirty.mark(partition, engine, sid, touched.get(sid, at))
                 for sid, last in touched.items():
                     dirty.mark(partition, engine, sid, last)
                 dirty.hold(partition, engine, events)
-            if dirty.due():
-                await flush_dirty()
+            # Outputs before the states that record them (see flush_dirty).
             for out, _, _ in work.values():
                 await publish_outputs(out)
+            if any(out.outcomes for out, _, _ in work.values()):
+                await app.producer.flush()
+                for partition, (out, touched, _) in work.items():
+                    engine = fed[partition]
+                    if engines.get(partition) is not engine:
+                        continue
+                    for sid in {o["session_id"] for o in out.outcomes}:
+                        # Ended sessions leave the table now: the adopt timer must not take
+                        # a stale copy back while the deletion waits for the flush.
+                        if sid not in engine.sessions and sid.encode() in sessions:
+                            del_in_partition(sessions, sid.encode(),
+                                             touched.get(sid, At(web_name, partition)))
+            if dirty.due() and settled():
+                await flush_dirty()
             await guard.dead(dead)
             ctx.observe_latency(m_latency, batch)
             m_msgs.inc(len(batch))
             m_batch.observe(time.perf_counter() - t0)
 
-    settled = register_rebalance(ctx, engines, engine_for, partition_of)
+    settled = register_rebalance(ctx, ownership, engines, engine_for, partition_of)
 
     @guard.timer(app, max(dirty.interval, 0.5))
     async def flush_states() -> None:
         """Write what changed since the last flush when no batch came to do it. Not while
         the group rebalances: a partition being taken away must not have its state written
         after its next owner started; its held messages are re-read there instead."""
-        if dirty.due():
+        if dirty.due() and settled():
             await flush_dirty()
 
     @guard.timer(app, 1.0)
@@ -275,8 +301,9 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             try:
                 out = engine.advance(engine.watermark)
                 if out.signals or out.outcomes or out.ticked:
-                    await guard.dead(store(engine, partition, out, {}))
                     await publish_outputs(out)
+                    await app.producer.flush()  # outputs first, as in flush_dirty
+                    await guard.dead(store(engine, partition, out, {}))
             except Exception as exc:  # noqa: BLE001 - raised below, once the others ran
                 error = error or exc
         if journey_stats is not None and engines:
@@ -289,15 +316,13 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
 # --- rebalances: engines follow the assignment (streams.rebalance) ---------------------------
 
-def register_rebalance(ctx: Context, engines: dict[int, Engine],
+def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, Engine],
                        engine_for: Callable[[int], Engine],
                        partition_of: Callable[[bytes], int]) -> Callable[[], bool]:
     """Drop the engines of partitions that move away, adopt the stored sessions of the
     partitions that come in once their table partitions are recovered. Returns whether the
     worker is settled (no rebalance under way): timers touch engines only then."""
     app, sessions, guard = ctx.app, ctx.sessions, ctx.guard
-    web_name = topic_name("web_events", ctx.settings.topic_prefix)
-    ownership = Ownership(web_name)
     # The topics Faust's agents read (not the tables' changelogs, which Faust positions).
     stream_topics = {t.get_topic_name() for t in ctx.topics.values()}
 
@@ -312,7 +337,7 @@ def register_rebalance(ctx: Context, engines: dict[int, Engine],
         def load(key: bytes) -> Any:
             state = ctx.stored(sessions, key, decode_state, STAGE, None, dead)
             if state is None and key in sessions:  # unreadable: the key starts fresh
-                del_in_partition(sessions, key, At(web_name, partition_of(key)))
+                del_in_partition(sessions, key, At(ownership.topic, partition_of(key)))
             return state
 
         ownership.adopt(sessions.keys(), partition_of,
