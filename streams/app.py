@@ -29,7 +29,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from detectors.session import SessionProcessor
-from streams import detection
+from streams import checkpoints, detection
 from streams.budgets import state_writers
 from streams.collector import register_collector
 from streams.context import Context
@@ -45,7 +45,7 @@ from streams.memory import release_free_memory
 from streams.metrics import METRICS, Metrics
 from streams.sessions import register_sessions
 from streams.settings import Settings
-from streams.topics import topic_name
+from streams.topics import TOPICS, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ def create_worker(
             key_type=bytes,
             value_type=bytes,
             partitions=settings.partitions,
+            # Should Faust create it before ensure_topics does: compacted as declared.
+            compacting=True if TOPICS[logical].compacted else None,
         )
 
     topics = {
@@ -153,6 +155,7 @@ def create_worker(
             "experiments",
             "feedback",
             "dead_letters",
+            "checkpoints",
         )
     }
     sessions = app.Table(SESSIONS_TABLE, partitions=settings.partitions, key_type=bytes,
@@ -174,12 +177,16 @@ def create_worker(
                                  settings.incident_lateness, guard) if funnel is not None else None
     register_sessions(ctx, journey_stats)
     customer_models = register_customers(ctx)
+    # What workers learned, shared through the compacted checkpoints topic (README "Scaling
+    # out"): a worker that starts or takes over partitions starts from it.
+    shared = checkpoints.Shared(topics["checkpoints"], guard, bootstrap,
+                                settings.kafka_client_kwargs())
     if settings.incident_detection:
         register_incidents(app, settings, topics["journey_stats"], topics["alerts"], guard,
-                           metrics)
+                           metrics, shared)
     if settings.holdout:
         register_experiments(app, settings, topics["experiments"], guard, metrics)
-    tally, reweigh = register_learning(ctx, triage=customer_models.triage,
+    tally, reweigh = register_learning(ctx, shared, triage=customer_models.triage,
                                        churn=customer_models.churn)
     register_feedback(app, topics["feedback"], topics["labels"], guard, metrics, tally,
                       on_verdict=reweigh if settings.learn_from_feedback else None,

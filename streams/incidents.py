@@ -11,17 +11,20 @@ documents go to the alerts topic, keyed ``journey/step``, and into
 ``frictionwatch_incident_open`` and ``frictionwatch_incident_revenue_lost_per_hour``. The
 topic is keyed by step, so one worker judges each step and an outage opens one incident
 however many workers share the traffic. What the detector learned (baselines, open
-incidents) is checkpointed with the models.
+incidents) is checkpointed with the models, and each step's part is published on the
+checkpoints topic, so the step's next owner after a rebalance starts from it (``share_steps``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
+from kafka.partitioner.default import murmur2
 
 from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
 from detectors.incidents import IncidentDetector, WindowMerger
@@ -105,9 +108,12 @@ class _Checkpointed:
 
 
 def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, alert_topic: Any,
-                       guard: Guard, metrics: Metrics) -> IncidentDetector:
+                       guard: Guard, metrics: Metrics,
+                       shared: checkpoints.Shared | None = None) -> IncidentDetector:
     """The incidents agent, its checkpoints, and the gauges of open incidents. ``guard``
-    sends (size-checked) and dead letters, and runs the checkpoint timer."""
+    sends (size-checked) and dead letters, and runs the checkpoint timer. With ``shared``
+    (the checkpoints topic), each step's baselines follow its journey-stats partition from
+    worker to worker (``share_steps``)."""
     detector = IncidentDetector(detection.incident_config(settings))
     state = _Checkpointed(detector, WindowMerger())
     path: Path = settings.data_dir / "models" / "incidents.ckpt"
@@ -161,8 +167,65 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
         log.info("incident %s %s at %s/%s: %s", data["incident_id"], data["status"], journey,
                  step, data["summary"])
 
+    publish_steps = share_steps(app, state, stats_topic.get_topic_name(), shared) \
+        if shared is not None else None
+
     @guard.timer(app, settings.model_checkpoint_interval)
     async def checkpoint_incidents() -> None:
         checkpoints.save(state, path)
+        if publish_steps is not None:
+            await publish_steps()
 
     return detector
+
+
+# --- shared across workers: a step's baselines move with its journey-stats partition ---------
+
+def share_steps(app: faust.App, state: _Checkpointed, topic: str, shared: checkpoints.Shared
+                ) -> Callable[[], Awaitable[None]]:
+    """Each journey step is judged by the worker that owns its journey-stats partition. On
+    every rebalance (once recovered, before the streams resume) the steps of partitions that
+    moved away are forgotten, and those of partitions that came in are taken from the
+    checkpoints topic, where their previous owner published them; returns the function that
+    publishes the owned steps (run on the checkpoint timer)."""
+    owned: set[int] = set()
+
+    def partition_of(key: str) -> int:
+        n = app.consumer.topic_partitions(topic) if app.consumer else None
+        # The producer's default partitioner: where the step's records are sent.
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % (n or app.conf.topic_partitions)
+
+    def held() -> set[str]:
+        return {f"{j}/{s}" for j, s in state.detector.steps} | set(state.merger._open)
+
+    async def on_recovered(sender: Any, *args: Any, **kw: Any) -> None:
+        nonlocal owned
+        now = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        gone, came = owned - now, now - owned
+        owned = now
+        for key in held():
+            if partition_of(key) in gone:
+                checkpoints.drop_step(state.detector, state.merger, key)
+        if not came:
+            return
+        prefix = checkpoints.step_key("")
+        published = await shared.read()
+        n = 0
+        for key, value in published.items():
+            step = key[len(prefix):]
+            if key.startswith(prefix) and partition_of(step) in came:
+                n += checkpoints.adopt_step(state.detector, state.merger, step, value)
+        if n:
+            log.info("took over the incident baselines of %d journey steps", n)
+
+    # Faust's stubs want a keyword-only ``signal`` argument; its senders pass it so.
+    app.on_rebalance_complete.connect(cast(Any, on_recovered))
+
+    async def publish() -> None:
+        for key in held():
+            if partition_of(key) in owned:
+                saved = checkpoints.step_checkpoint(state.detector, state.merger, key)
+                if saved is not None:
+                    await shared.publish(checkpoints.step_key(key), *saved)
+
+    return publish

@@ -39,8 +39,10 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(n, settings.partitions, settings.replication_factor)
-            for n in names
+            NewTopic(n, settings.partitions, settings.replication_factor,
+                     # A compacted topic keeps the latest value of each key for good.
+                     topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
+            for n, spec in zip(names, TOPICS.values(), strict=True)
             if n not in existing
         ]
         if missing:

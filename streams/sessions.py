@@ -7,14 +7,17 @@ of their events. Each batch writes every session it changed once, and sends what
 produced (signals, alerts, chat triggers, holdout records, session outcomes) on their topics.
 
 Timers: ``event_time`` runs deadlines and expiries as each partition's event time moves (and
-flushes the journey windows); ``adopt_stored_sessions`` takes over stored sessions that get no
-events after a restart or a rebalance, so they still expire.
+flushes the journey windows). Rebalances (``register_rebalance``, ``streams.rebalance``): the
+engines of partitions that move away are dropped, and the stored sessions of partitions that
+come in are taken over once their table partitions are recovered, so they still expire and
+their deadlines run.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -30,6 +33,7 @@ from streams.context import Context, dead_letter, decode_events, failed, origin
 from streams.deadletter import DeadLetter
 from streams.guard import inc_finite
 from streams.incidents import JourneyStats
+from streams.rebalance import Ownership
 from streams.tables import At, del_in_partition
 from streams.topics import topic_name
 
@@ -194,11 +198,16 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             m_msgs.inc(len(batch))
             m_batch.observe(time.perf_counter() - t0)
 
+    settled = register_rebalance(ctx, engines, engine_for, partition_of)
+
     @guard.timer(app, 1.0)
     async def event_time() -> None:
         """Deadlines and expiries as each partition's event time (its newest event) moves.
         A partition that fails does not hold up the others; the first error is raised at
-        the end, for the timer's guard to count and log."""
+        the end, for the timer's guard to count and log. Not while the group rebalances:
+        an engine may be about to move to another worker (streams.rebalance)."""
+        if not settled():
+            return
         error: Exception | None = None
         for partition, engine in list(engines.items()):
             try:
@@ -213,20 +222,62 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         if error is not None:
             raise error
 
-    @guard.timer(app, 30.0)
-    async def adopt_stored_sessions() -> None:
-        """After a restart or a rebalance, take over stored sessions that get no events, so
-        they still expire (state stays bounded) and their deadlines still run."""
+    return engines
+
+
+# --- rebalances: engines follow the assignment (streams.rebalance) ---------------------------
+
+def register_rebalance(ctx: Context, engines: dict[int, Engine],
+                       engine_for: Callable[[int], Engine],
+                       partition_of: Callable[[bytes], int]) -> Callable[[], bool]:
+    """Drop the engines of partitions that move away, adopt the stored sessions of the
+    partitions that come in once their table partitions are recovered. Returns whether the
+    worker is settled (no rebalance under way): timers touch engines only then."""
+    app, sessions, guard = ctx.app, ctx.sessions, ctx.guard
+    web_name = topic_name("web_events", ctx.settings.topic_prefix)
+    ownership = Ownership(web_name)
+
+    def settled() -> bool:
+        return ownership.settled and not app.rebalancing
+
+    async def adopt_owned() -> None:
+        """Take over the stored sessions of owned partitions that no engine holds, so they
+        still expire (state stays bounded) and their deadlines still run."""
         dead: list[DeadLetter] = []
-        for key in list(sessions.keys()):
-            partition = partition_of(key)
-            engine = engine_for(partition)
-            if key.decode(errors="replace") not in engine.sessions:
-                state = ctx.stored(sessions, key, decode_state, STAGE, None, dead)
-                if state is not None:
-                    engine.adopt(state)
-                elif key in sessions:  # unreadable: the key starts fresh
-                    del_in_partition(sessions, key, At(web_name, partition))
+
+        def load(key: bytes) -> Any:
+            state = ctx.stored(sessions, key, decode_state, STAGE, None, dead)
+            if state is None and key in sessions:  # unreadable: the key starts fresh
+                del_in_partition(sessions, key, At(web_name, partition_of(key)))
+            return state
+
+        ownership.adopt(sessions.keys(), partition_of,
+                        lambda p, sid: p in engines and sid in engines[p].sessions,
+                        load, lambda p, state: engine_for(p).adopt(state))
         await guard.dead(dead)
 
-    return engines
+    async def on_revoked(sender: Any, *args: Any, **kw: Any) -> None:
+        ownership.on_revoked()
+
+    async def on_assigned(sender: Any, *args: Any, **kw: Any) -> None:
+        ownership.on_assigned(args[0], engines)  # the new assignment (TopicPartitions)
+
+    async def on_recovered(sender: Any, *args: Any, **kw: Any) -> None:
+        # Faust sends this once the tables' active partitions are read back, before the
+        # streams resume. The assignment is read again: this may come before on_assigned.
+        ownership.on_assigned(app.consumer.assignment(), engines)
+        await adopt_owned()
+
+    # Faust's stubs want a keyword-only ``signal`` argument; its senders pass it by keyword.
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+    app.on_rebalance_complete.connect(cast(Any, on_recovered))
+
+    @guard.timer(app, 30.0)
+    async def adopt_stored_sessions() -> None:
+        """A safety net: stored sessions of owned partitions that no engine holds (none,
+        unless a rebalance signal was missed) are taken over."""
+        if settled():
+            await adopt_owned()
+
+    return settled

@@ -58,7 +58,7 @@ class TopicSpec:
     key: str
     schema: str
     doc: str
-    #: Compacted topics keep the latest value per key (none yet; tables' changelogs are Faust's).
+    #: Compacted topics keep the latest value per key (tables' changelogs are Faust's).
     compacted: bool = False
 
 
@@ -147,6 +147,16 @@ TOPICS: dict[str, TopicSpec] = {
         "false_alarm), and optionally the alert's reason, who, a note and the time",
         doc="CX people's verdicts on alerts, from POST /feedback or any tool; the worker counts "
         "each and turns it into a label.",
+    ),
+    "checkpoints": TopicSpec(
+        suffix="checkpoints",
+        key="what is checkpointed: model/<name> (an online model or the detectors' learned "
+        "thresholds) or incidents/<journey>/<step> (one step's baselines)",
+        schema="msgpack streams.checkpoints.Published: examples learned, time, and the "
+        "checkpoint bytes (models.checkpoint)",
+        doc="The latest learned state each worker published, shared by all workers: one that "
+        "starts or takes over partitions starts from it, not from a cold start.",
+        compacted=True,
     ),
     "dead_letters": TopicSpec(
         suffix="dead-letters",

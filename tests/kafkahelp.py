@@ -132,3 +132,25 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 def topic(settings: Settings, logical: str) -> str:
     return topic_name(logical, settings.topic_prefix)
+
+
+# --- several workers (tests/integration/test_multi_worker.py, bench/scale.py) ----------------
+
+def worker_settings(settings: Settings, tmp_path: Path, name: str) -> Settings:
+    """``settings`` for one more worker of the same group: its own web port and data dir, as
+    each replica of a deployment has."""
+    return settings.model_copy(update={"web_port": free_port(),
+                                       "data_dir": tmp_path / name / "state"})
+
+
+def processed_messages(worker: WorkerProcess, topic_label: str = "web_events") -> float:
+    """``frictionwatch_messages_total`` of one input topic (0 if the worker does not answer)."""
+    import re
+
+    try:
+        text = worker.metrics_text(timeout=2.0)
+    except OSError:
+        return 0.0
+    m = re.search(rf'^frictionwatch_messages_total\{{topic="{topic_label}"\}} (\S+)$', text,
+                  re.M)
+    return float(m.group(1)) if m else 0.0

@@ -1,0 +1,257 @@
+"""The cost of scale: CPU seconds per million events with 1, 2 and 3 workers, and the pause in
+processing while the group rebalances (a worker joining, a worker killed).
+
+    python bench/scale.py                      # embedded tansu broker
+    python bench/scale.py --broker host:9092   # a real Kafka
+
+CPU, not wall time: the machine this was written on has 2 cores, so 3 workers cannot run 3x
+as fast on it; what scale costs is the extra CPU per event (duplicated per-worker work:
+timers, heartbeats, fetches of fewer messages each). The figure is the sum over the worker
+processes of user + system CPU (``/proc/<pid>/stat``, so Linux only) from when all of them own
+partitions to when the last message is applied; the broker and this script (which produces
+the events) are excluded. Workers idle while this script produces are included: that is part
+of what another worker costs. The target: 3 workers within 15% of 1 worker.
+
+The rebalance pause: 2 workers consume a steady stream; a third joins, later one is SIGKILLed.
+The pause is the longest time in which no worker applied any message (read from their
+``/metrics`` every 50 ms) after each event. A kill's pause includes the broker noticing the
+dead member: up to the session timeout (``--session-timeout``).
+
+On a shared, noisy machine take same-run ratios, not absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams.broker import broker_for, free_port  # noqa: E402
+from streams.kafka_io import ensure_topics  # noqa: E402
+from streams.settings import Settings, load  # noqa: E402
+from streams.topics import SOURCE_HEADER, topic_name  # noqa: E402
+from streams.worker_process import WorkerProcess  # noqa: E402
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_SAMPLE = re.compile(r'^frictionwatch_messages_total\{topic="(\w+)"\} ([0-9.e+]+)$', re.M)
+_EVENTS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("Element Clicked", {"x": 10, "y": 20, "target": "#buy"}),
+    ("Product Added", {"price": 19.5, "quantity": 1}),
+    ("Checkout Step Viewed", {"step": 1}),
+    ("Payment Declined", {"reason": "card_declined"}),
+    ("Cart Viewed", {}),
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def messages(n_events: int, per_message: int, sessions: int, seed: int) -> list[tuple[bytes,
+                                                                                      bytes]]:
+    """(key, Segment batch) pairs: one session's calls per message, as a browser sends."""
+    rng = random.Random(seed)
+    out = []
+    made = 0
+    while made < n_events:
+        s = rng.randrange(sessions)
+        calls = []
+        for _ in range(min(per_message, n_events - made)):
+            made += 1
+            name, props = rng.choice(_EVENTS)
+            t = made * 10  # ms
+            calls.append({"type": "track", "event": name, "messageId": f"m{made}",
+                          "anonymousId": f"a{s}", "context": {"sessionId": f"s{s}"},
+                          "timestamp": f"2026-01-01T{t // 3_600_000 % 24:02d}:"
+                          f"{t // 60_000 % 60:02d}:{t // 1000 % 60:02d}.{t % 1000:03d}Z",
+                          "properties": props})
+        out.append((f"a{s}".encode(), json.dumps({"batch": calls}).encode()))
+    return out
+
+
+def counts(w: WorkerProcess) -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in _SAMPLE.findall(w.metrics_text(timeout=2.0))}
+    except OSError:
+        return {}
+
+
+def start_group(base: Settings, bootstrap: str, n: int, tmp: Path, tag: str
+                ) -> list[WorkerProcess]:
+    workers = []
+    for i in range(n):
+        s = base.model_copy(update={"web_port": free_port(),
+                                    "data_dir": tmp / f"{tag}-w{i}" / "state"})
+        workers.append(WorkerProcess(s, bootstrap, tmp / f"{tag}-w{i}.log").start())
+    deadline = time.monotonic() + 120
+    while sum(w.assigned_partitions() > 0 for w in workers) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{n} workers did not all get partitions")
+        time.sleep(0.2)
+    time.sleep(2.0)  # let the last rebalance's recovery settle before the clock starts
+    return workers
+
+
+def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]],
+            rate: float | None = None, stop: threading.Event | None = None) -> int:
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20)
+    sent = 0
+    t0 = time.monotonic()
+    for key, value in msgs:
+        if stop is not None and stop.is_set():
+            break
+        p.send(topic, key=key, value=value, headers=[(SOURCE_HEADER, b"segment")])
+        sent += 1
+        if rate is not None:
+            ahead = t0 + sent / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush()
+    p.close()
+    return sent
+
+
+def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[bytes, bytes]],
+                    n_events: int, tmp: Path, idle_for: float = 5.0
+                    ) -> tuple[float, float, float]:
+    """(CPU seconds per million events, wall seconds, idle CPU seconds per second of the
+    group) for ``n`` workers over ``msgs``; the idle rate is measured first, over
+    ``idle_for`` seconds with nothing to read (timers, heartbeats, empty fetches)."""
+    tag = uuid.uuid4().hex[:6]
+    s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
+    ensure_topics(s, bootstrap)
+    workers = start_group(s, bootstrap, n, tmp, tag)
+    try:
+        pids = [w.proc.pid for w in workers if w.proc]
+        idle_start = sum(cpu_seconds(p) for p in pids)
+        time.sleep(idle_for)
+        before = sum(cpu_seconds(p) for p in pids)
+        idle = (before - idle_start) / idle_for
+        t0 = time.monotonic()
+        produce(bootstrap, topic_name("ingest", s.topic_prefix), msgs)
+        deadline = time.monotonic() + 900
+        while sum(counts(w).get("web_events", 0.0) for w in workers) < len(msgs):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{n} workers did not finish:\n{workers[0].log_tail()}")
+            time.sleep(0.25)  # gently: a scrape costs the workers CPU too
+        used = sum(cpu_seconds(p) for p in pids) - before
+        return used / n_events * 1e6, time.monotonic() - t0, idle
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def longest_pause(progress: list[float], start: float, end: float) -> float:
+    """The longest gap between moments of progress within [start, end] (from ``start``)."""
+    marks = [start] + [t for t in progress if start < t <= end] + [end]
+    return max(b - a for a, b in zip(marks, marks[1:], strict=False))
+
+
+def rebalance_pauses(base: Settings, bootstrap: str, msgs: list[tuple[bytes, bytes]],
+                     rate: float, tmp: Path) -> tuple[float, float]:
+    """(pause when a third worker joins, pause when a worker is SIGKILLed), in seconds."""
+    tag = uuid.uuid4().hex[:6]
+    s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
+    ensure_topics(s, bootstrap)
+    workers = start_group(s, bootstrap, 2, tmp, tag)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(2)
+    sending = pool.submit(produce, bootstrap, topic_name("ingest", s.topic_prefix), msgs,
+                          rate, stop)
+    progress: list[float] = []
+    last: dict[int, float] = {}
+
+    def watch(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            now = time.monotonic()
+            for i, w in enumerate(list(workers)):
+                done = counts(w).get("web_events")
+                if done is not None and done > last.get(i, 0.0):
+                    last[i] = done
+                    progress.append(now)
+            time.sleep(0.05)
+
+    try:
+        watch(5.0)
+        joined_at = time.monotonic()
+        extra = s.model_copy(update={"web_port": free_port(),
+                                     "data_dir": tmp / f"{tag}-w2" / "state"})
+        joining = pool.submit(WorkerProcess(extra, bootstrap, tmp / f"{tag}-w2.log").start)
+        while not joining.done():
+            watch(0.5)
+        workers.append(joining.result())
+        watch(10.0)
+        killed_at = time.monotonic()
+        workers[0].kill()
+        watch(base.broker_session_timeout * 2 + 10.0)
+        join_pause = longest_pause(progress, joined_at, killed_at)
+        kill_pause = longest_pause(progress, killed_at, time.monotonic())
+        return join_pause, kill_pause
+    finally:
+        stop.set()
+        sending.result()
+        pool.shutdown()
+        for w in workers:
+            w.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--per-message", type=int, default=5, help="Segment calls per message")
+    ap.add_argument("--sessions", type=int, default=5_000)
+    ap.add_argument("--partitions", type=int, default=6, help="divisible by 1, 2 and 3")
+    ap.add_argument("--workers", default="1,2,3")
+    ap.add_argument("--rate", type=float, default=300.0,
+                    help="messages/s of the steady stream during the rebalance runs")
+    ap.add_argument("--session-timeout", type=float, default=10.0)
+    ap.add_argument("--no-pause", action="store_true", help="skip the rebalance runs")
+    ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    msgs = messages(args.events, args.per_message, args.sessions, args.seed)
+    with tempfile.TemporaryDirectory() as tmp, broker_for(args.broker) as bootstrap:
+        base = load(partitions=args.partitions, web_host="127.0.0.1",
+                    broker_session_timeout=args.session_timeout,
+                    data_dir=Path(tmp) / "state")
+        print(f"{args.events:,} events in {len(msgs):,} messages ({args.per_message}/message), "
+              f"{args.partitions} partitions, broker {bootstrap}; CPU = user+sys of the worker "
+              f"processes only (/proc), broker and producer excluded")
+        cpu: dict[int, float] = {}
+        for n in (int(x) for x in args.workers.split(",")):
+            cpu[n], wall, idle = cpu_per_million(base, bootstrap, n, msgs, args.events,
+                                                 Path(tmp))
+            ratio = f"; {n} / 1 worker: {cpu[n] / cpu[1]:.3f}" if 1 in cpu and n != 1 else ""
+            print(f"{n} worker(s): {cpu[n]:7.1f} CPU s per million events "
+                  f"({wall:.1f} s wall){ratio}; idle, the group costs {idle:.3f} CPU s/s "
+                  f"({idle * wall / args.events * 1e6:.1f} of the figure)")
+        if not args.no_pause:
+            stream = messages(int(args.rate * 120) * args.per_message, args.per_message,
+                              args.sessions, args.seed + 1)
+            join, kill = rebalance_pauses(base, bootstrap, stream, args.rate, Path(tmp))
+            print(f"rebalance pause at {args.rate:.0f} messages/s: a worker joining "
+                  f"{join:.2f} s; a worker SIGKILLed {kill:.2f} s (session timeout "
+                  f"{args.session_timeout:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
