@@ -40,8 +40,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from kafka.partitioner.default import murmur2
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -52,6 +50,7 @@ from streams import detection  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.simulator import SimConfig, Simulator  # noqa: E402
+from streams.topics import partition_for  # noqa: E402
 
 #: The in-memory target of issue 14.
 TARGET_BYTES = 2048
@@ -72,7 +71,7 @@ def build(settings: Settings, n_sessions: int, rate: float, seed: int) -> tuple[
             # As the sessions agent gets them: decoded from the canonical message's bytes,
             # with their ingest origin (a partition name parsed from each message, so a new
             # string each time, and its offset), which the state keeps for exact recovery.
-            p = (murmur2(sid.encode()) & 0x7FFFFFFF) % settings.partitions
+            p = partition_for(sid.encode(), settings.partitions)
             offsets[p] += 1
             name, _, offset = f"i{p}:{offsets[p]}".rpartition(":")
             eng.feed(decode_batch(encode_batch(evs)), (name, int(offset)))

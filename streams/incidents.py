@@ -24,7 +24,6 @@ from typing import Any, cast
 
 import faust
 import msgspec
-from kafka.partitioner.default import murmur2
 
 from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
 from detectors.incidents import IncidentDetector, WindowMerger
@@ -34,6 +33,7 @@ from streams.deadletter import decode_reason
 from streams.guard import Guard, inc_finite, set_finite
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.topics import partition_for
 
 __all__ = ["JourneyStats", "register_incidents"]
 
@@ -193,7 +193,7 @@ def share_steps(app: faust.App, state: _Checkpointed, topic: str, shared: checkp
     def partition_of(key: str) -> int:
         n = app.consumer.topic_partitions(topic) if app.consumer else None
         # The producer's default partitioner: where the step's records are sent.
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % (n or app.conf.topic_partitions)
+        return partition_for(key.encode(), n or app.conf.topic_partitions)
 
     def held() -> set[str]:
         return {f"{j}/{s}" for j, s in state.detector.steps} | set(state.merger._open)

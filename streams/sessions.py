@@ -25,7 +25,6 @@ from typing import Any, cast
 import faust
 import msgspec
 from faust.types import EventT
-from kafka.partitioner.default import murmur2
 
 from detectors.customer import session_summary
 from detectors.engine import Engine, Outputs
@@ -39,7 +38,7 @@ from streams.guard import inc_finite
 from streams.incidents import JourneyStats
 from streams.rebalance import Ownership, rewind_uncommitted
 from streams.tables import At, del_in_partition
-from streams.topics import topic_name
+from streams.topics import partition_for, topic_name
 
 __all__ = ["register_sessions"]
 
@@ -84,8 +83,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
     def partition_of(key: bytes) -> int:
         n = app.consumer.topic_partitions(web_name) if app.consumer else None
-        # The producer's default partitioner (murmur2, as Java and aiokafka use for keys).
-        return (murmur2(key) & 0x7FFFFFFF) % (n or settings.partitions)
+        return partition_for(key, n or settings.partitions)
 
     def store(engine: Engine, partition: int, out: Outputs,
               touched: dict[str, Any]) -> list[DeadLetter]:

@@ -18,7 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kafka.partitioner.default import murmur2
+
 __all__ = [
+    "partition_for",
     "DeadLetterReason",
     "ORIGIN_HEADER",
     "SOURCE_HEADER",
@@ -175,3 +178,13 @@ TOPICS: dict[str, TopicSpec] = {
 def topic_name(topic: str, prefix: str) -> str:
     """Full Kafka topic name for a declared topic (``KeyError`` for an undeclared one)."""
     return prefix + TOPICS[topic].suffix
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition a keyed record goes to: the producer's default partitioner (murmur2, as
+    the Java client and aiokafka use for keys), so state is looked up where its input lands.
+
+    >>> partition_for(b"s1", 4) == partition_for(b"s1", 4) < 4
+    True
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

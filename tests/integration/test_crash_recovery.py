@@ -10,7 +10,6 @@ import re
 import time
 
 import pytest
-from kafka.partitioner.default import murmur2
 from kafkahelp import (
     WorkerProcess,
     changelog_topic,
@@ -32,7 +31,7 @@ from streams.adapters import adapt
 from streams.app import SESSIONS_TABLE
 from streams.journeys import load_journeys
 from streams.kafka_io import ensure_topics
-from streams.topics import SOURCE_HEADER
+from streams.topics import SOURCE_HEADER, partition_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +80,7 @@ def offline_states(messages: list[dict[str, object]], partitions: int,
         for e in adapted.events:
             by_session.setdefault(e.session_id, []).append(e)
         for sid, evs in by_session.items():
-            p = (murmur2(sid.encode()) & 0x7FFFFFFF) % partitions
+            p = partition_for(sid.encode(), partitions)
             engine = engines.setdefault(p, Engine(processor, Alerting(), holdout=holdout))
             engine.feed(evs)
     states: dict[str, SessionState] = {}

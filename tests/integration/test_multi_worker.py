@@ -24,7 +24,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from kafka.partitioner.default import murmur2
 from kafkahelp import (
     WorkerProcess,
     changelog_topic,
@@ -45,7 +44,7 @@ from streams.adapters import adapt
 from streams.app import SESSIONS_TABLE
 from streams.kafka_io import ensure_topics
 from streams.settings import Settings
-from streams.topics import SOURCE_HEADER
+from streams.topics import SOURCE_HEADER, partition_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +107,7 @@ def offline(messages: list[dict[str, Any]], settings: Settings
         for e in adapted.events:
             by_session.setdefault(e.session_id, []).append(e)
         for sid, evs in by_session.items():
-            p = (murmur2(sid.encode()) & 0x7FFFFFFF) % settings.partitions
+            p = partition_for(sid.encode(), settings.partitions)
             engine = engines.get(p)
             if engine is None:
                 engine = engines[p] = detection.engine(settings, proc, alerting)

@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
+
+from benchload import load_bench
 
 
 def _bench() -> ModuleType:
-    path = Path(__file__).parents[2] / "bench" / "checkout_quality.py"
-    spec = importlib.util.spec_from_file_location("checkout_quality", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("checkout_quality")
 
 
 def test_precision_and_recall_on_simulated_traffic() -> None:

@@ -5,25 +5,17 @@ alerts (or alerts on another event), the bench would time the wrong thing; this 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
+
+from benchload import load_bench
 
 from streams import detection
 from streams.normalize import normalize
 from streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("latency_bench", ROOT / "bench" / "latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("latency")
 
 
 def test_probes_alert_on_their_own_event_or_deadline_and_browsing_never() -> None:

@@ -3,25 +3,16 @@ and what it counts as a session's memory is what dropping the sessions frees."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tracemalloc
-from pathlib import Path
 from types import ModuleType
+
+from benchload import load_bench
 
 from streams.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("session_memory_bench",
-                                                  ROOT / "bench" / "session_memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("session_memory")
 
 
 def test_engine_bytes_counts_what_the_sessions_hold() -> None:
