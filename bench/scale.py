@@ -47,7 +47,9 @@ from streams.topics import SOURCE_HEADER, topic_name  # noqa: E402
 from streams.worker_process import WorkerProcess  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-_SAMPLE = re.compile(r'^frictionwatch_messages_total\{topic="(\w+)"\} ([0-9.e+]+)$', re.M)
+#: Events the sessions agent fed to its state (web-events messages are bundles of many).
+_APPLIED = re.compile(r'^frictionwatch_events_applied_total\{agent="sessions"\} ([0-9.e+]+)$',
+                      re.M)
 _EVENTS: tuple[tuple[str, dict[str, object]], ...] = (
     ("Element Clicked", {"x": 10, "y": 20, "target": "#buy"}),
     ("Product Added", {"price": 19.5, "quantity": 1}),
@@ -86,11 +88,13 @@ def messages(n_events: int, per_message: int, sessions: int, seed: int) -> list[
     return out
 
 
-def counts(w: WorkerProcess) -> dict[str, float]:
+def applied(w: WorkerProcess) -> float | None:
+    """Events ``w``'s sessions agent has applied, or None if it does not answer."""
     try:
-        return {k: float(v) for k, v in _SAMPLE.findall(w.metrics_text(timeout=2.0))}
+        m = _APPLIED.search(w.metrics_text(timeout=2.0))
     except OSError:
-        return {}
+        return None
+    return float(m.group(1)) if m else 0.0
 
 
 def start_group(base: Settings, bootstrap: str, n: int, tmp: Path, tag: str
@@ -147,7 +151,7 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
         t0 = time.monotonic()
         produce(bootstrap, topic_name("ingest", s.topic_prefix), msgs)
         deadline = time.monotonic() + 900
-        while sum(counts(w).get("web_events", 0.0) for w in workers) < len(msgs):
+        while sum(applied(w) or 0.0 for w in workers) < n_events:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{n} workers did not finish:\n{workers[0].log_tail()}")
             time.sleep(0.25)  # gently: a scrape costs the workers CPU too
@@ -183,7 +187,7 @@ def rebalance_pauses(base: Settings, bootstrap: str, msgs: list[tuple[bytes, byt
         while time.monotonic() < end:
             now = time.monotonic()
             for i, w in enumerate(list(workers)):
-                done = counts(w).get("web_events")
+                done = applied(w)
                 if done is not None and done > last.get(i, 0.0):
                     last[i] = done
                     progress.append(now)

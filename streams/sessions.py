@@ -17,6 +17,7 @@ their deadlines run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -115,6 +116,9 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     dirty = DirtyStates(settings.state_flush_interval, on_acked=lambda e: app.sensors
                         .on_message_out(e.message.tp, e.message.offset, e.message))
 
+    # One flush at a time: the timer's and a batch's would each wait on the producer.
+    flushing = asyncio.Lock()
+
     async def flush_dirty() -> None:
         """Write the changed states, then acknowledge their messages.
 
@@ -124,6 +128,10 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         drop the copy) and never loses them; the other way round, a state that reached the
         changelog marks its messages as applied, and outputs still in the producer's buffer
         at the kill were lost for good (26 of 1,026 signals in one multi-worker run)."""
+        async with flushing:
+            await _flush_dirty()
+
+    async def _flush_dirty() -> None:
         t1 = time.perf_counter()
         dead: list[DeadLetter] = []
         await app.producer.flush()
@@ -283,7 +291,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         """Write what changed since the last flush when no batch came to do it. Not while
         the group rebalances: a partition being taken away must not have its state written
         after its next owner started; its held messages are re-read there instead."""
-        if dirty.due() and settled():
+        if dirty.due() and settled() and not flushing.locked():
             await flush_dirty()
 
     @guard.timer(app, 1.0)
