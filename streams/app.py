@@ -32,6 +32,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from detectors.session import SessionProcessor
 from streams import checkpoints, detection
+from streams.acks import TakenAcks
 from streams.budgets import state_writers
 from streams.collector import register_collector
 from streams.context import Context
@@ -47,6 +48,7 @@ from streams.memory import release_free_memory
 from streams.metrics import METRICS, Metrics
 from streams.sessions import register_sessions
 from streams.settings import Settings
+from streams.tables import Changelogs
 from streams.topics import TOPICS, topic_name
 
 log = logging.getLogger(__name__)
@@ -205,8 +207,11 @@ def create_worker(
     guard = Guard(max_request, topics["dead_letters"], metrics.dead_letters, metrics.timer_errors)
     # State budgets (detectors.budget): stored states stay small, what that drops is counted.
     dump_session, dump_customer = state_writers(settings, metrics)
+    # Offsets are committed only past messages an agent applied (streams.acks).
+    acks = TakenAcks(app, metrics.acks_refused)
+    acks.install()
     ctx = Context(app, settings, metrics, guard, topics, processor, alerting, sessions,
-                  customers, dump_session, dump_customer)
+                  customers, dump_session, dump_customer, acks, Changelogs(sessions, customers))
 
     # The agents, each in its own module.
     publish, ingest = register_ingest(ctx, bootstrap)
@@ -223,7 +228,7 @@ def create_worker(
         register_incidents(app, settings, topics["journey_stats"], topics["alerts"], guard,
                            metrics, shared)
     if settings.holdout:
-        register_experiments(app, settings, topics["experiments"], guard, metrics)
+        register_experiments(app, settings, topics["experiments"], guard, metrics, acks)
     tally, reweigh = register_learning(ctx, shared, triage=customer_models.triage,
                                        churn=customer_models.churn)
     register_feedback(app, topics["feedback"], topics["labels"], guard, metrics, tally,

@@ -24,12 +24,13 @@ from detectors.alerting import Alerting
 from detectors.customer import CustomerState
 from detectors.events import decode_batch
 from detectors.session import SessionProcessor, SessionState
+from streams.acks import TakenAcks
 from streams.bundle import Entry, decode_bundle, parse_origin
 from streams.deadletter import DeadLetter, decode_reason, make_dead_letter
 from streams.guard import EXCERPT_BYTES, Guard
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.tables import del_in_partition, set_in_partition
+from streams.tables import Changelogs, del_in_partition, set_in_partition
 from streams.topics import ORIGIN_HEADER
 
 __all__ = ["Context", "dead_letter", "decode_entries", "decode_events", "entry_origin", "failed",
@@ -51,6 +52,10 @@ class Context:
     customers: Any  # the customers table: customer id -> encoded CustomerState
     dump_session: Callable[[SessionState], bytes]
     dump_customer: Callable[[CustomerState], bytes]
+    #: what the stateful agents took into their batches (``streams.acks``)
+    acks: TakenAcks
+    #: the sessions and customers tables' changelog records, until delivered
+    changelogs: Changelogs
     #: (max messages, seconds) of a ``take_events`` batch.
     take: tuple[int, float] = field(init=False)
 

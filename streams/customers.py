@@ -51,6 +51,7 @@ def register_customers(ctx: Context) -> CustomerModels:
     m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
     m_churn_risk = metrics.churn_risk
     m_msgs = metrics.messages.labels(topic="support_events")
+    ctx.acks.guard(ctx.topics["support_events"].get_topic_name())
     m_applied = metrics.events_applied.labels(agent=STAGE)
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
     m_latency = metrics.processing_latency.labels(agent=STAGE)
@@ -86,7 +87,7 @@ def register_customers(ctx: Context) -> CustomerModels:
         touched: dict[bytes, tuple[Any, EventT]] = {}
         dead: list[DeadLetter] = []
         applied = 0
-        for event in batch:
+        for event in ctx.acks.current(batch):  # streams.acks
             msg = event.message
             entries = decode_entries(event, STAGE, dead)
             if entries is None:
@@ -109,8 +110,17 @@ def register_customers(ctx: Context) -> CustomerModels:
         t1 = time.perf_counter()
         for k, (state, event) in touched.items():
             ctx.write(table, k, state, ctx.dump_customer, STAGE, event, dead)
+        # The batch's messages are acknowledged when it ends: only once its states are in the
+        # changelog (streams.tables.Changelogs).
+        errors = await ctx.changelogs.delivered()
+        if errors:
+            guard.errors.error("changelog", "%d customer state writes not delivered (%s); "
+                               "their messages stay unacknowledged", len(errors), errors[0])
+            for event in batch:
+                event.message.incref()
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await guard.dead(dead)
+        await ctx.acks.seek_back(ctx.app.consumer)
 
     @ctx.app.agent(ctx.topics["support_events"], name=STAGE)
     async def customers_agent(stream: faust.StreamT[bytes]) -> None:

@@ -14,7 +14,7 @@ lift with its always-valid interval (``deploy/prometheus/rules/kpis.yml``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -22,11 +22,12 @@ import msgspec
 from models.experiments import Ledger
 from models.lift import ArmStats
 from streams import detection
+from streams.acks import TakenAcks
 from streams.deadletter import DeadLetter, decode_reason
 from streams.guard import Guard, set_finite
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.tables import set_in_partition
+from streams.tables import Changelogs, set_in_partition
 
 __all__ = ["EXPERIMENTS_TABLE", "HoldoutRecord", "register_experiments"]
 
@@ -63,11 +64,14 @@ def _decode(raw: bytes) -> dict[str, Any]:
 
 
 def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: Guard,
-                         metrics: Metrics) -> dict[int, Ledger]:
+                         metrics: Metrics, acks: TakenAcks) -> dict[int, Ledger]:
     """The experiments agent, its table and gauges; returns the ledgers by partition.
-    ``guard`` sends dead letters, checks the table writes' size and runs the timer."""
+    ``guard`` sends dead letters, checks the table writes' size and runs the timer; ``acks``
+    keeps out of a batch what an earlier generation fetched (``streams.acks``)."""
+    acks.guard(topic.get_topic_name())
     table = app.Table(EXPERIMENTS_TABLE, partitions=settings.partitions, key_type=bytes,
                       value_type=bytes)
+    changelog = Changelogs(table)
     ledgers: dict[int, Ledger] = {}
     offsets: dict[int, int] = {}
     watermarks: dict[int, float] = {}
@@ -94,12 +98,22 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
                     offsets[partition] = saved.offset
         return led
 
+    async def on_revoked(sender: Any, *args: Any, **kw: Any) -> None:
+        # Faust's eager protocol revokes every partition at each rebalance. Each ledger is
+        # restored from the table at its partition's next record, so a partition that moved
+        # away and came back is not folded into a ledger that missed its new owner's records.
+        ledgers.clear()
+        offsets.clear()
+
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+
     @app.agent(topic, name="experiments")
     async def experiments_agent(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
             touched: dict[int, Any] = {}
             dead: list[DeadLetter] = []
-            for event in batch:
+            # A stale message would move the offset past records that come again.
+            for event in acks.current(batch):  # streams.acks
                 msg = event.message
                 try:
                     led = ledger_for(msg.partition, event, dead)
@@ -138,7 +152,15 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
                         "too_large", f"experiments ledger of {len(saved)} bytes is over the "
                         f"producer's limit {guard.limit}: not written", "experiments", saved,
                         event))
+            # Acknowledged when the batch ends: only once the ledgers are in the changelog.
+            errors = await changelog.delivered()
+            if errors:
+                guard.errors.error("changelog", "%d ledger writes not delivered (%s); their "
+                                   "messages stay unacknowledged", len(errors), errors[0])
+                for event in batch:
+                    event.message.incref()
             await guard.dead(dead)
+            await acks.seek_back(app.consumer)
             metrics.messages.labels(topic="experiments").inc(len(batch))
 
     experiments_topic = topic.get_topic_name()

@@ -81,6 +81,13 @@ class RateLimitedLog:
         self._quiet: dict[str, int] = {}
 
     def exception(self, key: str, msg: str, *args: Any) -> None:
+        self._log(key, msg, args, exc_info=True)
+
+    def error(self, key: str, msg: str, *args: Any) -> None:
+        """As ``exception``, outside an ``except`` block (no traceback)."""
+        self._log(key, msg, args, exc_info=False)
+
+    def _log(self, key: str, msg: str, args: tuple[Any, ...], exc_info: bool) -> None:
         now = time.monotonic()
         if now - self._last.get(key, -math.inf) < self.every:
             self._quiet[key] = self._quiet.get(key, 0) + 1
@@ -88,7 +95,7 @@ class RateLimitedLog:
         self._last[key] = now
         quiet = self._quiet.pop(key, 0)
         suffix = f" ({quiet} more since the last one logged)" if quiet else ""
-        self.logger.error(msg + suffix, *args, exc_info=True)
+        self.logger.error(msg + suffix, *args, exc_info=exc_info)
 
 
 class Guard:

@@ -323,6 +323,13 @@ class Metrics:
             ["agent"],
             registry=registry,
         )
+        self.acks_refused = Counter(
+            "frictionwatch_acks_refused_total",
+            "Acknowledgements the consumer refused: messages no agent applied (Faust dropped "
+            "them in a rebalance, or they were fetched before it). Their partitions are read "
+            "again from the committed offset (streams.acks).",
+            registry=registry,
+        )
 
 
 #: The process-wide metrics on the default registry (what /metrics serves).

@@ -75,6 +75,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     m_latency = metrics.processing_latency.labels(agent=STAGE)
 
     ownership = Ownership(web_name)
+    ctx.acks.guard(web_name)
 
     def engine_for(partition: int) -> Engine:
         eng = engines.get(partition)
@@ -140,13 +141,16 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             dead.extend(store_keys(engines[partition], keys))
 
         written = dirty.write_all(engines.get, write)
-        # The changelog records delivered before their messages are acknowledged: Faust's
-        # commit flushes its producer, but a record its buffer's drainer has taken and not
-        # yet handed to the client escapes that flush, and a commit past a state that never
-        # reached the changelog loses the state's events at a crash.
-        if written:
-            await app.producer.flush()
-        dirty.acknowledge(written)
+        # The changelog records delivered before their messages are acknowledged: a commit
+        # past a state that never reached the changelog loses its events at a crash, and
+        # Faust's producer flush is no proof of delivery (streams.tables.Changelogs).
+        errors = await ctx.changelogs.delivered()
+        if errors:
+            # Never acknowledged: the partitions are read again after a restart or rebalance.
+            guard.errors.error("changelog", "%d state writes not delivered (%s); their "
+                               "messages stay unacknowledged", len(errors), errors[0])
+        else:
+            dirty.acknowledge(written)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await guard.dead(dead)
 
@@ -221,7 +225,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             dead: list[DeadLetter] = []
             applied = 0
             fed: dict[int, Engine] = {}
-            for event in batch:
+            for event in ctx.acks.current(batch):  # streams.acks
                 msg = event.message
                 if msg.partition not in ownership.owned:
                     # Fetched before a rebalance took the partition away: its next owner
@@ -280,6 +284,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             if dirty.due() and settled():
                 await flush_dirty()
             await guard.dead(dead)
+            await ctx.acks.seek_back(app.consumer)
             ctx.observe_latency(m_latency, batch)
             m_msgs.inc(len(batch))
             m_batch.observe(time.perf_counter() - t0)
@@ -353,6 +358,7 @@ def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, En
 
     async def on_revoked(sender: Any, *args: Any, **kw: Any) -> None:
         ownership.on_revoked()
+        ctx.acks.revoked()
 
     async def on_assigned(sender: Any, *args: Any, **kw: Any) -> None:
         ownership.on_assigned(args[0], engines)  # the new assignment (TopicPartitions)
@@ -361,11 +367,14 @@ def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, En
         # Faust sends this once the tables' active partitions are read back, before the
         # streams resume. The assignment is read again: this may come before on_assigned.
         ownership.on_assigned(app.consumer.assignment(), engines)
+        positions: dict[Any, int] = {}
         try:
-            await rewind_uncommitted(app.consumer, stream_topics)
+            await rewind_uncommitted(app.consumer, stream_topics, positions)
         except Exception:  # noqa: BLE001 - a signal handler's error would end the worker
-            ctx.bug(STAGE)
-            log.exception("rebalance: could not rewind partitions without a committed offset")
+            guard.errors.exception("rebalance", "rebalance: could not rewind partitions "
+                                   "without a committed offset")
+            positions = {}  # the agents then take whatever comes, as Faust delivers it
+        ctx.acks.expect(positions)
         await adopt_owned()
 
     # Faust's stubs want a keyword-only ``signal`` argument; its senders pass it by keyword.
