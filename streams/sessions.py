@@ -15,6 +15,7 @@ their deadlines run.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -32,11 +33,13 @@ from streams.context import Context, dead_letter, decode_events, failed, origin
 from streams.deadletter import DeadLetter
 from streams.guard import inc_finite
 from streams.incidents import JourneyStats
-from streams.rebalance import Ownership
+from streams.rebalance import Ownership, rewind_uncommitted
 from streams.tables import At, del_in_partition
 from streams.topics import partition_for, topic_name
 
 __all__ = ["register_sessions"]
+
+log = logging.getLogger(__name__)
 
 STAGE = "sessions"
 
@@ -234,6 +237,8 @@ def register_rebalance(ctx: Context, engines: dict[int, Engine],
     app, sessions, guard = ctx.app, ctx.sessions, ctx.guard
     web_name = topic_name("web_events", ctx.settings.topic_prefix)
     ownership = Ownership(web_name)
+    # The topics Faust's agents read (not the tables' changelogs, which Faust positions).
+    stream_topics = {t.get_topic_name() for t in ctx.topics.values()}
 
     def settled() -> bool:
         return ownership.settled and not app.rebalancing
@@ -264,6 +269,11 @@ def register_rebalance(ctx: Context, engines: dict[int, Engine],
         # Faust sends this once the tables' active partitions are read back, before the
         # streams resume. The assignment is read again: this may come before on_assigned.
         ownership.on_assigned(app.consumer.assignment(), engines)
+        try:
+            await rewind_uncommitted(app.consumer, stream_topics)
+        except Exception:  # noqa: BLE001 - a signal handler's error would end the worker
+            ctx.bug(STAGE)
+            log.exception("rebalance: could not rewind partitions without a committed offset")
         await adopt_owned()
 
     # Faust's stubs want a keyword-only ``signal`` argument; its senders pass it by keyword.
