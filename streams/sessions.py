@@ -15,7 +15,6 @@ their deadlines run.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -38,8 +37,6 @@ from streams.tables import At, del_in_partition
 from streams.topics import partition_for, topic_name
 
 __all__ = ["register_sessions"]
-
-log = logging.getLogger(__name__)
 
 STAGE = "sessions"
 
@@ -272,8 +269,8 @@ def register_rebalance(ctx: Context, engines: dict[int, Engine],
         try:
             await rewind_uncommitted(app.consumer, stream_topics)
         except Exception:  # noqa: BLE001 - a signal handler's error would end the worker
-            ctx.bug(STAGE)
-            log.exception("rebalance: could not rewind partitions without a committed offset")
+            guard.errors.exception("rebalance", "could not rewind the partitions that have "
+                                   "no committed offset")
         await adopt_owned()
 
     # Faust's stubs want a keyword-only ``signal`` argument; its senders pass it by keyword.
