@@ -70,37 +70,6 @@ async def rewind_uncommitted(consumer: Any, topics: Iterable[str],
     return fresh
 
 
-def current(app: Any, batch: Iterable[Any]) -> list[Any]:
-    """The events of ``batch`` fetched since the group's latest rebalance; the others are
-    held for good (never acknowledged here) and left out.
-
-    Faust drops a stale message (fetched in an earlier consumer generation) when its stream
-    hands it on, but ``take_events`` may have taken it into a batch before the rebalance. Such
-    a message is not next in its partition's order any more: the partition was sought back to
-    its committed offset, and the records between that offset and this one come again. Applied
-    first, it moves a state's per-origin positions past them, and they are skipped as replays
-    when they come: on Apache Kafka under load, a worker that got a partition back applied such
-    a batch and the states lost events in the middle (the multi-worker test). Acknowledged,
-    Faust could commit past those records. Its partition's owner reads it again in order.
-
-    >>> from types import SimpleNamespace as NS
-    >>> class Msg(NS):
-    ...     def incref(self): self.refs += 1
-    >>> old, new = Msg(generation_id=3, refs=1), Msg(generation_id=4, refs=1)
-    >>> batch = [NS(message=old), NS(message=new)]
-    >>> [e.message.generation_id for e in current(NS(consumer_generation_id=4), batch)], old.refs
-    ([4], 2)
-    """
-    generation = app.consumer_generation_id
-    kept = []
-    for event in batch:
-        if event.message.generation_id == generation:
-            kept.append(event)
-        else:
-            event.message.incref()
-    return kept
-
-
 class Ownership:
     """This worker's web-events partitions; ``settled`` is False from the start of a
     rebalance until the stored sessions of its new assignment are adopted."""
