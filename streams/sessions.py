@@ -119,6 +119,8 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
     # One flush at a time: the timer's and a batch's would each wait on the producer.
     flushing = asyncio.Lock()
+    # A batch (feed to flush) and the event-time timer's deadlines never interleave.
+    serial = asyncio.Lock()
 
     async def flush_dirty() -> None:
         """Write the changed states, then acknowledge their messages.
@@ -219,75 +221,78 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     @app.agent(topics["web_events"], name=STAGE)
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(*ctx.take):  # type: ignore[attr-defined]
-            t0 = time.perf_counter()
-            # partition -> (outputs, sessions touched and their last event, the events)
-            work: dict[int, tuple[Outputs, dict[str, EventT], list[EventT]]] = {}
-            dead: list[DeadLetter] = []
-            applied = 0
-            fed: dict[int, Engine] = {}
-            for event in ctx.acks.current(batch):  # streams.acks
-                msg = event.message
-                if msg.partition not in ownership.owned:
-                    # Fetched before a rebalance took the partition away: its next owner
-                    # re-reads it. Never acknowledged here.
-                    msg.incref()
-                    continue
-                engine = fed[msg.partition] = engine_for(msg.partition)
-                pending = work.get(msg.partition)
-                if pending is None:
-                    pending = work[msg.partition] = (Outputs(), {}, [])
-                out, touched, events = pending
-                events.append(event)
-                entries = decode_entries(event, STAGE, dead)
-                if entries is None:
-                    continue
-                for entry in entries:  # one session's events from one ingest message each
-                    evs = entry.events
-                    sid = evs[0].session_id
-                    try:
-                        if sid not in engine.sessions:
-                            state = ctx.stored(sessions, sid.encode(), decode_state, STAGE,
-                                               event, dead)
-                            if state is not None:
-                                engine.adopt(state)
-                        engine.feed(evs, entry_origin(entry, msg, "w"), out)
-                    except Exception as exc:  # noqa: BLE001 - a detector bug must not stop it
-                        ctx.bug(STAGE)
-                        dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
-                    applied += len(evs)
-                    touched[sid] = event
-            m_applied.inc(applied)
-            # Held before anything awaits: a rebalance in an await below can take a partition
-            # away, and then its messages must stay unacknowledged (its next owner re-reads).
-            for partition, (out, touched, events) in work.items():
-                engine, at = fed[partition], At(web_name, partition)
-                for sid in out.ticked:
-                    dirty.mark(partition, engine, sid, touched.get(sid, at))
-                for sid, last in touched.items():
-                    dirty.mark(partition, engine, sid, last)
-                dirty.hold(partition, engine, events)
-            # Outputs before the states that record them (see flush_dirty).
-            for out, _, _ in work.values():
-                await publish_outputs(out)
-            if any(out.outcomes for out, _, _ in work.values()):
-                await app.producer.flush()
-                for partition, (out, touched, _) in work.items():
-                    engine = fed[partition]
-                    if engines.get(partition) is not engine:
+            # One at a time with the event-time timer: a deadline it ran between this
+            # batch's feed and its flush could end a session before its state was written.
+            async with serial:
+                t0 = time.perf_counter()
+                # partition -> (outputs, sessions touched and their last event, the events)
+                work: dict[int, tuple[Outputs, dict[str, EventT], list[EventT]]] = {}
+                dead: list[DeadLetter] = []
+                applied = 0
+                fed: dict[int, Engine] = {}
+                for event in ctx.acks.current(batch):  # streams.acks
+                    msg = event.message
+                    if msg.partition not in ownership.owned:
+                        # Fetched before a rebalance took the partition away: its next owner
+                        # re-reads it. Never acknowledged here.
+                        msg.incref()
                         continue
-                    for sid in {o["session_id"] for o in out.outcomes}:
-                        # Ended sessions leave the table now: the adopt timer must not take
-                        # a stale copy back while the deletion waits for the flush.
-                        if sid not in engine.sessions and sid.encode() in sessions:
-                            del_in_partition(sessions, sid.encode(),
-                                             touched.get(sid, At(web_name, partition)))
-            if dirty.due() and settled():
-                await flush_dirty()
-            await guard.dead(dead)
-            await ctx.acks.seek_back(app.consumer)
-            ctx.observe_latency(m_latency, batch)
-            m_msgs.inc(len(batch))
-            m_batch.observe(time.perf_counter() - t0)
+                    engine = fed[msg.partition] = engine_for(msg.partition)
+                    pending = work.get(msg.partition)
+                    if pending is None:
+                        pending = work[msg.partition] = (Outputs(), {}, [])
+                    out, touched, events = pending
+                    events.append(event)
+                    entries = decode_entries(event, STAGE, dead)
+                    if entries is None:
+                        continue
+                    for entry in entries:  # one session's events from one ingest message each
+                        evs = entry.events
+                        sid = evs[0].session_id
+                        try:
+                            if sid not in engine.sessions:
+                                state = ctx.stored(sessions, sid.encode(), decode_state, STAGE,
+                                                   event, dead)
+                                if state is not None:
+                                    engine.adopt(state)
+                            engine.feed(evs, entry_origin(entry, msg, "w"), out)
+                        except Exception as exc:  # noqa: BLE001 - a detector bug must not stop it
+                            ctx.bug(STAGE)
+                            dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))
+                        applied += len(evs)
+                        touched[sid] = event
+                m_applied.inc(applied)
+                # Held before anything awaits: a rebalance in an await below can take a partition
+                # away, and then its messages must stay unacknowledged (its next owner re-reads).
+                for partition, (out, touched, events) in work.items():
+                    engine, at = fed[partition], At(web_name, partition)
+                    for sid in out.ticked:
+                        dirty.mark(partition, engine, sid, touched.get(sid, at))
+                    for sid, last in touched.items():
+                        dirty.mark(partition, engine, sid, last)
+                    dirty.hold(partition, engine, events)
+                # Outputs before the states that record them (see flush_dirty).
+                for out, _, _ in work.values():
+                    await publish_outputs(out)
+                if any(out.outcomes for out, _, _ in work.values()):
+                    await app.producer.flush()
+                    for partition, (out, touched, _) in work.items():
+                        engine = fed[partition]
+                        if engines.get(partition) is not engine:
+                            continue
+                        for sid in {o["session_id"] for o in out.outcomes}:
+                            # Ended sessions leave the table now: the adopt timer must not take
+                            # a stale copy back while the deletion waits for the flush.
+                            if sid not in engine.sessions and sid.encode() in sessions:
+                                del_in_partition(sessions, sid.encode(),
+                                                 touched.get(sid, At(web_name, partition)))
+                if dirty.due() and settled():
+                    await flush_dirty()
+                await guard.dead(dead)
+                await ctx.acks.seek_back(app.consumer)
+                ctx.observe_latency(m_latency, batch)
+                m_msgs.inc(len(batch))
+                m_batch.observe(time.perf_counter() - t0)
 
     settled = register_rebalance(ctx, ownership, engines, engine_for, partition_of)
 
@@ -307,6 +312,10 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         an engine may be about to move to another worker (streams.rebalance)."""
         if not settled():
             return
+        async with serial:
+            await run_deadlines()
+
+    async def run_deadlines() -> None:
         error: Exception | None = None
         for partition, engine in list(engines.items()):
             try:
