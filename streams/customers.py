@@ -112,12 +112,7 @@ def register_customers(ctx: Context) -> CustomerModels:
             ctx.write(table, k, state, ctx.dump_customer, STAGE, event, dead)
         # The batch's messages are acknowledged when it ends: only once its states are in the
         # changelog (streams.tables.Changelogs).
-        errors = await ctx.changelogs.delivered()
-        if errors:
-            guard.errors.error("changelog", "%d customer state writes not delivered (%s); "
-                               "their messages stay unacknowledged", len(errors), errors[0])
-            for event in batch:
-                event.message.incref()
+        await ctx.changelogs.hold_unless_delivered(batch, guard.errors, "customer state")
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await guard.dead(dead)
         await ctx.acks.seek_back(ctx.app.consumer)

@@ -153,12 +153,7 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
                         f"producer's limit {guard.limit}: not written", "experiments", saved,
                         event))
             # Acknowledged when the batch ends: only once the ledgers are in the changelog.
-            errors = await changelog.delivered()
-            if errors:
-                guard.errors.error("changelog", "%d ledger writes not delivered (%s); their "
-                                   "messages stay unacknowledged", len(errors), errors[0])
-                for event in batch:
-                    event.message.incref()
+            await changelog.hold_unless_delivered(batch, guard.errors, "ledger")
             await guard.dead(dead)
             await acks.seek_back(app.consumer)
             metrics.messages.labels(topic="experiments").inc(len(batch))

@@ -66,6 +66,17 @@ class Changelogs:
         errors.extend(e for f in done if (e := f.exception()) is not None)
         return errors
 
+    async def hold_unless_delivered(self, batch: Any, log: Any, what: str) -> None:
+        """``delivered``, for a batch Faust acknowledges when it ends: if a record failed,
+        log it (``log``: the guard's rate-limited log) and hold the batch's messages for good,
+        so their partitions are read again after a restart or rebalance."""
+        errors = await self.delivered()
+        if errors:
+            log.error("changelog", "%d %s writes not delivered (%s); their messages stay "
+                      "unacknowledged", len(errors), what, errors[0])
+            for event in batch:
+                event.message.incref()
+
 
 def set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:
     """``table[key] = value`` with ``event`` as Faust's current event.
