@@ -190,9 +190,9 @@ def _items(payload: Any, fmt: str) -> int:
     return 1
 
 
-# Bytes that are not brackets (deleted) and braces mapped to brackets: what is left of a JSON
-# document once its strings are gone is its nesting, as a string of "[" and "]".
-_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+# Bytes that are not brackets or quotes (deleted) and braces mapped to brackets: what is left
+# of a JSON document is its nesting, as "[" and "]", with its strings' quotes among them.
+_NOT_BRACKETS = bytes(range(256)).translate(None, b'[]{}"')
 _BRACES = bytes.maketrans(b"{}", b"[]")
 
 
@@ -204,12 +204,21 @@ def depth_exceeds(data: bytes, limit: int) -> bool:
 
     >>> depth_exceeds(b'{"a": [1, {"b": "]]]]"}]}', 3), depth_exceeds(b'[[[[]]]]', 3)
     (False, True)
+    >>> depth_exceeds(b'["[", "]", [["x"]]]', 2), depth_exceeds(b'["[", "]", [["x"]]]', 3)
+    (True, False)
     """
-    if data.count(b"[") + data.count(b"{") <= limit:  # most messages: a single event
-        return False
     if b"\\" in data:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    nesting = b"".join(data.split(b'"')[::2]).translate(_BRACES, _NOT_BRACKETS)
+    nesting = data.translate(_BRACES, _NOT_BRACKETS)
+    if nesting.count(b"[") <= limit:  # most messages: a single event
+        return False
+    # Every '""' goes. Quotes alternate open and close, so a '""' is a string without
+    # brackets, or the gap between two strings with none outside them (merging the two):
+    # either way which brackets are outside strings is unchanged. Few strings hold brackets:
+    # what is left is short, and its strings are cut out there.
+    nesting = nesting.replace(b'""', b"")
+    if b'"' in nesting:
+        nesting = b"".join(nesting.split(b'"')[::2])
     for _ in range(limit):
         shorter = nesting.replace(b"[]", b"")
         if not shorter:

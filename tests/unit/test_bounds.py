@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors import events as ev
 from detectors.bounds import MAX_TIME
@@ -162,6 +164,27 @@ def test_shallow_json_with_brackets_in_strings_is_not_too_deep() -> None:
     assert depth_exceeds(b'[' * 64 + b']' * 64, 64) is False
     assert depth_exceeds(b'[' * 65 + b']' * 65, 64) is True
     assert depth_exceeds(b'{"a": "\\"[[[[[[[[[[\\\\"}' * 30, 3) is False
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_TRICKY = st.text(alphabet='[]{}"\\ab', max_size=5)
+_JSON = st.recursive(st.none() | st.integers() | _TRICKY,
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(_TRICKY, inner, max_size=4), max_leaves=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON, st.integers(1, 12))
+def test_depth_exceeds_agrees_with_the_decoded_nesting(value: Any, limit: int) -> None:
+    # Strings full of brackets, quotes and backslashes must not move the count either way.
+    assert depth_exceeds(json.dumps(value).encode(), limit) is (_depth(value) > limit)
 
 
 def test_normalize_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
