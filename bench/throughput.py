@@ -154,8 +154,9 @@ def worker_rate(settings: Settings, bootstrap: str, n_messages: int, n_events: i
 
 def one_case(bootstrap: str, per_message: int, n_events: int, args: argparse.Namespace,
              tmp: Path, models: list[bool]) -> dict[str, float]:
-    """One row: the raw consumer, then the worker with each ``models``, each on topics of its
-    own holding the same messages (a worker's canonical topics must not hold another's)."""
+    """One row: the raw consumer, then the worker with each ``models`` in that order, each on
+    topics of its own holding the same messages (a worker's canonical topics must not hold
+    another's)."""
     messages = segment_batches(n_events, per_message, args.sessions, args.seed)
     row: dict[str, float] = {}
     for on in [None, *models]:
@@ -212,7 +213,11 @@ def main() -> None:
         for run in range(args.repeat):
             for pm, n in zip(args.per_message, events, strict=True):
                 print(f"run {run + 1}/{args.repeat}, {pm}/message:", flush=True)
-                rows[pm].append(one_case(bootstrap, pm, n, args, Path(tmp), models))
+                # Every other run the other way round: a run's second worker meets a broker
+                # holding more topics and a warmer machine, and that must not count against
+                # one setting.
+                order = models if run % 2 == 0 else models[::-1]
+                rows[pm].append(one_case(bootstrap, pm, n, args, Path(tmp), order))
     print()
     print(table(rows))
 
