@@ -50,6 +50,7 @@ from detectors.base import BaseDetector, Signal
 from models import checkpoint
 from models.explain import pushes
 from models.finite import usable
+from models.linear import fast_path
 from models.progressive import live_quality
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
         if not usable(x):
             self.rejected += 1
             return ()
-        p = float(self.model.predict_proba_one(x).get(True, 0.5))
+        p = fast_path(self).predict_proba_one(x)
         if not 0.0 <= p <= 1.0:  # NaN: the model must never learn or publish it
             self.rejected += 1
             return ()
@@ -288,6 +289,6 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
         self.recent.append((p, abandoned))
         if self.record:
             self.history.append((p, abandoned))
-        self.model.learn_one(x, abandoned)
+        fast_path(self).learn_one(x, abandoned)
         self.learned += 1
 

@@ -61,6 +61,7 @@ from detectors.customer import (
 from models import checkpoint
 from models.explain import pushes
 from models.finite import usable
+from models.linear import fast_path
 from models.progressive import live_quality
 
 __all__ = ["ChurnScorer", "churn_features", "churn_model", "describe"]
@@ -276,7 +277,7 @@ class ChurnScorer(checkpoint.Learned):
             x = churn_features(state, now)
         except (ValueError, TypeError, OverflowError):  # e.g. log1p of a negative amount
             x = None
-        p = float(self.model.predict_proba_one(x).get(True, 0.5)) if x and usable(x) \
+        p = fast_path(self).predict_proba_one(x) if x and usable(x) \
             else math.nan
         if not 0.0 <= p <= 1.0:  # unusable features, or NaN from the model: no score
             self.rejected += 1
@@ -346,7 +347,7 @@ class ChurnScorer(checkpoint.Learned):
         self.recent.append((p, churned))
         if self.record:
             self.history.append((p, churned, t))
-        self.model.learn_one(x, churned)
+        fast_path(self).learn_one(x, churned)
         self.learned += 1
 
     def quality(self) -> dict[str, float]:
