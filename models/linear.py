@@ -66,7 +66,8 @@ class Linear:
         self.model = model
         steps = _steps(model)
         self.fast = steps is not None
-        self._scaler, self._lr = steps if steps is not None else (None, None)
+        self._scaler: Any = steps[0] if steps is not None else None
+        self._lr: Any = steps[1] if steps is not None else None
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         if not self.fast or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
