@@ -155,6 +155,7 @@ def create_worker(
         # Heartbeats well inside the session timeout, so a busy batch never costs membership.
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 5),
         topic_partitions=settings.partitions,
+        table_standby_replicas=settings.standby_replicas,
         topic_replication_factor=settings.replication_factor,
         producer_max_request_size=max_request,
         consumer_auto_offset_reset="earliest",

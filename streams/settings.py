@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     #: Faust table store: ``memory://`` or ``rocksdb://`` (the ``[rocksdb]`` extra, rocksdict:
     #: local state survives a restart instead of being re-read from the changelog topics).
     store: Literal["memory://", "rocksdb://"] = "memory://"
+    #: Copies of each table partition that other workers keep up to date from its changelog
+    #: (Faust's ``table_standby_replicas``, whose own default is 1; Kafka Streams' is 0). A
+    #: standby applies every state write a second time, on another worker: with 3 workers it
+    #: took the CPU per event from 1.46x one worker's to 1.99x, and it made rebalances slower,
+    #: not faster (a worker joining: 15.7 s of no progress against 7.3 s; one SIGKILLed: 30.0
+    #: s against 8.0 s, session timeout 10 s; ``bench/scale.py``). A takeover without one
+    #: reads the partition's compacted changelog instead.
+    standby_replicas: int = Field(default=0, ge=0)
     #: Seconds between offset commits; session state is flushed to its table just before.
     commit_interval: float = Field(default=2.0, gt=0)
     #: Seconds between writes of changed session states, their messages' acks held until
