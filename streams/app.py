@@ -45,7 +45,7 @@ from streams.incidents import JourneyStats, register_incidents
 from streams.ingest import register_ingest
 from streams.learning import register_learning
 from streams.memory import release_free_memory
-from streams.metrics import METRICS, Metrics
+from streams.metrics import METRICS, Metrics, PartitionGauges
 from streams.sessions import register_sessions
 from streams.settings import Settings
 from streams.tables import Changelogs
@@ -263,12 +263,14 @@ def _register_gauges(app: faust.App, settings: Settings, metrics: Metrics, guard
               ("ingest", "web_events", "support_events", "journey_stats", "experiments",
                "feedback")}
 
+    agents_lag = PartitionGauges(metrics.consumer_lag)
+
     @guard.timer(app, 10.0)
     async def gauge_lag() -> None:
         # What a reader sees: the highwater of the consumer's last fetch minus what it has
         # committed (streams.health.consumer_lag); no broker round trip, so an unreachable
-        # broker neither stalls nor fails this timer.
+        # broker neither stalls nor fails this timer. Only the partitions assigned now.
         consumer = app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
-        for tp, value in consumer_lag(consumer, tps).items():
-            metrics.consumer_lag.labels(inputs[tp.topic], str(tp.partition)).set(value)
+        agents_lag.update({(inputs[tp.topic], str(tp.partition)): value
+                           for tp, value in consumer_lag(consumer, tps).items()})

@@ -47,7 +47,7 @@ from kafka.partitioner.default import murmur2
 from streams.bundle import Entry, encode_entries, encode_entry
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 from streams.guard import EXCERPT_BYTES, Guard
-from streams.metrics import Metrics
+from streams.metrics import Metrics, PartitionGauges
 from streams.normalize import normalize
 from streams.settings import Settings
 from streams.topics import SOURCE_HEADER, topic_name
@@ -422,10 +422,11 @@ def register_bulk_ingest(app: Any, settings: Settings, bootstrap: str, metrics: 
 
     app.service(IngestStage)
 
+    ingest_lag = PartitionGauges(metrics.consumer_lag)
+
     @app.timer(10.0)
     async def gauge_ingest_lag() -> None:
-        for partition, value in stage.lag().items():
-            metrics.consumer_lag.labels("ingest", str(partition)).set(value)
+        ingest_lag.update({("ingest", str(p)): value for p, value in stage.lag().items()})
 
     return stage
 

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from streams.deadletter import STAGES
 from streams.topics import DEAD_LETTER_REASONS
 
-__all__ = ["Metrics", "METRICS"]
+__all__ = ["Metrics", "METRICS", "PartitionGauges"]
 
 
 class Metrics:
@@ -334,3 +334,29 @@ class Metrics:
 
 #: The process-wide metrics on the default registry (what /metrics serves).
 METRICS = Metrics()
+
+
+class PartitionGauges:
+    """The children of a gauge labelled ``(topic, partition)`` for the partitions a worker
+    has now. Those it no longer has are removed, not left at their last value: summed over
+    the workers (the consumer-lag alert does), a stale child would count a partition that
+    moved away twice, for as long as the worker lives.
+
+    >>> registry = CollectorRegistry()
+    >>> lag = PartitionGauges(Gauge("lag", "", ["topic", "partition"], registry=registry))
+    >>> lag.update({("web_events", "0"): 5, ("web_events", "1"): 7})
+    >>> lag.update({("web_events", "1"): 2})  # partition 0 went to another worker
+    >>> [(s.labels["partition"], s.value) for s in registry.collect() for s in s.samples]
+    [('1', 2.0)]
+    """
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+        self._shown: set[tuple[str, str]] = set()
+
+    def update(self, values: dict[tuple[str, str], float]) -> None:
+        for labels in self._shown - values.keys():
+            self.gauge.remove(*labels)
+        for labels, value in values.items():
+            self.gauge.labels(*labels).set(value)
+        self._shown = set(values)
