@@ -212,7 +212,8 @@ def create_worker(
     acks = TakenAcks(app, metrics.acks_refused)
     acks.install()
     ctx = Context(app, settings, metrics, guard, topics, processor, alerting, sessions,
-                  customers, dump_session, dump_customer, acks, Changelogs(sessions, customers))
+                  customers, dump_session, dump_customer, acks,
+                  Changelogs(sessions, customers, app=app))
 
     # The agents, each in its own module.
     publish, ingest = register_ingest(ctx, bootstrap)

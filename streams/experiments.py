@@ -71,7 +71,7 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
     acks.guard(topic.get_topic_name())
     table = app.Table(EXPERIMENTS_TABLE, partitions=settings.partitions, key_type=bytes,
                       value_type=bytes)
-    changelog = Changelogs(table)
+    changelog = Changelogs(table, app=app)
     ledgers: dict[int, Ledger] = {}
     offsets: dict[int, int] = {}
     watermarks: dict[int, float] = {}

@@ -13,16 +13,42 @@ from faust.streams import _current_event
 __all__ = ["At", "Changelogs", "del_in_partition", "set_in_partition"]
 
 
-class Changelogs:
-    """The changelog records ``tables`` sent, until ``delivered`` has waited for them.
+class _Record:
+    """A changelog record ``Changelogs`` sends: what Faust's ``on_key_set`` reads of the
+    ``FutureMessage`` that ``send_changelog`` returns (``message.partition``)."""
 
-    A table write hands its changelog record to Faust's producer buffer, and
-    ``app.producer.flush()`` is no proof it was sent: the buffer's flush gives up when no record
-    left it for 0.1 s (on a loaded machine a send waiting for room in the client's batch takes
-    longer), and a record its drainer holds is not counted. Acknowledging messages after that
-    flush let Faust commit past states that never reached the changelog: a SIGKILL then lost
-    their events (the crash test on Apache Kafka beside a CPU hog). So the futures of the
-    records are kept and awaited: each completes when the broker has the record.
+    __slots__ = ("table", "topic", "partition", "key", "value", "sent")
+
+    def __init__(self, table: Any, topic: str, partition: int, key: bytes,
+                 value: bytes | None) -> None:
+        self.table, self.topic, self.partition = table, topic, partition
+        self.key, self.value = key, value
+        self.sent: asyncio.Future[Any] | None = None
+
+    @property
+    def message(self) -> _Record:
+        return self
+
+
+class Changelogs:
+    """The changelog records of ``tables``, sent in bulk, kept until ``delivered`` has
+    waited for them.
+
+    A table write hands its changelog record to Faust's producer buffer, which sends one
+    record per turn of the event loop through Faust's per-message machinery: with a few
+    thousand changed sessions per flush, on a busy worker, a flush took seconds (0 events
+    applied for 2 s at a time at 14,000 events/s, ``bench/latency.py``). So with the ``app``
+    given, a write's record (bytes, a known partition) is queued here instead and the queue
+    is sent to the producer in one loop, soon after the write and again in ``delivered``.
+
+    And ``app.producer.flush()`` is no proof it was sent: the buffer's flush gives up when no
+    record left it for 0.1 s (on a loaded machine a send waiting for room in the client's
+    batch takes longer), and a record its drainer holds is not counted. Acknowledging messages
+    after that flush let Faust commit past states that never reached the changelog: a SIGKILL
+    then lost their events (the crash test on Apache Kafka beside a CPU hog). So the futures
+    of the records are kept and awaited: each completes when the broker has the record. Each
+    table then learns the record's offset as from Faust's own send (``_on_changelog_sent``:
+    RocksDB keeps it, to know at a restart what it already holds).
 
     >>> import asyncio
     >>> class Table:
@@ -37,33 +63,83 @@ class Changelogs:
     (1, [], 0)
     """
 
-    def __init__(self, *tables: Any) -> None:
+    def __init__(self, *tables: Any, app: Any = None) -> None:
+        self.app = app
+        #: Sent, not yet known to be delivered (with the record, if it was one of ours).
         self.pending: list[asyncio.Future[Any]] = []
+        self._records: list[_Record] = []
+        #: Written, not yet handed to the producer; sent in write order (one lock).
+        self._queued: list[_Record] = []
+        self._sending = asyncio.Lock()
+        self._soon: asyncio.Task[Any] | None = None
+        self._errors: list[BaseException] = []
         for table in tables:
             self._track(table)
 
     def _track(self, table: Any) -> None:
         send = table.send_changelog
+        topic = table.changelog_topic.get_topic_name() if self.app is not None else ""
 
-        def send_changelog(*args: Any, **kw: Any) -> Any:
-            fut = send(*args, **kw)
-            self.pending.append(fut)
-            return fut
+        def send_changelog(partition: int | None, key: Any, value: Any = None,
+                           key_serializer: Any = None, value_serializer: Any = None) -> Any:
+            if (self.app is None or partition is None or type(key) is not bytes
+                    or (value is not None and type(value) is not bytes)):
+                fut = send(partition, key, value, key_serializer=key_serializer,
+                           value_serializer=value_serializer)
+                self.pending.append(fut)
+                return fut
+            record = _Record(table, topic, partition, key, value)
+            self._queued.append(record)
+            if self._soon is None or self._soon.done():
+                self._soon = asyncio.ensure_future(self._send())
+            return record
 
         table.send_changelog = send_changelog
 
+    async def _send(self) -> None:
+        """Hand every queued record to the producer (it batches them per partition)."""
+        async with self._sending:
+            send = self.app.producer.send
+            # Records written while a send awaits the producer go in the next round: a
+            # timer's writes must not wait for the next batch's ``delivered``.
+            while self._queued:
+                queued, self._queued = self._queued, []
+                for i, record in enumerate(queued):
+                    try:
+                        fut = await send(record.topic, record.key, record.value,
+                                         partition=record.partition, timestamp=None,
+                                         headers=None)
+                    except Exception as exc:  # noqa: BLE001 - delivered() reports it
+                        # Not sent, nor any after it (their order must hold): all reported.
+                        self._errors.append(exc)
+                        self._errors.extend(
+                            RuntimeError("changelog record not sent after an earlier failure")
+                            for _ in (*queued[i + 1:], *self._queued))
+                        self._queued = []
+                        return
+                    record.sent = fut
+                    self.pending.append(fut)
+                    self._records.append(record)
+
     async def delivered(self, timeout: float = 120.0) -> list[BaseException]:
-        """Wait until every record sent so far is acknowledged by the broker; the errors of
-        those that failed or did not complete in ``timeout`` seconds (the messages whose
+        """Wait until every record written so far is acknowledged by the broker; the errors
+        of those that failed or did not complete in ``timeout`` seconds (the messages whose
         states they carry must not be acknowledged)."""
+        if self._queued or (self._soon is not None and not self._soon.done()):
+            await self._send()
         pending, self.pending = self.pending, []
+        records, self._records = self._records, []
+        errors, self._errors = self._errors, []
         if not pending:
-            return []
+            return errors
         done, late = await asyncio.wait(pending, timeout=timeout)
-        errors: list[BaseException] = [
-            TimeoutError(f"{len(late)} changelog records not acknowledged in {timeout} s")
-        ] if late else []
+        if late:
+            errors.append(TimeoutError(f"{len(late)} changelog records not acknowledged in "
+                                       f"{timeout} s"))
         errors.extend(e for f in done if (e := f.exception()) is not None)
+        for record in records:
+            if record.sent in done and record.sent.exception() is None:  # type: ignore[union-attr]
+                record.table._on_changelog_sent(record.sent)
         return errors
 
     async def hold_unless_delivered(self, batch: Any, log: Any, what: str) -> None:
