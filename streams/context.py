@@ -22,7 +22,6 @@ from faust.types import EventT
 
 from detectors.alerting import Alerting
 from detectors.customer import CustomerState
-from detectors.events import decode_batch
 from detectors.session import SessionProcessor, SessionState
 from streams.acks import TakenAcks
 from streams.bundle import Entry, decode_bundle, parse_origin
@@ -33,7 +32,7 @@ from streams.settings import Settings
 from streams.tables import Changelogs, del_in_partition, set_in_partition
 from streams.topics import ORIGIN_HEADER
 
-__all__ = ["Context", "dead_letter", "decode_entries", "decode_events", "entry_origin", "failed",
+__all__ = ["Context", "dead_letter", "decode_entries", "entry_origin", "failed",
            "header", "origin"]
 
 
@@ -146,21 +145,6 @@ def dead_letter(event: EventT, reason: Any, detail: str, stage: str) -> DeadLett
 
 def failed(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def decode_events(event: EventT, stage: str, dead: list[DeadLetter]) -> list[Any] | None:
-    """A canonical message's events, or None after adding its dead letter to ``dead``."""
-    try:
-        evs = decode_batch(event.value)
-        if not event.message.key or not evs:
-            raise ValueError("message without a key or events")
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        dead.append(dead_letter(event, decode_reason(exc), str(exc), stage))
-        return None
-    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError: the message, not the agent
-        dead.append(dead_letter(event, "processing_error", failed(exc), stage))
-        return None
-    return evs
 
 
 # --- bundles (streams.bundle): what the sessions and customers agents read --------------------

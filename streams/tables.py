@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,13 +18,12 @@ class _Record:
     """A changelog record ``Changelogs`` sends: what Faust's ``on_key_set`` reads of the
     ``FutureMessage`` that ``send_changelog`` returns (``message.partition``)."""
 
-    __slots__ = ("table", "topic", "partition", "key", "value", "sent")
+    __slots__ = ("table", "topic", "partition", "key", "value")
 
     def __init__(self, table: Any, topic: str, partition: int, key: bytes,
                  value: bytes | None) -> None:
         self.table, self.topic, self.partition = table, topic, partition
         self.key, self.value = key, value
-        self.sent: asyncio.Future[Any] | None = None
 
     @property
     def message(self) -> _Record:
@@ -65,9 +65,8 @@ class Changelogs:
 
     def __init__(self, *tables: Any, app: Any = None) -> None:
         self.app = app
-        #: Sent, not yet known to be delivered (with the record, if it was one of ours).
+        #: Sent, not yet known to be delivered.
         self.pending: list[asyncio.Future[Any]] = []
-        self._records: list[_Record] = []
         #: Written, not yet handed to the producer; sent in write order (one lock).
         self._queued: list[_Record] = []
         self._sending = asyncio.Lock()
@@ -99,11 +98,11 @@ class Changelogs:
     async def _send(self) -> None:
         """Hand every queued record to the producer (it batches them per partition)."""
         async with self._sending:
-            send = self.app.producer.send
             # Records written while a send awaits the producer go in the next round: a
             # timer's writes must not wait for the next batch's ``delivered``.
             while self._queued:
                 queued, self._queued = self._queued, []
+                send = self.app.producer.send  # only our records queue: app is set
                 for i, record in enumerate(queued):
                     try:
                         fut = await send(record.topic, record.key, record.value,
@@ -117,18 +116,16 @@ class Changelogs:
                             for _ in (*queued[i + 1:], *self._queued))
                         self._queued = []
                         return
-                    record.sent = fut
+                    # As Faust's own send does: the table learns the record's offset.
+                    fut.add_done_callback(partial(_on_sent, record.table))
                     self.pending.append(fut)
-                    self._records.append(record)
 
     async def delivered(self, timeout: float = 120.0) -> list[BaseException]:
         """Wait until every record written so far is acknowledged by the broker; the errors
         of those that failed or did not complete in ``timeout`` seconds (the messages whose
         states they carry must not be acknowledged)."""
-        if self._queued or (self._soon is not None and not self._soon.done()):
-            await self._send()
+        await self._send()  # what is queued, after any send under way
         pending, self.pending = self.pending, []
-        records, self._records = self._records, []
         errors, self._errors = self._errors, []
         if not pending:
             return errors
@@ -137,9 +134,6 @@ class Changelogs:
             errors.append(TimeoutError(f"{len(late)} changelog records not acknowledged in "
                                        f"{timeout} s"))
         errors.extend(e for f in done if (e := f.exception()) is not None)
-        for record in records:
-            if record.sent in done and record.sent.exception() is None:  # type: ignore[union-attr]
-                record.table._on_changelog_sent(record.sent)
         return errors
 
     async def hold_unless_delivered(self, batch: Any, log: Any, what: str) -> None:
@@ -152,6 +146,13 @@ class Changelogs:
                       "unacknowledged", len(errors), what, errors[0])
             for event in batch:
                 event.message.incref()
+
+
+def _on_sent(table: Any, fut: asyncio.Future[Any]) -> None:
+    """A table's changelog record reached the broker: Faust's ``_on_changelog_sent`` keeps
+    its offset (RocksDB's note of what it holds)."""
+    if not fut.cancelled() and fut.exception() is None:
+        table._on_changelog_sent(fut)
 
 
 def set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:
