@@ -1,0 +1,97 @@
+"""streams.tables.Changelogs: a flush's changelog records go to the producer as closed
+batches, one run per partition in write order, each table told the offset of its last
+record; a failed send leaves ``delivered`` reporting it."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.structs import RecordMetadata, TopicPartition
+
+from streams.tables import Changelogs
+
+
+class FakeProducer:
+    """aiokafka's batch API: real record batches, a broker that appends them to a log."""
+
+    def __init__(self, batch_size: int, fail: bool = False) -> None:
+        self.batch_size = batch_size
+        self.fail = fail
+        self.logs: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        self.sends: list[tuple[str, int, int, bool]] = []
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_size, 0)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        closed = batch.closed()
+        records = list(DefaultRecordBatch(bytearray(batch._build())))
+        log = self.logs.setdefault((topic, partition), [])
+        base = len(log)
+        log.extend((r.key, r.value) for r in records)
+        self.sends.append((topic, partition, len(records), closed))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), base,
+                                      -1, 0, 0))
+        return fut
+
+
+class FakeTable:
+    def __init__(self, topic: str) -> None:
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: topic)
+        self.persisted: dict[int, int] = {}
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any = None,
+                       key_serializer: Any = None, value_serializer: Any = None) -> Any:
+        raise AssertionError("records with bytes and a partition are queued, not sent")
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        res = fut.result()
+        self.persisted[res.partition] = max(self.persisted.get(res.partition, -1), res.offset)
+
+
+def app_with(producer: FakeProducer) -> Any:
+    return SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+
+
+def test_records_go_in_closed_batches_per_partition_in_write_order() -> None:
+    producer = FakeProducer(batch_size=200)  # a few records per batch: runs are split
+    sessions, customers = FakeTable("sessions-changelog"), FakeTable("customers-changelog")
+
+    async def run() -> list[BaseException]:
+        logs = Changelogs(sessions, customers, app=app_with(producer))
+        for i in range(30):
+            sessions.send_changelog(i % 3, f"s{i}".encode(), b"x" * 40)
+            if i % 10 == 0:
+                customers.send_changelog(0, f"c{i}".encode(), None)  # a deletion
+        return await logs.delivered()
+
+    assert asyncio.run(run()) == []
+    for p in range(3):
+        keys = [k for k, _ in producer.logs[("sessions-changelog", p)]]
+        assert keys == [f"s{i}".encode() for i in range(p, 30, 3)]
+    assert producer.logs[("customers-changelog", 0)] == [(b"c0", None), (b"c10", None),
+                                                          (b"c20", None)]
+    assert all(closed for *_, closed in producer.sends)
+    assert len([s for s in producer.sends if s[0] == "sessions-changelog"]) > 3  # split
+    assert sessions.persisted == {0: 9, 1: 9, 2: 9}  # each partition's last offset
+    assert customers.persisted == {0: 2}
+
+
+def test_a_failed_send_is_reported_by_delivered() -> None:
+    table = FakeTable("sessions-changelog")
+
+    async def run() -> list[BaseException]:
+        logs = Changelogs(table, app=app_with(FakeProducer(1 << 20, fail=True)))
+        table.send_changelog(0, b"s1", b"{}")
+        return await logs.delivered()
+
+    errors = asyncio.run(run())
+    assert [type(e) for e in errors] == [ConnectionError]
+    assert table.persisted == {}
