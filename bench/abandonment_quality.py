@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
 from river import forest, linear_model, optim, preprocessing  # noqa: E402
 
 from models.abandonment import AbandonmentScorer, abandonment_model  # noqa: E402
@@ -58,13 +59,15 @@ class _Sessions(AbandonmentScorer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.session_of: dict[int, str] = {}
+        # By the snapshot's features as JSON: the scorer keeps earlier snapshots as JSON and
+        # learns copies decoded from it, so the object noted here is not the one learned.
+        self.session_of: dict[bytes, str] = {}
 
     def update(self, state: Any, event: Any) -> Any:
         out = super().update(state, event)
         memory = state.detector_state.get("abandonment")
         if memory:
-            self.session_of[id(memory[-1][0])] = state.session_id
+            self.session_of[msgspec.json.encode(memory[-1][0])] = state.session_id
         return out
 
 
@@ -108,7 +111,8 @@ def main() -> None:
         batch = time_split_baselines(recording.examples)
         print("  batch, trained on the first 70% in time, scored on the rest: "
               + ", ".join(f"{k} {v:.3f}" for k, v in batch.items()))
-        told = [({**x, "hidden_intent": intent.get(scorer.session_of[id(x)], 0.5)}, y)
+        told = [({**x, "hidden_intent": intent.get(
+            scorer.session_of[msgspec.json.encode(x)], 0.5)}, y)
                 for x, y in recording.examples]
         ceiling = time_split_baselines(told)
         print("  the same, told each shopper's hidden intent (a ceiling): "

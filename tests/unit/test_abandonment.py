@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 
+import msgspec
 import pytest
 
 from detectors import events as ev
 from detectors.alerting import Alerting
 from detectors.base import Signal
 from detectors.engine import Engine, Outputs
-from detectors.session import SessionProcessor, SessionState
+from detectors.session import SessionProcessor, SessionState, decode_state, encode_state
 from models import checkpoint
 from models.abandonment import AbandonmentScorer, abandonment_model, checkout_features
 
@@ -194,3 +195,27 @@ def test_a_checkpoint_from_another_river_version_is_refused(
         AbandonmentScorer().restore(saved)
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.loads(b"not a checkpoint")
+
+
+def test_a_state_written_and_read_back_between_events_teaches_the_same() -> None:
+    """Earlier snapshots are kept as their JSON: a worker that keeps a session in memory and
+    one that reads it back from the changelog after every event store the same bytes and
+    teach the same examples."""
+    evs = _checkout("s", 0.0, declines=3, order=False)
+    kept, reread = _Spy(abandonment_model()), _Spy(abandonment_model())
+    proc_kept = SessionProcessor([AbandonmentScorer(model=kept)])
+    proc_reread = SessionProcessor([AbandonmentScorer(model=reread)])
+    state: SessionState | None = None
+    stored: SessionState | None = None
+    for e in evs:
+        state, _ = proc_kept.apply(state, [e])
+        stored, _ = proc_reread.apply(stored, [e])
+        assert encode_state(state) == encode_state(stored)
+        stored = decode_state(encode_state(stored))
+    assert state is not None and stored is not None
+    memory = state.detector_state["abandonment"]
+    assert len(memory) == len(evs) and all(isinstance(s, msgspec.Raw) for s in memory[:-1])
+    proc_kept.finish(state, {"converted": False})
+    proc_reread.finish(stored, {"converted": False})
+    assert len(kept.taught) == len(evs) and kept.taught == reread.taught
+    assert kept.model._last_step.weights == reread.model._last_step.weights  # type: ignore[attr-defined]
