@@ -87,9 +87,13 @@ class Linear:
             self.model.learn_one(x, y)
             return
         scaler, lr = self._scaler, self._lr
-        # StandardScaler.learn_one then transform_one, feature by feature (Welford).
+        w = lr._weights
+        # StandardScaler.learn_one then transform_one, feature by feature (Welford), and the
+        # current weights' dot product with the scaled features, in one pass: each weight is
+        # read once (River's weights are a Rust VectorDict: a call per read).
         counts, means, vars_ = scaler.counts, scaler.means, scaler.vars
-        z: dict[str, float] = {}
+        seen: list[tuple[str, float, float]] = []
+        dot = 0.0
         for i, xi in x.items():
             n = counts[i] + 1
             counts[i] = n
@@ -97,21 +101,21 @@ class Linear:
             m = means[i] = old + (xi - old) / n
             v = vars_[i]
             v = vars_[i] = v + ((xi - old) * (xi - m) - v) / n
-            z[i] = (xi - m) / v**0.5 if v else 0.0
-        # LogisticRegression.learn_one: the log loss's gradient at the current weights...
-        w, opt, loss = lr._weights, lr.optimizer, lr.loss
-        dot = 0.0
-        for i, zi in z.items():
+            zi = (xi - m) / v**0.5 if v else 0.0
             wi = w.get(i)
-            if wi is not None:
+            if wi is None:
+                wi = 0.0
+            else:
                 dot += wi * zi
+            seen.append((i, zi, wi))
+        # LogisticRegression.learn_one: the log loss's gradient at the current weights...
+        opt, loss = lr.optimizer, lr.loss
         g = _log_gradient(loss, y, dot + lr.intercept)
         g = max(min(g, lr.clip_gradient), -lr.clip_gradient)
         lr.intercept -= lr.intercept_lr.get(opt.n_iterations) * g
         # ...and AdaGrad's step on the features seen (L2 on their weights only, as River).
         rate, g2, eps, l2 = opt.lr.get(opt.n_iterations), opt.g2, opt.eps, lr.l2
-        for i, zi in z.items():
-            wi = w.get(i, 0.0)
+        for i, zi, wi in seen:
             gi = zi * g + l2 * wi if l2 else zi * g
             q = g2[i] = g2[i] + gi**2
             w[i] = wi - rate / (q + eps) ** 0.5 * gi
