@@ -82,6 +82,23 @@ from streams.deadletter import encode_dead_letter  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
+
+def as_read(state: Any) -> Any:
+    """``state`` as a reader of its stored JSON gets it: memory a detector keeps already
+    encoded (``msgspec.Raw``, the abandonment scorer's earlier snapshots) decoded."""
+    def opened(value: Any) -> Any:
+        if type(value) is msgspec.Raw:
+            return msgspec.json.decode(value)
+        if type(value) is dict:
+            return {k: opened(v) for k, v in value.items()}
+        if type(value) is list:
+            return [opened(v) for v in value]
+        return value
+    memory = opened(state.detector_state)
+    if memory == state.detector_state:
+        return state
+    return msgspec.structs.replace(state, detector_state=memory)
+
 _dec = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
 
@@ -309,7 +326,7 @@ class OfflineWorker:
             except Exception as exc:  # noqa: BLE001 - read back after a restart: a crash
                 self._escape_any("sessions.adopt(after restart)", exc, inp)
                 continue
-            if back != state:
+            if back != as_read(state):
                 self._violation_any("state_roundtrip_unequal", inp)
             self.sessions[sid] = data
 

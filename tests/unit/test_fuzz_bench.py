@@ -6,7 +6,12 @@ from __future__ import annotations
 import io
 from types import ModuleType
 
+import msgspec
 from benchload import load_bench
+
+from detectors import events as ev
+from detectors.session import SessionProcessor, decode_state, encode_state
+from models.abandonment import AbandonmentScorer
 
 
 def _bench() -> ModuleType:
@@ -23,3 +28,21 @@ def test_offline_fuzz_nothing_escapes_nothing_unaccounted() -> None:
     assert fig.accepted > 0 and sum(fig.dead.values()) > 0  # both paths were exercised
     assert dict(fig.escaped) == {}, report.getvalue()
     assert fig.unaccounted == 0, report.getvalue()
+    assert dict(fig.violations) == {}, report.getvalue()
+
+
+def test_a_state_holding_encoded_snapshots_reads_back_as_itself() -> None:
+    """The round-trip invariant compares the stored state with the live one as a reader gets
+    it: the abandonment scorer's earlier snapshots are JSON in memory, lists once read."""
+    bench = _bench()
+    scorer = AbandonmentScorer()
+    proc = SessionProcessor([scorer])
+    state, _ = proc.apply(None, [
+        ev.CheckoutStarted(id="1", time=0.0, session_id="s", cart_value=10.0),
+        ev.CheckoutStepViewed(id="2", time=5.0, session_id="s", step=2)])
+    assert isinstance(state.detector_state["abandonment"][0], msgspec.Raw)
+    back = decode_state(encode_state(state))
+    assert back != state  # the naive comparison: what the bench reported 285 times
+    assert back == bench.as_read(state)
+    back.detector_state["abandonment"][0][1] = 0.123  # a snapshot that did not round trip
+    assert back != bench.as_read(state)
