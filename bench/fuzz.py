@@ -74,30 +74,13 @@ from detectors.customer import (  # noqa: E402
 )
 from detectors.engine import Outputs  # noqa: E402
 from detectors.events import Ticket, decode_batch, encode_batch  # noqa: E402
-from detectors.session import decode_state, encode_state, is_replay  # noqa: E402
+from detectors.session import as_read, decode_state, encode_state, is_replay  # noqa: E402
 from models import checkpoint  # noqa: E402
 from models.triage import TicketTriage  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.deadletter import encode_dead_letter  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-
-
-def as_read(state: Any) -> Any:
-    """``state`` as a reader of its stored JSON gets it: memory a detector keeps already
-    encoded (``msgspec.Raw``, the abandonment scorer's earlier snapshots) decoded."""
-    def opened(value: Any) -> Any:
-        if type(value) is msgspec.Raw:
-            return msgspec.json.decode(value)
-        if type(value) is dict:
-            return {k: opened(v) for k, v in value.items()}
-        if type(value) is list:
-            return [opened(v) for v in value]
-        return value
-    memory = opened(state.detector_state)
-    if memory == state.detector_state:
-        return state
-    return msgspec.structs.replace(state, detector_state=memory)
 
 _dec = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()

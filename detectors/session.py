@@ -43,6 +43,7 @@ __all__ = [
     "SessionProcessor",
     "SessionState",
     "Signal",
+    "as_read",
     "decode_lenient",
     "decode_state",
     "encode_state",
@@ -171,6 +172,30 @@ def encode_state(state: SessionState) -> bytes:
 
 def decode_state(data: bytes) -> SessionState:
     return decode_lenient(data, _decoder, SessionState, _FLOATS)  # type: ignore[no-any-return]
+
+
+def as_read(state: SessionState) -> SessionState:
+    """``state`` as ``decode_state`` gives it back: detector memory kept already encoded
+    (``msgspec.Raw``: the abandonment scorer's earlier snapshots) decoded; ``state`` itself
+    when it holds none. What a round trip must equal.
+
+    >>> s = SessionState(session_id="s", detector_state={"m": [msgspec.Raw(b"[1,2]"), [3]]})
+    >>> as_read(s).detector_state, decode_state(encode_state(s)) == as_read(s)
+    ({'m': [[1, 2], [3]]}, True)
+    """
+    def opened(value: Any) -> Any:
+        if type(value) is msgspec.Raw:
+            return msgspec.json.decode(value)
+        if type(value) is dict:
+            return {k: opened(v) for k, v in value.items()}
+        if type(value) is list:
+            return [opened(v) for v in value]
+        return value
+
+    memory = opened(state.detector_state)
+    if memory == state.detector_state:
+        return state
+    return msgspec.structs.replace(state, detector_state=memory)
 
 
 def _cart_updated(state: SessionState, e: Any) -> None:

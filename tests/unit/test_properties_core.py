@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from detectors.customer import CustomerState, apply_customer, decode_customer, encode_customer
 from detectors.engine import Engine, Outputs
 from detectors.events import CheckoutStepViewed, PaymentAttempted
-from detectors.session import SessionState, decode_state, encode_state
+from detectors.session import SessionState, as_read, decode_state, encode_state
 from models.abandonment import AbandonmentScorer
 from models.churn import ChurnScorer
 from streams import detection
@@ -55,7 +55,7 @@ MAX_RECORD = 1_048_576
 def _check_state(state: SessionState) -> None:
     data = encode_state(state)
     assert len(data) <= MAX_RECORD, len(data)
-    assert decode_state(data) == state
+    assert decode_state(data) == as_read(state)
     assert _score_ok(state.abandon_probability), state.abandon_probability
 
 
