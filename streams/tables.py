@@ -125,8 +125,9 @@ class Changelogs:
                             # Closed: sent at once, no linger (a flush waits for it).
                             batch.close()
                             fut = await producer.send_batch(batch, topic, partition=partition)
-                            # As Faust's own send does: each table learns the offsets.
-                            fut.add_done_callback(partial(_on_batch_sent, records[:n]))
+                            # As Faust's own send does, the table learns the offset. One
+                            # changelog partition: one table.
+                            fut.add_done_callback(partial(_on_batch_sent, records[0].table, n))
                             self.pending.append(fut)
                             records = records[n:]
                 except Exception as exc:  # noqa: BLE001 - delivered() reports it
@@ -164,20 +165,16 @@ class Changelogs:
                 event.message.incref()
 
 
-def _on_batch_sent(records: list[_Record], fut: asyncio.Future[Any]) -> None:
-    """A batch of changelog records reached the broker: each table's Faust
-    ``_on_changelog_sent`` keeps the offset of its last record there (RocksDB's note of what
-    it holds)."""
+def _on_batch_sent(table: Any, count: int, fut: asyncio.Future[Any]) -> None:
+    """A batch of ``count`` changelog records of ``table`` (one changelog partition) reached
+    the broker: Faust's ``_on_changelog_sent`` keeps the offset of its last record (RocksDB's
+    note of what it holds)."""
     if fut.cancelled() or fut.exception() is not None:
         return
     base = fut.result()  # the batch's metadata: its first record's offset
-    last: dict[int, tuple[Any, int]] = {}
-    for i, record in enumerate(records):
-        last[id(record.table)] = (record.table, i)
-    for table, i in last.values():
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(base._replace(offset=base.offset + i))
-        table._on_changelog_sent(done)
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.set_result(base._replace(offset=base.offset + count - 1))
+    table._on_changelog_sent(done)
 
 
 def set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:
