@@ -29,6 +29,7 @@ worker keeps them in a table and recovers them after a crash.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -86,6 +87,11 @@ class Ledger:
         self.totals: dict[str, dict[str, ArmStats]] = {
             name: {arm: ArmStats() for arm in ARMS} for name in self.experiments}
         self.history: dict[str, list[tuple[float, int, int, float, int, int, float]]] = {}
+        # (when a pending unit's window and a session gap end, its key), earliest first: the
+        # worker closes after every batch, and a scan of every pending unit each time cost
+        # the experiments agent more than the records did (py-spy, bench/scale.py paced).
+        # A unit finalized by its result leaves a stale entry, skipped when it comes up.
+        self._ends: list[tuple[float, str]] = []
 
     def add(self, record: Mapping[str, Any]) -> list[Unit]:
         """Take one holdout record; the units it made final. ``ValueError`` (and nothing
@@ -103,9 +109,9 @@ class Ledger:
         if kind == "exposure":
             if unit is None:
                 time = float(record["time"])
-                unit = self.pending[key] = Unit(experiment=name, arm=record["arm"],
-                                                unit=record["unit"], kind=record["unit_kind"],
-                                                first=time)
+                unit = self._open(key, Unit(experiment=name, arm=record["arm"],
+                                            unit=record["unit"], kind=record["unit_kind"],
+                                            first=time))
             unit.delivered += int(bool(record.get("delivered")))
             return []
         if kind != "result":
@@ -113,9 +119,9 @@ class Ledger:
         if unit is None:
             # Its exposure was not seen (e.g. before a topic's retention): the result has
             # all a unit needs.
-            unit = self.pending[key] = Unit(experiment=name, arm=record["arm"],
-                                            unit=record["unit"], kind=record["unit_kind"],
-                                            first=float(record["exposed_at"]))
+            unit = self._open(key, Unit(experiment=name, arm=record["arm"],
+                                        unit=record["unit"], kind=record["unit_kind"],
+                                        first=float(record["exposed_at"])))
         if float(record["exposed_at"]) <= unit.first + exp.attribution_window:
             revenue = unit.revenue + float(record.get("revenue", 0.0))
             if not finite_amount(revenue):
@@ -132,12 +138,22 @@ class Ledger:
         """Make final the customer units whose window (and a session gap) ended by
         ``upto`` (event time); ``math.inf``: all of them (the end of the data)."""
         done = []
-        for key, unit in list(self.pending.items()):
-            window = self.experiments[unit.experiment].attribution_window
-            ends = unit.first + window + self.session_gap
-            if ends <= upto:
+        heap = self._ends
+        while heap and heap[0][0] <= upto:
+            ends, key = heapq.heappop(heap)
+            unit = self.pending.get(key)
+            if unit is not None and self._end_of(unit) == ends:
                 done.append(self._finalize(key, min(ends, upto)))
         return done
+
+    def _open(self, key: str, unit: Unit) -> Unit:
+        self.pending[key] = unit
+        heapq.heappush(self._ends, (self._end_of(unit), key))
+        return unit
+
+    def _end_of(self, unit: Unit) -> float:
+        return unit.first + self.experiments[unit.experiment].attribution_window + \
+            self.session_gap
 
     def _finalize(self, key: str, at: float) -> Unit:
         unit = self.pending.pop(key)
@@ -164,7 +180,10 @@ class Ledger:
 
     def restore(self, raw: bytes) -> None:
         state = msgspec.json.decode(raw, type=_State)
-        self.pending = state.pending
+        # Units of experiments no longer configured are dropped, as their totals are.
+        self.pending = {k: u for k, u in state.pending.items() if u.experiment in self.experiments}
+        self._ends = [(self._end_of(u), k) for k, u in self.pending.items()]
+        heapq.heapify(self._ends)
         for name, arms in state.totals.items():
             if name in self.totals:
                 self.totals[name] = {arm: arms.get(arm, ArmStats()) for arm in ARMS}

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     #: runs, 2 beside a CPU hog), but the throughput bench at one event per message was no
     #: faster within its noise: off by default.
     state_flush_interval: float = Field(default=0.0, ge=0)
+    #: Seconds between writes of the experiments ledgers (``streams.experiments``), their
+    #: records' acks held until then; 0 writes them with every batch. A ledger is one record of
+    #: every open unit of its partition, so a write costs as much as it holds.
+    experiments_flush_interval: float = Field(default=1.0, ge=0)
     #: Most ingest messages the bulk ingest stage takes in one fetch (streams.bulk). Large
     #: enough that the per-fetch costs (one send per partition, one commit) vanish per message;
     #: small enough that a fetch is done in well under a second (5,000 one-event messages take

@@ -173,6 +173,40 @@ def test_the_ledger_survives_a_snapshot_and_restore() -> None:
     assert [u.revenue for u in again.close(math.inf)] == [20.0]
 
 
+def test_close_makes_final_exactly_the_units_whose_window_ended_in_time_order() -> None:
+    """``close`` pops units by when they end (not a scan of every pending unit); checked
+    against that definition over units opened, finalized by results, reopened and restored."""
+    import random
+
+    rng = random.Random(3)
+    window, gap = 3600.0, 600.0
+    led = Ledger([Experiment(attribution_window=window)], session_gap=gap)
+    firsts: dict[str, float] = {}
+    now = 0.0
+    for i in range(600):
+        now += rng.uniform(0, 60)
+        unit = f"c:{rng.randrange(80)}" if rng.random() < 0.7 else f"s:{i}"
+        led.add(_exp(now, unit))
+        firsts.setdefault(unit, now)
+        if unit.startswith("s:") and rng.random() < 0.5:
+            led.add(_res(now, now + 30, 5.0, unit))  # a session unit ends with its result
+            firsts.pop(unit)
+        if i == 300:  # a restart in the middle
+            again = Ledger([Experiment(attribution_window=window)], session_gap=gap)
+            again.restore(led.snapshot())
+            led = again
+        if rng.random() < 0.1:
+            due = sorted((f + window + gap, u) for u, f in firsts.items()
+                         if f + window + gap <= now)
+            closed = led.close(now)
+            assert [u.unit for u in closed] == [u for _, u in due]
+            for _, u in due:
+                firsts.pop(u)
+            assert set(led.pending) == {f"chat_offer\x1f{u}" for u in firsts}
+    assert len(led.close(math.inf)) == len(firsts)
+    assert led.pending == {}
+
+
 def test_results_without_an_exposure_count_from_the_result() -> None:
     state = SessionState(session_id="s")
     assert results(state, 10.0) == []
