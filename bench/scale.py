@@ -12,6 +12,16 @@ partitions to when the last message is applied; the broker and this script (whic
 the events) are excluded. Workers idle while this script produces are included: that is part
 of what another worker costs. The target: 3 workers within 15% of 1 worker.
 
+``--rate`` paces the producer (events/s) for the CPU runs instead of producing as fast as it
+can. The figure depends on how many events each fetch and batch carries, and that is what
+differs between 1 and 3 workers: one worker that falls behind works through a backlog in full
+fetches and batches, while three that keep up each take a third of the traffic per batch
+window (``batch_within``), so they make about three times as many fetches, bundles, batches
+and Kafka requests for the same events, and each has a fixed cost in the Kafka clients, Faust
+and asyncio (measured on one worker at 5,000 events/s paced: about 4 ms of CPU per ingest fetch
+and sessions batch). Each row therefore also prints the ingest fetches and sessions batches per
+1,000 events (from the workers' ``/metrics``).
+
 The rebalance pause: 2 workers consume a steady stream; a third joins, later one is SIGKILLed.
 The pause is the longest time in which no worker applied any message (read from their
 ``/metrics`` every 50 ms) after each event. A kill's pause includes the broker noticing the
@@ -50,6 +60,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 #: Events the sessions agent fed to its state (web-events messages are bundles of many).
 _APPLIED = re.compile(r'^frictionwatch_events_applied_total\{agent="sessions"\} ([0-9.e+]+)$',
                       re.M)
+#: Ingest fetches and sessions batches so far (their batch-duration histograms' counts).
+_BATCHES = re.compile(r'^frictionwatch_batch_seconds_count\{agent="(normalize|sessions)"\} '
+                      r'([0-9.e+]+)$', re.M)
 _EVENTS: tuple[tuple[str, dict[str, object]], ...] = (
     ("Element Clicked", {"x": 10, "y": 20, "target": "#buy"}),
     ("Product Added", {"price": 19.5, "quantity": 1}),
@@ -97,6 +110,14 @@ def applied(w: WorkerProcess) -> float | None:
     return float(m.group(1)) if m else 0.0
 
 
+def batches(w: WorkerProcess) -> dict[str, float]:
+    """Ingest fetches (``normalize``) and sessions batches ``w`` has run so far."""
+    try:
+        return {k: float(v) for k, v in _BATCHES.findall(w.metrics_text(timeout=2.0))}
+    except OSError:
+        return {}
+
+
 def start_group(base: Settings, bootstrap: str, n: int, tmp: Path, tag: str
                 ) -> list[WorkerProcess]:
     workers = []
@@ -133,11 +154,13 @@ def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]],
 
 
 def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[bytes, bytes]],
-                    n_events: int, tmp: Path, idle_for: float = 5.0
-                    ) -> tuple[float, float, float]:
+                    n_events: int, tmp: Path, idle_for: float = 5.0,
+                    rate: float | None = None) -> tuple[float, float, float, dict[str, float]]:
     """(CPU seconds per million events, wall seconds, idle CPU seconds per second of the
-    group) for ``n`` workers over ``msgs``; the idle rate is measured first, over
-    ``idle_for`` seconds with nothing to read (timers, heartbeats, empty fetches)."""
+    group, ingest fetches and sessions batches per 1,000 events) for ``n`` workers over
+    ``msgs``, produced at ``rate`` messages/s (None: as fast as the producer goes); the idle
+    rate is measured first, over ``idle_for`` seconds with nothing to read (timers,
+    heartbeats, empty fetches)."""
     tag = uuid.uuid4().hex[:6]
     s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
     ensure_topics(s, bootstrap)
@@ -148,15 +171,20 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
         time.sleep(idle_for)
         before = sum(cpu_seconds(p) for p in pids)
         idle = (before - idle_start) / idle_for
+        counted = [batches(w) for w in workers]
         t0 = time.monotonic()
-        produce(bootstrap, topic_name("ingest", s.topic_prefix), msgs)
+        produce(bootstrap, topic_name("ingest", s.topic_prefix), msgs, rate)
         deadline = time.monotonic() + 900
         while sum(applied(w) or 0.0 for w in workers) < n_events:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{n} workers did not finish:\n{workers[0].log_tail()}")
             time.sleep(0.25)  # gently: a scrape costs the workers CPU too
         used = sum(cpu_seconds(p) for p in pids) - before
-        return used / n_events * 1e6, time.monotonic() - t0, idle
+        runs: dict[str, float] = {}
+        for w, was in zip(workers, counted, strict=True):
+            for k, v in batches(w).items():
+                runs[k] = runs.get(k, 0.0) + (v - was.get(k, 0.0)) / n_events * 1000
+        return used / n_events * 1e6, time.monotonic() - t0, idle, runs
     finally:
         for w in workers:
             w.stop()
@@ -226,6 +254,9 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,3")
     ap.add_argument("--rate", type=float, default=300.0,
                     help="messages/s of the steady stream during the rebalance runs")
+    ap.add_argument("--cpu-rate", type=float, default=None,
+                    help="events/s the CPU runs are produced at (default: as fast as the "
+                    "producer goes)")
     ap.add_argument("--session-timeout", type=float, default=10.0)
     ap.add_argument("--no-pause", action="store_true", help="skip the rebalance runs")
     ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
@@ -240,14 +271,19 @@ def main() -> None:
         print(f"{args.events:,} events in {len(msgs):,} messages ({args.per_message}/message), "
               f"{args.partitions} partitions, broker {bootstrap}; CPU = user+sys of the worker "
               f"processes only (/proc), broker and producer excluded")
+        if args.cpu_rate:
+            print(f"produced at {args.cpu_rate:,.0f} events/s")
         cpu: dict[int, float] = {}
         for n in (int(x) for x in args.workers.split(",")):
-            cpu[n], wall, idle = cpu_per_million(base, bootstrap, n, msgs, args.events,
-                                                 Path(tmp))
+            msg_rate = args.cpu_rate / args.per_message if args.cpu_rate else None
+            cpu[n], wall, idle, runs = cpu_per_million(base, bootstrap, n, msgs, args.events,
+                                                       Path(tmp), rate=msg_rate)
             ratio = f"; {n} / 1 worker: {cpu[n] / cpu[1]:.3f}" if 1 in cpu and n != 1 else ""
             print(f"{n} worker(s): {cpu[n]:7.1f} CPU s per million events "
                   f"({wall:.1f} s wall){ratio}; idle, the group costs {idle:.3f} CPU s/s "
-                  f"({idle * wall / args.events * 1e6:.1f} of the figure)")
+                  f"({idle * wall / args.events * 1e6:.1f} of the figure); per 1,000 events "
+                  f"{runs.get('normalize', 0.0):.2f} ingest fetches, "
+                  f"{runs.get('sessions', 0.0):.2f} sessions batches")
         if not args.no_pause:
             stream = messages(int(args.rate * 120) * args.per_message, args.per_message,
                               args.sessions, args.seed + 1)
