@@ -12,19 +12,23 @@ Faust agent, and each fetch becomes at most one message per canonical-topic part
    with its origin ``i<partition>:<offset>`` (``streams.bundle``);
 4. send one bundle per partition (more when one would pass the producer's limit) and the dead
    letters, wait for every acknowledgement;
-5. only then commit the fetched offsets.
+5. only then mark the fetched offsets done; they are committed once per
+   ``Settings.commit_interval`` (and when partitions are revoked or the stage stops), not per
+   fetch: a commit per fetch was a Kafka request per 20 ms of traffic per worker, which the
+   worker and the broker both paid for, and a crash now re-sends at most an interval's
+   messages, which the states skip.
 
-Exact recovery: a crash anywhere before 5 re-reads the fetch from the last commit and re-sends
-its entries, maybe cut differently; the session and customer states keep the highest ingest
+Exact recovery: a crash anywhere re-reads from the last commit and re-sends those entries,
+maybe cut differently; the session and customer states keep the highest ingest
 offset applied per ingest partition and skip entries at or below it
 (``detectors.session.is_replay``), so each ingest message's events are applied once.
 
 The stage is stateless: any worker's instance can take any ingest partition, and the ingest
 group rebalances on its own, apart from the Faust group. A rebalance waits for the fetch in
-hand to be sent and committed (``_Handoff``): the states skip an entry at or below the highest
-offset applied, so two stages sending the same ingest partition at once (the old owner still
-sending while the new one re-reads from the last commit) could interleave a lower offset after
-a higher one and have it skipped, lost.
+hand to be sent, and commits what was sent (``_Handoff``): the states skip an entry at or
+below the highest offset applied, so two stages sending the same ingest partition at once (the
+old owner still sending while the new one re-reads from the last commit) could interleave a
+lower offset after a higher one and have it skipped, lost.
 """
 
 from __future__ import annotations
@@ -73,8 +77,8 @@ def ingest_group(settings: Settings) -> str:
 
 
 class _Handoff(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Revocation waits for the fetch in hand to be sent, acknowledged and committed (the
-    module docstring says why), and marks any fetch made before it as not to be sent."""
+    """Revocation waits for the fetch in hand to be sent and acknowledged (the module docstring
+    says why), commits what was sent, and marks any fetch made before it as not to be sent."""
 
     def __init__(self, stage: BulkIngest) -> None:
         self.stage = stage
@@ -82,6 +86,8 @@ class _Handoff(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.stage._busy:
             self.stage._generation += 1
+            # The next owner starts from here instead of re-sending an interval's messages.
+            await self.stage._commit()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -225,8 +231,13 @@ class BulkIngest:
         self.partition_of = Partitioner()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        #: ingest partition -> next offset committed (for the lag reading)
+        #: ingest partition -> next offset committed
         self.committed: dict[int, int] = {}
+        #: ingest partition -> next offset sent and acknowledged (for the lag reading)
+        self.done: dict[int, int] = {}
+        #: Offsets sent and acknowledged, not committed yet (``_commit``).
+        self._uncommitted: dict[Any, int] = {}
+        self._last_commit = time.monotonic()
         #: Why the last fetch failed, None once one succeeds (for /health).
         self.failing: str | None = None
         self._stopping = asyncio.Event()
@@ -262,6 +273,10 @@ class BulkIngest:
 
     async def stop(self) -> None:
         self._stopping.set()
+        # What was sent is committed, so a restart does not send it again (best effort: a
+        # fetch still in hand is re-read).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._commit_when_free(), 5.0)
         for client in (self.consumer, self.producer):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -298,6 +313,9 @@ class BulkIngest:
         fetched = await self.consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS,
                                               max_records=self.settings.ingest_fetch_max_records)
         if not fetched:
+            if self._uncommitted and self._commit_due():
+                async with self._busy:
+                    await self._commit()
             return 0
         async with self._busy:
             if generation != self._generation:
@@ -339,7 +357,26 @@ class BulkIngest:
             self.metrics.dead_letters.labels(reason=d.reason, stage=d.stage).inc()
             sends.append(await self.producer.send(self.dead_topic, encode_dead_letter(d)))
         await asyncio.gather(*sends)
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items()}
+        for tp, msgs in fetched.items():
+            self._uncommitted[tp] = self.done[tp.partition] = msgs[-1].offset + 1
+        if self._commit_due():
+            await self._commit()
+        self._count(g, records, t0)
+        return len(records)
+
+    async def _commit_when_free(self) -> None:
+        async with self._busy:
+            await self._commit()
+
+    def _commit_due(self) -> bool:
+        return time.monotonic() - self._last_commit >= self.settings.commit_interval
+
+    async def _commit(self) -> None:
+        """Commit the offsets sent and acknowledged since the last commit (under ``_busy``)."""
+        if self.consumer is None or not self._uncommitted:
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._last_commit = time.monotonic()
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -349,17 +386,15 @@ class BulkIngest:
         else:
             for tp, off in offsets.items():
                 self.committed[tp.partition] = off
-        self._count(g, records, t0)
-        return len(records)
 
     def lag(self) -> dict[int, int]:
-        """Ingest partition -> messages not yet committed (from the last fetch's highwater)."""
+        """Ingest partition -> messages not yet sent on (from the last fetch's highwater)."""
         out: dict[int, int] = {}
         if self.consumer is None:
             return out
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
-            done = self.committed.get(tp.partition)
+            done = self.done.get(tp.partition, self.committed.get(tp.partition))
             if high is not None:
                 out[tp.partition] = max(0, high - (done or 0))
         return out

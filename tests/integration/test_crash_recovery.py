@@ -102,7 +102,7 @@ def applied(worker: WorkerProcess) -> float:
 
 
 def ingested(worker: WorkerProcess) -> float:
-    """Ingest messages the bulk ingest stage has sent on and committed so far."""
+    """Ingest messages the bulk ingest stage has sent on so far (committed or not)."""
     return _sample(worker, r'frictionwatch_messages_total\{topic="ingest"\}')
 
 
@@ -117,9 +117,10 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     kafka_bootstrap, tmp_path, store, kill
 ):
     """``mid_stream``: a quarter of the events applied, state written and unwritten, acks held.
-    ``mid_ingest``: the ingest stage has committed its first fetch and works on the next
-    ones (fetched, some bundles sent, not committed), while the sessions agent has applied
-    little: the restart re-sends what was not committed, cut into other bundles."""
+    ``mid_ingest``: the ingest stage has sent its first fetch on and works on the next ones
+    (fetched, some bundles sent; its offsets are committed once per commit interval), while
+    the sessions agent has applied little: the restart re-sends what was not committed, cut
+    into other bundles."""
     if store.startswith("rocksdb"):
         pytest.importorskip("rocksdict")  # the [rocksdb] extra, for real deployments
         if not os.environ.get("FRICTIONWATCH_TEST_BOOTSTRAP_SERVERS"):
@@ -129,8 +130,8 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     # The detection state is what must come back exactly. The abandonment model is off: it is
     # shared by the worker's sessions and restored from its last checkpoint, so after a crash
     # it re-learns what the replay brings and its scores in the states can differ.
-    # Small ingest fetches: the stage commits many times over the stream, so a kill after its
-    # first commit lands with fetches still to come (one 5,000-message fetch would end it).
+    # Small ingest fetches: the stage sends many over the stream, so a kill after its first
+    # lands with fetches still to come (one 5,000-message fetch would end it).
     settings = isolated_settings(tmp_path, batch_max_messages=50, batch_within=0.05,
                                  commit_interval=2.0, store=store, abandonment_model=False,
                                  ingest_fetch_max_records=200)

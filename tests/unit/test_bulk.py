@@ -127,3 +127,87 @@ def test_bundle_decode_refuses_what_no_state_should_see() -> None:
             decode_bundle(bad, b"s1")
     with pytest.raises(ValueError):
         decode_bundle(encode_batch([good]))  # an older value needs its key
+
+
+class _Consumer:
+    """The part of AIOKafkaConsumer the stage uses: fetches handed out in turn, commits kept."""
+
+    def __init__(self, fetches: list[dict[object, list[object]]]) -> None:
+        self.fetches = fetches
+        self.commits: list[dict[object, int]] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[object, list[object]]:
+        return self.fetches.pop(0) if self.fetches else {}
+
+    async def commit(self, offsets: dict[object, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def assignment(self) -> set[object]:
+        return set()
+
+    async def stop(self) -> None:
+        return None
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send(self, topic: str, value: bytes, partition: int | None = None) -> object:
+        import asyncio
+
+        self.sent += 1
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    async def stop(self) -> None:
+        return None
+
+
+def _fetch(partition: int, first: int, n: int) -> dict[object, list[object]]:
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+
+    records = segment_messages(n)
+    return {TopicPartition("ingest", partition): [
+        SimpleNamespace(offset=first + i, value=r.value, headers=[("fw-source", b"segment")],
+                        timestamp=1_767_225_600_000 + i) for i, r in enumerate(records)]}
+
+
+@pytest.mark.parametrize("interval", [3600.0, 0.0])
+def test_the_stage_commits_what_was_sent_once_per_interval_and_on_revocation(
+        interval: float) -> None:
+    """Offsets are committed once per commit interval, not per fetch, and always before the
+    partitions go to another stage (or the stage stops); only sent, acknowledged fetches."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from prometheus_client import CollectorRegistry
+
+    from streams.bulk import BulkIngest, _Handoff
+    from streams.metrics import Metrics
+
+    async def run() -> tuple[list[dict[object, int]], int]:
+        stage = BulkIngest(Settings(commit_interval=interval or 1e-9), "unused:9092",
+                           Metrics(CollectorRegistry()), 1 << 20)
+        consumer = _Consumer([_fetch(0, 0, 30), _fetch(1, 0, 20), _fetch(0, 30, 10)])
+        stage.consumer, stage.producer = consumer, _Producer()  # type: ignore[assignment]
+        for _ in range(3):
+            assert await stage.step() > 0
+        commits_before = len(consumer.commits)
+        await _Handoff(stage).on_partitions_revoked(set())
+        await stage.stop()
+        return consumer.commits, commits_before
+
+    commits, before = asyncio.run(run())
+    p0, p1 = TopicPartition("ingest", 0), TopicPartition("ingest", 1)
+    if interval:
+        assert before == 0  # three fetches within the interval: no commit yet
+        assert commits == [{p0: 40, p1: 20}]  # at the revocation; nothing left at the stop
+    else:
+        assert commits == [{p0: 30}, {p1: 20}, {p0: 40}]  # a commit per fetch
