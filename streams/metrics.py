@@ -10,12 +10,16 @@ child's ``inc`` about 0.5 us).
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.deadletter import STAGES
 from streams.topics import DEAD_LETTER_REASONS
 
-__all__ = ["Metrics", "METRICS", "PartitionGauges"]
+__all__ = ["Metrics", "METRICS", "PartitionGauges", "observe_many"]
 
 
 class Metrics:
@@ -360,3 +364,39 @@ class PartitionGauges:
         for labels, value in values.items():
             self.gauge.labels(*labels).set(value)
         self._shown = set(values)
+
+
+def observe_many(histogram: Any, values: Iterable[float]) -> None:
+    """``histogram.observe(v)`` for each of ``values`` (a labelled child), with one increment
+    per bucket and one of the sum instead of one of each per value.
+
+    The bulk ingest stage observes every ingest message's latency, and at one event per
+    message ``observe`` each time was 4% of the worker (py-spy, ``bench/throughput.py``). This
+    reads ``Histogram``'s bucket bounds and values (prometheus_client 0.20 to 0.26); a
+    histogram without them is observed value by value.
+
+    >>> h = Histogram("h", "", buckets=(0.1, 1.0), registry=CollectorRegistry())
+    >>> observe_many(h, [0.05, 0.1, 0.5, 7.0])
+    >>> [(s.labels.get("le"), s.value) for s in h.collect()[0].samples if s.name == "h_bucket"]
+    [('0.1', 2.0), ('1.0', 3.0), ('+Inf', 4.0)]
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    counts = [0] * len(bounds)
+    added = 0.0
+    for v in values:
+        if v != v:  # NaN: observe puts it in no bucket (only in the sum)
+            added += v
+            continue
+        counts[bisect_left(bounds, v)] += 1  # the first bound >= v, as observe picks
+        added += v
+    if added:
+        total.inc(added)
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
