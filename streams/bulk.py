@@ -231,8 +231,6 @@ class BulkIngest:
         self.partition_of = Partitioner()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        #: ingest partition -> next offset committed
-        self.committed: dict[int, int] = {}
         #: ingest partition -> next offset sent and acknowledged (for the lag reading)
         self.done: dict[int, int] = {}
         #: Offsets sent and acknowledged, not committed yet (``_commit``).
@@ -314,8 +312,7 @@ class BulkIngest:
                                               max_records=self.settings.ingest_fetch_max_records)
         if not fetched:
             if self._uncommitted and self._commit_due():
-                async with self._busy:
-                    await self._commit()
+                await self._commit_when_free()
             return 0
         async with self._busy:
             if generation != self._generation:
@@ -383,9 +380,6 @@ class BulkIngest:
             # A rebalance took partitions away: their new owner re-reads from the last
             # commit and the states skip what was already applied.
             log.info("ingest stage: commit after a rebalance refused (%s)", exc)
-        else:
-            for tp, off in offsets.items():
-                self.committed[tp.partition] = off
 
     def lag(self) -> dict[int, int]:
         """Ingest partition -> messages not yet sent on (from the last fetch's highwater)."""
@@ -394,7 +388,7 @@ class BulkIngest:
             return out
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
-            done = self.done.get(tp.partition, self.committed.get(tp.partition))
+            done = self.done.get(tp.partition)
             if high is not None:
                 out[tp.partition] = max(0, high - (done or 0))
         return out

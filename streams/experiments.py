@@ -142,13 +142,7 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
         async with flushing:
             dead: list[DeadLetter] = []
             written = dirty.write_all(ledgers.get, lambda p, keys: write(p, keys, dead))
-            errors = await changelog.delivered()
-            if errors:
-                # Never acknowledged: read again after a restart or rebalance.
-                guard.errors.error("changelog", "%d ledger writes not delivered (%s); their "
-                                   "messages stay unacknowledged", len(errors), errors[0])
-            else:
-                dirty.acknowledge(written)
+            await changelog.acknowledge_when_delivered(dirty, written, guard.errors, "ledger")
             await guard.dead(dead)
 
     @app.agent(topic, name="experiments")

@@ -390,11 +390,9 @@ def observe_many(histogram: Any, values: Iterable[float]) -> None:
     counts = [0] * len(bounds)
     added = 0.0
     for v in values:
-        if v != v:  # NaN: observe puts it in no bucket (only in the sum)
-            added += v
-            continue
-        counts[bisect_left(bounds, v)] += 1  # the first bound >= v, as observe picks
         added += v
+        if v == v:  # NaN: observe puts it in no bucket (only in the sum)
+            counts[bisect_left(bounds, v)] += 1  # the first bound >= v, as observe picks
     if added:
         total.inc(added)
     for i, n in enumerate(counts):

@@ -135,16 +135,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
             dead.extend(store_keys(engines[partition], keys))
 
         written = dirty.write_all(engines.get, write)
-        # The changelog records delivered before their messages are acknowledged: a commit
-        # past a state that never reached the changelog loses its events at a crash, and
-        # Faust's producer flush is no proof of delivery (streams.tables.Changelogs).
-        errors = await ctx.changelogs.delivered()
-        if errors:
-            # Never acknowledged: the partitions are read again after a restart or rebalance.
-            guard.errors.error("changelog", "%d state writes not delivered (%s); their "
-                               "messages stay unacknowledged", len(errors), errors[0])
-        else:
-            dirty.acknowledge(written)
+        await ctx.changelogs.acknowledge_when_delivered(dirty, written, guard.errors, "state")
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await guard.dead(dead)
 

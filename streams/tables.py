@@ -7,9 +7,12 @@ import asyncio
 import weakref
 from functools import partial
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.streams import _current_event
+
+if TYPE_CHECKING:
+    from streams.dirty import DirtyStates, Pending
 
 __all__ = ["At", "Changelogs", "del_in_partition", "set_in_partition"]
 
@@ -163,6 +166,20 @@ class Changelogs:
                       "unacknowledged", len(errors), what, errors[0])
             for event in batch:
                 event.message.incref()
+
+    async def acknowledge_when_delivered(self, dirty: DirtyStates, written: list[Pending],
+                                         log: Any, what: str) -> None:
+        """``delivered``, for the changes ``dirty.write_all`` wrote: their held messages are
+        acknowledged once every record is in the changelog (a commit past a state that never
+        got there loses its events at a crash, and a producer flush is no proof of delivery).
+        If a record failed, it is logged and they stay unacknowledged, so their partitions are
+        read again after a restart or rebalance."""
+        errors = await self.delivered()
+        if errors:
+            log.error("changelog", "%d %s writes not delivered (%s); their messages stay "
+                      "unacknowledged", len(errors), what, errors[0])
+        else:
+            dirty.acknowledge(written)
 
 
 def _on_batch_sent(table: Any, count: int, fut: asyncio.Future[Any]) -> None:
