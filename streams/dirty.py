@@ -20,6 +20,7 @@ and their messages never acknowledged here; the partition's next owner re-reads 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,55 @@ class DirtyStates:
                 write(partition, p.keys)
             kept.append(p)
         return kept
+
+    async def write_in_slices(self, owner_of: Callable[[int], Any],
+                              write: Callable[[int, dict[Any, Any]], None],
+                              may_go_on: Callable[[], bool], size: int = 500) -> list[Pending]:
+        """``write_all``, ``size`` keys at a time, letting the event loop run in between.
+
+        A flush writes every session changed in the interval: at 23,000 events/s, about
+        12,000 states, a third of a second of encoding that held up the ingest stage, the
+        producer and the web server (their p99 latency rose by as much). Whoever calls this
+        keeps the states from changing until it returns. Before each slice after the first,
+        the partition must still be owned as it was and ``may_go_on()`` true (no rebalance
+        under way); if it is not, the partition's remaining keys and its held events go
+        back to be written by the next flush (owner unchanged) or are dropped (owner
+        replaced: its next owner re-reads the messages), and it is not among those
+        returned for ``acknowledge``."""
+        pending, self.pending = self.pending, {}
+        self.last_flush = self.clock()
+        kept: list[Pending] = []
+        sliced = False
+        for partition, p in pending.items():
+            keys = list(p.keys.items())
+            done, finished = 0, False
+            while True:
+                if sliced:
+                    await asyncio.sleep(0)
+                    if not may_go_on():
+                        break
+                if owner_of(partition) is not p.owner:
+                    break
+                if keys:
+                    write(partition, dict(keys[done:done + size]))
+                    sliced = True
+                done += size
+                if done >= len(keys):
+                    finished = True
+                    break
+            if finished:
+                kept.append(p)
+            elif owner_of(partition) is p.owner:
+                self._requeue(partition, p, dict(keys[done:]))
+        return kept
+
+    def _requeue(self, partition: int, p: Pending, keys: dict[Any, Any]) -> None:
+        """Changes a flush could not finish: back for the next one, their events still held
+        (a later mark of a key keeps its own, newer message)."""
+        q = self._for(partition, p.owner)
+        for key, at in keys.items():
+            q.keys.setdefault(key, at)
+        q.held.extend(p.held)
 
     def acknowledge(self, written: list[Pending]) -> int:
         """Acknowledge the held events of changes ``write_all`` wrote; how many."""

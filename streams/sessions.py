@@ -34,7 +34,7 @@ from streams import detection
 from streams.bundle import Bundle, Entry
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
-from streams.dirty import DirtyStates
+from streams.dirty import DirtyStates, Pending
 from streams.guard import inc_finite
 from streams.incidents import JourneyStats
 from streams.rebalance import Ownership, rewind_uncommitted
@@ -111,10 +111,11 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
     # One flush at a time: the timer's and a batch's would each wait on the producer.
     flushing = asyncio.Lock()
-    # A batch (feed to flush) and the event-time timer's deadlines never interleave.
+    # A batch (feed and outputs), a flush's writes and the event-time timer's deadlines never
+    # interleave. A flush holds it while it writes, not while the changelog acknowledges.
     serial = asyncio.Lock()
 
-    async def flush_dirty() -> None:
+    async def flush_dirty(wait: bool = True) -> None:
         """Write the changed states, then acknowledge their messages.
 
         Outputs are at least once: the outputs a batch produced are delivered before the
@@ -122,22 +123,42 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         messages are read again (alerts and chat triggers keep their ids, for consumers to
         drop the copy) and never loses them; the other way round, a state that reached the
         changelog marks its messages as applied, and outputs still in the producer's buffer
-        at the kill were lost for good (26 of 1,026 signals in one multi-worker run)."""
-        async with flushing:
-            await _flush_dirty()
+        at the kill were lost for good (26 of 1,026 signals in one multi-worker run).
 
-    async def _flush_dirty() -> None:
+        The states are written a slice at a time (``DirtyStates.write_in_slices``), so the
+        ingest stage, the producer and the web server run in between; no batch is applied
+        meanwhile (``serial``), so every state written is as its outputs were sent. With
+        ``wait`` False it returns once the states are written: the next batch is applied
+        while the broker acknowledges them (``flushing`` is held until it has, and their
+        messages acknowledged), instead of idling a round trip per batch."""
+        await flushing.acquire()
         t1 = time.perf_counter()
         dead: list[DeadLetter] = []
-        await app.producer.flush()
 
         def write(partition: int, keys: dict[str, Any]) -> None:
             dead.extend(store_keys(engines[partition], keys))
 
-        written = dirty.write_all(engines.get, write)
-        await ctx.changelogs.acknowledge_when_delivered(dirty, written, guard.errors, "state")
-        metrics.state_flush_seconds.observe(time.perf_counter() - t1)
-        await guard.dead(dead)
+        try:
+            async with serial:
+                await app.producer.flush()
+                written = await dirty.write_in_slices(engines.get, write, settled)
+        except BaseException:
+            flushing.release()
+            raise
+        delivery = asyncio.ensure_future(acknowledge(written, dead, t1))
+        if wait:
+            await asyncio.shield(delivery)
+
+    async def acknowledge(written: list[Pending], dead: list[DeadLetter], t1: float) -> None:
+        try:
+            await ctx.changelogs.acknowledge_when_delivered(dirty, written, guard.errors,
+                                                            "state")
+            metrics.state_flush_seconds.observe(time.perf_counter() - t1)
+            await guard.dead(dead)
+        except Exception:  # noqa: BLE001 - its messages stay unacknowledged: read again
+            guard.errors.exception("flush", "state flush failed")
+        finally:
+            flushing.release()
 
     async def publish_outputs(out: Outputs, at: Any = None) -> None:
         """Send what the detectors produced; each record on its own, so one that cannot be
@@ -269,13 +290,13 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                             if sid not in engine.sessions and sid.encode() in sessions:
                                 del_in_partition(sessions, sid.encode(),
                                                  touched.get(sid, At(web_name, partition)))
-                if dirty.due() and settled():
-                    await flush_dirty()
                 await guard.dead(dead)
                 await ctx.acks.seek_back(app.consumer)
-                ctx.observe_latency(m_latency, batch)
-                m_msgs.inc(len(batch))
-                m_batch.observe(time.perf_counter() - t0)
+            if dirty.due() and settled():
+                await flush_dirty(wait=False)
+            ctx.observe_latency(m_latency, batch)
+            m_msgs.inc(len(batch))
+            m_batch.observe(time.perf_counter() - t0)
 
     settled = register_rebalance(ctx, ownership, engines, engine_for, partition_of)
 

@@ -55,3 +55,63 @@ def test_changes_made_on_a_replaced_engine_are_not_written() -> None:
     written: list[list[str]] = []
     d.flush(lambda p: new, lambda p, keys: written.append(list(keys)))
     assert written == [["s2"]]
+
+
+def test_a_flush_in_slices_stops_at_a_rebalance_and_the_rest_waits_for_the_next() -> None:
+    """Slices let the event loop run; a rebalance that starts between two of them stops the
+    flush: what is left of an owned partition (keys and held events) is written by the next
+    flush, and only the partitions written in full are acknowledged."""
+    import asyncio
+
+    d = DirtyStates(interval=0.0)
+    a, b = object(), object()
+    ea, eb = Event(1), Event(2)
+    d.hold(0, a, [ea])
+    d.hold(1, b, [eb])
+    for i in range(5):
+        d.mark(0, a, f"a{i}", ea)
+        d.mark(1, b, f"b{i}", eb)
+    written: list[list[str]] = []
+    settled = [True]
+
+    def write(partition: int, keys: dict[Any, Any]) -> None:
+        written.append(list(keys))
+        if len(written) == 3:  # a rebalance begins while the third slice is written
+            settled[0] = False
+
+    owners = {0: a, 1: b}
+    kept = asyncio.run(d.write_in_slices(owners.get, write, lambda: settled[0], size=2))
+    assert written == [["a0", "a1"], ["a2", "a3"], ["a4"]]
+    assert [p.owner for p in kept] == [a]  # partition 0 in full; 1 not begun
+    assert d.acknowledge(kept) == 1 and ea.message.refcount == 1
+    assert list(d.pending[1].keys) == [f"b{i}" for i in range(5)] and d.pending[1].held == [eb]
+
+    # The rebalance took partition 1 away meanwhile: the next flush drops it unwritten.
+    settled[0] = True
+    written.clear()
+    d.mark(0, a, "a9", ea)
+    kept = asyncio.run(d.write_in_slices({0: a}.get, write, lambda: True, size=2))
+    assert written == [["a9"]] and [p.owner for p in kept] == [a]
+    assert eb.message.refcount == 2  # never acknowledged here: its next owner re-reads it
+
+
+def test_a_slice_cut_short_goes_back_with_its_events() -> None:
+    import asyncio
+
+    d = DirtyStates(interval=0.0)
+    a = object()
+    e = Event(1)
+    d.hold(0, a, [e])
+    for i in range(5):
+        d.mark(0, a, f"s{i}", e)
+    calls = [0]
+
+    def go_on() -> bool:
+        calls[0] += 1
+        return calls[0] < 2  # the second check finds a rebalance under way
+
+    written: list[list[str]] = []
+    kept = asyncio.run(d.write_in_slices({0: a}.get, lambda p, k: written.append(list(k)),
+                                         go_on, size=2))
+    assert written == [["s0", "s1"], ["s2", "s3"]] and kept == []
+    assert list(d.pending[0].keys) == ["s4"] and d.pending[0].held == [e]
