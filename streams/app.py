@@ -44,7 +44,7 @@ from streams.health import consumer_lag, register_health
 from streams.incidents import JourneyStats, register_incidents
 from streams.ingest import register_ingest
 from streams.learning import register_learning
-from streams.memory import release_free_memory
+from streams.memory import FULL_COLLECTION_INTERVAL, collect_cycles, release_free_memory
 from streams.metrics import METRICS, Metrics, PartitionGauges
 from streams.sessions import register_sessions
 from streams.settings import Settings
@@ -247,13 +247,19 @@ def create_worker(
 
 def _register_gauges(app: faust.App, settings: Settings, metrics: Metrics, guard: Guard,
                      sessions: Any, customers: Any) -> None:
-    """The worker-wide timers: table sizes, consumer lag, and handing free memory back."""
+    """The worker-wide timers: table sizes, consumer lag, handing free memory back, and full
+    garbage collections."""
 
     @guard.timer(app, 30.0)
     async def trim_memory() -> None:
         """Hand the heap pages that bursts of large payloads leave free back to the OS
         (streams.memory), so RSS follows what the worker holds."""
         release_free_memory()
+
+    @guard.timer(app, FULL_COLLECTION_INTERVAL)
+    async def collect_garbage_cycles() -> None:
+        """The garbage collector's full collections, at a set pace (streams.memory)."""
+        collect_cycles()
 
     @guard.timer(app, 5.0)
     async def gauge_sessions() -> None:

@@ -89,8 +89,9 @@ def _use_uvloop() -> bool:
 
 
 #: Allocations between young-generation collections (CPython's default is 700), and how many
-#: collections of a generation before the next one's: see ``_tune_gc``.
-GC_THRESHOLDS = (50_000, 20, 100)
+#: collections of a generation before the next one's (the oldest: never by count; a timer
+#: runs full collections, ``streams.memory.FULL_COLLECTION_INTERVAL``): see ``_tune_gc``.
+GC_THRESHOLDS = (50_000, 20, 10**9)
 
 
 def _tune_gc() -> None:
@@ -101,7 +102,12 @@ def _tune_gc() -> None:
     awaits were promoted, so full collections ran about twice a second, each a pause of about
     0.2 s over the worker's few hundred thousand objects. At 9,000 events/s paced
     (``bench/latency.py``) that was 10.3 of the worker's 29 CPU seconds; with these thresholds
-    0.65 of 21. Reference counting still frees nearly everything at once; only cycles wait."""
+    0.65 of 21. Reference counting still frees nearly everything at once; only cycles wait.
+
+    A full collection scans every object the worker holds, about 0.3 s with a few tens of
+    thousands of sessions, and stops both stages meanwhile: one of them was the whole p99 of
+    the latency bench (866 ms in the 5 s it fell in, at most 163 ms in the others) while it
+    found 129 objects to free. So they run on a timer, not when the counts say."""
     gc.collect()
     gc.freeze()  # modules, settings, the app: never garbage, never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
