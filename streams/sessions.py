@@ -375,7 +375,7 @@ def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, En
             return state
 
         ownership.adopt(sessions.keys(), partition_of,
-                        lambda p, sid: p in engines and sid in engines[p].sessions,
+                        lambda sid: any(sid in e.sessions for e in engines.values()),
                         load, lambda p, state: engine_for(p).adopt(state))
         await guard.dead(dead)
 
