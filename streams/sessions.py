@@ -370,7 +370,7 @@ def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, En
         still expire (state stays bounded) and their deadlines still run. With
         ``slice_size``, that many stored keys at a time, each slice between two batches
         (``serial``) and the event loop free in between: over 130,000 stored sessions the
-        whole scan was a pause of the worker of up to 0.2 s (``bench/latency.py``)."""
+        whole scan was a pause of the worker of about 0.3 s (``bench/latency.py``)."""
         dead: list[DeadLetter] = []
 
         def load(key: bytes) -> Any:
