@@ -104,10 +104,8 @@ class DirtyStates:
         """Write the dirty keys of each partition still owned as it was, and return those
         partitions' changes, whose held events ``acknowledge`` releases once the writes are
         delivered. Changes of partitions taken away are dropped unwritten."""
-        pending, self.pending = self.pending, {}
-        self.last_flush = self.clock()
         kept: list[Pending] = []
-        for partition, p in pending.items():
+        for partition, p in self._take().items():
             if owner_of(partition) is not p.owner:
                 continue  # taken away: the next owner re-reads these messages
             if p.keys:
@@ -129,32 +127,34 @@ class DirtyStates:
         back to be written by the next flush (owner unchanged) or are dropped (owner
         replaced: its next owner re-reads the messages), and it is not among those
         returned for ``acknowledge``."""
-        pending, self.pending = self.pending, {}
-        self.last_flush = self.clock()
         kept: list[Pending] = []
-        sliced = False
-        for partition, p in pending.items():
+        wrote = False
+        for partition, p in self._take().items():
             keys = list(p.keys.items())
-            done, finished = 0, False
-            while True:
-                if sliced:
+            done = 0
+            while done < len(keys):
+                if wrote:
                     await asyncio.sleep(0)
                     if not may_go_on():
                         break
                 if owner_of(partition) is not p.owner:
                     break
-                if keys:
-                    write(partition, dict(keys[done:done + size]))
-                    sliced = True
+                write(partition, dict(keys[done:done + size]))
+                wrote = True
                 done += size
-                if done >= len(keys):
-                    finished = True
-                    break
-            if finished:
+            if owner_of(partition) is not p.owner:
+                continue  # taken away: the next owner re-reads these messages
+            if done >= len(keys):
                 kept.append(p)
-            elif owner_of(partition) is p.owner:
+            else:
                 self._requeue(partition, p, dict(keys[done:]))
         return kept
+
+    def _take(self) -> dict[int, Pending]:
+        """Every partition's changes, for a flush; the next interval starts now."""
+        pending, self.pending = self.pending, {}
+        self.last_flush = self.clock()
+        return pending
 
     def _requeue(self, partition: int, p: Pending, keys: dict[Any, Any]) -> None:
         """Changes a flush could not finish: back for the next one, their events still held

@@ -145,11 +145,12 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         except BaseException:
             flushing.release()
             raise
-        delivery = asyncio.ensure_future(acknowledge(written, dead, t1))
+        delivery = asyncio.ensure_future(acknowledge_flush(written, dead, t1))
         if wait:
             await asyncio.shield(delivery)
 
-    async def acknowledge(written: list[Pending], dead: list[DeadLetter], t1: float) -> None:
+    async def acknowledge_flush(written: list[Pending], dead: list[DeadLetter], t1: float
+                                ) -> None:
         try:
             await ctx.changelogs.acknowledge_when_delivered(dirty, written, guard.errors,
                                                             "state")
