@@ -36,7 +36,7 @@ import msgspec  # noqa: E402
 from river import forest, linear_model, optim, preprocessing  # noqa: E402
 
 from models.abandonment import AbandonmentScorer, abandonment_model  # noqa: E402
-from models.baseline import Recording, time_split_baselines  # noqa: E402
+from models.baseline import time_split_baselines  # noqa: E402
 from models.progressive import Progressive, binary_report  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.backtest import run_simulated  # noqa: E402
@@ -62,25 +62,44 @@ class _Sessions(AbandonmentScorer):
         # By the snapshot's features as JSON: the scorer keeps earlier snapshots as JSON and
         # learns copies decoded from it, so the object noted here is not the one learned.
         self.session_of: dict[bytes, str] = {}
+        # Every score in order, with its features and session: the scorer learns (and its
+        # quality figures count) only the snapshots it keeps (``learned_per_session``), and
+        # the figures here must cover every score, as they did when it kept them all.
+        self.scores: list[tuple[str, float, dict[str, float]]] = []
+        #: Each session's outcome as the scorer learned it (True: abandoned).
+        self.outcome: dict[str, bool] = {}
 
     def update(self, state: Any, event: Any) -> Any:
+        grid = state.detector_state.get("abandonment_grid")
+        taken = grid[0] if grid else 0
         out = super().update(state, event)
-        memory = state.detector_state.get("abandonment")
-        if memory:
-            self.session_of[msgspec.json.encode(memory[-1][0])] = state.session_id
+        grid = state.detector_state.get("abandonment_grid")
+        if grid and grid[0] > taken:  # scored
+            x, p, _ = state.detector_state["abandonment"][-1]
+            self.session_of[msgspec.json.encode(x)] = state.session_id
+            self.scores.append((state.session_id, p, x))
         return out
 
+    def _teach(self, x: dict[str, float], p: float, abandoned: bool, w: float = 1.0) -> None:
+        self.outcome[self.session_of[msgspec.json.encode(x)]] = abandoned
+        super()._teach(x, p, abandoned, w)
 
-def run_seed(seed: int, minutes: float, rate: float, friction: float | None, model: str
-             ) -> tuple[_Sessions, Recording, Simulator]:
+    def labelled(self) -> list[tuple[str, float, dict[str, float], bool]]:
+        """Every score whose session's outcome is known, in the order they were made."""
+        return [(sid, p, x, self.outcome[sid]) for sid, p, x in self.scores
+                if sid in self.outcome]
+
+
+def run_seed(seed: int, minutes: float, rate: float, friction: float | None, model: str,
+             learned_per_session: int = 4) -> tuple[_Sessions, Simulator]:
     rates = dict.fromkeys(FRICTION_TYPES, friction) if friction is not None else {}
     sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=minutes * 60,
                               friction=rates))
-    recording = Recording(MODELS[model]())
-    scorer = _Sessions(record=True, model=recording)
+    scorer = _Sessions(record=True, model=MODELS[model](),
+                       learned_per_session=learned_per_session)
     engine = detection.engine(Settings(abandonment_model=False), extra=[scorer])
     run_simulated(sim.messages(), engine, close=False)
-    return scorer, recording, sim
+    return scorer, sim
 
 
 def main() -> None:
@@ -91,14 +110,16 @@ def main() -> None:
     ap.add_argument("--friction", type=float, default=None,
                     help="per-session rate of every friction type (default: the simulator's)")
     ap.add_argument("--model", choices=sorted(MODELS), default="lr")
+    ap.add_argument("--learned-per-session", type=int, default=4,
+                    help="snapshots learned per session, spread over its checkout")
     args = ap.parse_args()
     for seed in args.seeds:
         t0 = time.perf_counter()
-        scorer, recording, sim = run_seed(seed, args.minutes, args.rate, args.friction,
-                                          args.model)
+        scorer, sim = run_seed(seed, args.minutes, args.rate, args.friction, args.model,
+                               args.learned_per_session)
         intent = {o.session_id: o.intent for o in sim.outcomes if o.intent is not None}
-        run = Progressive(y_true=[a for _, a in scorer.history],
-                          scores=[p for p, _ in scorer.history])
+        known = scorer.labelled()
+        run = Progressive(y_true=[a for *_, a in known], scores=[p for _, p, _, _ in known])
         half = len(run.y_true) // 2
         late = Progressive(y_true=run.y_true[half:], scores=run.scores[half:])
         report = binary_report(run)
@@ -108,12 +129,11 @@ def main() -> None:
         print(f"  online, progressive: ROC AUC {report['roc_auc']:.3f}, log loss "
               f"{report['log_loss']:.3f}; second half of the scores (past the cold start) "
               f"{binary_report(late)['roc_auc']:.3f}")
-        batch = time_split_baselines(recording.examples)
+        examples = [(x, a) for _, _, x, a in known]
+        batch = time_split_baselines(examples)
         print("  batch, trained on the first 70% in time, scored on the rest: "
               + ", ".join(f"{k} {v:.3f}" for k, v in batch.items()))
-        told = [({**x, "hidden_intent": intent.get(
-            scorer.session_of[msgspec.json.encode(x)], 0.5)}, y)
-                for x, y in recording.examples]
+        told = [({**x, "hidden_intent": intent.get(sid, 0.5)}, y) for sid, _, x, y in known]
         ceiling = time_split_baselines(told)
         print("  the same, told each shopper's hidden intent (a ceiling): "
               + ", ".join(f"{k} {v:.3f}" for k, v in ceiling.items()))

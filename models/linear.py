@@ -82,9 +82,12 @@ class Linear:
                 dot += wi * ((xi - means.get(i, 0.0)) / v**0.5 if v else 0.0)
         return _sigmoid(dot + lr.intercept)
 
-    def learn_one(self, x: Mapping[str, float], y: bool) -> None:
+    def learn_one(self, x: Mapping[str, float], y: bool, weight: float = 1.0) -> None:
         if not self.fast or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
-            self.model.learn_one(x, y)
+            if weight == 1.0:
+                self.model.learn_one(x, y)
+            else:
+                self.model.learn_one(x, y, w=weight)
             return
         scaler, lr = self._scaler, self._lr
         w = lr._weights
@@ -110,7 +113,7 @@ class Linear:
             seen.append((i, zi, wi))
         # LogisticRegression.learn_one: the log loss's gradient at the current weights...
         opt, loss = lr.optimizer, lr.loss
-        g = _log_gradient(loss, y, dot + lr.intercept)
+        g = _log_gradient(loss, y, dot + lr.intercept) * weight
         g = max(min(g, lr.clip_gradient), -lr.clip_gradient)
         lr.intercept -= lr.intercept_lr.get(opt.n_iterations) * g
         # ...and AdaGrad's step on the features seen (L2 on their weights only, as River).

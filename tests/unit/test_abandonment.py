@@ -51,13 +51,15 @@ class _Spy:
     def __init__(self, model: object) -> None:
         self.model = model
         self.taught: list[tuple[dict[str, float], bool]] = []
+        self.weights: list[float] = []
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
         return self.model.predict_proba_one(x)  # type: ignore[attr-defined, no-any-return]
 
-    def learn_one(self, x: dict[str, float], y: bool) -> None:
+    def learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> None:
         self.taught.append((copy.deepcopy(x), y))
-        self.model.learn_one(x, y)  # type: ignore[attr-defined]
+        self.weights.append(w)
+        self.model.learn_one(x, y, w=w)  # type: ignore[attr-defined]
 
 
 def test_a_feature_computed_after_the_prediction_cannot_change_what_is_learned() -> None:
@@ -114,9 +116,10 @@ def test_a_session_that_expires_first_is_learned_at_its_expiry() -> None:
     assert [o["session_id"] for o in out.outcomes] == ["a"] and scorer.learned == 3
 
 
-def test_every_step_of_a_long_checkout_that_ends_in_an_order_is_learned() -> None:
-    # A full checkout with a backtrack: over 20 scored events. Were its early snapshots
-    # dropped, the model would only ever see step 1 in checkouts that were abandoned.
+def test_a_long_checkout_is_learned_from_its_first_step_to_its_last() -> None:
+    # A full checkout with a backtrack: over 20 scored events. Were only its latest snapshots
+    # learned, the model would only ever see step 1 in checkouts that were abandoned; were
+    # all of them, a long checkout would weigh as much as 10 short ones.
     sid, evs = "long", [ev.CheckoutStarted(id="c", time=0.0, session_id="long", cart_value=50.0)]
     steps = [1, 2, 3, 2, 3, 2, 3, 4]
     for i, step in enumerate(steps):
@@ -129,13 +132,41 @@ def test_every_step_of_a_long_checkout_that_ends_in_an_order_is_learned() -> Non
     evs += [ev.PaymentAttempted(id="p", time=100.0, session_id=sid, success=True),
             ev.OrderCompleted(id="o", time=101.0, session_id=sid, revenue=50.0)]
     spy = _Spy(abandonment_model())
-    scorer = AbandonmentScorer(model=spy)
+    scorer = AbandonmentScorer(model=spy, learned_per_session=4)
     state, _ = SessionProcessor([scorer]).apply(None, evs)
     scorer.tick(state, 101.0 + scorer.label_after_s)  # the held order is released
     scored = len(evs) - 1
-    assert scored > 20 and len(spy.taught) == scored
+    # 26 scores: the grid's spacing reached 16, so the 1st, the 17th and the last are learned.
+    assert scored == 26 and len(spy.taught) == scorer.learned == 3
     assert all(not abandoned for _, abandoned in spy.taught)
     assert spy.taught[0][0]["event=checkout_started"] == 1.0
+    assert spy.taught[-1][0]["event=payment_attempted"] == 1.0
+    assert [x["max_step"] for x, _ in spy.taught] == [1.0, 3.0, 4.0]
+    # Each stands for the scores between: the checkout weighs what its 26 scores did.
+    assert spy.weights == pytest.approx([26 / 3] * 3)
+
+
+def test_the_snapshots_kept_stay_spread_evenly_over_a_checkout_of_any_length() -> None:
+    scorer = AbandonmentScorer(learned_per_session=4)
+    state = SessionState(session_id="s")
+    kept = []
+    for n in range(20):
+        scorer._keep(state, [{"n": float(n)}, 0.5, float(n)])
+        kept.append(list(state.detector_state["abandonment_grid"][2]))
+        memory = state.detector_state["abandonment"]
+        # What is stored is what the grid says, the latest last and open for explain().
+        assert [msgspec.json.decode(m)[0]["n"] if isinstance(m, msgspec.Raw) else m[0]["n"]
+                for m in memory] == kept[-1]
+        assert isinstance(memory[-1], list) and len(memory) <= 4
+    assert kept[2] == [0, 1, 2] and kept[3] == [0, 1, 2, 3]
+    assert kept[12] == [0, 4, 8, 12] and kept[19] == [0, 8, 16, 19]
+    # A session stored before grids (every snapshot, up to 32) is thinned at its next one.
+    old = SessionState(session_id="old", detector_state={
+        "abandonment": [[{"n": float(n)}, 0.5, float(n)] for n in range(10)]})
+    scorer._keep(old, [{"n": 10.0}, 0.5, 10.0])
+    assert old.detector_state["abandonment_grid"][2] == [0, 4, 8, 10]
+    with pytest.raises(ValueError, match="learned_per_session"):
+        AbandonmentScorer(learned_per_session=1)
 
 
 def test_scores_learn_the_pattern_and_name_their_factors() -> None:
@@ -203,8 +234,10 @@ def test_a_state_written_and_read_back_between_events_teaches_the_same() -> None
     teach the same examples."""
     evs = _checkout("s", 0.0, declines=3, order=False)
     kept, reread = _Spy(abandonment_model()), _Spy(abandonment_model())
-    proc_kept = SessionProcessor([AbandonmentScorer(model=kept)])
-    proc_reread = SessionProcessor([AbandonmentScorer(model=reread)])
+    # Every snapshot learned: the test compares each of them.
+    proc_kept = SessionProcessor([AbandonmentScorer(model=kept, learned_per_session=len(evs))])
+    proc_reread = SessionProcessor([AbandonmentScorer(model=reread,
+                                                      learned_per_session=len(evs))])
     state: SessionState | None = None
     stored: SessionState | None = None
     for e in evs:

@@ -50,6 +50,25 @@ def test_learns_and_predicts_as_river_does(make: object) -> None:
     assert max(abs(v) for v in want.weights.values()) > 0.1
 
 
+def test_a_weighted_example_learns_as_rivers_weighted_learn_one() -> None:
+    river_model = abandonment_model()
+    ours = copy.deepcopy(river_model)
+    fast = Linear(ours)
+    for i, (x, y) in enumerate(_stream(2, 2000)):
+        w = 1.0 + (i % 7) * 1.5
+        river_model.learn_one(x, y, w=w)
+        fast.learn_one(x, y, w)
+        assert fast.predict_proba_one(x) == pytest.approx(
+            river_model.predict_proba_one(x)[True], rel=1e-9, abs=1e-12)
+    want, got = river_model["LogisticRegression"], ours["LogisticRegression"]
+    assert got.intercept == pytest.approx(want.intercept, rel=1e-9, abs=1e-12)
+    # The weights mattered: unweighted learning ends elsewhere.
+    plain = Linear(abandonment_model())
+    for x, y in _stream(2, 2000):
+        plain.learn_one(x, y)
+    assert abs(plain.model["LogisticRegression"].intercept - got.intercept) > 1e-3
+
+
 def test_other_models_use_their_own_methods() -> None:
     plain = linear_model.LogisticRegression()
     l1 = preprocessing.StandardScaler() | linear_model.LogisticRegression(l1=0.01)
