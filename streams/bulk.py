@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -54,6 +54,9 @@ from streams.guard import EXCERPT_BYTES, Guard
 from streams.metrics import Metrics, PartitionGauges, observe_many
 from streams.normalize import normalize
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.ingest_process import IngestProcess
 from streams.topics import SOURCE_HEADER, topic_name
 
 __all__ = ["BulkIngest", "Grouped", "Partitioner", "Record", "group_records", "ingest_group",
@@ -429,13 +432,21 @@ class BulkIngest:
 
 
 def register_bulk_ingest(app: Any, settings: Settings, bootstrap: str, metrics: Metrics,
-                         max_request: int) -> BulkIngest:
-    """Run a ``BulkIngest`` with the Faust app: started once the app has started (tables
-    recovered), stopped with it (its consumer leaves the ingest group at once), its lag in
+                         max_request: int) -> BulkIngest | IngestProcess:
+    """Run a ``BulkIngest`` with the Faust app, in a process of its own
+    (``settings.ingest_process``: ``streams.ingest_process.IngestProcess``) or in the app's
+    loop: started once the app has started (tables recovered), stopped with it (its consumer
+    leaves the ingest group at once), its lag in
     ``frictionwatch_consumer_lag_messages{topic="ingest"}``."""
     import mode
 
-    stage = BulkIngest(settings, bootstrap, metrics, max_request)
+    from streams.ingest_process import IngestProcess
+
+    stage: BulkIngest | IngestProcess
+    if settings.ingest_process:
+        stage = IngestProcess(settings, bootstrap, metrics, max_request)
+    else:
+        stage = BulkIngest(settings, bootstrap, metrics, max_request)
 
     class IngestStage(mode.Service):  # type: ignore[misc]
         async def on_start(self) -> None:

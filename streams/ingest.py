@@ -1,7 +1,8 @@
 """The ingest stage: raw payloads from the ingest topic become canonical events.
 
 The ingest topic is read by the bulk ingest stage (``streams.bulk``), an aiokafka loop in a
-consumer group of its own (``<app id>-ingest``) that runs with the worker: each fetch of up to
+consumer group of its own (``<app id>-ingest``) that runs with the worker, in a process of its
+own by default (``streams.ingest_process``): each fetch of up to
 5,000 messages is normalized (``streams.normalize``: adapters, bounds, dead letters) and sent
 on as one bundle per canonical partition (``streams.bundle``), each key's events tagged with
 the ingest position they came from, so the sessions and customers agents can tell a re-send
@@ -21,6 +22,7 @@ from typing import Any
 from streams.bulk import BulkIngest, Partitioner, register_bulk_ingest
 from streams.bundle import Entry, encode_bundle
 from streams.context import Context
+from streams.ingest_process import IngestProcess
 from streams.normalize import Normalized
 
 __all__ = ["register_ingest"]
@@ -28,7 +30,8 @@ __all__ = ["register_ingest"]
 Publish = Callable[..., Awaitable[None]]
 
 
-def register_ingest(ctx: Context, bootstrap: str) -> tuple[Publish, BulkIngest]:
+def register_ingest(ctx: Context, bootstrap: str
+                    ) -> tuple[Publish, BulkIngest | IngestProcess]:
     """The bulk ingest stage on the ingest topic; returns ``publish`` for the collector and
     the stage (its lag and failures for /health)."""
     app, settings, metrics, guard = ctx.app, ctx.settings, ctx.metrics, ctx.guard

@@ -311,6 +311,13 @@ class Metrics:
             ["timer"],
             registry=registry,
         )
+        self.process_restarts = Counter(
+            "frictionwatch_process_restarts_total",
+            "Times a process of the worker (the ingest stage, streams.ingest_process) exited "
+            "on its own and was started again.",
+            ["process"],
+            registry=registry,
+        )
         self.model_inputs_rejected = Counter(
             "frictionwatch_model_inputs_rejected_total",
             "Examples an online model refused to score or learn: a feature not finite or of "

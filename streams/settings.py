@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     #: small enough that a fetch is done in well under a second (5,000 one-event messages take
     #: about 0.1 s), so commits stay frequent.
     ingest_fetch_max_records: int = Field(default=5000, ge=1, le=100_000)
+    #: Run the bulk ingest stage in a process of its own beside the worker, so it and the
+    #: sessions agent take a core each (``streams.ingest_process``); off: in the worker's loop.
+    ingest_process: bool = True
     #: Kafka messages handled together; session state is written once per session per batch.
     batch_max_messages: int = Field(default=1000, ge=1)
     #: Longest wait (seconds) to fill a batch; bounds added latency at low traffic. Each Faust

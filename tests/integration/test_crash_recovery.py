@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import signal
 import time
 
 import pytest
@@ -111,8 +112,34 @@ def _sample(worker: WorkerProcess, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def stage_processes(pid: int) -> list[int]:
+    """Live ingest stage processes of the worker ``pid`` (Linux ``/proc``): its children run
+    by ``multiprocessing`` (not its resource tracker)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+                out.append(int(entry))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
-@pytest.mark.parametrize("kill", ["mid_stream", "mid_ingest"])
+@pytest.mark.parametrize("kill", ["mid_stream", "mid_ingest", "ingest_process"])
 def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     kafka_bootstrap, tmp_path, store, kill
 ):
@@ -120,7 +147,8 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     ``mid_ingest``: the ingest stage has sent its first fetch on and works on the next ones
     (fetched, some bundles sent; its offsets are committed once per commit interval), while
     the sessions agent has applied little: the restart re-sends what was not committed, cut
-    into other bundles."""
+    into other bundles. ``ingest_process``: as ``mid_ingest``, but only the ingest stage's
+    process is killed; the worker starts it again and goes on (no restart of the worker)."""
     if store.startswith("rocksdb"):
         pytest.importorskip("rocksdict")  # the [rocksdb] extra, for real deployments
         if not os.environ.get("FRICTIONWATCH_TEST_BOOTSTRAP_SERVERS"):
@@ -155,13 +183,26 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
         p.flush()
 
     deadline = time.monotonic() + 60
-    if kill == "mid_ingest":
+    stage_pids: list[int] = []
+    if kill in ("mid_ingest", "ingest_process"):
+        assert first.proc is not None
+        while not stage_pids and time.monotonic() < deadline:  # started once tables are
+            stage_pids = stage_processes(first.proc.pid)
+            time.sleep(0.05)
+        assert len(stage_pids) == 1, "the ingest stage runs in a process of its own"
         send(messages)  # three fetches or more
         while ingested(first) == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         killed_at = ingested(first)
-        first.kill()
+        if kill == "ingest_process":
+            os.kill(stage_pids[0], signal.SIGKILL)
+        else:
+            first.kill()
         assert 0 < killed_at < N_MESSAGES, "the kill must land while the stage ingests"
+        # Killed, the worker leaves no stage behind to hold the ingest partitions.
+        while alive(stage_pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(stage_pids[0])
     else:
         # The worker outruns a producer: the rest of the stream comes once the kill is done,
         # so the kill lands mid-stream, with changed sessions written or waiting for theirs.
@@ -174,7 +215,8 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
         assert killed_at > 0, "the kill must land mid-stream"
         send(messages[head:])
 
-    second = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w2.log").start()
+    second = (first if kill == "ingest_process"
+              else WorkerProcess(settings, kafka_bootstrap, tmp_path / "w2.log").start())
     try:
         def states_of(records: list[object]) -> dict[str, SessionState]:
             return {k.decode(): decode_state(v)
@@ -193,6 +235,9 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
         # Let any double application (the bug this guards against) show up before comparing.
         time.sleep(settings.commit_interval + 1)
         got = read_all()
+        if kill == "ingest_process":
+            assert _sample(second, r'frictionwatch_process_restarts_total\{process="ingest"\}') == 1
+            assert second.proc is not None and len(stage_processes(second.proc.pid)) == 1
     finally:
         second.stop()
     assert set(got) == set(expected)
