@@ -55,7 +55,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import random
 import re
 import statistics
@@ -350,14 +349,6 @@ def sample(w: WorkerProcess, into: list[tuple[float, dict[str, float]]],
         done.wait(1.0)
 
 
-def cpu_seconds(w: WorkerProcess) -> float:
-    """User and system CPU seconds of the worker process so far (/proc, Linux)."""
-    assert w.proc is not None
-    with open(f"/proc/{w.proc.pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def max_rate(w: WorkerProcess, n_events: int) -> float:
     """Events/s from the worker's first ingest message to the last canonical one applied."""
     t_first = None
@@ -478,7 +469,7 @@ def main() -> None:
                   f"1 event per message; {args.probes:g} immediate and "
                   f"{args.deadline_probes:g} deadline probes per second")
             before = counts(w)
-            cpu0, own0, wall0 = cpu_seconds(w), time.process_time(), time.monotonic()
+            cpu0, own0, wall0 = w.cpu_seconds(), time.process_time(), time.monotonic()
             timeline: list[tuple[float, dict[str, float]]] = []
             done = threading.Event()
             sampler = threading.Thread(target=sample, args=(w, timeline, done), daemon=True)
@@ -489,7 +480,7 @@ def main() -> None:
             after = counts(w)
             wall = time.monotonic() - wall0
             print(f"CPU over the paced load, cores busy: the worker "
-                  f"{(cpu_seconds(w) - cpu0) / wall:.2f}, this bench (sender and reader) "
+                  f"{(w.cpu_seconds() - cpu0) / wall:.2f}, this bench (sender and reader) "
                   f"{(time.process_time() - own0) / wall:.2f}, of 2 on this machine with the "
                   f"broker")
             print(f"sender: at most {behind * 1000:.0f} ms behind schedule; worker applied "

@@ -7,10 +7,11 @@ processing while the group rebalances (a worker joining, a worker killed).
 CPU, not wall time: the machine this was written on has 2 cores, so 3 workers cannot run 3x
 as fast on it; what scale costs is the extra CPU per event (duplicated per-worker work:
 timers, heartbeats, fetches of fewer messages each). The figure is the sum over the worker
-processes of user + system CPU (``/proc/<pid>/stat``, so Linux only) from when all of them own
-partitions to when the last message is applied; the broker and this script (which produces
-the events) are excluded. Workers idle while this script produces are included: that is part
-of what another worker costs. The target: 3 workers within 15% of 1 worker.
+processes (each with its ingest stage's process) of user + system CPU (``/proc/<pid>/stat``,
+so Linux only) from when all of them own partitions to when the last message is applied; the
+broker and this script (which produces the events) are excluded. Workers idle while this
+script produces are included: that is part of what another worker costs. The target: 3
+workers within 15% of 1 worker.
 
 ``--rate`` paces the producer (events/s) for the CPU runs instead of producing as fast as it
 can. The figure depends on how many events each fetch and batch carries, and that is what
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
@@ -56,7 +56,6 @@ from streams.settings import Settings, load  # noqa: E402
 from streams.topics import SOURCE_HEADER, topic_name  # noqa: E402
 from streams.worker_process import WorkerProcess  # noqa: E402
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 #: Events the sessions agent fed to its state (web-events messages are bundles of many).
 _APPLIED = re.compile(r'^frictionwatch_events_applied_total\{agent="sessions"\} ([0-9.e+]+)$',
                       re.M)
@@ -70,13 +69,6 @@ _EVENTS: tuple[tuple[str, dict[str, object]], ...] = (
     ("Payment Declined", {"reason": "card_declined"}),
     ("Cart Viewed", {}),
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def messages(n_events: int, per_message: int, sessions: int, seed: int) -> list[tuple[bytes,
@@ -166,10 +158,9 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
     ensure_topics(s, bootstrap)
     workers = start_group(s, bootstrap, n, tmp, tag)
     try:
-        pids = [w.proc.pid for w in workers if w.proc]
-        idle_start = sum(cpu_seconds(p) for p in pids)
+        idle_start = sum(w.cpu_seconds() for w in workers)
         time.sleep(idle_for)
-        before = sum(cpu_seconds(p) for p in pids)
+        before = sum(w.cpu_seconds() for w in workers)
         idle = (before - idle_start) / idle_for
         counted = [batches(w) for w in workers]
         t0 = time.monotonic()
@@ -179,7 +170,7 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
             if time.monotonic() > deadline:
                 raise SystemExit(f"{n} workers did not finish:\n{workers[0].log_tail()}")
             time.sleep(0.25)  # gently: a scrape costs the workers CPU too
-        used = sum(cpu_seconds(p) for p in pids) - before
+        used = sum(w.cpu_seconds() for w in workers) - before
         runs: dict[str, float] = {}
         for w, was in zip(workers, counted, strict=True):
             for k, v in batches(w).items():

@@ -83,6 +83,14 @@ class WorkerProcess:
         with urllib.request.urlopen(self.url + "/metrics", timeout=timeout) as r:  # noqa: S310
             return str(r.read().decode())
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds so far of the worker and the processes it started (its
+        ingest stage, ``streams.ingest_process``), alive or ended (Linux ``/proc``)."""
+        if self.proc is None:
+            return 0.0
+        return sum(_cpu(pid, ended=True) if pid == self.proc.pid else _cpu(pid)
+                   for pid in _tree(self.proc.pid))
+
     def log_tail(self, chars: int = 4000) -> str:
         if not self.log_path.exists():
             return ""
@@ -108,3 +116,40 @@ class WorkerProcess:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants alive now."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += parents.get(pid, [])
+    return out
+
+
+def _cpu(pid: int, ended: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (and, if ``ended``, of its children that ended
+    and were waited for)."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if ended:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -141,7 +141,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 @pytest.mark.parametrize("kill", ["mid_stream", "mid_ingest", "ingest_process"])
 def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
-    kafka_bootstrap, tmp_path, store, kill
+    kafka_bootstrap, tmp_path, store, kill, request
 ):
     """``mid_stream``: a quarter of the events applied, state written and unwritten, acks held.
     ``mid_ingest``: the ingest stage has sent its first fetch on and works on the next ones
@@ -169,6 +169,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     total_events = sum(s.events for s in expected.values())
 
     first = WorkerProcess(settings, kafka_bootstrap, tmp_path / "w1.log").start()
+    request.addfinalizer(first.kill)  # a failed check must not leave it running
     p = producer(kafka_bootstrap)
     ingest = topic(settings, "ingest")
 
