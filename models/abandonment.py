@@ -73,6 +73,9 @@ _FRICTION_FEATURES: dict[str, str] = {}
 
 _snapshot_json = msgspec.json.Encoder()
 
+#: Most a session's learned snapshots weigh together (``AbandonmentScorer._taken``).
+MAX_SESSION_WEIGHT = 32
+
 
 def _sealed(snapshot: Any) -> msgspec.Raw:
     """A snapshot no longer the latest, as its JSON: the session's state is written after
@@ -206,7 +209,7 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
         0.606, 0.593 with 4 (the default), against 0.672, 0.669, 0.673 and 0.601, 0.602, 0.588
         keeping up to 32. Unweighted, 4 ranked better (0.691, 0.688, 0.689) but its
         probabilities were too high (log loss 0.635, 0.634, 0.623), and alerts price the
-        revenue at risk with them.
+        revenue at risk with them. ``quality()`` covers the kept snapshots' scores.
     top
         Factors named per score.
     window
@@ -285,7 +288,9 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
         if not memory:
             memory = mem["abandonment"] = []
             grid = mem["abandonment_grid"] = [0, 1, []]
-        elif grid is None:  # a session stored before grids: every snapshot kept
+        elif grid is None or len(grid[2]) != len(memory):
+            # A session stored before grids (every snapshot kept), or whose grid was dropped
+            # to fit the state budget (``detectors.budget`` drops whole memories).
             grid = mem["abandonment_grid"] = [len(memory), 1, list(range(len(memory)))]
         n, stride, at = grid
         if memory:
@@ -312,7 +317,11 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
         learned (the model's probabilities stay calibrated)."""
         grid = state.detector_state.pop("abandonment_grid", None)
         kept = state.detector_state.pop("abandonment", None) or []
-        return kept, (grid[0] / len(kept) if grid and kept else 1.0)
+        if not (grid and kept):
+            return kept, 1.0
+        # At most MAX_SESSION_WEIGHT in all: a bot's thousand checkout events must not
+        # weigh a thousand sessions (before grids, at most the latest 32 were learned).
+        return kept, max(1.0, min(grid[0], MAX_SESSION_WEIGHT) / len(kept))
 
     def due(self, state: SessionState) -> float | None:
         memory = state.detector_state.get("abandonment")

@@ -4,8 +4,8 @@ A worker is one Python process, so one core: at one event per Kafka message the 
 (normalize: adapters, bounds, dead letters; bundles) was about half of its main thread, the
 sessions agent the other half. ``IngestProcess`` runs the very same ``streams.bulk.BulkIngest``
 in a child process, so the two stages take a core each (``bench/throughput.py``, tansu, models
-on, worker/raw: 0.195 and 0.209 in the worker's loop against 0.26 and 0.42 at 1 event per
-message; 0.18 and 0.21 against 0.37 and 0.57 at 20).
+on, worker/raw: medians of 0.19-0.21 in the worker's loop against 0.230 over six runs at 1
+event per message, 0.18-0.20 against 0.280 at 20; the README's "The fast path").
 
 Nothing else changes: the stage keeps its own consumer group and commits an ingest offset only
 once its bundles are acknowledged, so recovery stays exact whichever process dies. The child:

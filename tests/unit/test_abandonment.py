@@ -165,8 +165,25 @@ def test_the_snapshots_kept_stay_spread_evenly_over_a_checkout_of_any_length() -
         "abandonment": [[{"n": float(n)}, 0.5, float(n)] for n in range(10)]})
     scorer._keep(old, [{"n": 10.0}, 0.5, 10.0])
     assert old.detector_state["abandonment_grid"][2] == [0, 4, 8, 10]
+    # A grid that no longer matches its snapshots (the budget dropped one memory, not the
+    # other) is made again from them.
+    odd = SessionState(session_id="odd", detector_state={
+        "abandonment": [[{"n": 0.0}, 0.5, 0.0]], "abandonment_grid": [9, 4, [0, 4, 8]]})
+    scorer._keep(odd, [{"n": 1.0}, 0.5, 1.0])
+    assert odd.detector_state["abandonment_grid"] == [2, 1, [0, 1]]
     with pytest.raises(ValueError, match="learned_per_session"):
         AbandonmentScorer(learned_per_session=1)
+
+
+def test_a_session_of_thousands_of_scores_weighs_no_more_than_32() -> None:
+    scorer = AbandonmentScorer(learned_per_session=4)
+    state = SessionState(session_id="bot")
+    for n in range(5000):
+        scorer._keep(state, [{"n": float(n)}, 0.5, float(n)])
+    kept, weight = scorer._taken(state)
+    assert len(kept) == 4 and weight == 32 / 4
+    assert "abandonment" not in state.detector_state
+    assert "abandonment_grid" not in state.detector_state
 
 
 def test_scores_learn_the_pattern_and_name_their_factors() -> None:
