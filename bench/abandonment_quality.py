@@ -95,8 +95,7 @@ def run_seed(seed: int, minutes: float, rate: float, friction: float | None, mod
     rates = dict.fromkeys(FRICTION_TYPES, friction) if friction is not None else {}
     sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=minutes * 60,
                               friction=rates))
-    scorer = _Sessions(record=True, model=MODELS[model](),
-                       learned_per_session=learned_per_session)
+    scorer = _Sessions(model=MODELS[model](), learned_per_session=learned_per_session)
     engine = detection.engine(Settings(abandonment_model=False), extra=[scorer])
     run_simulated(sim.messages(), engine, close=False)
     return scorer, sim

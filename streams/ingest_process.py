@@ -40,7 +40,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from streams.metrics import Metrics
+from streams.metrics import Metrics, add_to_histogram, histogram_cells
 from streams.settings import Settings
 
 __all__ = ["STATUS_INTERVAL", "IngestProcess", "MetricsRelay", "Sample", "samples"]
@@ -117,24 +117,20 @@ class MetricsRelay:
     def _histogram(self, family: str, labels: tuple[tuple[str, str], ...],
                    gains: list[tuple[float, float]], added: float) -> None:
         """Bucket counts are cumulative: each bucket gains what its count gained beyond the
-        one below. Written into the histogram's own buckets and sum (prometheus_client 0.20
-        to 0.26, as ``streams.metrics.observe_many``); left alone if it has none."""
+        one below (``streams.metrics.add_to_histogram``); left alone if the histogram does
+        not show its buckets."""
         metric = self._metrics[family]
-        child = metric.labels(**dict(labels)) if labels else metric
-        bounds = getattr(child, "_upper_bounds", None)
-        cells = getattr(child, "_buckets", None)
-        total = getattr(child, "_sum", None)
-        if bounds is None or cells is None or total is None:
+        cells = histogram_cells(metric.labels(**dict(labels)) if labels else metric)
+        if cells is None:
             return
         gained = dict(gains)
+        counts = []
         below = 0.0
-        for bound, cell in zip(bounds, cells, strict=False):
-            cumulative = gained.get(bound, below)
-            if cumulative > below:
-                cell.inc(cumulative - below)
-            below = max(below, cumulative)
-        if added:
-            total.inc(added)
+        for bound in cells[0]:
+            cumulative = max(below, gained.get(bound, below))
+            counts.append(cumulative - below)
+            below = cumulative
+        add_to_histogram(cells, counts, added)
 
 
 class IngestProcess:
@@ -147,7 +143,6 @@ class IngestProcess:
         self.settings = settings
         self.bootstrap = bootstrap
         self.limit = max_request
-        self.metrics = metrics
         self.relay = MetricsRelay(metrics)
         #: Why the stage is not running, or the child's own ``failing``; None when fine.
         self.failing: str | None = None

@@ -11,7 +11,7 @@ child's ``inc`` about 0.5 us).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -19,7 +19,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from streams.deadletter import STAGES
 from streams.topics import DEAD_LETTER_REASONS
 
-__all__ = ["Metrics", "METRICS", "PartitionGauges", "observe_many"]
+__all__ = ["Cells", "Metrics", "METRICS", "PartitionGauges", "add_to_histogram", "histogram_cells",
+           "observe_many"]
 
 
 class Metrics:
@@ -387,19 +388,41 @@ def observe_many(histogram: Any, values: Iterable[float]) -> None:
     >>> [(s.labels.get("le"), s.value) for s in h.collect()[0].samples if s.name == "h_bucket"]
     [('0.1', 2.0), ('1.0', 3.0), ('+Inf', 4.0)]
     """
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+    cells = histogram_cells(histogram)
+    if cells is None:
         for v in values:
             histogram.observe(v)
         return
+    bounds = cells[0]
     counts = [0] * len(bounds)
     added = 0.0
     for v in values:
         added += v
         if v == v:  # NaN: observe puts it in no bucket (only in the sum)
             counts[bisect_left(bounds, v)] += 1  # the first bound >= v, as observe picks
+    add_to_histogram(cells, counts, added)
+
+
+#: A histogram child's bucket upper bounds, bucket values and sum (``histogram_cells``).
+Cells = tuple[Sequence[float], Sequence[Any], Any]
+
+
+def histogram_cells(histogram: Any) -> Cells | None:
+    """The bucket bounds, bucket values and sum inside a ``Histogram`` (a labelled child):
+    prometheus_client 0.20 to 0.26 keep them as ``_upper_bounds``, ``_buckets`` and
+    ``_sum``. None for a histogram without them (callers then fall back to ``observe``)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        return None
+    return bounds, buckets, total
+
+
+def add_to_histogram(cells: Cells, counts: Sequence[float], added: float) -> None:
+    """Add ``counts`` (per bucket, not cumulative, in the order of the bounds) to the
+    histogram's buckets and ``added`` to its sum."""
+    _, buckets, total = cells
     if added:
         total.inc(added)
     for i, n in enumerate(counts):
