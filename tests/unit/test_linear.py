@@ -92,3 +92,19 @@ def test_extreme_scores_are_probabilities() -> None:
     p_hi, p_lo = fast.predict_proba_one({"a": 1e6}), fast.predict_proba_one({"a": -1e6})
     assert (p_hi, p_lo) == (1.0, 0.0)
     assert all(math.isfinite(w) for w in fast.model["LogisticRegression"].weights.values())
+
+
+def test_predictions_follow_a_model_taught_behind_its_back() -> None:
+    # Predictions read a cache of the coefficients, kept up by ``learn_one``; a model taught
+    # through its own methods (or by another ``Linear``) must not leave it stale.
+    river_model = abandonment_model()
+    fast, other = Linear(river_model), Linear(river_model)
+    stream = _stream(4, 600)
+    for n, (x, y) in enumerate(stream):
+        assert fast.predict_proba_one(x) == river_model.predict_proba_one(x)[True]
+        if n % 3 == 0:
+            fast.learn_one(x, y)
+        elif n % 3 == 1:
+            river_model.learn_one(x, y)
+        else:
+            other.learn_one(x, y, 2.0)
