@@ -269,3 +269,38 @@ def test_a_state_written_and_read_back_between_events_teaches_the_same() -> None
     proc_reread.finish(stored, {"converted": False})
     assert len(kept.taught) == len(evs) and kept.taught == reread.taught
     assert kept.model._last_step.weights == reread.model._last_step.weights  # type: ignore[attr-defined]
+
+
+def test_a_step_viewed_again_with_nothing_new_is_not_scored_but_keeps_the_checkout_open(
+) -> None:
+    # A shopper reloading the review page: one score for the step, not one per reload. The
+    # outcome still waits for label_after_s after the last view (they are still there).
+    scorer = AbandonmentScorer()
+    proc = SessionProcessor([scorer])
+    sid = "reload"
+    state, _ = proc.apply(None, [
+        ev.CheckoutStarted(id="c", time=0.0, session_id=sid, cart_value=80.0),
+        ev.CheckoutStepViewed(id="v0", time=10.0, session_id=sid, step=3)])
+    grid = state.detector_state["abandonment_grid"]
+    assert grid[0] == 2
+    for i in range(1, 6):
+        proc.apply(state, [ev.CheckoutStepViewed(id=f"v{i}", time=10.0 + 300 * i,
+                                                 session_id=sid, step=3)])
+        assert grid[0] == 2  # not scored
+        assert scorer.due(state) == 10.0 + 300 * i + scorer.label_after_s
+    assert state.due_at == scorer.due(state)
+    # Something new since the last score (a declined payment, another step): scored again.
+    proc.apply(state, [ev.PaymentAttempted(id="p", time=1600.0, session_id=sid, success=False),
+                       ev.CheckoutStepViewed(id="v9", time=1601.0, session_id=sid, step=3),
+                       ev.CheckoutStepViewed(id="v10", time=1602.0, session_id=sid, step=2)])
+    assert grid[0] == 5
+    # A view after another kind of score is scored: only a view repeats a view.
+    proc.apply(state, [ev.CouponEntered(id="k", time=1603.0, session_id=sid, code="X",
+                                         success=True),
+                       ev.CheckoutStepViewed(id="v11", time=1604.0, session_id=sid, step=2)])
+    assert grid[0] == 7
+    # It survives its state's round trip (snapshots read back as lists).
+    again = decode_state(encode_state(state))
+    proc.apply(again, [ev.CheckoutStepViewed(id="v12", time=1700.0, session_id=sid, step=2)])
+    assert again.detector_state["abandonment_grid"][0] == 7
+    assert scorer.due(again) == 1700.0 + scorer.label_after_s
