@@ -83,11 +83,14 @@ class WorkerProcess:
         with urllib.request.urlopen(self.url + "/metrics", timeout=timeout) as r:  # noqa: S310
             return str(r.read().decode())
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds so far of the worker and the processes it started (its
-        ingest stage, ``streams.ingest_process``), alive or ended (Linux ``/proc``)."""
+    def cpu_seconds(self, children: bool = True) -> float:
+        """User + system CPU seconds so far of the worker and (``children``) the processes it
+        started (its ingest stage, ``streams.ingest_process``), alive or ended (Linux
+        ``/proc``)."""
         if self.proc is None:
             return 0.0
+        if not children:
+            return _cpu(self.proc.pid)
         return sum(_cpu(pid, ended=True) if pid == self.proc.pid else _cpu(pid)
                    for pid in _tree(self.proc.pid))
 
