@@ -54,10 +54,10 @@ from streams.guard import EXCERPT_BYTES, Guard
 from streams.metrics import Metrics, PartitionGauges, observe_many
 from streams.normalize import normalize
 from streams.settings import Settings
+from streams.topics import SOURCE_HEADER, topic_name
 
 if TYPE_CHECKING:
     from streams.ingest_process import IngestProcess
-from streams.topics import SOURCE_HEADER, topic_name
 
 __all__ = ["BulkIngest", "Grouped", "Partitioner", "Record", "group_records", "ingest_group",
            "pack", "register_bulk_ingest"]

@@ -40,6 +40,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from streams.memory import FULL_COLLECTION_INTERVAL, collect_cycles, release_free_memory
 from streams.metrics import Metrics, add_to_histogram, histogram_cells
 from streams.settings import Settings
 
@@ -235,13 +236,13 @@ def run_child(settings: Settings, bootstrap: str, max_request: int, conn: Connec
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     from streams.clientfixes import backoff_failed_metadata_updates
-    from streams.commands.worker import _tune_gc, _use_uvloop
     from streams.logthrottle import throttle_client_logs
+    from streams.runtime import tune_gc, use_uvloop
 
     backoff_failed_metadata_updates()
     throttle_client_logs()
-    _use_uvloop()
-    _tune_gc()
+    use_uvloop()
+    tune_gc()
     asyncio.run(_serve(settings, bootstrap, max_request, conn, parent))
 
 
@@ -265,11 +266,19 @@ async def _serve(settings: Settings, bootstrap: str, max_request: int, conn: Con
         while not stage.done:  # set by the first fetch sent on (cheap to look at)
             await asyncio.sleep(0.02)
         report()
+        collected = time.monotonic()
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
             if os.getppid() != parent:  # no PR_SET_PDEATHSIG here: the worker is gone
                 stop.set()
             report()
+            if time.monotonic() - collected >= FULL_COLLECTION_INTERVAL:
+                # ``tune_gc`` leaves full collections to a timer, as in the worker
+                # (``streams.app``): without one, cycles that reached the oldest
+                # generation here would never be freed.
+                collected = time.monotonic()
+                collect_cycles()
+                release_free_memory()
 
     await stage.start()
     tasks = [asyncio.ensure_future(stage.run()), asyncio.ensure_future(reporting())]

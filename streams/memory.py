@@ -23,7 +23,7 @@ from collections.abc import Callable
 __all__ = ["FULL_COLLECTION_INTERVAL", "collect_cycles", "release_free_memory"]
 
 #: Seconds between the worker's full garbage collections (``collect_cycles``); CPython's own
-#: count never triggers one (``streams.commands.worker.GC_THRESHOLDS``). Each is a pause of
+#: count never triggers one (``streams.runtime.GC_THRESHOLDS``). Each is a pause of
 #: the whole worker (about 0.3 s with a few tens of thousands of sessions): every 5 minutes
 #: it delays about 0.1% of events, where CPython's counts ran one about every minute; the
 #: cycles it frees are few (129 objects in one that took 322 ms).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +12,7 @@ from streams import statestore
 from streams.clientfixes import backoff_failed_metadata_updates
 from streams.commands.common import BrokerOption, fail, kafka
 from streams.logthrottle import throttle_client_logs
+from streams.runtime import tune_gc, use_uvloop
 from streams.settings import Settings
 
 
@@ -49,7 +48,7 @@ def worker(
 
     from streams.app import create_worker
 
-    _use_uvloop()
+    use_uvloop()
 
     with kafka(broker, web_port=web_port, data_dir=data_dir, store=store,
                log_level=log_level) as (settings, bootstrap):
@@ -72,45 +71,8 @@ def worker(
         # level asked), so every debug() call in Faust and aiokafka built a record that was
         # then thrown away: about 5% of the worker's time on the hot path (py-spy, issue 14).
         fw.spinner = None
-        _tune_gc()
+        tune_gc()
         fw.execute_from_commandline()
-
-
-def _use_uvloop() -> bool:
-    """Run the worker's event loop on uvloop where it is installed (not on Windows): the loop's
-    own cost per callback and socket read is about half asyncio's, and a worker runs tens of
-    thousands of them a second (issue 14). Before the app exists, so it gets that loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
-
-
-#: Allocations between young-generation collections (CPython's default is 700), and how many
-#: collections of a generation before the next one's (the oldest: never by count; a timer
-#: runs full collections, ``streams.memory.FULL_COLLECTION_INTERVAL``): see ``_tune_gc``.
-GC_THRESHOLDS = (50_000, 20, 10**9)
-
-
-def _tune_gc() -> None:
-    """Make the cyclic garbage collector rare and keep the objects made at startup out of it.
-
-    Every decoded event, bundle entry and send future is a tracked allocation, and with the
-    defaults the young generations filled every 700 of them: objects alive across a batch's
-    awaits were promoted, so full collections ran about twice a second, each a pause of about
-    0.2 s over the worker's few hundred thousand objects. At 9,000 events/s paced
-    (``bench/latency.py``) that was 10.3 of the worker's 29 CPU seconds; with these thresholds
-    0.65 of 21. Reference counting still frees nearly everything at once; only cycles wait.
-
-    A full collection scans every object the worker holds, about 0.3 s with a few tens of
-    thousands of sessions, and stops both stages meanwhile: one of them was the whole p99 of
-    the latency bench (866 ms in the 5 s it fell in, at most 163 ms in the others) while it
-    found 129 objects to free. So they run on a timer, not when the counts say."""
-    gc.collect()
-    gc.freeze()  # modules, settings, the app: never garbage, never scanned again
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _check_local_state(app: Any, settings: Settings, bootstrap: str, reset: bool, fix: str

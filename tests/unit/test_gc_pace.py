@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import weakref
 
-from streams.commands.worker import GC_THRESHOLDS, _tune_gc
 from streams.memory import collect_cycles
+from streams.runtime import GC_THRESHOLDS, tune_gc
 
 
 class Node:
@@ -32,7 +32,7 @@ def test_collect_cycles_frees_a_cycle_and_says_how_long_it_took() -> None:
 def test_the_worker_leaves_full_collections_to_the_timer() -> None:
     was = gc.get_threshold()
     try:
-        _tune_gc()
+        tune_gc()
         young, middle, full = gc.get_threshold()
         assert (young, middle) == GC_THRESHOLDS[:2]
         # A worker runs about 20 middle collections a minute: never enough for a full one.
