@@ -13,19 +13,25 @@ processes started, recovery done; before, a slow start counted, and the idle fig
 0.23-0.31 CPU s/s for one worker where it is 0.02-0.03) to when the last message is applied;
 the broker and this script (which produces the events) are excluded. Each row splits it
 between the ingest processes and the rest of the workers (the sessions stage and its Faust
-machinery). Workers idle while this
-script produces are included: that is part of what another worker costs. The target: 3
-workers within 15% of 1 worker.
+machinery). Workers idle while this script produces are included: that is part of what
+another worker costs. The target: 3 workers within 15% of 1 worker.
 
-``--rate`` paces the producer (events/s) for the CPU runs instead of producing as fast as it
-can. The figure depends on how many events each fetch and batch carries, and that is what
-differs between 1 and 3 workers: one worker that falls behind works through a backlog in full
-fetches and batches, while three that keep up each take a third of the traffic per batch
-window (``batch_within``), so they make about three times as many fetches, bundles, batches
-and Kafka requests for the same events, and each has a fixed cost in the Kafka clients, Faust
-and asyncio (measured on one worker at 5,000 events/s paced: about 4 ms of CPU per ingest fetch
-and sessions batch). Each row therefore also prints the ingest fetches and sessions batches per
-1,000 events (from the workers' ``/metrics``).
+By default the events are produced as fast as this script can (about 24,000 messages/s with
+kafka-python's C crc32c, which the project installs; in pure Python, 5,200/s), faster than
+any number of workers here reads them: every group works through a backlog, the regime in
+which a worker is added. Each row says how long producing took. With the pure-Python
+checksum the producer took a core for the whole run and was the bottleneck: one worker still
+worked through a backlog, but three kept up with the producer in batches a tenth as large
+(3 / 1 read 1.36-1.39; with the C checksum 1.12-1.14).
+
+``--cpu-rate`` paces the producer (events/s) for the CPU runs instead, below what the
+workers can take. Then the figure depends on how many events each fetch and batch carries:
+one worker and three all keep up, each taking its share of the traffic per batch window
+(``batch_within``), so three make about three times as many fetches, bundles, batches and
+Kafka requests for the same events, and each has a fixed cost in the Kafka clients, Faust and
+asyncio (measured on one worker at 5,000 events/s paced: about 4 ms of CPU per ingest fetch
+and sessions batch). Each row therefore also prints the ingest fetches and sessions batches
+per 1,000 events (from the workers' ``/metrics``).
 
 The rebalance pause: 2 workers consume a steady stream; a third joins, later one is SIGKILLed.
 The pause is the longest time in which no worker applied any message (read from their
@@ -50,6 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kafka import KafkaProducer
+from kafka.record import util as kafka_record_util
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -168,7 +175,8 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
                     n_events: int, tmp: Path, idle_for: float = 5.0,
                     rate: float | None = None) -> tuple[float, float, float, dict[str, float]]:
     """(CPU seconds per million events, wall seconds, idle CPU seconds per second of the
-    group, ingest fetches and sessions batches per 1,000 events) for ``n`` workers over
+    group, and in a dict: ingest fetches and sessions batches per 1,000 events, CPU s per
+    million events in the ingest processes and the rest, seconds producing) for ``n`` workers over
     ``msgs``, produced at ``rate`` messages/s (None: as fast as the producer goes); the idle
     rate is measured first, over ``idle_for`` seconds with nothing to read (timers,
     heartbeats, empty fetches)."""
@@ -179,12 +187,29 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
     try:
         idle_start = sum(w.cpu_seconds() for w in workers)
         time.sleep(idle_for)
-        before = sum(w.cpu_seconds() for w in workers)
-        own_before = sum(w.cpu_seconds(children=False) for w in workers)
-        idle = (before - idle_start) / idle_for
+        idle = (sum(w.cpu_seconds() for w in workers) - idle_start) / idle_for
         counted = [batches(w) for w in workers]
-        t0 = time.monotonic()
-        produce(bootstrap, topic_name("ingest", s.topic_prefix), msgs, rate)
+        ingest = topic_name("ingest", s.topic_prefix)
+        if rate is None:
+            # A backlog: the group holds its partitions, frozen, while all of it is produced.
+            for w in workers:
+                w.freeze()
+            try:
+                t_produce = time.monotonic()
+                produce(bootstrap, ingest, msgs)
+                produced = time.monotonic() - t_produce
+            finally:
+                before = sum(w.cpu_seconds() for w in workers)
+                own_before = sum(w.cpu_seconds(children=False) for w in workers)
+                t0 = time.monotonic()
+                for w in workers:
+                    w.freeze(False)
+        else:
+            before = sum(w.cpu_seconds() for w in workers)
+            own_before = sum(w.cpu_seconds(children=False) for w in workers)
+            t0 = time.monotonic()
+            produce(bootstrap, ingest, msgs, rate)
+            produced = time.monotonic() - t0
         deadline = time.monotonic() + 900
         while sum(applied(w) or 0.0 for w in workers) < n_events:
             if time.monotonic() > deadline:
@@ -193,7 +218,8 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
         used = sum(w.cpu_seconds() for w in workers) - before
         own = sum(w.cpu_seconds(children=False) for w in workers) - own_before
         runs: dict[str, float] = {"sessions_cpu": own / n_events * 1e6,
-                                  "ingest_cpu": (used - own) / n_events * 1e6}
+                                  "ingest_cpu": (used - own) / n_events * 1e6,
+                                  "produced_s": produced}
         for w, was in zip(workers, counted, strict=True):
             for k, v in batches(w).items():
                 runs[k] = runs.get(k, 0.0) + (v - was.get(k, 0.0)) / n_events * 1000
@@ -286,6 +312,9 @@ def main() -> None:
               f"processes only (/proc), broker and producer excluded")
         if args.cpu_rate:
             print(f"produced at {args.cpu_rate:,.0f} events/s")
+        elif kafka_record_util.crc32c_c is None:
+            print("warning: kafka-python sums record batches in pure Python (no crc32c "
+                  "package): the producer, not the workers, sets the pace")
         cpu: dict[int, float] = {}
         for n in (int(x) for x in args.workers.split(",")):
             msg_rate = args.cpu_rate / args.per_message if args.cpu_rate else None
@@ -293,7 +322,8 @@ def main() -> None:
                                                        Path(tmp), rate=msg_rate)
             ratio = f"; {n} / 1 worker: {cpu[n] / cpu[1]:.3f}" if 1 in cpu and n != 1 else ""
             print(f"{n} worker(s): {cpu[n]:7.1f} CPU s per million events "
-                  f"({wall:.1f} s wall){ratio}; idle, the group costs {idle:.3f} CPU s/s "
+                  f"({wall:.1f} s wall, {runs['produced_s']:.1f} s producing){ratio}; "
+                  f"idle, the group costs {idle:.3f} CPU s/s "
                   f"({idle * wall / args.events * 1e6:.1f} of the figure); per 1,000 events "
                   f"{runs.get('normalize', 0.0):.2f} ingest fetches, "
                   f"{runs.get('sessions', 0.0):.2f} sessions batches; CPU s per million "

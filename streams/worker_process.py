@@ -7,6 +7,7 @@ deployed worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,6 +99,15 @@ class WorkerProcess:
         if not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")[-chars:]
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop (SIGSTOP) or, with ``frozen`` False, continue (SIGCONT) the worker and the
+        processes it started: a bench builds a backlog while the group keeps its partitions
+        and reads nothing (for less than the session timeout, or the group rebalances)."""
+        if self.proc and self.proc.poll() is None:
+            for pid in _tree(self.proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
