@@ -16,13 +16,16 @@ between the ingest processes and the rest of the workers (the sessions stage and
 machinery). Workers idle while this script produces are included: that is part of what
 another worker costs. The target: 3 workers within 15% of 1 worker.
 
-By default the events are produced as fast as this script can (about 24,000 messages/s with
-kafka-python's C crc32c, which the project installs; in pure Python, 5,200/s), faster than
-any number of workers here reads them: every group works through a backlog, the regime in
-which a worker is added. Each row says how long producing took. With the pure-Python
-checksum the producer took a core for the whole run and was the bottleneck: one worker still
-worked through a backlog, but three kept up with the producer in batches a tenth as large
-(3 / 1 read 1.36-1.39; with the C checksum 1.12-1.14).
+By default the group works through a backlog, the regime in which a worker is added: it is
+frozen (SIGSTOP, ``WorkerProcess.freeze``) while this script produces every event, then
+continued, and the clock runs from then to the last event applied. Each row says how long
+producing took (600,000 events: 3-5 s, under the session timeout, so the group does not
+rebalance meanwhile). Before, the group read while this script produced, and kafka-python
+summed record batches in pure Python (5,200 messages/s; with the C crc32c the project now
+installs, 24,000): the producer took a core and set the pace, one worker fell behind it and
+worked through a backlog in full fetches and batches, three kept up in batches a tenth as
+large, and 3 / 1 read 1.36-1.39. On a backlog of 200,000 events (the default until then)
+it read 0.98-1.29 from run to run; of 600,000, 0.90-1.46 over twelve runs, median 1.19.
 
 ``--cpu-rate`` paces the producer (events/s) for the CPU runs instead, below what the
 workers can take. Then the figure depends on how many events each fetch and batch carries:
@@ -47,6 +50,7 @@ import argparse
 import json
 import random
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -286,7 +290,7 @@ def rebalance_pauses(base: Settings, bootstrap: str, msgs: list[tuple[bytes, byt
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=600_000)
     ap.add_argument("--per-message", type=int, default=5, help="Segment calls per message")
     ap.add_argument("--sessions", type=int, default=5_000)
     ap.add_argument("--partitions", type=int, default=6, help="divisible by 1, 2 and 3")
@@ -294,9 +298,13 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=300.0,
                     help="messages/s of the steady stream during the rebalance runs")
     ap.add_argument("--cpu-rate", type=float, default=None,
-                    help="events/s the CPU runs are produced at (default: as fast as the "
-                    "producer goes)")
+                    help="events/s the CPU runs are produced at, the group reading meanwhile "
+                    "(default: a backlog, produced while the group is frozen)")
     ap.add_argument("--session-timeout", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the CPU rows this many times (1 worker first each time, so "
+                    "each ratio is of neighbouring runs: this machine's speed drifts by 20%% "
+                    "over minutes) and print the ratios' min, median and max")
     ap.add_argument("--no-pause", action="store_true", help="skip the rebalance runs")
     ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
     ap.add_argument("--seed", type=int, default=7)
@@ -315,20 +323,32 @@ def main() -> None:
         elif kafka_record_util.crc32c_c is None:
             print("warning: kafka-python sums record batches in pure Python (no crc32c "
                   "package): the producer, not the workers, sets the pace")
-        cpu: dict[int, float] = {}
-        for n in (int(x) for x in args.workers.split(",")):
-            msg_rate = args.cpu_rate / args.per_message if args.cpu_rate else None
-            cpu[n], wall, idle, runs = cpu_per_million(base, bootstrap, n, msgs, args.events,
-                                                       Path(tmp), rate=msg_rate)
-            ratio = f"; {n} / 1 worker: {cpu[n] / cpu[1]:.3f}" if 1 in cpu and n != 1 else ""
-            print(f"{n} worker(s): {cpu[n]:7.1f} CPU s per million events "
-                  f"({wall:.1f} s wall, {runs['produced_s']:.1f} s producing){ratio}; "
-                  f"idle, the group costs {idle:.3f} CPU s/s "
-                  f"({idle * wall / args.events * 1e6:.1f} of the figure); per 1,000 events "
-                  f"{runs.get('normalize', 0.0):.2f} ingest fetches, "
-                  f"{runs.get('sessions', 0.0):.2f} sessions batches; CPU s per million "
-                  f"events in the ingest processes {runs['ingest_cpu']:.1f}, the rest of "
-                  f"the workers {runs['sessions_cpu']:.1f}")
+        ratios: dict[int, list[float]] = {}
+        for r in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {r + 1} of {args.repeat}")
+            cpu: dict[int, float] = {}
+            for n in (int(x) for x in args.workers.split(",")):
+                msg_rate = args.cpu_rate / args.per_message if args.cpu_rate else None
+                cpu[n], wall, idle, runs = cpu_per_million(base, bootstrap, n, msgs,
+                                                           args.events, Path(tmp),
+                                                           rate=msg_rate)
+                ratio = ""
+                if 1 in cpu and n != 1:
+                    ratios.setdefault(n, []).append(cpu[n] / cpu[1])
+                    ratio = f"; {n} / 1 worker: {cpu[n] / cpu[1]:.3f}"
+                print(f"{n} worker(s): {cpu[n]:7.1f} CPU s per million events "
+                      f"({wall:.1f} s wall, {runs['produced_s']:.1f} s producing){ratio}; "
+                      f"idle, the group costs {idle:.3f} CPU s/s "
+                      f"({idle * wall / args.events * 1e6:.1f} of the figure); per 1,000 "
+                      f"events {runs.get('normalize', 0.0):.2f} ingest fetches, "
+                      f"{runs.get('sessions', 0.0):.2f} sessions batches; CPU s per million "
+                      f"events in the ingest processes {runs['ingest_cpu']:.1f}, the rest of "
+                      f"the workers {runs['sessions_cpu']:.1f}", flush=True)
+        if args.repeat > 1:
+            for n, rs in ratios.items():
+                print(f"{n} / 1 worker over {len(rs)} runs: min {min(rs):.3f}, median "
+                      f"{statistics.median(rs):.3f}, max {max(rs):.3f}")
         if not args.no_pause:
             stream = messages(int(args.rate * 120) * args.per_message, args.per_message,
                               args.sessions, args.seed + 1)
