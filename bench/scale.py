@@ -25,7 +25,7 @@ summed record batches in pure Python (5,200 messages/s; with the C crc32c the pr
 installs, 24,000): the producer took a core and set the pace, one worker fell behind it and
 worked through a backlog in full fetches and batches, three kept up in batches a tenth as
 large, and 3 / 1 read 1.36-1.39. On a backlog of 200,000 events (the default until then)
-it read 0.98-1.29 from run to run; of 600,000, 0.90-1.46 over twelve runs, median 1.19.
+it read 0.98-1.29 from run to run; of 600,000, 0.99-1.27 over nine runs, median 1.10.
 
 ``--cpu-rate`` paces the producer (events/s) for the CPU runs instead, below what the
 workers can take. Then the figure depends on how many events each fetch and batch carries:
