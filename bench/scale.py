@@ -13,8 +13,7 @@ processes started, recovery done; before, a slow start counted, and the idle fig
 0.23-0.31 CPU s/s for one worker where it is 0.02-0.03) to when the last message is applied;
 the broker and this script (which produces the events) are excluded. Each row splits it
 between the ingest processes and the rest of the workers (the sessions stage and its Faust
-machinery). Workers idle while this script produces are included: that is part of what
-another worker costs. The target: 3 workers within 15% of 1 worker.
+machinery). The target: 3 workers within 15% of 1 worker.
 
 By default the group works through a backlog, the regime in which a worker is added: it is
 frozen (SIGSTOP, ``WorkerProcess.freeze``) while this script produces every event, then
@@ -27,14 +26,15 @@ worked through a backlog in full fetches and batches, three kept up in batches a
 large, and 3 / 1 read 1.36-1.39. On a backlog of 200,000 events (the default until then)
 it read 0.98-1.29 from run to run; of 600,000, 0.99-1.27 over nine runs, median 1.10.
 
-``--cpu-rate`` paces the producer (events/s) for the CPU runs instead, below what the
-workers can take. Then the figure depends on how many events each fetch and batch carries:
-one worker and three all keep up, each taking its share of the traffic per batch window
-(``batch_within``), so three make about three times as many fetches, bundles, batches and
-Kafka requests for the same events, and each has a fixed cost in the Kafka clients, Faust and
-asyncio (measured on one worker at 5,000 events/s paced: about 4 ms of CPU per ingest fetch
-and sessions batch). Each row therefore also prints the ingest fetches and sessions batches
-per 1,000 events (from the workers' ``/metrics``).
+``--cpu-rate`` paces the producer (events/s) for the CPU runs instead, below what the workers
+can take, and the clock runs while it produces (workers idle meanwhile count: that is part of
+what another worker costs). Then the figure depends on how many events each fetch and batch
+carries: one worker and three all keep up, each taking its share of the traffic per batch
+window (``batch_within``), so three make about three times as many fetches, bundles, batches
+and Kafka requests for the same events, and each has a fixed cost in the Kafka clients, Faust
+and asyncio (measured on one worker at 5,000 events/s paced: about 4 ms of CPU per ingest fetch
+and sessions batch). Each row therefore also prints the ingest fetches and sessions batches per
+1,000 events (from the workers' ``/metrics``).
 
 The rebalance pause: 2 workers consume a steady stream; a third joins, later one is SIGKILLed.
 The pause is the longest time in which no worker applied any message (read from their
@@ -181,7 +181,8 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
     """(CPU seconds per million events, wall seconds, idle CPU seconds per second of the
     group, and in a dict: ingest fetches and sessions batches per 1,000 events, CPU s per
     million events in the ingest processes and the rest, seconds producing) for ``n`` workers over
-    ``msgs``, produced at ``rate`` messages/s (None: as fast as the producer goes); the idle
+    ``msgs``, produced at ``rate`` messages/s (None: all of them while the group is frozen,
+    a backlog); the idle
     rate is measured first, over ``idle_for`` seconds with nothing to read (timers,
     heartbeats, empty fetches)."""
     tag = uuid.uuid4().hex[:6]
