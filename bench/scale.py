@@ -195,6 +195,12 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
         idle = (sum(w.cpu_seconds() for w in workers) - idle_start) / idle_for
         counted = [batches(w) for w in workers]
         ingest = topic_name("ingest", s.topic_prefix)
+
+        def start_clock() -> tuple[float, float, float]:
+            """(the group's CPU, its workers' own CPU, wall time) at the clock's start."""
+            return (sum(w.cpu_seconds() for w in workers),
+                    sum(w.cpu_seconds(children=False) for w in workers), time.monotonic())
+
         if rate is None:
             # A backlog: the group holds its partitions, frozen, while all of it is produced.
             for w in workers:
@@ -204,15 +210,11 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
                 produce(bootstrap, ingest, msgs)
                 produced = time.monotonic() - t_produce
             finally:
-                before = sum(w.cpu_seconds() for w in workers)
-                own_before = sum(w.cpu_seconds(children=False) for w in workers)
-                t0 = time.monotonic()
+                before, own_before, t0 = start_clock()
                 for w in workers:
                     w.freeze(False)
         else:
-            before = sum(w.cpu_seconds() for w in workers)
-            own_before = sum(w.cpu_seconds(children=False) for w in workers)
-            t0 = time.monotonic()
+            before, own_before, t0 = start_clock()
             produce(bootstrap, ingest, msgs, rate)
             produced = time.monotonic() - t0
         deadline = time.monotonic() + 900

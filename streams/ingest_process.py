@@ -266,22 +266,22 @@ async def _serve(settings: Settings, bootstrap: str, max_request: int, conn: Con
         while not stage.done:  # set by the first fetch sent on (cheap to look at)
             await asyncio.sleep(0.02)
         report()
-        collected = time.monotonic()
         while True:
             await asyncio.sleep(STATUS_INTERVAL)
             if os.getppid() != parent:  # no PR_SET_PDEATHSIG here: the worker is gone
                 stop.set()
             report()
-            if time.monotonic() - collected >= FULL_COLLECTION_INTERVAL:
-                # ``tune_gc`` leaves full collections to a timer, as in the worker
-                # (``streams.app``): without one, cycles that reached the oldest
-                # generation here would never be freed.
-                collected = time.monotonic()
-                collect_cycles()
-                release_free_memory()
+
+    async def collecting() -> None:
+        # ``tune_gc`` leaves full collections to a timer, as in the worker (``streams.app``):
+        # without one, cycles that reached the oldest generation here would never be freed.
+        while True:
+            await asyncio.sleep(FULL_COLLECTION_INTERVAL)
+            collect_cycles()
+            release_free_memory()
 
     await stage.start()
-    tasks = [asyncio.ensure_future(stage.run()), asyncio.ensure_future(reporting())]
+    tasks = [asyncio.ensure_future(c) for c in (stage.run(), reporting(), collecting())]
     await stop.wait()
     await stage.stop()
     for t in tasks:
