@@ -84,6 +84,7 @@ def register_customers(ctx: Context) -> CustomerModels:
     async def fold_batch(batch: Sequence[EventT]) -> None:
         """Apply each message's events to its customer's state: read each state once, write
         it once per batch."""
+        since = ctx.changelogs.mark()
         touched: dict[bytes, tuple[Any, EventT]] = {}
         dead: list[DeadLetter] = []
         applied = 0
@@ -112,7 +113,8 @@ def register_customers(ctx: Context) -> CustomerModels:
             ctx.write(table, k, state, ctx.dump_customer, STAGE, event, dead)
         # The batch's messages are acknowledged when it ends: only once its states are in the
         # changelog (streams.tables.Changelogs).
-        await ctx.changelogs.hold_unless_delivered(batch, guard.errors, "customer state")
+        await ctx.changelogs.hold_unless_delivered(batch, guard.errors, "customer state",
+                                                   since)
         metrics.state_flush_seconds.observe(time.perf_counter() - t1)
         await guard.dead(dead)
         await ctx.acks.seek_back(ctx.app.consumer)

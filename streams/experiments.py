@@ -141,8 +141,10 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
     async def flush() -> None:
         async with flushing:
             dead: list[DeadLetter] = []
+            since = changelog.mark()
             written = dirty.write_all(ledgers.get, lambda p, keys: write(p, keys, dead))
-            await changelog.acknowledge_when_delivered(dirty, written, guard.errors, "ledger")
+            await changelog.acknowledge_when_delivered(dirty, written, guard.errors, "ledger",
+                                                       since)
             await guard.dead(dead)
 
     @app.agent(topic, name="experiments")

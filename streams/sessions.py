@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 
 STAGE = "sessions"
 
+#: State flushes a worker goes on past before their changelog records are acknowledged. Each
+#: waited for the previous one's (and so the sessions stage for a broker round trip per batch):
+#: at 14,000 events/s paced that wait, and the producer flush before each, were a fifth of
+#: the stage's time, in which no batch was applied (``bench/latency.py``).
+_FLUSHES_IN_FLIGHT = 4
+
 #: Device labels kept as they are; any other value counts as "other" (bounded labels).
 _DEVICES = frozenset({"desktop", "mobile", "tablet"})
 
@@ -109,8 +115,11 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     dirty = DirtyStates(settings.state_flush_interval, on_acked=lambda e: app.sensors
                         .on_message_out(e.message.tp, e.message.offset, e.message))
 
-    # One flush at a time: the timer's and a batch's would each wait on the producer.
-    flushing = asyncio.Lock()
+    # Flushes written but not yet acknowledged by the broker: the next batches are applied
+    # meanwhile, up to this many flushes behind (each holds its messages' acks).
+    in_flight = asyncio.Semaphore(_FLUSHES_IN_FLIGHT)
+    # Records up to this write number were waited for by an earlier flush (see flush_dirty).
+    waited = [ctx.changelogs.mark()]
     # A batch (feed and outputs), a flush's writes and the event-time timer's deadlines never
     # interleave. A flush holds it while it writes, not while the changelog acknowledges.
     serial = asyncio.Lock()
@@ -125,13 +134,18 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         changelog marks its messages as applied, and outputs still in the producer's buffer
         at the kill were lost for good (26 of 1,026 signals in one multi-worker run).
 
+        The order is kept by ``Changelogs``, which flushes the producer (the outputs) before
+        it sends the changelog records written since; this flush does not wait for that.
+
         The states are written a slice at a time (``DirtyStates.write_in_slices``), so the
-        ingest stage, the producer and the web server run in between; no batch is applied
-        meanwhile (``serial``), so every state written is as its outputs were sent. With
-        ``wait`` False it returns once the states are written: the next batch is applied
-        while the broker acknowledges them (``flushing`` is held until it has, and their
-        messages acknowledged), instead of idling a round trip per batch."""
-        await flushing.acquire()
+        producer and the web server run in between; no batch is applied meanwhile
+        (``serial``), so every state written is as its outputs were sent. With ``wait``
+        False it returns once the states are written: the next batch is applied while the
+        broker acknowledges them, instead of idling a round trip per batch. Their messages
+        are acknowledged once every changelog record written since the previous flush (the
+        states, and deletions of ended sessions made by batches and timers in between) is
+        delivered."""
+        await in_flight.acquire()
         t1 = time.perf_counter()
         dead: list[DeadLetter] = []
 
@@ -140,26 +154,27 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
         try:
             async with serial:
-                await app.producer.flush()
+                since = waited[0]
                 written = await dirty.write_in_slices(engines.get, write, settled)
+                upto = waited[0] = ctx.changelogs.mark()
         except BaseException:
-            flushing.release()
+            in_flight.release()
             raise
-        delivery = asyncio.ensure_future(acknowledge_flush(written, dead, t1))
+        delivery = asyncio.ensure_future(acknowledge_flush(written, dead, t1, since, upto))
         if wait:
             await asyncio.shield(delivery)
 
-    async def acknowledge_flush(written: list[Pending], dead: list[DeadLetter], t1: float
-                                ) -> None:
+    async def acknowledge_flush(written: list[Pending], dead: list[DeadLetter], t1: float,
+                                since: int, upto: int) -> None:
         try:
             await ctx.changelogs.acknowledge_when_delivered(dirty, written, guard.errors,
-                                                            "state")
+                                                            "state", since, upto)
             metrics.state_flush_seconds.observe(time.perf_counter() - t1)
             await guard.dead(dead)
         except Exception:  # noqa: BLE001 - its messages stay unacknowledged: read again
             guard.errors.exception("flush", "state flush failed")
         finally:
-            flushing.release()
+            in_flight.release()
 
     async def publish_outputs(out: Outputs, at: Any = None) -> None:
         """Send what the detectors produced; each record on its own, so one that cannot be
@@ -280,7 +295,6 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                 for out, _, _ in work.values():
                     await publish_outputs(out)
                 if any(out.outcomes for out, _, _ in work.values()):
-                    await app.producer.flush()
                     for partition, (out, touched, _) in work.items():
                         engine = fed[partition]
                         if engines.get(partition) is not engine:
@@ -306,7 +320,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         """Write what changed since the last flush when no batch came to do it. Not while
         the group rebalances: a partition being taken away must not have its state written
         after its next owner started; its held messages are re-read there instead."""
-        if dirty.due() and settled() and not flushing.locked():
+        if dirty.due() and settled() and not in_flight.locked():
             await flush_dirty()
 
     @guard.timer(app, 1.0)
@@ -331,8 +345,8 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                     ended = {o["session_id"] for o in out.outcomes}
                     if ended:
                         # Ended sessions leave the table now (the adopt timer must not take
-                        # a stale copy back); outputs first, as in flush_dirty.
-                        await app.producer.flush()
+                        # a stale copy back); their outcomes reach the broker first
+                        # (streams.tables.Changelogs).
                         await guard.dead(store_keys(engine, dict.fromkeys(ended, at)))
                     # Ticked ones are written with the next flush, as a batch's are: at
                     # 14,000 events/s a deadline per click made this timer write thousands

@@ -1,6 +1,7 @@
 """streams.tables.Changelogs: a flush's changelog records go to the producer as closed
-batches, one run per partition in write order, each table told the offset of its last
-record; a failed send leaves ``delivered`` reporting it."""
+batches, one run per partition in write order, after a producer flush (the outputs sent
+before them first), each table told the offset of its last record; ``delivered`` waits for
+the records of its own range of writes, whoever else waits, and reports their failures."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ from streams.tables import Changelogs
 class FakeProducer:
     """aiokafka's batch API: real record batches, a broker that appends them to a log."""
 
-    def __init__(self, batch_size: int, fail: bool = False) -> None:
+    def __init__(self, batch_size: int, fail: bool = False, hold: bool = False) -> None:
         self.batch_size = batch_size
         self.fail = fail
+        #: Leave each batch's future pending, for the test to complete (``futures``).
+        self.hold = hold
+        self.futures: list[asyncio.Future[Any]] = []
         self.logs: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         self.sends: list[tuple[str, int, int, bool]] = []
+        #: What happened, in order: "flush" (Faust's producer flush) or a send's topic.
+        self.calls: list[str] = []
 
     def create_batch(self) -> BatchBuilder:
         return BatchBuilder(self.batch_size, 0)
@@ -36,9 +42,14 @@ class FakeProducer:
         base = len(log)
         log.extend((r.key, r.value) for r in records)
         self.sends.append((topic, partition, len(records), closed))
+        self.calls.append(topic)
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), base,
-                                      -1, 0, 0))
+        meta = RecordMetadata(topic, partition, TopicPartition(topic, partition), base, -1, 0, 0)
+        if self.hold:
+            self.futures.append(fut)
+            fut.meta = meta  # type: ignore[attr-defined]
+        else:
+            fut.set_result(meta)
         return fut
 
 
@@ -57,7 +68,11 @@ class FakeTable:
 
 
 def app_with(producer: FakeProducer) -> Any:
-    return SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+    async def flush() -> None:
+        producer.calls.append("flush")
+
+    return SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer,
+                                                    flush=flush))
 
 
 def test_records_go_in_closed_batches_per_partition_in_write_order() -> None:
@@ -95,3 +110,73 @@ def test_a_failed_send_is_reported_by_delivered() -> None:
     errors = asyncio.run(run())
     assert [type(e) for e in errors] == [ConnectionError]
     assert table.persisted == {}
+
+
+def test_each_round_of_sends_follows_a_producer_flush() -> None:
+    """Outputs sent before a state was written reach the broker before the state does: a
+    state in the changelog marks its events applied, and a restart would not send them
+    again."""
+    producer = FakeProducer(1 << 20)
+    table = FakeTable("sessions-changelog")
+
+    async def run() -> None:
+        logs = Changelogs(table, app=app_with(producer))
+        table.send_changelog(0, b"s1", b"{}")
+        await logs.delivered()
+        table.send_changelog(1, b"s2", b"{}")
+        await logs.delivered()
+
+    asyncio.run(run())
+    assert producer.calls == ["flush", "sessions-changelog", "flush", "sessions-changelog"]
+
+
+def test_delivered_waits_for_its_own_writes_and_reports_only_their_failures() -> None:
+    producer = FakeProducer(1 << 20, hold=True)
+    table = FakeTable("sessions-changelog")
+
+    async def run() -> tuple[list[BaseException], list[BaseException], bool, bool]:
+        logs = Changelogs(table, app=app_with(producer))
+        table.send_changelog(0, b"a", b"{}")
+        a = logs.mark()
+        table.send_changelog(1, b"b", b"{}")
+        b = logs.mark()
+        first = asyncio.ensure_future(logs.delivered(0, a))
+        second = asyncio.ensure_future(logs.delivered(a, b))
+        everything = asyncio.ensure_future(logs.delivered())  # another agent's wait
+        for _ in range(5):
+            await asyncio.sleep(0)
+        fa, fb = producer.futures
+        fb.set_result(fb.meta)  # type: ignore[attr-defined]
+        b_errors = await second
+        waiting = not first.done() and not everything.done()
+        fa.set_exception(ConnectionError("broker gone"))
+        a_errors = await first
+        return a_errors, b_errors, waiting, bool(await everything)
+
+    a_errors, b_errors, waiting, everything_failed = asyncio.run(run())
+    assert b_errors == []
+    assert waiting  # the other waits were not cut short by the first to finish
+    assert [type(e) for e in a_errors] == [ConnectionError]
+    assert everything_failed
+    assert table.persisted == {1: 0}
+
+
+def test_two_waits_for_the_same_records_both_wait() -> None:
+    """One agent waiting for everything written so far must not take the others' records
+    from them: each returns only once the broker has them."""
+    producer = FakeProducer(1 << 20, hold=True)
+    table = FakeTable("sessions-changelog")
+
+    async def run() -> tuple[bool, list[BaseException], list[BaseException]]:
+        logs = Changelogs(table, app=app_with(producer))
+        table.send_changelog(0, b"a", b"{}")
+        one = asyncio.ensure_future(logs.delivered())
+        two = asyncio.ensure_future(logs.delivered())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        early = one.done() or two.done()
+        (fut,) = producer.futures
+        fut.set_result(fut.meta)  # type: ignore[attr-defined]
+        return early, await one, await two
+
+    assert asyncio.run(run()) == (False, [], [])
