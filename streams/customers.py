@@ -26,6 +26,7 @@ from models.triage import TicketTriage
 from streams import detection
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
+from streams.take import take_batches
 
 __all__ = ["CustomerModels", "register_customers"]
 
@@ -121,7 +122,7 @@ def register_customers(ctx: Context) -> CustomerModels:
 
     @ctx.app.agent(ctx.topics["support_events"], name=STAGE)
     async def customers_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(*ctx.take):  # type: ignore[attr-defined]
+        async for batch in take_batches(stream, *ctx.take):
             t0 = time.perf_counter()
             await fold_batch(batch)
             ctx.observe_latency(m_latency, batch)

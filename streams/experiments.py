@@ -36,6 +36,7 @@ from streams.guard import Guard, set_finite
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Changelogs, set_in_partition
+from streams.take import take_batches
 
 __all__ = ["EXPERIMENTS_TABLE", "HoldoutRecord", "register_experiments"]
 
@@ -149,7 +150,7 @@ def register_experiments(app: faust.App, settings: Settings, topic: Any, guard: 
 
     @app.agent(topic, name="experiments")
     async def experiments_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(*take):  # type: ignore[attr-defined]
+        async for batch in take_batches(stream, *take):
             touched: dict[int, list[Any]] = {}
             dead: list[DeadLetter] = []
             # A stale message would move the offset past records that come again.

@@ -39,6 +39,7 @@ from streams.guard import inc_finite
 from streams.incidents import JourneyStats
 from streams.rebalance import Ownership, rewind_uncommitted
 from streams.tables import At, del_in_partition
+from streams.take import take_batches
 from streams.topics import partition_for, topic_name
 
 __all__ = ["register_sessions"]
@@ -240,7 +241,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
     @app.agent(topics["web_events"], name=STAGE)
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(*ctx.take):  # type: ignore[attr-defined]
+        async for batch in take_batches(stream, *ctx.take):
             # One at a time with the event-time timer: a deadline it ran between this
             # batch's feed and its flush could end a session before its state was written.
             async with serial:
