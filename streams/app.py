@@ -63,11 +63,16 @@ __all__ = ["Worker", "create_worker", "SESSIONS_TABLE", "CUSTOMERS_TABLE"]
 #: consumer hands over up to 5,000 records per poll and a stream buffers 16k, so a fetch of
 #: bundles is one poll; a rebalance does not wait for in-flight batches (they are re-read, and
 #: the states skip what they already applied). Measured: 1/msg worker/raw 0.009 -> 0.03 with
-#: uvloop, before the bulk ingest stage.
+#: uvloop, before the bulk ingest stage. A fetch takes up to 16 MiB per partition, not
+#: Faust's 1 MiB: a bundle carries a fetch of the ingest stage (tens of KB), and at 1 MiB a
+#: sessions stage that fell behind at 18,000 events/s paced stayed 1.5-2.5 s behind for the
+#: rest of the run (4 runs of 10, bench/latency.py): each fetch round brought about what
+#: arrived meanwhile; 0 of 7 with 16 MiB.
 FAST_PATH: dict[str, Any] = {
     "producer_max_batch_size": 1 << 20,
     "producer_linger": 0.005,
     "broker_max_poll_records": 5000,
+    "consumer_max_fetch_size": 16 << 20,
     "stream_buffer_maxsize": 16384,
     "stream_wait_empty": False,
 }
