@@ -284,14 +284,15 @@ class BulkIngest:
                     await client.stop()
 
     async def run(self) -> None:
-        pace = self.settings.batch_within
+        pace = self.settings.ingest_fetch_interval
         while not self._stopping.is_set():
             try:
                 started = time.monotonic()
                 n = await self.step()
                 self.failing = None
                 if 0 < n < self.settings.ingest_fetch_max_records:
-                    # Not a backlog: let the next fetch gather up to ``batch_within`` of traffic.
+                    # Not a backlog: let the next fetch gather ``ingest_fetch_interval`` of
+                    # traffic.
                     # A fetch per few messages made bundles of 3 events at 2,000 events/s, and
                     # a send, an ack wait and a commit each, which the broker paid for; the
                     # sessions stage fell seconds behind (bench/latency.py).

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     #: small enough that a fetch is done in well under a second (5,000 one-event messages take
     #: about 0.1 s), so commits stay frequent.
     ingest_fetch_max_records: int = Field(default=5000, ge=1, le=100_000)
+    #: Shortest time (seconds) from one fetch of the bulk ingest stage to the next when it is
+    #: not reading a backlog, so a fetch gathers that much traffic: one fetch per few
+    #: messages made bundles of 3 events at 2,000 events/s, each with its own sends and ack
+    #: wait (the broker fell behind). Half of it is the stage's median added latency.
+    ingest_fetch_interval: float = Field(default=0.01, gt=0, le=1.0)
     #: Run the bulk ingest stage in a process of its own beside the worker, so it and the
     #: sessions agent take a core each (``streams.ingest_process``); off: in the worker's loop.
     ingest_process: bool = True
