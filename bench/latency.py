@@ -58,6 +58,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import random
 import re
 import statistics
@@ -367,6 +368,18 @@ def max_rate(w: WorkerProcess, n_events: int) -> float:
     raise SystemExit(f"worker did not finish the calibration backlog:\n{w.log_tail()}")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes of this machine have been busy (``/proc/stat``: all but
+    idle and iowait), 0 where there is no ``/proc``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # user .. steal, less idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 async def produce_backlog(settings: Settings, bootstrap: str, n: int, seconds: float,
                           seed: int) -> int:
     """``n`` browsing events as ``seconds`` of the paced traffic would bring them (sessions
@@ -473,6 +486,8 @@ def main() -> None:
     ap.add_argument("--broker", help="bootstrap servers; default: embedded tansu")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--log", type=Path, help="keep the worker's log here")
+    ap.add_argument("--probes-out", type=Path,
+                    help="write each probe's send time and latencies here (CSV)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a worker setting (e.g. batch_within=0.02); repeatable")
     args = ap.parse_args()
@@ -512,6 +527,7 @@ def main() -> None:
                   f"{args.deadline_probes:g} deadline probes per second")
             before = counts(w)
             cpu0, own0, wall0 = w.cpu_seconds(), time.process_time(), time.monotonic()
+            main0, busy0 = w.cpu_seconds(children=False), machine_busy_seconds()
             timeline: list[tuple[float, dict[str, float]]] = []
             done = threading.Event()
             sampler = threading.Thread(target=sample, args=(w, timeline, done), daemon=True)
@@ -521,18 +537,39 @@ def main() -> None:
             sampler.join()
             after = counts(w)
             wall = time.monotonic() - wall0
-            print(f"CPU over the paced load, cores busy: the worker "
-                  f"{(w.cpu_seconds() - cpu0) / wall:.2f}, this bench (sender and reader) "
-                  f"{(time.process_time() - own0) / wall:.2f}, of 2 on this machine with the "
-                  f"broker")
+            worker_cpu, main_cpu = w.cpu_seconds() - cpu0, w.cpu_seconds(children=False) - main0
+            print(f"CPU over the paced load, cores busy: the worker {worker_cpu / wall:.2f} "
+                  f"(its sessions stage {main_cpu / wall:.2f}), this bench (sender and reader) "
+                  f"{(time.process_time() - own0) / wall:.2f}; the whole machine "
+                  f"{(machine_busy_seconds() - busy0) / wall:.2f} of {os.cpu_count()} (the "
+                  f"broker and the rest)")
             print(f"sender: at most {behind * 1000:.0f} ms behind schedule; worker applied "
                   f"{after['applied'] - before['applied']:,.0f} of {len(todo):,} events")
             report(sent, seen)
+            if args.probes_out:
+                write_probes(args.probes_out, sent, seen)
             print("\nworker per second, by 2 s (ingest messages read / events applied): "
                   + ", ".join(
                       f"{(b[1]['ingest'] - a[1]['ingest']) / (b[0] - a[0]):.0f}/"
                       f"{(b[1]['applied'] - a[1]['applied']) / (b[0] - a[0]):.0f}"
                       for a, b in zip(timeline[::2], timeline[2::2], strict=False)))
+
+
+def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
+    """One CSV row per probe that alerted: when it was sent (seconds into the paced load)
+    and its latencies in ms, to see when a tail happened, not only how long it was."""
+    t0 = min(sent.values())
+    with path.open("w") as f:
+        f.write("kind,sent_s,ingest_ms,sessions_ms,out_ms,total_ms\n")
+        for s, at in sorted(sent.items(), key=lambda kv: kv[1]):
+            if s not in seen.alert:
+                continue
+            canonical = seen.canonical.get(s)
+            ingest = f"{(canonical - at) * 1000:.1f}" if canonical is not None else ""
+            sess = f"{(seen.alert[s] - canonical) * 1000:.1f}" if canonical is not None else ""
+            f.write(f"{s[0]},{at - t0:.3f},{ingest},{sess},"
+                    f"{(seen.read[s] - seen.alert[s]) * 1000:.1f},"
+                    f"{(seen.read[s] - at) * 1000:.1f}\n")
 
 
 def report(sent: dict[str, float], seen: Seen) -> None:
