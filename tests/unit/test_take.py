@@ -6,6 +6,7 @@ drainer that sets the current event and runs the processors, as Faust's does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -61,10 +62,8 @@ class FakeStream:
         await event.wait()
 
     async def wait_for_stopped(self, event: asyncio.Event, timeout: float | None = None) -> bool:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
         return self.should_stop
 
     async def crash(self, exc: BaseException) -> None:
