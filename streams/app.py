@@ -66,8 +66,8 @@ __all__ = ["Worker", "create_worker", "SESSIONS_TABLE", "CUSTOMERS_TABLE"]
 #: uvloop, before the bulk ingest stage. A fetch takes up to 16 MiB per partition, not
 #: Faust's 1 MiB: a bundle carries a fetch of the ingest stage (tens of KB), and at 1 MiB a
 #: sessions stage that fell behind at 18,000 events/s paced stayed 1.5-2.5 s behind for the
-#: rest of the run (4 runs of 10, bench/latency.py): each fetch round brought about what
-#: arrived meanwhile; 0 of 7 with 16 MiB.
+#: rest of the run (5 runs of 16, bench/latency.py); 0 of 4 with 16 MiB. It still can, less
+#: often (README, "Latency and memory").
 FAST_PATH: dict[str, Any] = {
     "producer_max_batch_size": 1 << 20,
     "producer_linger": 0.005,
