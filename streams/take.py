@@ -10,9 +10,12 @@ events/s paced, 20 ms of every sessions-stage cycle of 50-90 ms went to that wai
 ``take_batches`` takes what is already queued at once: a batch is everything that arrived
 while the previous one was applied (up to ``max_`` messages), so batches grow with the load
 and shrink to one message when it is light; with nothing queued it sleeps until a message
-comes. ``within`` only bounds how long it keeps gathering a queue that never empties. It
-keeps ``take_events``' contract otherwise: the stream's acks are disabled, and each batch's
-events are acknowledged (Faust's own ack) once the consumer asks for the next batch.
+comes. A stage that is behind (its batch's first message older than ``within``) gathers
+``within`` of messages, as ``take_events`` does: taking only what was queued kept its batches
+small (the consumer fetches between batches) and it stayed seconds behind. ``within`` also
+bounds how long it keeps gathering a queue that never empties. It keeps ``take_events``'
+contract otherwise: the stream's acks are disabled, and each batch's events are acknowledged
+(Faust's own ack) once the consumer asks for the next batch.
 """
 
 from __future__ import annotations
