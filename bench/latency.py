@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import gc
 import json
 import os
@@ -558,18 +559,21 @@ def main() -> None:
 def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
     """One CSV row per probe that alerted: when it was sent (seconds into the paced load)
     and its latencies in ms, to see when a tail happened, not only how long it was."""
+    def ms(seconds: float | None) -> str:
+        return "" if seconds is None else f"{seconds * 1000:.1f}"
+
     t0 = min(sent.values())
-    with path.open("w") as f:
-        f.write("kind,sent_s,ingest_ms,sessions_ms,out_ms,total_ms\n")
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["kind", "sent_s", "ingest_ms", "sessions_ms", "out_ms", "total_ms"])
         for s, at in sorted(sent.items(), key=lambda kv: kv[1]):
             if s not in seen.alert:
                 continue
             canonical = seen.canonical.get(s)
-            ingest = f"{(canonical - at) * 1000:.1f}" if canonical is not None else ""
-            sess = f"{(seen.alert[s] - canonical) * 1000:.1f}" if canonical is not None else ""
-            f.write(f"{s[0]},{at - t0:.3f},{ingest},{sess},"
-                    f"{(seen.read[s] - seen.alert[s]) * 1000:.1f},"
-                    f"{(seen.read[s] - at) * 1000:.1f}\n")
+            out.writerow([s[0], f"{at - t0:.3f}",
+                          ms(None if canonical is None else canonical - at),
+                          ms(None if canonical is None else seen.alert[s] - canonical),
+                          ms(seen.read[s] - seen.alert[s]), ms(seen.read[s] - at)])
 
 
 def report(sent: dict[str, float], seen: Seen) -> None:

@@ -180,11 +180,10 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
                     rate: float | None = None) -> tuple[float, float, float, dict[str, float]]:
     """(CPU seconds per million events, wall seconds, idle CPU seconds per second of the
     group, and in a dict: ingest fetches and sessions batches per 1,000 events, CPU s per
-    million events in the ingest processes and the rest, seconds producing) for ``n`` workers over
-    ``msgs``, produced at ``rate`` messages/s (None: all of them while the group is frozen,
-    a backlog); the idle
-    rate is measured first, over ``idle_for`` seconds with nothing to read (timers,
-    heartbeats, empty fetches)."""
+    million events in the ingest processes and the rest, seconds producing) for ``n`` workers
+    over ``msgs``, produced at ``rate`` messages/s (None: all of them while the group is
+    frozen, a backlog); the idle rate is measured first, over ``idle_for`` seconds with
+    nothing to read (timers, heartbeats, empty fetches)."""
     tag = uuid.uuid4().hex[:6]
     s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
     ensure_topics(s, bootstrap)
@@ -330,12 +329,12 @@ def main() -> None:
             print("warning: kafka-python sums record batches in pure Python (no crc32c "
                   "package): the producer, not the workers, sets the pace")
         ratios: dict[int, list[float]] = {}
+        msg_rate = args.cpu_rate / args.per_message if args.cpu_rate else None
         for r in range(args.repeat):
             if args.repeat > 1:
                 print(f"run {r + 1} of {args.repeat}")
             cpu: dict[int, float] = {}
             for n in (int(x) for x in args.workers.split(",")):
-                msg_rate = args.cpu_rate / args.per_message if args.cpu_rate else None
                 cpu[n], wall, idle, runs = cpu_per_million(base, bootstrap, n, msgs,
                                                            args.events, Path(tmp),
                                                            rate=msg_rate)

@@ -292,10 +292,9 @@ class BulkIngest:
                 self.failing = None
                 if 0 < n < self.settings.ingest_fetch_max_records:
                     # Not a backlog: let the next fetch gather ``ingest_fetch_interval`` of
-                    # traffic.
-                    # A fetch per few messages made bundles of 3 events at 2,000 events/s, and
-                    # a send, an ack wait and a commit each, which the broker paid for; the
-                    # sessions stage fell seconds behind (bench/latency.py).
+                    # traffic. A fetch per few messages made bundles of 3 events at 2,000
+                    # events/s, and a send, an ack wait and a commit each, which the broker paid
+                    # for; the sessions stage fell seconds behind (bench/latency.py).
                     await asyncio.sleep(max(0.0, pace - (time.monotonic() - started)))
             except asyncio.CancelledError:
                 raise

@@ -120,7 +120,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     # meanwhile, up to this many flushes behind (each holds its messages' acks).
     in_flight = asyncio.Semaphore(_FLUSHES_IN_FLIGHT)
     # Records up to this write number were waited for by an earlier flush (see flush_dirty).
-    waited = [ctx.changelogs.mark()]
+    waited = ctx.changelogs.mark()
     # A batch (feed and outputs), a flush's writes and the event-time timer's deadlines never
     # interleave. A flush holds it while it writes, not while the changelog acknowledges.
     serial = asyncio.Lock()
@@ -146,6 +146,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         are acknowledged once every changelog record written since the previous flush (the
         states, and deletions of ended sessions made by batches and timers in between) is
         delivered."""
+        nonlocal waited
         await in_flight.acquire()
         t1 = time.perf_counter()
         dead: list[DeadLetter] = []
@@ -155,9 +156,9 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
         try:
             async with serial:
-                since = waited[0]
+                since = waited
                 written = await dirty.write_in_slices(engines.get, write, settled)
-                upto = waited[0] = ctx.changelogs.mark()
+                upto = waited = ctx.changelogs.mark()
         except BaseException:
             in_flight.release()
             raise

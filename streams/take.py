@@ -85,18 +85,15 @@ async def _take(stream: Any, max_: int, within: float) -> AsyncGenerator[list[Ev
             if not events and await stream.wait_for_stopped(ready):
                 break
             if time.time() - events[0].message.timestamp > within:
-                # Behind: gather ``within`` of messages, as take_events does. Taking only what
-                # is queued kept batches small (the fetcher runs between batches), and a
-                # stage that fell behind stayed seconds behind at a rate it keeps up with
-                # otherwise (bench/latency.py: 2-3 s in 3 runs of 6 at 18,000 events/s).
+                # Behind: gather ``within`` of messages, as take_events does, so batches grow
+                # and the stage catches up; what is queued is only what the consumer fetched
+                # during the last batch.
                 await stream.wait_for_stopped(full, timeout=within)
             else:
                 until = loop.time() + within
                 # The rest of what is queued: the drainer moves it into the buffer meanwhile.
                 while not full.is_set() and not queue.empty() and loop.time() < until:
                     await asyncio.sleep(0)
-            if not events:
-                continue
             out = consuming = loop.create_future()
             try:
                 yield list(events)
