@@ -21,6 +21,7 @@ and their messages never acknowledged here; the partition's next owner re-reads 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,31 +116,38 @@ class DirtyStates:
 
     async def write_in_slices(self, owner_of: Callable[[int], Any],
                               write: Callable[[int, dict[Any, Any]], None],
-                              may_go_on: Callable[[], bool], size: int = 500) -> list[Pending]:
+                              may_go_on: Callable[[], bool], size: int = 500,
+                              lock: asyncio.Lock | None = None) -> list[Pending]:
         """``write_all``, ``size`` keys at a time, letting the event loop run in between.
 
         A flush writes every session changed in the interval: at 23,000 events/s, about
         12,000 states, a third of a second of encoding that held up the ingest stage, the
-        producer and the web server (their p99 latency rose by as much). Whoever calls this
-        keeps the states from changing until it returns. Before each slice after the first,
-        the partition must still be owned as it was and ``may_go_on()`` true (no rebalance
-        under way); if it is not, the partition's remaining keys and its held events go
-        back to be written by the next flush (owner unchanged) or are dropped (owner
-        replaced: its next owner re-reads the messages), and it is not among those
-        returned for ``acknowledge``."""
+        producer and the web server (their p99 latency rose by as much). Each slice is
+        written holding ``lock`` (when given), which whoever changes the states holds too:
+        between two slices they may change, so a state is written as its latest change left
+        it, never half way through one (with no ``lock``, whoever calls this keeps the states
+        from changing until it returns). The changes taken are those marked when the first
+        slice got the lock; keys changed again meanwhile are marked again, for the next
+        flush. Before each slice after the first, the partition must still be owned as it was
+        and ``may_go_on()`` true (no rebalance under way); if it is not, the partition's
+        remaining keys and its held events go back to be written by the next flush (owner
+        unchanged) or are dropped (owner replaced: its next owner re-reads the messages), and
+        it is not among those returned for ``acknowledge``."""
+        held = lock if lock is not None else contextlib.nullcontext()
         kept: list[Pending] = []
         wrote = False
-        for partition, p in self._take().items():
+        async with held:
+            taken = self._take()
+        for partition, p in taken.items():
             keys = list(p.keys.items())
             done = 0
             while done < len(keys):
                 if wrote:
                     await asyncio.sleep(0)
-                    if not may_go_on():
+                async with held:
+                    if (wrote and not may_go_on()) or owner_of(partition) is not p.owner:
                         break
-                if owner_of(partition) is not p.owner:
-                    break
-                write(partition, dict(keys[done:done + size]))
+                    write(partition, dict(keys[done:done + size]))
                 wrote = True
                 done += size
             if owner_of(partition) is not p.owner:

@@ -115,3 +115,49 @@ def test_a_slice_cut_short_goes_back_with_its_events() -> None:
                                          go_on, size=2))
     assert written == [["s0", "s1"], ["s2", "s3"]] and kept == []
     assert list(d.pending[0].keys) == ["s4"] and d.pending[0].held == [e]
+
+
+def test_with_a_lock_batches_run_between_slices_and_keep_their_changes_for_the_next() -> None:
+    """A flush given the lock the batches hold writes a slice at a time, and a batch that
+    waits for the lock runs after the slice under way, not after the whole flush. Each key
+    is written as it was when its slice ran; a key a batch changed meanwhile is marked again,
+    its event held for the next flush, and only the events taken at the start are
+    acknowledged by this one."""
+    import asyncio
+
+    d = DirtyStates(interval=0.0)
+    a = object()
+    first, later = Event(1), Event(2)
+    d.hold(0, a, [first])
+    for i in range(6):
+        d.mark(0, a, f"s{i}", first)
+    state = {f"s{i}": 0 for i in range(6)}
+    log: list[str] = []
+
+    written = asyncio.Event()
+
+    def write(partition: int, keys: dict[Any, Any]) -> None:
+        log.append("write " + ",".join(f"{k}={state[k]}" for k in keys))
+        written.set()
+
+    async def main() -> list[Any]:
+        lock = asyncio.Lock()
+        flush = asyncio.ensure_future(d.write_in_slices({0: a}.get, write, lambda: True,
+                                                        size=2, lock=lock))
+
+        async def batch() -> None:
+            await written.wait()  # comes while the flush writes its first slice
+            async with lock:
+                state["s5"] = 1  # a change to a key the flush has not reached yet
+                d.hold(0, a, [later])
+                d.mark(0, a, "s5", later)
+                log.append("batch")
+
+        await asyncio.gather(batch(), flush)
+        return flush.result()
+
+    kept = asyncio.run(main())
+    assert log == ["write s0=0,s1=0", "batch", "write s2=0,s3=0", "write s4=0,s5=1"]
+    assert d.acknowledge(kept) == 1 and first.message.refcount == 1
+    assert list(d.pending[0].keys) == ["s5"] and d.pending[0].held == [later]
+    assert later.message.refcount == 2  # held for the next flush
