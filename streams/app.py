@@ -34,6 +34,7 @@ from detectors.session import SessionProcessor
 from streams import checkpoints, detection
 from streams.acks import TakenAcks
 from streams.budgets import state_writers
+from streams.clientfixes import cap_fetch_wait
 from streams.collector import register_collector
 from streams.context import Context
 from streams.customers import register_customers
@@ -172,6 +173,7 @@ def create_worker(
         value_serializer="raw",
         **FAST_PATH,
     )
+    cap_fetch_wait(app, settings.fetch_max_wait)
     # Faust's own sensor under "faust_", ours under "frictionwatch_": one /metrics, no clashes.
     setup_prometheus_sensors(
         app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"

@@ -49,6 +49,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from kafka.partitioner.default import murmur2
 
 from streams.bundle import Entry, encode_entries, encode_entry
+from streams.clientfixes import adapt_fetch_wait
 from streams.deadletter import DeadLetter, encode_dead_letter, make_dead_letter
 from streams.guard import EXCERPT_BYTES, Guard
 from streams.metrics import Metrics, PartitionGauges, observe_many
@@ -263,6 +264,7 @@ class BulkIngest:
             heartbeat_interval_ms=int(min(3.0, self.settings.broker_session_timeout / 5) * 1000),
             rebalance_timeout_ms=int(self.settings.broker_rebalance_timeout * 1000),
             max_partition_fetch_bytes=max(self.limit, 1 << 20), **kw)
+        adapt_fetch_wait(self.consumer, self.settings.fetch_max_wait)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=f"{self.settings.app_id}-ingest",
             acks="all", max_request_size=self.limit, max_batch_size=min(self.limit, 1 << 20),

@@ -1,5 +1,7 @@
-"""A backoff for aiokafka's metadata retries while no broker answers.
+"""Fixes to the Kafka clients' behaviour under Faust: a backoff for aiokafka's metadata
+retries while no broker answers, and a shorter fetch wait for Faust's consumer.
 
+**Metadata retries.**
 When every broker is unreachable, aiokafka (0.14, the version requirements.lock pins) fails a
 metadata update at once (connection refused) and its producer's sender and consumer's fetcher
 force the next one as soon as they hear of the failure: a busy loop. Measured on the worker
@@ -11,6 +13,21 @@ returns only after the client's own ``retry_backoff_ms`` (100 ms by default). A 
 update is not delayed, so recovery after the broker returns is as quick as before.
 
 Applied once by ``frictionwatch worker``; a no-op if aiokafka's internals change shape.
+
+**Fetch wait.** Faust builds its worker consumer with ``fetch_max_wait_ms=1500``, fixed in its
+aiokafka driver. aiokafka keeps one fetch request in flight per broker, and a partition whose
+fetched records are not all consumed yet is left out of the next request: so when a request
+goes out while the busy partitions (web events) still have records buffered, it asks only for
+quiet ones (support events, experiments) and the broker holds it up to 1.5 s, and the busy
+partitions wait behind it. At 11,500-13,000 events/s paced on Apache Kafka, the sessions stage
+then ran 1.6 s behind for whole runs (3 of 3) with 0.3 of a core busy: its batches' first
+messages 0.3-0.5 s old with nothing queued in the worker (``bench/latency.py``).
+So while records flow, a fetch may wait only ``Settings.fetch_max_wait`` (10 ms): the sessions
+stage's batches then came with first messages 22 ms old on average, not 70 ms (50 ms wait) or
+0.3-0.5 s. A short wait costs an idle consumer a fetch request per wait (10 ms: 0.14 of a
+core for the worker and its ingest stage, against 0.02 with Faust's 1.5 s), so a consumer that
+had no records for a second waits ``IDLE_FETCH_WAIT`` instead, Kafka's own default: an idle
+consumer asks for every partition at once, and the broker answers as soon as any has records.
 """
 
 from __future__ import annotations
@@ -19,13 +36,25 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
+import weakref
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["backoff_failed_metadata_updates"]
+__all__ = ["adapt_fetch_wait", "backoff_failed_metadata_updates", "cap_fetch_wait"]
 
 _PATCHED = "_frictionwatch_backoff"
+_PATCHED_WAIT = "_frictionwatch_fetch_wait"
+
+#: Seconds a consumer with no records for ``TRAFFIC_WINDOW`` lets the broker hold a fetch
+#: (Kafka's default ``fetch.max.wait.ms``).
+IDLE_FETCH_WAIT = 0.5
+#: Seconds after a fetch that brought records during which fetches use the short wait.
+TRAFFIC_WINDOW = 1.0
+
+#: app -> the longest a broker may hold its worker consumer's fetch (seconds)
+_FETCH_WAIT: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def backoff_failed_metadata_updates() -> bool:
@@ -51,4 +80,85 @@ def backoff_failed_metadata_updates() -> bool:
 
     setattr(_metadata_update, _PATCHED, True)
     AIOKafkaClient._metadata_update = _metadata_update  # type: ignore[method-assign]
+    return True
+
+
+def adapt_fetch_wait(consumer: Any, busy_wait: float) -> bool:
+    """Let ``consumer`` (an ``AIOKafkaConsumer``, before it starts) have its fetches held by
+    the broker at most ``busy_wait`` seconds while records flow, ``IDLE_FETCH_WAIT`` once none
+    came for ``TRAFFIC_WINDOW`` (module docstring). True if applied."""
+    if not _patch_fetcher() or not hasattr(consumer, "_fetch_max_wait_ms"):
+        return False
+    consumer._fetch_max_wait_ms = int(IDLE_FETCH_WAIT * 1000)
+    start = consumer.start
+
+    async def start_adapting() -> None:
+        await start()
+        fetcher = getattr(consumer, "_fetcher", None)  # built by start()
+        if fetcher is not None:
+            fetcher._fw_waits = (max(1, int(busy_wait * 1000)), int(IDLE_FETCH_WAIT * 1000))
+            fetcher._fw_last_records = 0.0
+
+    consumer.start = start_adapting
+    return True
+
+
+def _patch_fetcher() -> bool:
+    """aiokafka's ``Fetcher._proc_fetch_request`` (one fetch; True when it brought records)
+    sets the wait of the next fetch, for fetchers ``adapt_fetch_wait`` marked."""
+    try:
+        from aiokafka.consumer.fetcher import Fetcher
+    except ImportError:
+        return False
+    original = getattr(Fetcher, "_proc_fetch_request", None)
+    if original is None or not inspect.iscoroutinefunction(original):
+        log.warning("aiokafka changed: consumers keep their fetch wait")
+        return False
+    if getattr(original, _PATCHED_WAIT, False):
+        return True
+
+    @functools.wraps(original)
+    async def _proc_fetch_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        got = await original(self, *args, **kwargs)
+        waits = getattr(self, "_fw_waits", None)
+        if waits is not None:
+            now = time.monotonic()
+            if got:
+                self._fw_last_records = now
+            busy = now - self._fw_last_records < TRAFFIC_WINDOW
+            self._fetch_max_wait_ms = waits[0] if busy else waits[1]
+        return got
+
+    setattr(_proc_fetch_request, _PATCHED_WAIT, True)
+    Fetcher._proc_fetch_request = _proc_fetch_request
+    return True
+
+
+def cap_fetch_wait(app: Any, busy_wait: float) -> bool:
+    """``adapt_fetch_wait`` for ``app``'s Faust worker consumer, which Faust builds with a
+    fixed 1.5 s wait (module docstring). True if applied; False if Faust's aiokafka driver
+    does not look as expected (the consumer then keeps Faust's wait)."""
+    try:
+        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    except ImportError:
+        return False
+    original = getattr(AIOKafkaConsumerThread, "_create_worker_consumer", None)
+    if original is None:
+        log.warning("faust changed: its consumer keeps its own fetch wait")
+        return False
+    _FETCH_WAIT[app] = busy_wait
+    if getattr(original, _PATCHED_WAIT, False):
+        return True
+
+    @functools.wraps(original)
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        wait = _FETCH_WAIT.get(self.app)
+        if wait is not None:
+            adapt_fetch_wait(consumer, wait)
+        return consumer
+
+    setattr(_create_worker_consumer, _PATCHED_WAIT, True)
+    AIOKafkaConsumerThread._create_worker_consumer = (  # type: ignore[method-assign]
+        _create_worker_consumer)
     return True

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     #: messages made bundles of 3 events at 2,000 events/s, each with its own sends and ack
     #: wait (the broker fell behind). Half of it is the stage's median added latency.
     ingest_fetch_interval: float = Field(default=0.01, gt=0, le=1.0)
+    #: Longest time (seconds) the broker may hold a consumer's fetch that finds no new
+    #: records, while records flow (half a second once none came for a second). Faust's fixed
+    #: 1.5 s held busy partitions behind a fetch of quiet ones: the sessions stage ran 1.6 s
+    #: behind at half its maximum rate (``streams.clientfixes``).
+    fetch_max_wait: float = Field(default=0.01, gt=0, le=1.5)
     #: Run the bulk ingest stage in a process of its own beside the worker, so it and the
     #: sessions agent take a core each (``streams.ingest_process``); off: in the worker's loop.
     ingest_process: bool = True
