@@ -274,6 +274,8 @@ class Seen:
     """What the reader saw of each probe session."""
 
     canonical: dict[str, float] = field(default_factory=dict)
+    #: when this bench read the canonical message: how long it took to reach the broker
+    canonical_read: dict[str, float] = field(default_factory=dict)
     alert: dict[str, float] = field(default_factory=dict)
     read: dict[str, float] = field(default_factory=dict)
     other_alerts: int = 0
@@ -304,6 +306,7 @@ async def read_outputs(settings: Settings, bootstrap: str, seen: Seen,
                             continue                 # a third of a core at 20,000 events/s
                         for sid in _declines(r.value, r.key):
                             seen.canonical.setdefault(sid, r.timestamp / 1000)
+                            seen.canonical_read.setdefault(sid, now)
                         continue
                     sid = (r.key or b"").decode()
                     if sid[:1] in ("i", "d") and sid not in seen.alert:
@@ -565,7 +568,8 @@ def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
     t0 = min(sent.values())
     with path.open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["kind", "sent_s", "ingest_ms", "sessions_ms", "out_ms", "total_ms"])
+        out.writerow(["kind", "sent_s", "ingest_ms", "sessions_ms", "out_ms", "total_ms",
+                      "canonical_readable_ms"])
         for s, at in sorted(sent.items(), key=lambda kv: kv[1]):
             if s not in seen.alert:
                 continue
@@ -573,7 +577,9 @@ def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
             out.writerow([s[0], f"{at - t0:.3f}",
                           ms(None if canonical is None else canonical - at),
                           ms(None if canonical is None else seen.alert[s] - canonical),
-                          ms(seen.read[s] - seen.alert[s]), ms(seen.read[s] - at)])
+                          ms(seen.read[s] - seen.alert[s]), ms(seen.read[s] - at),
+                          ms(None if canonical is None
+                             else seen.canonical_read[s] - canonical)])
 
 
 def report(sent: dict[str, float], seen: Seen) -> None:
@@ -601,6 +607,8 @@ def report(sent: dict[str, float], seen: Seen) -> None:
                   f"{quantiles([seen.canonical[s] - sent[s] for s in staged])}")
             print(f"  sessions stage (canonical ts -> alert ts):        "
                   f"{quantiles([seen.alert[s] - seen.canonical[s] for s in staged])}")
+            print(f"    of which canonical ts -> read by this bench:    "
+                  f"{quantiles([seen.canonical_read[s] - seen.canonical[s] for s in staged])}")
         print(f"  alert ts -> read (producer linger, broker, fetch):  "
               f"{quantiles([seen.read[s] - seen.alert[s] for s in got])}")
     if seen.other_alerts:
