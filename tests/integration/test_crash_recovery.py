@@ -159,10 +159,12 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_state(
     # shared by the worker's sessions and restored from its last checkpoint, so after a crash
     # it re-learns what the replay brings and its scores in the states can differ.
     # Small ingest fetches: the stage sends many over the stream, so a kill after its first
-    # lands with fetches still to come (one 5,000-message fetch would end it).
+    # lands with fetches still to come (one 5,000-message fetch would end it). At 200 a
+    # fetch, once fetches no longer waited on the broker (streams.clientfixes), the stage
+    # took in all 12,000 messages on tansu before its first metrics reached the worker.
     settings = isolated_settings(tmp_path, batch_max_messages=50, batch_within=0.05,
                                  commit_interval=2.0, store=store, abandonment_model=False,
-                                 ingest_fetch_max_records=200)
+                                 ingest_fetch_max_records=50)
     ensure_topics(settings, kafka_bootstrap)
     messages = traffic(seed=11)
     expected = offline_states(messages, settings.partitions, detection.holdout(settings))
