@@ -28,8 +28,9 @@ A message from an origin at or below the position already applied is a replay; i
 from __future__ import annotations
 
 import math
+import operator
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import msgspec
@@ -125,11 +126,22 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(SessionState)
 
 
-def float_fields(cls: type[msgspec.Struct]) -> dict[str, Any]:
+class FloatFields(dict[str, Any]):
+    """Float field names -> defaults, with ``values_of(state)``: their values, in one C call."""
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        super().__init__(defaults)
+        names = tuple(defaults)
+        get = operator.attrgetter(*names) if names else (lambda state: ())
+        self.values_of: Callable[[Any], Any] = (
+            get if len(names) != 1 else (lambda state: (get(state),)))
+
+
+def float_fields(cls: type[msgspec.Struct]) -> FloatFields:
     """The float fields of a state struct and their defaults (what a non-finite value, which
     JSON cannot hold, is replaced with)."""
-    return {f.name: f.default for f in msgspec.structs.fields(cls)
-            if f.type is float or f.type == (float | None)}
+    return FloatFields({f.name: f.default for f in msgspec.structs.fields(cls)
+                        if f.type is float or f.type == (float | None)})
 
 
 def finite(state: Any, fields: dict[str, Any]) -> Any:
@@ -137,8 +149,18 @@ def finite(state: Any, fields: dict[str, Any]) -> Any:
 
     msgspec writes ``inf`` and ``nan`` as ``null``, which a float field cannot read back: a
     state stored with one would fail to load on every later touch, also after a restart.
-    Input bounds keep sums finite; this is the last line (a few checks per write).
+    Input bounds keep sums finite; this is the last line, on every state write: the sum of
+    the values (zeros and Nones left out) is finite when each is, so one check in C does
+    for the common case (a loop over nine fields was a third of encoding a session).
+
+    >>> s = SessionState(session_id="s", cart_value=float("inf"))
+    >>> finite(s, _FLOATS).cart_value, finite(SessionState(session_id="t"), _FLOATS).cart_value
+    (0.0, 0.0)
     """
+    values = (fields.values_of(state) if type(fields) is FloatFields
+              else [getattr(state, name) for name in fields])
+    if math.isfinite(sum(filter(None, values))):
+        return state
     for name, default in fields.items():
         v = getattr(state, name)
         if v is not None and not math.isfinite(v):

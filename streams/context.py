@@ -102,7 +102,8 @@ class Context:
             reason = "processing_error"
         else:
             if guard.fits(key, value):
-                set_in_partition(table, key, value, at)
+                if not self.changelogs.put(table, at.message.partition, key, value):
+                    set_in_partition(table, key, value, at)
                 return True
             detail = (f"{stage} state of {len(value)} bytes is over the producer's limit "
                       f"{guard.limit}: the key starts fresh")
