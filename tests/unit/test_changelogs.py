@@ -180,3 +180,36 @@ def test_two_waits_for_the_same_records_both_wait() -> None:
         return early, await one, await two
 
     assert asyncio.run(run()) == (False, [], [])
+
+
+class RocksLike:
+    """A RocksDB store's shape: a database per partition (faust.stores.rocksdb.Store)."""
+
+    def __init__(self) -> None:
+        self.dbs: dict[int, dict[bytes, bytes]] = {}
+        self._key_index: dict[bytes, int] = {}
+
+    def _db_for_partition(self, partition: int) -> Any:
+        db = self.dbs.setdefault(partition, {})
+        return SimpleNamespace(put=db.__setitem__)
+
+
+def test_put_writes_the_store_and_queues_the_record_in_the_partition_given() -> None:
+    producer = FakeProducer(batch_size=1 << 16)
+    memory, rocks = FakeTable("sessions-changelog"), FakeTable("customers-changelog")
+    memory.data = {}  # type: ignore[attr-defined]
+    rocks.data = RocksLike()  # type: ignore[attr-defined]
+
+    async def run() -> tuple[list[BaseException], bool, int]:
+        logs = Changelogs(memory, rocks, app=app_with(producer))
+        assert logs.put(memory, 2, b"s1", b"v1") and logs.put(rocks, 1, b"c1", b"w1")
+        refused = logs.put(FakeTable("other-changelog"), 0, b"k", b"v")  # not tracked
+        return await logs.delivered(), refused, logs.mark()
+
+    errors, refused, marked = asyncio.run(run())
+    assert errors == [] and refused is False and marked == 2
+    assert memory.data == {b"s1": b"v1"}  # type: ignore[attr-defined]
+    assert rocks.data.dbs == {1: {b"c1": b"w1"}} and rocks.data._key_index == {b"c1": 1}  # type: ignore[attr-defined]
+    assert producer.logs == {("sessions-changelog", 2): [(b"s1", b"v1")],
+                             ("customers-changelog", 1): [(b"c1", b"w1")]}
+    assert memory.persisted == {2: 0} and rocks.persisted == {1: 0}
