@@ -57,6 +57,16 @@ TRAFFIC_WINDOW = 1.0
 _FETCH_WAIT: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
+def _unpatched(cls: type, name: str, marker: str, changed: str) -> Any:
+    """The coroutine method ``cls.name`` to wrap; True if it is wrapped already (``marker``);
+    None, with ``changed`` logged, if the library no longer has it as a coroutine."""
+    original = getattr(cls, name, None)
+    if original is None or not inspect.iscoroutinefunction(original):
+        log.warning(changed)
+        return None
+    return True if getattr(original, marker, False) else original
+
+
 def backoff_failed_metadata_updates() -> bool:
     """Make ``AIOKafkaClient._metadata_update`` wait ``retry_backoff`` after a failure.
     True if applied (or already), False if aiokafka does not look as expected."""
@@ -64,12 +74,10 @@ def backoff_failed_metadata_updates() -> bool:
         from aiokafka.client import AIOKafkaClient
     except ImportError:
         return False
-    original = getattr(AIOKafkaClient, "_metadata_update", None)
-    if original is None or not inspect.iscoroutinefunction(original):
-        log.warning("aiokafka changed: metadata retries are not backed off")
-        return False
-    if getattr(original, _PATCHED, False):
-        return True
+    original = _unpatched(AIOKafkaClient, "_metadata_update", _PATCHED,
+                          "aiokafka changed: metadata retries are not backed off")
+    if original is None or original is True:
+        return original is True
 
     @functools.wraps(original)
     async def _metadata_update(self: Any, cluster_metadata: Any, topics: Any) -> bool:
@@ -110,12 +118,10 @@ def _patch_fetcher() -> bool:
         from aiokafka.consumer.fetcher import Fetcher
     except ImportError:
         return False
-    original = getattr(Fetcher, "_proc_fetch_request", None)
-    if original is None or not inspect.iscoroutinefunction(original):
-        log.warning("aiokafka changed: consumers keep their fetch wait")
-        return False
-    if getattr(original, _PATCHED_WAIT, False):
-        return True
+    original = _unpatched(Fetcher, "_proc_fetch_request", _PATCHED_WAIT,
+                          "aiokafka changed: consumers keep their fetch wait")
+    if original is None or original is True:
+        return original is True
 
     @functools.wraps(original)
     async def _proc_fetch_request(self: Any, *args: Any, **kwargs: Any) -> Any:
