@@ -213,3 +213,29 @@ def test_put_writes_the_store_and_queues_the_record_in_the_partition_given() -> 
     assert producer.logs == {("sessions-changelog", 2): [(b"s1", b"v1")],
                              ("customers-changelog", 1): [(b"c1", b"w1")]}
     assert memory.persisted == {2: 0} and rocks.persisted == {1: 0}
+
+
+def test_stored_keys_counts_a_memory_table_and_asks_rocksdb_for_its_estimate() -> None:
+    from streams.tables import stored_keys
+
+    class Memory(dict[bytes, bytes]):
+        data: dict[bytes, bytes] = {}
+
+    memory = Memory({b"a": b"1", b"b": b"2"})
+    assert stored_keys(memory) == 2
+
+    class Rdict:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def property_int_value(self, name: str) -> int:
+            assert name == "rocksdb.estimate-num-keys"
+            return self.n
+
+    class Rocks:
+        data = SimpleNamespace(_dbs_for_actives=lambda: iter([Rdict(3), Rdict(4)]))
+
+        def __len__(self) -> int:
+            raise AssertionError("Faust's len() reads every key")
+
+    assert stored_keys(Rocks()) == 7
