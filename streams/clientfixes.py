@@ -22,12 +22,13 @@ quiet ones (support events, experiments) and the broker holds it up to 1.5 s, an
 partitions wait behind it. At 11,500-13,000 events/s paced on Apache Kafka, the sessions stage
 then ran 1.6 s behind for whole runs (3 of 3) with 0.3 of a core busy: its batches' first
 messages 0.3-0.5 s old with nothing queued in the worker (``bench/latency.py``).
-So while records flow, a fetch may wait only ``Settings.fetch_max_wait`` (10 ms): the sessions
-stage's batches then came with first messages 22 ms old on average, not 70 ms (50 ms wait) or
-0.3-0.5 s. A short wait costs an idle consumer a fetch request per wait (10 ms: 0.14 of a
-core for the worker and its ingest stage, against 0.02 with Faust's 1.5 s), so a consumer that
-had no records for a second waits ``IDLE_FETCH_WAIT`` instead, Kafka's own default: an idle
-consumer asks for every partition at once, and the broker answers as soon as any has records.
+So while records flow, a fetch may wait only ``Settings.fetch_max_wait`` (50 ms): the sessions
+stage's batches then came with first messages 70 ms old on average (22 ms at a 10 ms wait),
+not 0.3-0.5 s. A short wait costs a fetch request per wait: at 10 ms an idle worker and its
+ingest stage used 0.14 of a core (0.02 with Faust's 1.5 s), and three workers cost 1.19-1.34
+times one per event (``bench/scale.py``), against 1.06-1.19 at 50 ms. A consumer that had no
+records for a second waits ``IDLE_FETCH_WAIT``, Kafka's own default: an idle consumer asks for
+every partition at once, and the broker answers as soon as any has records.
 """
 
 from __future__ import annotations
