@@ -144,7 +144,7 @@ def float_fields(cls: type[msgspec.Struct]) -> FloatFields:
                         if f.type is float or f.type == (float | None)})
 
 
-def finite(state: Any, fields: dict[str, Any]) -> Any:
+def finite(state: Any, fields: FloatFields) -> Any:
     """``state`` with every non-finite value of ``fields`` set back to its default, in place.
 
     msgspec writes ``inf`` and ``nan`` as ``null``, which a float field cannot read back: a
@@ -157,9 +157,7 @@ def finite(state: Any, fields: dict[str, Any]) -> Any:
     >>> finite(s, _FLOATS).cart_value, finite(SessionState(session_id="t"), _FLOATS).cart_value
     (0.0, 0.0)
     """
-    values = (fields.values_of(state) if type(fields) is FloatFields
-              else [getattr(state, name) for name in fields])
-    if math.isfinite(sum(filter(None, values))):
+    if math.isfinite(sum(filter(None, fields.values_of(state)))):
         return state
     for name, default in fields.items():
         v = getattr(state, name)
