@@ -128,15 +128,20 @@ class DirtyStates:
         it, never half way through one (with no ``lock``, whoever calls this keeps the states
         from changing until it returns). The changes taken are those marked when the first
         slice got the lock; keys changed again meanwhile are marked again, for the next
-        flush. Before each slice after the first, the partition must still be owned as it was
+        flush. Before each slice, the first too, the partition must still be owned as it was
         and ``may_go_on()`` true (no rebalance under way); if it is not, the partition's
         remaining keys and its held events go back to be written by the next flush (owner
         unchanged) or are dropped (owner replaced: its next owner re-reads the messages), and
-        it is not among those returned for ``acknowledge``."""
+        it is not among those returned for ``acknowledge``. A flush that starts once a
+        rebalance is under way takes nothing: one started beside the agent just before it
+        began (``streams.sessions``) first runs after the revocation, when a state written
+        could reach the changelog after its partition's next owner read it back."""
         held = lock if lock is not None else contextlib.nullcontext()
         kept: list[Pending] = []
         wrote = False
         async with held:
+            if not may_go_on():
+                return kept
             taken = self._take()
         for partition, p in taken.items():
             keys = list(p.keys.items())
@@ -145,7 +150,7 @@ class DirtyStates:
                 if wrote:
                     await asyncio.sleep(0)
                 async with held:
-                    if (wrote and not may_go_on()) or owner_of(partition) is not p.owner:
+                    if not may_go_on() or owner_of(partition) is not p.owner:
                         break
                     write(partition, dict(keys[done:done + size]))
                 wrote = True

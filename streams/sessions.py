@@ -53,6 +53,9 @@ STAGE = "sessions"
 #: at 14,000 events/s paced that wait, and the producer flush before each, were a fifth of
 #: the stage's time, in which no batch was applied (``bench/latency.py``).
 _FLUSHES_IN_FLIGHT = 4
+#: Seconds a revocation waits for the changelog writes made before it (a broker round trip;
+#: the group waits for this worker to rejoin, ``Settings.broker_rebalance_timeout``).
+_REVOKE_DELIVERY_WAIT = 1.0
 
 #: Device labels kept as they are; any other value counts as "other" (bounded labels).
 _DEVICES = frozenset({"desktop", "mobile", "tablet"})
@@ -434,8 +437,20 @@ def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, En
         await guard.dead(dead)
 
     async def on_revoked(sender: Any, *args: Any, **kw: Any) -> None:
-        ownership.on_revoked()
+        ownership.on_revoked()  # no flush, timer or slice writes a state from here on
         ctx.acks.revoked()
+        # Faust awaits this before the worker rejoins, and the next owners start only
+        # once it has: states written before the revocation reach the changelog first, so
+        # the recovery of whoever takes their partitions reads them back.
+        try:
+            # Bounded twice: the send itself waits for room when the broker is unreachable.
+            errors = await asyncio.wait_for(ctx.changelogs.delivered(
+                timeout=_REVOKE_DELIVERY_WAIT), 2 * _REVOKE_DELIVERY_WAIT)
+        except Exception as exc:  # noqa: BLE001 - a signal handler's error ends the worker
+            errors = [exc]
+        if errors:
+            guard.errors.error("rebalance", "rebalance: %d changelog writes not delivered "
+                               "before the revocation (%s)", len(errors), errors[0])
 
     async def on_assigned(sender: Any, *args: Any, **kw: Any) -> None:
         ownership.on_assigned(args[0], engines)  # the new assignment (TopicPartitions)

@@ -108,13 +108,31 @@ def test_a_slice_cut_short_goes_back_with_its_events() -> None:
 
     def go_on() -> bool:
         calls[0] += 1
-        return calls[0] < 2  # the second check finds a rebalance under way
+        return calls[0] < 4  # before the take, the first slice, the second; then a rebalance
 
     written: list[list[str]] = []
     kept = asyncio.run(d.write_in_slices({0: a}.get, lambda p, k: written.append(list(k)),
                                          go_on, size=2))
     assert written == [["s0", "s1"], ["s2", "s3"]] and kept == []
     assert list(d.pending[0].keys) == ["s4"] and d.pending[0].held == [e]
+
+
+def test_a_flush_that_first_runs_in_a_rebalance_writes_and_takes_nothing() -> None:
+    """A flush started beside the agent may first get the loop once a rebalance began (the
+    partitions being revoked, their engines not dropped yet): it must not write, or its
+    states could reach the changelog after the partitions' next owners read it back. What
+    was marked stays pending, with its events, for the first flush after the rebalance."""
+    import asyncio
+
+    d = DirtyStates(interval=0.0)
+    a, e = object(), Event(1)
+    d.hold(0, a, [e])
+    d.mark(0, a, "s0", e)
+    written: list[list[str]] = []
+    kept = asyncio.run(d.write_in_slices({0: a}.get, lambda p, k: written.append(list(k)),
+                                         lambda: False))
+    assert written == [] and kept == []
+    assert list(d.pending[0].keys) == ["s0"] and d.pending[0].held == [e] and d.due()
 
 
 def test_with_a_lock_batches_run_between_slices_and_keep_their_changes_for_the_next() -> None:
