@@ -20,10 +20,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from os import environ
 from typing import Any
 
 import msgspec
 import pytest
+from conftest import TEST_BROKER_ENV
 from kafkahelp import (
     WorkerProcess,
     changelog_topic,
@@ -32,6 +34,7 @@ from kafkahelp import (
     processed_messages,
     producer,
     read_to_end,
+    read_to_idle,
     read_topic,
     topic,
     worker_settings,
@@ -137,6 +140,47 @@ def rebalancing(w: WorkerProcess) -> bool:
     return any(float(v) > 0 for v in _REBALANCING.findall(text))
 
 
+def read_all(bootstrap: str, name: str) -> list[Any]:
+    """Everything topic ``name`` holds, once the workers are done: to its end offsets, and on
+    the embedded tansu (which under-reports them: 26 of 1,026 signals read short, in 2 of
+    3 runs) on to idle too."""
+    at_end = read_to_end(bootstrap, name)
+    if environ.get(TEST_BROKER_ENV):
+        return at_end
+    to_idle = read_to_idle(bootstrap, name)
+    return to_idle if len(to_idle) > len(at_end) else at_end
+
+
+_NOISE = ("Heartbeat failed", "GroupCoordinator", "coordinator dead", "DEBUG")
+
+
+def diagnosis(workers: dict[str, WorkerProcess], live: list[WorkerProcess]) -> str:
+    """Where each worker stands, short enough for a CI excerpt: alive or killed, the
+    partitions it owns, its lag left per partition, and its log's first error or warning."""
+    parts = []
+    for name, w in workers.items():
+        said = f"{name}: "
+        if w in live:
+            try:
+                text = w.metrics_text(timeout=2.0)
+            except OSError as exc:
+                text, said = "", said + f"metrics unreadable ({exc}) "
+            lag = re.findall(r'^frictionwatch_consumer_lag\{(.*)\} ([1-9]\S*)$', text, re.M)
+            said += f"owns {w.assigned_partitions()}, lag {lag or 0}"
+        else:
+            said += "killed"
+        try:
+            lines = [ln for ln in w.log_path.read_text(errors="replace").splitlines()
+                     if ("[ERROR]" in ln or "[WARNING]" in ln or "[CRITICAL]" in ln)
+                     and not any(n in ln for n in _NOISE)]
+        except OSError:
+            lines = []
+        if lines:
+            said += f", {len(lines)} warnings, first: {lines[0][26:200]}"
+        parts.append(said)
+    return "; ".join(parts)
+
+
 def _wait(what: str, cond: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -221,19 +265,17 @@ def test_workers_killed_and_added_mid_stream_send_what_one_offline_run_sends(
 
         read_topic(kafka_bootstrap, changelog_topic(base, SESSIONS_TABLE),
                    until=lambda rs: sum(s.events for s in states_of(rs).values())
-                   >= total_events, timeout=90)
-        # If that timed out, what the workers still had to read says where it stuck.
-        lag = {name: re.findall(r'^frictionwatch_consumer_lag\{(.*)\} ([1-9]\S*)$',
-                                w.metrics_text(), re.M) for name, w in workers.items()
-               if w in live()}
+                   >= total_events, timeout=150)
+        # If that timed out, what each worker still had to read says where it stuck.
+        lag = diagnosis(workers, live())
         # Let anything sent twice (the bug this guards against) show up before comparing.
         time.sleep(base.commit_interval + 3)
-        got_states = states_of(read_to_end(kafka_bootstrap,
+        got_states = states_of(read_all(kafka_bootstrap,
                                            changelog_topic(base, SESSIONS_TABLE)))
 
         def docs(name: str) -> list[str]:
             return sorted(json.dumps(json.loads(r.value), sort_keys=True)
-                          for r in read_to_end(kafka_bootstrap, topic(base, name)))
+                          for r in read_all(kafka_bootstrap, topic(base, name)))
 
         signals, alerts, chats = docs("friction_signals"), docs("alerts"), docs("chat_triggers")
         # What the workers learned is on the compacted checkpoints topic for the next one.
@@ -278,5 +320,8 @@ def test_workers_killed_and_added_mid_stream_send_what_one_offline_run_sends(
         if lost or unknown:
             problems.append(f"{name}: {lost} lost, {unknown} not in the offline run, of "
                             f"{len(records)}")
-    assert not problems, f"(consumer lag left: {lag}) " + "; ".join(problems)
+    if problems:
+        by_partition = Counter(partition_for(sid.encode(), PARTITIONS) for sid in mismatched)
+        problems.insert(0, f"differing sessions by web-events partition {dict(by_partition)}")
+    assert not problems, f"[{lag}] " + "; ".join(problems)
     assert published is not None and published.learned > 0
