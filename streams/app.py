@@ -23,7 +23,10 @@ crash between the changelog flush and the offset commit are skipped instead of a
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -47,6 +50,7 @@ from streams.ingest import register_ingest
 from streams.learning import register_learning
 from streams.memory import FULL_COLLECTION_INTERVAL, collect_cycles, release_free_memory
 from streams.metrics import METRICS, Metrics, PartitionGauges
+from streams.recoverywatch import RecoveryWatch
 from streams.sessions import register_sessions
 from streams.settings import Settings
 from streams.tables import Changelogs, stored_keys
@@ -267,6 +271,26 @@ def _register_gauges(app: faust.App, settings: Settings, metrics: Metrics, guard
     async def collect_garbage_cycles() -> None:
         """The garbage collector's full collections, at a set pace (streams.memory)."""
         collect_cycles()
+
+    # Not on TableManagerT, but on the TableManager every app has.
+    watch = RecoveryWatch(getattr(app.tables, "recovery", None),
+                          stall=settings.recovery_stall_timeout)
+
+    @guard.timer(app, 5.0)
+    async def watch_recovery() -> None:
+        """A table recovery that stalls is started again; after too many in a row the
+        worker stops, for its partitions to go to the others (streams.recoverywatch)."""
+        what = watch.check(time.monotonic())  # Faust's recovery times are monotonic
+        if what == "ok":
+            return
+        metrics.recovery_stalls.inc()
+        if what == "restart":
+            watch.restart()
+            return
+        guard.errors.error("recovery", "table recovery stalled %d times in a row: stopping "
+                           "the worker, so its partitions go to the others",
+                           watch.restarts + 1)
+        os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop: its group learns at once
 
     @guard.timer(app, 5.0)
     async def gauge_sessions() -> None:

@@ -312,6 +312,13 @@ class Metrics:
             ["timer"],
             registry=registry,
         )
+        self.recovery_stalls = Counter(
+            "frictionwatch_recovery_stalls_total",
+            "Table recoveries that received no changelog record for a while with records "
+            "left to read, and were started again (or, too many in a row, stopped the "
+            "worker: streams.recoverywatch).",
+            registry=registry,
+        )
         self.process_restarts = Counter(
             "frictionwatch_process_restarts_total",
             "Times a process of the worker (the ingest stage, streams.ingest_process) exited "

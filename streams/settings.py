@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.02, gt=0)
     #: Faust's group rebalance timeout; tansu needs about 3 s or every join waits 30 s.
     broker_rebalance_timeout: float = Field(default=3.0, gt=0)
+    #: Seconds a table recovery may get no record on a changelog partition with records left
+    #: before it is started again (streams.recoverywatch).
+    recovery_stall_timeout: float = Field(default=20.0, gt=0)
     #: Consumer group session timeout. tansu holds a group join for half of it (measured:
     #: 60 s, Faust's default, costs 30 s per join), so keep it short; 6 s is Kafka's minimum
     #: (group.min.session.timeout.ms) and 10 s its pre-3.0 default.
