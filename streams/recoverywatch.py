@@ -54,14 +54,15 @@ def stalled(now: float, started: float | None, last_event: Mapping[Any, float],
 class RecoveryWatch:
     """Decides, each time ``check`` is called (a timer), what to do about Faust's
     ``recovery``: ``"ok"``, ``"restart"`` (a stall: start the recovery again, which
-    ``restart()`` does) or ``"crash"`` (stalls ``max_restarts`` times in a row).
+    ``restart()`` does) or ``"crash"`` (stalls ``max_restarts`` times in a row; said once,
+    as the worker is stopping then).
 
     >>> from types import SimpleNamespace as NS
     >>> rec = NS(in_recovery=True, _recovery_started_at=0.0, _active_events_received_at={},
     ...          active_remaining=lambda: {"tp": 5}, signal_recovery_start=NS(set=lambda: None))
     >>> w = RecoveryWatch(rec, stall=10.0, max_restarts=1)
-    >>> [w.check(5.0), w.check(11.0), w.check(15.0), w.check(22.0)]
-    ['ok', 'restart', 'ok', 'crash']
+    >>> [w.check(5.0), w.check(11.0), w.check(15.0), w.check(22.0), w.check(30.0)]
+    ['ok', 'restart', 'ok', 'crash', 'ok']
     """
 
     def __init__(self, recovery: Any, stall: float = STALL_SECONDS,
@@ -73,6 +74,7 @@ class RecoveryWatch:
         self.restarts = 0
         #: When the last restart was asked for: the next stall counts from there.
         self._restarted_at: float | None = None
+        self.gave_up = False
         self.usable = all(hasattr(recovery, name) for name in (
             "in_recovery", "_recovery_started_at", "_active_events_received_at",
             "active_remaining", "signal_recovery_start"))
@@ -81,7 +83,7 @@ class RecoveryWatch:
 
     def check(self, now: float) -> str:
         rec = self.recovery
-        if not self.usable:
+        if not self.usable or self.gave_up:
             return "ok"
         if not rec.in_recovery:
             self.restarts, self._restarted_at = 0, None
@@ -94,6 +96,7 @@ class RecoveryWatch:
         if not late:
             return "ok"
         if self.restarts >= self.max_restarts:
+            self.gave_up = True
             return "crash"
         self.restarts += 1
         self._restarted_at = now

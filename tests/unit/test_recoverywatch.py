@@ -53,6 +53,7 @@ def test_one_silent_partition_restarts_the_recovery_then_the_worker_gives_up() -
     assert w.check(43.0) == "restart"
     assert w.check(50.0) == "ok"  # counted from that restart
     assert w.check(64.0) == "crash"
+    assert w.check(69.0) == "ok"  # said once: the worker is stopping
 
 
 def test_a_partition_with_nothing_left_is_not_waited_for() -> None:
