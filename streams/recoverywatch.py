@@ -1,7 +1,7 @@
 """A watchdog for Faust's table recovery: a changelog partition that still has records to read
-but has received none for ``STALL_SECONDS`` gets its recovery started again; if that does not
-help ``MAX_RESTARTS`` times in a row, the worker crashes, so its partitions go to the others
-and a supervisor starts it again.
+but has received none for a while (``Settings.recovery_stall_timeout``) gets its recovery
+started again; if that does not help ``MAX_RESTARTS`` times in a row, the worker crashes, so
+its partitions go to the others and a supervisor starts it again.
 
 Seen on Apache Kafka 4.4 (once in CI, once in six runs of
 ``tests/integration/test_multi_worker.py`` beside a CPU hog): after a worker joined and another
@@ -27,22 +27,20 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_RESTARTS", "STALL_SECONDS", "RecoveryWatch", "stalled"]
+__all__ = ["MAX_RESTARTS", "RecoveryWatch", "stalled"]
 
-#: Seconds without a single record on a changelog partition that has records left to read.
-STALL_SECONDS = 20.0
 #: Recoveries started again for stalls in a row before the worker gives up and crashes.
 MAX_RESTARTS = 2
 
 
 def stalled(now: float, started: float | None, last_event: Mapping[Any, float],
-            remaining: Mapping[Any, int], stall: float = STALL_SECONDS) -> list[Any]:
+            remaining: Mapping[Any, int], stall: float) -> list[Any]:
     """The partitions with records left to read (``remaining``) whose last record came (or,
     with none yet, whose recovery started) more than ``stall`` seconds before ``now``.
 
-    >>> stalled(100.0, 50.0, {"a": 95.0}, {"a": 3, "b": 7, "c": 0})
+    >>> stalled(100.0, 50.0, {"a": 95.0}, {"a": 3, "b": 7, "c": 0}, 20.0)
     ['b']
-    >>> stalled(100.0, 90.0, {}, {"b": 7})  # started 10 s ago: not yet
+    >>> stalled(100.0, 90.0, {}, {"b": 7}, 20.0)  # started 10 s ago: not yet
     []
     """
     if started is None:
@@ -65,8 +63,9 @@ class RecoveryWatch:
     ['ok', 'restart', 'ok', 'crash', 'ok']
     """
 
-    def __init__(self, recovery: Any, stall: float = STALL_SECONDS,
-                 max_restarts: int = MAX_RESTARTS) -> None:
+    def __init__(self, recovery: Any, stall: float, max_restarts: int = MAX_RESTARTS) -> None:
+        """``stall``: seconds without a record on a changelog partition that has records left
+        to read (``Settings.recovery_stall_timeout``)."""
         self.recovery = recovery
         self.stall = stall
         self.max_restarts = max_restarts

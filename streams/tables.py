@@ -290,10 +290,12 @@ def stored_keys(table: Any) -> int:
     on rocksdb://, RocksDB's own estimate (``rocksdb.estimate-num-keys``, deletions counted
     until compaction), where Faust's ``len()`` reads every key."""
     actives = getattr(table.data, "_dbs_for_actives", None)
-    dbs = list(actives()) if actives is not None else []
-    if actives is None or not all(hasattr(db, "property_int_value") for db in dbs):
-        return len(table)  # not rocksdict's Rdict: Faust's own count
-    return sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0) for db in dbs)
+    if actives is not None:
+        dbs = list(actives())
+        if all(hasattr(db, "property_int_value") for db in dbs):  # rocksdict's Rdict
+            return sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+                       for db in dbs)
+    return len(table)  # memory://, or another RocksDB binding: Faust's own count
 
 
 def set_in_partition(table: Any, key: bytes, value: bytes, event: Any) -> None:

@@ -75,7 +75,8 @@ def test_a_finished_recovery_resets_the_count() -> None:
 
 def test_it_reads_what_faust_recovery_has_and_stands_aside_otherwise() -> None:
     app = faust.App("fw-recoverywatch-test", broker="kafka://localhost:1")
-    assert RecoveryWatch(app.tables.recovery).usable
-    idle = RecoveryWatch(app.tables.recovery)
+    assert RecoveryWatch(app.tables.recovery, stall=20.0).usable
+    idle = RecoveryWatch(app.tables.recovery, stall=20.0)
     assert idle.check(1e9) == "ok"  # no recovery under way
-    assert not RecoveryWatch(None).usable and RecoveryWatch(None).check(1e9) == "ok"
+    off = RecoveryWatch(None, stall=20.0)
+    assert not off.usable and off.check(1e9) == "ok"
