@@ -11,7 +11,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from streams.take import take_batches
+from streams.take import BEHIND, take_batches
 
 
 class FakeChannel:
@@ -125,6 +125,27 @@ def test_a_stage_that_is_behind_gathers_within() -> None:
         return batch
 
     assert asyncio.run(run()) == [1, 2]
+
+
+def test_a_message_aged_by_its_way_here_is_not_behind() -> None:
+    """Older than ``within`` by the upstream linger, broker and fetch, but not ``BEHIND``:
+    the batch is what is queued, with no ``within`` wait added to every cycle."""
+    async def run() -> list[int]:
+        stream = FakeStream()
+        it = take_batches(stream, 100, 0.1)
+        stream.put(1, age=BEHIND * 0.8)
+
+        async def later() -> None:
+            await asyncio.sleep(0.03)
+            stream.put(2)
+
+        asyncio.ensure_future(later())
+        batch = [e.value for e in await it.__anext__()]
+        await it.aclose()
+        return batch
+
+    assert BEHIND * 0.8 > 0.1
+    assert asyncio.run(run()) == [1]  # not held for message 2, which came within ``within``
 
 
 def test_closing_restores_the_stream() -> None:
