@@ -18,8 +18,8 @@ machinery). The target: 3 workers within 15% of 1 worker.
 By default the group works through a backlog, the regime in which a worker is added: it is
 frozen (SIGSTOP, ``WorkerProcess.freeze``) while this script produces every event, then
 continued, and the clock runs from then to the last event applied. Each row says how long
-producing took (600,000 events: 3-5 s, under the session timeout, so the group does not
-rebalance meanwhile). Before, the group read while this script produced, and kafka-python
+producing took (600,000 events: 3-10 s; the workers' session timeout is
+``FROZEN_SESSION_TIMEOUT`` in these runs, so the group does not rebalance meanwhile). Before, the group read while this script produced, and kafka-python
 summed record batches in pure Python (5,200 messages/s; with the C crc32c the project now
 installs, 24,000): the producer took a core and set the pace, one worker fell behind it and
 worked through a backlog in full fetches and batches, three kept up in batches a tenth as
@@ -175,6 +175,13 @@ def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]],
     return sent
 
 
+#: The workers' session timeout (s) in the backlog runs, which freeze the group while the
+#: backlog is produced. At the 10 s default a slow hour's produce took 9.4-10.0 s: the frozen
+#: members' sessions expired, the group rebalanced when it was continued and that run read
+#: 1.38 (the others 1.12-1.18). The rebalance pause runs keep ``--session-timeout``.
+FROZEN_SESSION_TIMEOUT = 45.0
+
+
 def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[bytes, bytes]],
                     n_events: int, tmp: Path, idle_for: float = 5.0,
                     rate: float | None = None) -> tuple[float, float, float, dict[str, float]]:
@@ -186,6 +193,8 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
     nothing to read (timers, heartbeats, empty fetches)."""
     tag = uuid.uuid4().hex[:6]
     s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
+    if rate is None:
+        s = s.model_copy(update={"broker_session_timeout": FROZEN_SESSION_TIMEOUT})
     ensure_topics(s, bootstrap)
     workers = start_group(s, bootstrap, n, tmp, tag)
     try:
@@ -208,6 +217,10 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
                 t_produce = time.monotonic()
                 produce(bootstrap, ingest, msgs)
                 produced = time.monotonic() - t_produce
+                if produced > 0.8 * FROZEN_SESSION_TIMEOUT:
+                    print(f"warning: producing took {produced:.1f} s, near the session "
+                          f"timeout ({FROZEN_SESSION_TIMEOUT:g} s): the group may have "
+                          "rebalanced, and its figure with it")
             finally:
                 before, own_before, t0 = start_clock()
                 for w in workers:
