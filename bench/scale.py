@@ -19,7 +19,8 @@ By default the group works through a backlog, the regime in which a worker is ad
 frozen (SIGSTOP, ``WorkerProcess.freeze``) while this script produces every event, then
 continued, and the clock runs from then to the last event applied. Each row says how long
 producing took (600,000 events: 3-10 s; the workers' session timeout is
-``FROZEN_SESSION_TIMEOUT`` in these runs, so the group does not rebalance meanwhile). Before, the group read while this script produced, and kafka-python
+``FROZEN_SESSION_TIMEOUT`` in these runs, so the group does not rebalance meanwhile).
+Before, the group read while this script produced, and kafka-python
 summed record batches in pure Python (5,200 messages/s; with the C crc32c the project now
 installs, 24,000): the producer took a core and set the pace, one worker fell behind it and
 worked through a backlog in full fetches and batches, three kept up in batches a tenth as
