@@ -605,7 +605,8 @@ def report(sent: dict[str, float], seen: Seen) -> None:
             for _, v in sorted(by_window.items())) + " ms")
         # Every run is slower in its first seconds (sessions stage median 50-270 ms, against
         # 10-60 ms later), more so on a fresh broker; the detectors' own cost is flat over
-        # the same plan offline. Shown apart, not taken out of the line above.
+        # the same plan offline, and 34 s of the same load before did not take it away.
+        # Shown apart, not taken out of the line above.
         late = [seen.read[s] - sent[s] for s in got
                 if sent[s] - min(sent.values()) >= WARM_UP]
         print(f"    sent after the first {WARM_UP:g} s:        {quantiles(late)}")

@@ -177,9 +177,10 @@ def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]],
 
 
 #: The workers' session timeout (s) in the backlog runs, which freeze the group while the
-#: backlog is produced. At the 10 s default a slow hour's produce took 9.4-10.0 s: the frozen
-#: members' sessions expired, the group rebalanced when it was continued and that run read
-#: 1.38 (the others 1.12-1.18). The rebalance pause runs keep ``--session-timeout``.
+#: backlog is produced. At the 10 s default a slow hour's produce took 9.4-10.0 s, as long as
+#: the frozen members' sessions last; the 10.0 s run read 1.38 (the others 1.12-1.18), most
+#: likely a rebalance on continuing (its logs were not kept). The rebalance pause runs keep
+#: ``--session-timeout``.
 FROZEN_SESSION_TIMEOUT = 45.0
 
 
@@ -193,9 +194,10 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
     frozen, a backlog); the idle rate is measured first, over ``idle_for`` seconds with
     nothing to read (timers, heartbeats, empty fetches)."""
     tag = uuid.uuid4().hex[:6]
-    s = base.model_copy(update={"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"})
+    update: dict[str, object] = {"topic_prefix": f"scale{tag}.", "app_id": f"fwscale-{tag}"}
     if rate is None:
-        s = s.model_copy(update={"broker_session_timeout": FROZEN_SESSION_TIMEOUT})
+        update["broker_session_timeout"] = FROZEN_SESSION_TIMEOUT
+    s = base.model_copy(update=update)
     ensure_topics(s, bootstrap)
     workers = start_group(s, bootstrap, n, tmp, tag)
     try:

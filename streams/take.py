@@ -34,8 +34,9 @@ __all__ = ["BEHIND", "take_batches"]
 #: count as behind and gather ``within`` more. Not ``within`` itself: a message's age includes
 #: the upstream producer's linger, the broker and the fetch (20-100 ms at 20,000 events/s paced),
 #: so at 20 ms nearly every batch of the sessions stage waited 20 ms more, which lengthened each
-#: cycle and so the next batch: its median latency 77 ms, 23-33 ms at 0.25 s, p99 373 against
-#: 179-269 ms (``bench/latency.py``). A backlog's messages are seconds old: it still gathers.
+#: cycle and so the next batch: the stage's median latency was 49-163 ms, 23-71 ms at 0.25 s
+#: (``bench/latency.py``; the p99 is set by machine-wide stalls either way, README "Latency and
+#: memory"). A backlog's messages are seconds old: it still gathers.
 BEHIND = 0.25
 
 

@@ -107,16 +107,16 @@ def test_a_batch_holds_at_most_max_messages() -> None:
     assert asyncio.run(run()) == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-def test_a_stage_that_is_behind_gathers_within() -> None:
-    """Its first message is older than ``within``: it waits for more, as take_events does,
-    so batches grow and the stage catches up."""
+def first_batch(within: float, age: float, second_after: float) -> list[int]:
+    """The first batch taken when message 1, ``age`` seconds old, is queued and message 2
+    comes ``second_after`` seconds later."""
     async def run() -> list[int]:
         stream = FakeStream()
-        it = take_batches(stream, 100, 0.3)
-        stream.put(1, age=5.0)
+        it = take_batches(stream, 100, within)
+        stream.put(1, age=age)
 
         async def later() -> None:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(second_after)
             stream.put(2)
 
         asyncio.ensure_future(later())
@@ -124,28 +124,21 @@ def test_a_stage_that_is_behind_gathers_within() -> None:
         await it.aclose()
         return batch
 
-    assert asyncio.run(run()) == [1, 2]
+    return asyncio.run(run())
+
+
+def test_a_stage_that_is_behind_gathers_within() -> None:
+    """Its first message is older than ``within``: it waits for more, as take_events does,
+    so batches grow and the stage catches up."""
+    assert first_batch(within=0.3, age=5.0, second_after=0.1) == [1, 2]
 
 
 def test_a_message_aged_by_its_way_here_is_not_behind() -> None:
     """Older than ``within`` by the upstream linger, broker and fetch, but not ``BEHIND``:
     the batch is what is queued, with no ``within`` wait added to every cycle."""
-    async def run() -> list[int]:
-        stream = FakeStream()
-        it = take_batches(stream, 100, 0.1)
-        stream.put(1, age=BEHIND * 0.8)
-
-        async def later() -> None:
-            await asyncio.sleep(0.03)
-            stream.put(2)
-
-        asyncio.ensure_future(later())
-        batch = [e.value for e in await it.__anext__()]
-        await it.aclose()
-        return batch
-
     assert BEHIND * 0.8 > 0.1
-    assert asyncio.run(run()) == [1]  # not held for message 2, which came within ``within``
+    # not held for message 2, which came within ``within``
+    assert first_batch(within=0.1, age=BEHIND * 0.8, second_after=0.03) == [1]
 
 
 def test_closing_restores_the_stream() -> None:
