@@ -75,6 +75,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -372,6 +373,43 @@ def max_rate(w: WorkerProcess, n_events: int) -> float:
     raise SystemExit(f"worker did not finish the calibration backlog:\n{w.log_tail()}")
 
 
+#: (process, generation) -> (pauses, seconds in all, {bucket bound: pauses up to it})
+GcPauses = dict[tuple[str, str], tuple[float, float, dict[float, float]]]
+
+
+def gc_pauses(w: WorkerProcess) -> GcPauses:
+    """The worker's garbage-collector pauses so far (``frictionwatch_gc_pause_seconds``)."""
+    out: dict[tuple[str, str], tuple[float, float, dict[float, float]]] = {}
+    for family in text_string_to_metric_families(w.metrics_text()):
+        if family.name != "frictionwatch_gc_pause_seconds":
+            continue
+        for s in family.samples:
+            key = (s.labels["process"], s.labels["generation"])
+            n, total, buckets = out.get(key, (0.0, 0.0, {}))
+            if s.name.endswith("_count"):
+                n = s.value
+            elif s.name.endswith("_sum"):
+                total = s.value
+            elif s.name.endswith("_bucket"):
+                buckets[float(s.labels["le"])] = s.value
+            out[key] = (n, total, buckets)
+    return out
+
+
+def gc_report(before: GcPauses, after: GcPauses) -> str:
+    """Pauses between two ``gc_pauses``: how many, how long in all, the longest's bucket."""
+    parts = []
+    for key in sorted(after):
+        n0, s0, b0 = before.get(key, (0.0, 0.0, {}))
+        n1, s1, b1 = after[key]
+        if n1 - n0 < 1:
+            continue
+        longest = min(le for le, c in b1.items() if c - b0.get(le, 0.0) >= n1 - n0)
+        parts.append(f"{key[0]} generation {key[1]}: {n1 - n0:.0f}, {(s1 - s0) * 1000:.0f} ms "
+                     f"in all, the longest <= {longest * 1000:g} ms")
+    return "; ".join(parts) or "none"
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all processes of this machine have been busy (``/proc/stat``: all but
     idle and iowait), 0 where there is no ``/proc``."""
@@ -529,7 +567,7 @@ def main() -> None:
                   f"({args.fraction:.0%} of the maximum) for {args.seconds:.0f} s, "
                   f"1 event per message; {args.probes:g} immediate and "
                   f"{args.deadline_probes:g} deadline probes per second")
-            before = counts(w)
+            before, gc0 = counts(w), gc_pauses(w)
             cpu0, own0, wall0 = w.cpu_seconds(), time.process_time(), time.monotonic()
             main0, busy0 = w.cpu_seconds(children=False), machine_busy_seconds()
             timeline: list[tuple[float, dict[str, float]]] = []
@@ -549,6 +587,7 @@ def main() -> None:
                   f"broker and the rest)")
             print(f"sender: at most {behind * 1000:.0f} ms behind schedule; worker applied "
                   f"{after['applied'] - before['applied']:,.0f} of {len(todo):,} events")
+            print(f"garbage-collector pauses over the paced load: {gc_report(gc0, gc_pauses(w))}")
             report(sent, seen)
             if args.probes_out:
                 write_probes(args.probes_out, sent, seen)

@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from streams.memory import FULL_COLLECTION_INTERVAL, collect_cycles, release_free_memory
-from streams.metrics import Metrics, add_to_histogram, histogram_cells
+from streams.metrics import Metrics, add_to_histogram, histogram_cells, watch_gc
 from streams.settings import Settings
 
 __all__ = ["STATUS_INTERVAL", "IngestProcess", "MetricsRelay", "Sample", "samples"]
@@ -254,6 +254,7 @@ async def _serve(settings: Settings, bootstrap: str, max_request: int, conn: Con
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     metrics = Metrics(CollectorRegistry())
+    watch_gc(metrics, "ingest")
     stage = BulkIngest(settings, bootstrap, metrics, max_request)
 
     def report() -> None:

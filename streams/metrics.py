@@ -11,16 +11,17 @@ child's ``inc`` about 0.5 us).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.deadletter import STAGES
+from streams.runtime import watch_gc_pauses
 from streams.topics import DEAD_LETTER_REASONS
 
 __all__ = ["Cells", "Metrics", "METRICS", "PartitionGauges", "add_to_histogram", "histogram_cells",
-           "observe_many"]
+           "observe_many", "watch_gc"]
 
 
 class Metrics:
@@ -293,6 +294,14 @@ class Metrics:
             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
             registry=registry,
         )
+        self.gc_pause_seconds = Histogram(
+            "frictionwatch_gc_pause_seconds",
+            "Collections of CPython's cyclic garbage collector, by process (worker, ingest) "
+            "and generation (0 young, 2 full): every agent of the process waits for as long.",
+            ["process", "generation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
         # --- state budgets (detectors.budget) ------------------------------------------------
         self.state_evidence_dropped = Counter(
             "frictionwatch_state_evidence_dropped_total",
@@ -435,3 +444,11 @@ def add_to_histogram(cells: Cells, counts: Sequence[float], added: float) -> Non
     for i, n in enumerate(counts):
         if n:
             buckets[i].inc(n)
+
+
+def watch_gc(metrics: Metrics, process: str) -> Callable[[str, dict[str, Any]], None]:
+    """Observe this process's garbage-collector pauses into ``gc_pause_seconds``; returns the
+    ``gc.callbacks`` entry that does it."""
+    children = [metrics.gc_pause_seconds.labels(process=process, generation=str(g))
+                for g in range(3)]
+    return watch_gc_pauses(lambda generation, seconds: children[generation].observe(seconds))

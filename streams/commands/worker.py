@@ -12,6 +12,7 @@ from streams import statestore
 from streams.clientfixes import backoff_failed_metadata_updates
 from streams.commands.common import BrokerOption, fail, kafka
 from streams.logthrottle import throttle_client_logs
+from streams.metrics import METRICS, watch_gc
 from streams.runtime import tune_gc, use_uvloop
 from streams.settings import Settings
 
@@ -72,6 +73,7 @@ def worker(
         # then thrown away: about 5% of the worker's time on the hot path (py-spy, issue 14).
         fw.spinner = None
         tune_gc()
+        watch_gc(METRICS, "worker")
         fw.execute_from_commandline()
 
 
