@@ -37,7 +37,7 @@ from detectors.session import SessionProcessor
 from streams import checkpoints, detection
 from streams.acks import TakenAcks
 from streams.budgets import state_writers
-from streams.clientfixes import cap_fetch_wait
+from streams.clientfixes import cap_fetch_wait, pause_what_faust_pauses
 from streams.collector import register_collector
 from streams.context import Context
 from streams.customers import register_customers
@@ -178,6 +178,7 @@ def create_worker(
         **FAST_PATH,
     )
     cap_fetch_wait(app, settings.fetch_max_wait)
+    pause_what_faust_pauses()
     # Faust's own sensor under "faust_", ours under "frictionwatch_": one /metrics, no clashes.
     setup_prometheus_sensors(
         app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
