@@ -379,7 +379,7 @@ GcPauses = dict[tuple[str, str], tuple[float, float, dict[float, float]]]
 
 def gc_pauses(w: WorkerProcess) -> GcPauses:
     """The worker's garbage-collector pauses so far (``frictionwatch_gc_pause_seconds``)."""
-    out: dict[tuple[str, str], tuple[float, float, dict[float, float]]] = {}
+    out: GcPauses = {}
     for family in text_string_to_metric_families(w.metrics_text()):
         if family.name != "frictionwatch_gc_pause_seconds":
             continue

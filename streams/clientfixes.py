@@ -219,19 +219,16 @@ def pause_what_faust_pauses() -> bool:
 
         loop.call_soon_threadsafe(apply)
 
-    @functools.wraps(pause)
-    def pause_partitions(self: Any, tps: Any) -> None:
-        tps = list(tps)
-        pause(self, tps)
-        forward(self, tps, True)
+    def forwarding(original: Any, paused: bool) -> Any:
+        @functools.wraps(original)
+        def wrapper(self: Any, tps: Any) -> None:
+            tps = list(tps)  # an iterable may be read once
+            original(self, tps)
+            forward(self, tps, paused)
 
-    @functools.wraps(resume)
-    def resume_partitions(self: Any, tps: Any) -> None:
-        tps = list(tps)
-        resume(self, tps)
-        forward(self, tps, False)
+        setattr(wrapper, _PATCHED_PAUSE, True)
+        return wrapper
 
-    setattr(pause_partitions, _PATCHED_PAUSE, True)
-    Consumer.pause_partitions = pause_partitions  # type: ignore[method-assign]
-    Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
+    Consumer.pause_partitions = forwarding(pause, True)  # type: ignore[method-assign]
+    Consumer.resume_partitions = forwarding(resume, False)  # type: ignore[method-assign]
     return True
