@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streams.broker import broker_for, free_port  # noqa: E402
-from streams.kafka_io import ensure_topics  # noqa: E402
+from streams.kafka_io import drop_topics, ensure_topics  # noqa: E402
 from streams.settings import Settings, load  # noqa: E402
 from streams.topics import SOURCE_HEADER, topic_name  # noqa: E402
 from streams.worker_process import WorkerProcess  # noqa: E402
@@ -252,6 +252,7 @@ def cpu_per_million(base: Settings, bootstrap: str, n: int, msgs: list[tuple[byt
     finally:
         for w in workers:
             w.stop()
+        drop_topics(s, bootstrap)
 
 
 def longest_pause(progress: list[float], start: float, end: float) -> float:
@@ -307,6 +308,7 @@ def rebalance_pauses(base: Settings, bootstrap: str, msgs: list[tuple[bytes, byt
         pool.shutdown()
         for w in workers:
             w.stop()
+        drop_topics(s, bootstrap)
 
 
 def main() -> None:

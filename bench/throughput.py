@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streams.broker import broker_for, free_port  # noqa: E402
-from streams.kafka_io import IngestProducer, ensure_topics  # noqa: E402
+from streams.kafka_io import IngestProducer, drop_topics, ensure_topics  # noqa: E402
 from streams.settings import Settings, load  # noqa: E402
 from streams.topics import topic_name  # noqa: E402
 from streams.worker_process import WorkerProcess  # noqa: E402
@@ -168,22 +168,25 @@ def one_case(bootstrap: str, per_message: int, n_events: int, args: argparse.Nam
                         partitions=args.partitions, web_host="127.0.0.1",
                         web_port=free_port(), data_dir=tmp / tag / "state")
         ensure_topics(settings, bootstrap)
-        t0 = time.perf_counter()
-        asyncio.run(produce(settings, bootstrap, messages))
-        if on is None:
-            print(f"  produced {n_events:,} events in {len(messages):,} messages "
-                  f"({per_message}/message, {args.partitions} partitions) in "
-                  f"{time.perf_counter() - t0:.1f} s", flush=True)
-            row["raw"] = asyncio.run(raw_consume(settings, bootstrap, n_events))
-            print(f"  raw: {row['raw']:,.0f} events/s", flush=True)
-            continue
-        run = settings.model_copy(update={"abandonment_model": on, "churn_model": on,
-                                          "ticket_triage": on})
-        rate, secs = worker_rate(run, bootstrap, len(messages), n_events,
-                                 tmp / tag / f"worker{int(on)}.log")
-        row["on" if on else "off"] = rate
-        print(f"  worker, models {'on' if on else 'off'}: {rate:,.0f} events/s in {secs:.1f} s",
-              flush=True)
+        try:
+            t0 = time.perf_counter()
+            asyncio.run(produce(settings, bootstrap, messages))
+            if on is None:
+                print(f"  produced {n_events:,} events in {len(messages):,} messages "
+                      f"({per_message}/message, {args.partitions} partitions) in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+                row["raw"] = asyncio.run(raw_consume(settings, bootstrap, n_events))
+                print(f"  raw: {row['raw']:,.0f} events/s", flush=True)
+                continue
+            run = settings.model_copy(update={"abandonment_model": on, "churn_model": on,
+                                              "ticket_triage": on})
+            rate, secs = worker_rate(run, bootstrap, len(messages), n_events,
+                                     tmp / tag / f"worker{int(on)}.log")
+            row["on" if on else "off"] = rate
+            print(f"  worker, models {'on' if on else 'off'}: {rate:,.0f} events/s in {secs:.1f} s",
+                  flush=True)
+        finally:
+            drop_topics(settings, bootstrap)
     return row
 
 

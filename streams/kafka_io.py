@@ -13,14 +13,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
 from streams.topics import SOURCE_HEADER, TOPICS, topic_name
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ensure_topics", "IngestProducer"]
+__all__ = ["drop_topics", "ensure_topics", "IngestProducer"]
 
 
 def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> list[str]:
@@ -52,6 +52,33 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
     finally:
         admin.close()
     return names
+
+
+def drop_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> list[str]:
+    """Delete the declared topics and the app's own (Faust's changelogs and leader topic:
+    ``<app_id>-...``) that exist; return their names. For benches and tests that make a
+    throwaway prefix and app id per run: a broker kept across runs otherwise holds every
+    run's gigabyte of changelogs, and later runs on it were slower (``bench/latency.py``).
+    A broker that cannot delete topics (the embedded tansu) is left as it is."""
+    declared = {topic_name(t, settings.topic_prefix) for t in TOPICS}
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout * 1000),
+        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+    )
+    try:
+        ours = sorted(n for n in admin.list_topics()
+                      if n in declared or n.startswith(f"{settings.app_id}-"))
+        if ours:
+            try:
+                admin.delete_topics(ours, timeout_ms=int(timeout * 1000))
+            except KafkaError as e:
+                log.warning("could not delete %d topics: %s", len(ours), e)
+                return []
+    finally:
+        admin.close()
+    return ours
 
 
 class IngestProducer:
