@@ -613,8 +613,9 @@ def main() -> None:
 
 
 def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
-    """One CSV row per probe that alerted: when it was sent (seconds into the paced load)
-    and its latencies in ms, to see when a tail happened, not only how long it was."""
+    """One CSV row per probe that alerted: when it was sent (seconds into the paced load, and
+    the Unix time, to line up with a worker's own logs) and its latencies in ms, to see when a
+    tail happened, not only how long it was."""
     def ms(seconds: float | None) -> str:
         return "" if seconds is None else f"{seconds * 1000:.1f}"
 
@@ -622,7 +623,7 @@ def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["kind", "sent_s", "ingest_ms", "sessions_ms", "out_ms", "total_ms",
-                      "canonical_readable_ms"])
+                      "canonical_readable_ms", "sent_at"])
         for s, at in sorted(sent.items(), key=lambda kv: kv[1]):
             if s not in seen.alert:
                 continue
@@ -632,7 +633,7 @@ def write_probes(path: Path, sent: dict[str, float], seen: Seen) -> None:
                           ms(None if canonical is None else seen.alert[s] - canonical),
                           ms(seen.read[s] - seen.alert[s]), ms(seen.read[s] - at),
                           ms(None if canonical is None
-                             else seen.canonical_read[s] - canonical)])
+                             else seen.canonical_read[s] - canonical), f"{at:.3f}"])
 
 
 #: Seconds of the paced load whose probes ``report`` also leaves out, in a line of their own.
