@@ -500,14 +500,14 @@ def quantiles(xs: list[float]) -> str:
 
 
 async def paced_run(settings: Settings, bootstrap: str, todo: list[Planned],
-                    sending: Callable[[], None]) -> tuple[dict[str, float], Seen, float]:
-    """Send ``todo`` at its pace (``sending()`` called as its clock starts and once all is
+                    clock: Callable[[], None]) -> tuple[dict[str, float], Seen, float]:
+    """Send ``todo`` at its pace (``clock()`` called as its clock starts and once all is
     sent) and read the outputs until every probe alerted (at most 15 s more)."""
     seen, sent = Seen(), dict[str, float]()
     stop, ready = asyncio.Event(), asyncio.Event()
     reader = asyncio.create_task(read_outputs(settings, bootstrap, seen, stop, ready))
     await asyncio.wait_for(ready.wait(), 30)
-    behind = await send_paced(settings, bootstrap, todo, sent, sending)
+    behind = await send_paced(settings, bootstrap, todo, sent, clock)
     # The last probes' alerts: a deadline's alert needs its deadline and a watermark step.
     t_end = time.monotonic() + 15
     while time.monotonic() < t_end and len(seen.alert) < len(sent):
@@ -581,7 +581,7 @@ def main() -> None:
             # idle; counting those made the machine look a third less busy than it was.
             cpu: list[tuple[float, float, float, float, float]] = []
 
-            def sending() -> None:
+            def read_cpu() -> None:
                 cpu.append((w.cpu_seconds(), w.cpu_seconds(children=False),
                             time.process_time(), machine_busy_seconds(), time.monotonic()))
 
@@ -589,7 +589,7 @@ def main() -> None:
             done = threading.Event()
             sampler = threading.Thread(target=sample, args=(w, timeline, done), daemon=True)
             sampler.start()
-            sent, seen, behind = asyncio.run(paced_run(settings, bootstrap, todo, sending))
+            sent, seen, behind = asyncio.run(paced_run(settings, bootstrap, todo, read_cpu))
             done.set()
             sampler.join()
             after = counts(w)
