@@ -12,10 +12,12 @@ call's own context) or a JSON list of calls. Each call that cannot be used becom
 
 Rules beyond the spec's own names:
 
-- ids: ``id`` = ``messageId``; session = ``context.sessionId`` / ``context.session_id`` /
-  ``properties.session_id`` / ``anonymousId`` / ``userId``, first present; customer =
-  ``userId``. Time = ``timestamp``, else ``originalTimestamp``, ``sentAt``, ``receivedAt``
-  (ISO 8601; no zone means UTC).
+- ids: ``id`` = ``messageId``, or for a call without one a hash of its content
+  (``content_id``: a re-send still has the same id); session = ``context.sessionId`` /
+  ``context.session_id`` / ``properties.session_id`` / ``anonymousId`` / ``userId``, first
+  present; customer = ``userId``. Time = ``timestamp``, else ``originalTimestamp``,
+  ``sentAt``, ``receivedAt`` (ISO 8601, with a space or a trailing "UTC" too, no zone meaning
+  UTC; or epoch seconds or milliseconds: ``as_time``).
 - checkout steps use the convention shared with the GA4 adapter: step 1 is the first step
   after "Checkout Started", 2 shipping, 3 payment. "Payment Info Entered" without
   ``properties.step`` is therefore step 3, named "payment".
@@ -39,7 +41,10 @@ This module also holds the small field converters the other adapters share.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -77,6 +82,7 @@ __all__ = [
     "as_int",
     "as_str",
     "as_time",
+    "content_id",
     "first",
     "invalid",
 ]
@@ -186,22 +192,65 @@ def as_bool(value: Any, name: str, *, required: bool = False) -> Any:
 _BOOLS: dict[Any, bool] = {"true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
 
 
+#: Epoch numbers at or above this are milliseconds (as seconds it would be the year 5138).
+EPOCH_MS_FROM = 1e11
+#: Epoch seconds or milliseconds as text: 9 to 13 digits (1973 on), so a compact date
+#: ("20240501") is not read as one.
+_EPOCH = re.compile(r"\d{9,13}(\.\d{1,9})?")
+_NAMED_UTC = (" UTC", " GMT", "UTC", "GMT")
+
+
 def as_time(value: Any, name: str) -> float:
-    """Epoch seconds from an ISO 8601 string (3.11's fromisoformat takes "Z"); naive is UTC."""
-    if type(value) is not str:
-        raise invalid(name, value, "not an ISO 8601 time")
-    try:
-        dt = datetime.fromisoformat(value)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        t = dt.timestamp()
-    except (ValueError, OverflowError):  # OverflowError: year 1 with a negative offset
-        raise invalid(name, value, "not an ISO 8601 time") from None
+    """Epoch seconds from the forms exports and trackers write a time in: ISO 8601 / RFC 3339
+    (3.11's fromisoformat takes "Z" and a space for "T"; naive is UTC), the same with a
+    trailing "UTC" or "GMT" (``2019-10-01 00:00:00 UTC``, as BigQuery and many CSV exports
+    write it), or epoch seconds or milliseconds, as a number or a string of digits.
+
+    >>> as_time("2019-10-01 00:00:00 UTC", "t"), as_time(1569888000000, "t")
+    (1569888000.0, 1569888000.0)
+    """
+    if type(value) is str:
+        # value[4] is "-" in the usual ISO form: the pattern is not even tried on it.
+        t = (_epoch(value) if value[4:5].isdigit() and _EPOCH.fullmatch(value)
+             else _iso(value, name))
+    elif (type(value) is float and math.isfinite(value)
+          or type(value) is int and abs(value) < 10**18):  # a larger int overflows a float
+        t = _epoch(value)
+    else:  # bool is an int, and never a time
+        raise invalid(name, value, "not a time (ISO 8601, or epoch seconds or milliseconds)")
     # The canonical bounds (detectors.bounds.Time), here too so no adapter builds an event
     # it could not read back.
     if not 0.0 <= t <= MAX_TIME:
         raise invalid(name, value, "outside 1970-01-01 .. 9999-01-01")
     return t
+
+
+def _epoch(value: str | float) -> float:
+    t = float(value)
+    return t / 1000 if t >= EPOCH_MS_FROM else t
+
+
+def _iso(value: str, name: str) -> float:
+    try:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:  # the rare "... UTC" form: looked for only then
+            text = value
+            for suffix in _NAMED_UTC:
+                if text.endswith(suffix):
+                    text = text[: -len(suffix)].rstrip()
+                    break
+            if text is value:
+                raise
+            dt = datetime.fromisoformat(text)
+            if dt.tzinfo is not None:  # "...+02:00 UTC" says two things
+                raise ValueError(value) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a negative offset
+        raise invalid(name, value, "not a time (ISO 8601, or epoch seconds or "
+                      "milliseconds)") from None
 
 
 #: Device kinds to the three bounded labels; anything else is None (not a metrics label).
@@ -524,9 +573,7 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
         ctx = {**batch_context, **ctx}
         msg = {**msg, "context": ctx}
 
-    message_id = as_id(msg.get("messageId"), "messageId")
-    if message_id is None:
-        raise AdapterError("missing_id", "segment call without messageId")
+    message_id = as_id(msg.get("messageId"), "messageId") or content_id(msg)
     user_id = as_id(msg.get("userId"), "userId")
     session = (
         first(ctx, "sessionId", "session_id")
@@ -553,6 +600,27 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
         "device": device_label(device.get("type")) if type(device) is dict else None,
     }
     return build(base, props, msg)
+
+
+#: When a call says when it happened, the times it was sent and received are transport, not
+#: content: a client's retry may restamp them.
+_TRANSPORT = ("sentAt", "receivedAt")
+
+
+def content_id(call: dict[str, Any]) -> str:
+    """A ``messageId`` for a call that has none (event logs and server exports often do not):
+    a hash of its content, so a re-send of the same call gets the same id and is still
+    recognised as one. ``sentAt`` and ``receivedAt`` are left out when the call has a
+    ``timestamp`` or ``originalTimestamp`` of its own.
+
+    >>> a = {"type": "page", "anonymousId": "a1", "timestamp": "2024-05-01T12:00:00Z"}
+    >>> content_id(a) == content_id({**a, "sentAt": "2024-05-01T12:00:09Z"}), content_id(a)[:1]
+    (True, 'h')
+    """
+    if call.get("timestamp") is not None or call.get("originalTimestamp") is not None:
+        call = {k: v for k, v in call.items() if k not in _TRANSPORT}
+    text = json.dumps(call, sort_keys=True, separators=(",", ":"), default=repr)
+    return "h" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def _batch_context(ctx: Any) -> dict[str, Any] | None:

@@ -276,9 +276,9 @@ def test_unmapped_call_type_is_unknown_event(order: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("value", [None, ""])
-def test_no_message_id_is_missing_id(order: dict[str, Any], value: Any) -> None:
+def test_an_empty_message_id_is_none(order: dict[str, Any], value: Any) -> None:
     order["messageId"] = value
-    assert reason(order) == "missing_id"
+    assert one(order).id == segment.content_id(order)
 
 
 def test_no_session_or_user_is_missing_id(order: dict[str, Any]) -> None:
@@ -302,10 +302,29 @@ def test_no_revenue_at_all_is_invalid_field(order: dict[str, Any]) -> None:
     assert reason(order) == "invalid_field"
 
 
-@pytest.mark.parametrize("stamp", ["yesterday", "May18, 2014", 1714564800])
+@pytest.mark.parametrize("stamp", ["yesterday", "May18, 2014", True, 10**30, float("nan"),
+                                   "2024-05-01 12:00:00+02:00 UTC", "12345678"])
 def test_unparseable_timestamp_is_invalid_field(order: dict[str, Any], stamp: Any) -> None:
     order["timestamp"] = stamp
     assert reason(order) == "invalid_field"
+
+
+@pytest.mark.parametrize("stamp", [
+    "2024-05-01T12:00:00Z",  # RFC 3339
+    "2024-05-01T14:00:00+02:00",
+    "2024-05-01 12:00:00",  # space-separated, no zone: UTC
+    "2024-05-01 12:00:00 UTC",  # as BigQuery and many CSV exports write it
+    "2024-05-01 12:00:00 GMT",
+    1714564800,  # epoch seconds
+    1714564800.0,
+    1714564800000,  # epoch milliseconds
+    "1714564800",
+    "1714564800000",
+    "20240501T120000Z",  # ISO 8601's basic form
+])
+def test_common_timestamp_forms_are_read(order: dict[str, Any], stamp: Any) -> None:
+    order["timestamp"] = stamp
+    assert segment.adapt(order).events[0].time == NOON
 
 
 def test_no_timestamp_at_all_is_invalid_field(order: dict[str, Any]) -> None:
@@ -346,8 +365,18 @@ def test_non_object_properties_or_traits_are_invalid_field(order: dict[str, Any]
     assert reason(ident) == "invalid_field"
 
 
+def test_a_call_without_message_id_gets_one_from_its_content(order: dict[str, Any]) -> None:
+    del order["messageId"]
+    first = segment.adapt(order).events[0].id
+    resent = segment.adapt(dict(order, sentAt="2024-05-01T12:00:30Z")).events[0].id
+    other = segment.adapt(dict(order, timestamp="2024-05-01T12:00:01Z")).events[0].id
+    assert first == resent  # a retry restamps sentAt: still the same call
+    assert other != first
+    assert first.startswith("h") and len(first) == 25
+
+
 def test_bad_items_do_not_stop_good_ones_in_a_batch(order: dict[str, Any]) -> None:
-    no_id = dict(order, messageId=None)
+    no_id = {k: v for k, v in order.items() if k not in ("anonymousId", "userId", "context")}
     out = segment.adapt({"batch": [order, "junk", no_id, order]})
     assert len(out.events) == 2
     assert [r.reason for r in out.rejected] == ["invalid_field", "missing_id"]

@@ -53,3 +53,27 @@ def test_journey_incidents_are_found_offline_as_the_worker_finds_them() -> None:
     res = run(io.BytesIO(raw), eng, incidents=detection.incidents(settings, eng))
     opened = [d["data"] for d in res.incidents if d["data"]["status"] == "opened"]
     assert [(i["step"], i["reason"]) for i in opened] == [("shipping", "form_error_loop")]
+
+
+def test_an_event_log_export_without_message_ids_backtests_whole() -> None:
+    """Rows as a public e-commerce event log holds them: no ``messageId``, times written
+    ``2019-10-01 00:00:12 UTC`` or as epoch milliseconds, each session's id given."""
+    rows = []
+    for s in range(3):
+        for i, (kind, name) in enumerate([("page", None), ("track", "Product Viewed"),
+                                          ("track", "Product Added"),
+                                          ("track", "Checkout Started")]):
+            stamp: object = f"2019-10-01 00:0{s}:{10 * i:02d} UTC"
+            if i == 3:
+                stamp = 1569888000_000 + s * 60_000 + 30_000
+            call = {"type": kind, "anonymousId": f"user-{s}", "timestamp": stamp,
+                    "context": {"sessionId": f"sess-{s}"},
+                    "properties": {"product_id": "p1", "price": 10.0, "quantity": 1,
+                                   "revenue": 10.0, "value": 10.0}}
+            if name:
+                call["event"] = name
+            rows.append(json.dumps(call))
+    res = run(io.BytesIO("\n".join(rows).encode()), _engine())
+    assert (res.dead, dict(res.dead_reasons)) == (0, {})
+    assert res.events == 12
+    assert sorted(o["session_id"] for o in res.outputs.outcomes) == ["sess-0", "sess-1", "sess-2"]
