@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 __all__ = ["drop_topics", "ensure_topics", "IngestProducer"]
 
 
+def _admin(settings: Settings, bootstrap: str, timeout: float) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout * 1000),
+        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+    )
+
+
 def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> list[str]:
     """Create every declared topic that does not exist yet; return the full names.
 
@@ -30,12 +39,7 @@ def ensure_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> 
     customer-keyed topics are co-partitioned.
     """
     names = [topic_name(t, settings.topic_prefix) for t in TOPICS]
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=int(timeout * 1000),
-        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
-    )
+    admin = _admin(settings, bootstrap, timeout)
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -59,14 +63,9 @@ def drop_topics(settings: Settings, bootstrap: str, timeout: float = 30.0) -> li
     ``<app_id>-...``) that exist; return their names. For benches and tests that make a
     throwaway prefix and app id per run: a broker kept across runs otherwise holds every
     run's gigabyte of changelogs, and later runs on it were slower (``bench/latency.py``).
-    A broker that cannot delete topics (the embedded tansu) is left as it is."""
+    A deletion the broker refuses is logged, and nothing is returned."""
     declared = {topic_name(t, settings.topic_prefix) for t in TOPICS}
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id=f"{settings.app_id}-admin",
-        request_timeout_ms=int(timeout * 1000),
-        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
-    )
+    admin = _admin(settings, bootstrap, timeout)
     try:
         ours = sorted(n for n in admin.list_topics()
                       if n in declared or n.startswith(f"{settings.app_id}-"))

@@ -234,23 +234,26 @@ def _iso(value: str, name: str) -> float:
     try:
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:  # the rare "... UTC" form: looked for only then
-            text = value
-            for suffix in _NAMED_UTC:
-                if text.endswith(suffix):
-                    text = text[: -len(suffix)].rstrip()
-                    break
-            if text is value:
-                raise
-            dt = datetime.fromisoformat(text)
-            if dt.tzinfo is not None:  # "...+02:00 UTC" says two things
-                raise ValueError(value) from None
+        except ValueError:  # only then look for the rarer named zone
+            dt = _named_utc(value)
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     except (ValueError, OverflowError):  # OverflowError: year 1 with a negative offset
         raise invalid(name, value, "not a time (ISO 8601, or epoch seconds or "
                       "milliseconds)") from None
+
+
+def _named_utc(value: str) -> datetime:
+    """A naive ISO time followed by "UTC" or "GMT" (``2019-10-01 00:00:00 UTC``); ValueError
+    for anything else, "...+02:00 UTC" too (two zones)."""
+    for suffix in _NAMED_UTC:
+        if value.endswith(suffix):
+            dt = datetime.fromisoformat(value[: -len(suffix)].rstrip())
+            if dt.tzinfo is None:
+                return dt
+            break
+    raise ValueError(value)
 
 
 #: Device kinds to the three bounded labels; anything else is None (not a metrics label).
