@@ -41,7 +41,7 @@ from models.progressive import Progressive, binary_report  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.backtest import run_simulated  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.simulator import FRICTION_TYPES, SimConfig, Simulator  # noqa: E402
+from streams.sim import FRICTION_TYPES, SimConfig, Simulator  # noqa: E402
 
 MODELS: dict[str, Callable[[], Any]] = {
     "lr": abandonment_model,

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from streams import detection  # noqa: E402
 from streams.backtest import BacktestResult, run  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.simulator import SimConfig, Simulator  # noqa: E402
+from streams.sim import SimConfig, Simulator  # noqa: E402
 
 
 def backtest(f: BinaryIO, models: bool = False, **kwargs: Any) -> BacktestResult:

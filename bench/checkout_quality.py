@@ -28,7 +28,7 @@ from typing import Any
 from detectors.checkout import checkout_detectors
 from detectors.session import SessionProcessor, SessionState
 from streams.adapters import adapt
-from streams.simulator import FrictionTruth, Incident, SimConfig, Simulator
+from streams.sim import FrictionTruth, Incident, SimConfig, Simulator
 
 TYPES = ("form_error_loop", "payment_declined", "step_stall", "backtrack", "coupon_failure")
 #: Per-session rates: twice the simulator's defaults, so each seed has a few hundred of each.

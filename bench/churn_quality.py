@@ -8,7 +8,7 @@ The first ``--backfill-days`` (90) stand for what a deployment replays before it
 history, so until the 90-day windows fill, their features are not what a live system sees.
 The model learns from them like from the rest; the live figure scores what came after.
 
-Customers come from ``streams.lifecycle`` (churn driven by web friction and support history,
+Customers come from ``streams.sim.lifecycle`` (churn driven by web friction and support history,
 plus a hidden loyalty term). Each event is folded into the customer's state as the worker's
 customer agent does (``apply_customer``), then ``ChurnScorer.update`` scores the customer and
 learns whatever predictions the observation window (30 days) has labelled: each score is
@@ -31,7 +31,7 @@ from detectors.customer import CustomerState, apply_customer  # noqa: E402
 from models.baseline import Recording, time_split_baselines  # noqa: E402
 from models.churn import ChurnScorer, churn_model  # noqa: E402
 from models.progressive import Progressive, binary_report  # noqa: E402
-from streams.lifecycle import DAY, EPOCH, LifecycleConfig, simulate_customers  # noqa: E402
+from streams.sim.lifecycle import DAY, EPOCH, LifecycleConfig, simulate_customers  # noqa: E402
 
 
 def run(config: LifecycleConfig) -> tuple[ChurnScorer, Recording, dict[str, CustomerState],

@@ -9,7 +9,7 @@ cases) and every incident kind is scheduled once. A signal counts as correct whe
 session has injected friction of the same type and the signal falls within [start - 1 s,
 end + 5 s] of it. Time to detect is from the friction's onset, the moment it exists by its
 definition (the 2nd failure of a loop, the 3rd rage click, a stall passing 3x the step's
-typical time; see ``streams.simulator.FrictionTruth.onset``); the time from its first
+typical time; see ``streams.sim.FrictionTruth.onset``); the time from its first
 evidence is printed beside it.
 """
 
@@ -30,7 +30,7 @@ from streams import detection  # noqa: E402
 from streams.backtest import run_simulated  # noqa: E402
 from streams.commands.backtest import quality_table  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.simulator import FRICTION_TYPES, Incident, SimConfig, Simulator  # noqa: E402
+from streams.sim import FRICTION_TYPES, Incident, SimConfig, Simulator  # noqa: E402
 
 INCIDENTS = ("payment_outage@5m+2m", "broken_field@10m+3m", "slow_step@15m+2m",
              "api_outage@20m+2m", "promo_broken@24m+3m")

@@ -47,7 +47,7 @@ from models.lift import ArmStats, estimate, path  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.backtest import run_simulated  # noqa: E402
 from streams.settings import Settings, load  # noqa: E402
-from streams.simulator import SimConfig, Simulator  # noqa: E402
+from streams.sim import SimConfig, Simulator  # noqa: E402
 
 #: True lifts (absolute, in conversion rate) and their share of the experiments.
 LIFTS = ((0.0, 0.5), (0.02, 0.25), (0.05, 0.125), (-0.02, 0.125))

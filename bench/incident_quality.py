@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from streams import detection  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.simulator import Incident, SimConfig, Simulator  # noqa: E402
+from streams.sim import Incident, SimConfig, Simulator  # noqa: E402
 
 #: Outage kinds and the journey step where each shows (the simulator pays at the review step,
 #: after the order summary, and takes coupons there).

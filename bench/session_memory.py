@@ -3,7 +3,7 @@
     python bench/session_memory.py                   # 100,000 sessions
     python bench/session_memory.py --sessions 20000  # quicker
 
-Sessions come from the simulator (``streams.simulator``: realistic shops, mixed stages, the
+Sessions come from the simulator (``streams.sim``: realistic shops, mixed stages, the
 default friction) and reach the engine the way they do in the worker: each raw payload is
 normalized (adapters, bounds), encoded as the canonical message the ingest stage sends, decoded
 again as the sessions agent does, and fed to one engine built like the worker's
@@ -49,7 +49,7 @@ from detectors.session import decode_state, encode_state  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.normalize import normalize  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.simulator import SimConfig, Simulator  # noqa: E402
+from streams.sim import SimConfig, Simulator  # noqa: E402
 from streams.topics import partition_for  # noqa: E402
 
 #: The in-memory target of issue 14.

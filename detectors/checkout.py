@@ -2,7 +2,7 @@
 coupon failures.
 
 Each is a small pure class (``detectors.base.BaseDetector``) whose ``name`` is the friction type
-the simulator's ground truth uses (``streams.simulator.FRICTION_TYPES``). Thresholds are
+the simulator's ground truth uses (``streams.sim.FRICTION_TYPES``). Thresholds are
 constructor parameters; the defaults and where they come from are in each class's docstring.
 Per-session memory lives in ``state.detector_state[name]`` (JSON builtins, bounded); the one
 piece of memory shared across sessions, the per-step duration model of ``StepStall``, is owned by

@@ -198,7 +198,7 @@ def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable
 
 
 def run_simulated(messages: Iterable[Any], engine: Engine, close: bool = True) -> Outputs:
-    """Feed simulator messages (``streams.simulator.SimMessage``) through normalize and
+    """Feed simulator messages (``streams.sim.SimMessage``) through normalize and
     ``engine`` in order, then close it: what the worker would have produced (benches).
     ``close=False`` leaves the sessions still open at the end of the data as they are (their
     outcomes are not known yet)."""

@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from streams.adapters.detect import SOURCES
-from streams.traffic import Pacer, Sink
+from streams.sim.traffic import Pacer, Sink
 
 __all__ = ["ENVELOPE_KEYS", "ReplayItem", "ReplayStats", "ingest_key", "parse_line",
            "read_items", "replay"]

@@ -109,8 +109,8 @@ def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
     """The detection core over ``seconds`` of simulated traffic (event time) at ``rate``
     events per second, where a chat offer truly rescues ``chat_effect`` of the shoppers it
     reaches, so the report shows whether the holdout finds that; ``incidents``:
-    ``streams.simulator.Incident`` s to schedule."""
-    from streams.simulator import SimConfig, Simulator
+    ``streams.sim.Incident`` s to schedule."""
+    from streams.sim import SimConfig, Simulator
 
     exps = detection.experiments(settings)
     sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=seconds,

@@ -37,7 +37,7 @@ from detectors.events import EVENT_TYPES, encode_batch, encode_event
 from streams.adapters import detect
 from streams.adapters.base import AdapterError
 from streams.normalize import normalize
-from streams.simulator import SimConfig, Simulator
+from streams.sim import SimConfig, Simulator
 
 __all__ = ["DATA", "EXEMPLARS", "SANE", "FuzzGen", "Input", "Template", "accounted", "corpus",
            "deep", "event_problem", "exemplars", "finite", "items_of", "model_weights_finite",

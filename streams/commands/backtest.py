@@ -17,7 +17,7 @@ from streams import detection
 from streams.backtest import BacktestResult, run
 from streams.commands.common import fail
 from streams.settings import load
-from streams.simulator import read_truth
+from streams.sim import read_truth
 
 
 def backtest(

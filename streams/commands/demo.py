@@ -20,8 +20,8 @@ from streams.commands.common import BrokerOption, fail, kafka
 from streams.demo import Watch, render
 from streams.kafka_io import IngestProducer
 from streams.settings import Settings
-from streams.simulator import Incident, SimConfig, Simulator, write_truth
-from streams.traffic import run_until_signal, send_live
+from streams.sim import Incident, SimConfig, Simulator, write_truth
+from streams.sim.traffic import run_until_signal, send_live
 from streams.worker_process import WorkerError, WorkerProcess
 
 #: Input a real pipeline receives now and then; the demo sends some so dead letters show.

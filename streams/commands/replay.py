@@ -74,7 +74,7 @@ def replay(
     from streams.kafka_io import IngestProducer
     from streams.replay import ReplayStats
     from streams.replay import replay as run_replay
-    from streams.traffic import run_until_signal
+    from streams.sim.traffic import run_until_signal
 
     if source != "auto" and source not in SOURCES:
         raise fail(f"--source {source!r}: auto or one of {', '.join(SOURCES)}")

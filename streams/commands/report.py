@@ -13,7 +13,7 @@ from rich.console import Console
 from streams.commands.common import BrokerOption, fail
 from streams.report import PLOTS, gather_file, gather_kafka, gather_simulated, headline, render
 from streams.settings import load
-from streams.simulator import Incident
+from streams.sim import Incident
 
 
 def report(

@@ -1,6 +1,6 @@
 """``frictionwatch simulate``: realistic retail traffic with injected friction, live into Kafka
-or to a file, and its ground truth. The generator is ``streams.simulator``; the paced send loop
-``streams.traffic.send_live``."""
+or to a file, and its ground truth. The generator is ``streams.sim``; the paced send loop
+``streams.sim.traffic.send_live``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from streams.commands.common import BrokerOption, fail, kafka
-from streams.simulator import (
+from streams.sim import (
     FRICTION_TYPES,
     INCIDENT_KINDS,
     Incident,
@@ -220,7 +220,7 @@ def _to_file(sim: Simulator, f: IO[bytes], console: Console) -> None:
 
 def _live(sim: Simulator, broker: str | None, speed: float, console: Console) -> None:
     from streams.kafka_io import IngestProducer
-    from streams.traffic import SendStats, run_until_signal, send_live
+    from streams.sim.traffic import SendStats, run_until_signal, send_live
 
     cfg = sim.config
     with kafka(broker) as (settings, bootstrap):

@@ -40,7 +40,7 @@ from detectors.events import SUPPORT_EVENT_TYPES, encode_batch
 from streams.broker import free_port
 from streams.kafka_io import ensure_topics
 from streams.normalize import normalize
-from streams.simulator import Incident, SimConfig, Simulator
+from streams.sim import Incident, SimConfig, Simulator
 from streams.topics import SOURCE_HEADER
 
 pytestmark = pytest.mark.integration

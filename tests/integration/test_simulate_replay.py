@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafkahelp import http_get, settings_env
 
-from streams.simulator import read_truth
+from streams.sim import read_truth
 
 pytestmark = pytest.mark.integration
 

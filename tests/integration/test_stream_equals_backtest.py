@@ -22,7 +22,7 @@ from streams import detection
 from streams.kafka_io import ensure_topics
 from streams.normalize import normalize
 from streams.settings import Settings
-from streams.simulator import FRICTION_TYPES, Incident, SimConfig, Simulator
+from streams.sim import FRICTION_TYPES, Incident, SimConfig, Simulator
 from streams.topics import SOURCE_HEADER
 
 pytestmark = pytest.mark.integration

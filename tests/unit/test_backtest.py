@@ -12,7 +12,7 @@ from detectors.session import SessionProcessor
 from streams import detection
 from streams.backtest import run
 from streams.settings import Settings
-from streams.simulator import Incident, SimConfig, Simulator
+from streams.sim import Incident, SimConfig, Simulator
 
 
 def _engine() -> Engine:

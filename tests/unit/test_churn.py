@@ -20,7 +20,7 @@ from detectors.customer import (
 from detectors.engine import outcome
 from detectors.session import SessionState
 from models.churn import DAY, ChurnScorer, churn_features
-from streams.lifecycle import LifecycleConfig, simulate_customers
+from streams.sim.lifecycle import LifecycleConfig, simulate_customers
 
 C = "cust_1"
 

@@ -253,7 +253,7 @@ def test_coupon_near_miss_one_denial_then_accepted() -> None:
 
 
 def test_factory_names_match_simulator_and_overrides_apply() -> None:
-    from streams.simulator import FRICTION_TYPES
+    from streams.sim import FRICTION_TYPES
 
     dets = checkout_detectors(step_stall={"k": 5.0}, backtrack={"min_returns": 3})
     assert all(d.name in FRICTION_TYPES for d in dets)

@@ -262,7 +262,7 @@ def test_memory_stays_small_and_json_able_over_10000_events() -> None:
 
 
 def test_web_detectors_names_are_the_simulators_friction_types() -> None:
-    from streams.simulator import FRICTION_TYPES
+    from streams.sim import FRICTION_TYPES
 
     names = [d.name for d in web_detectors()]
     assert names == [c.name for c in WEB_DETECTORS]

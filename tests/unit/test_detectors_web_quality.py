@@ -1,7 +1,7 @@
 """Web detectors against the simulator's ground truth: precision, recall and time-to-detect per
 friction type on three seeds (issue 3's acceptance: each >= 0.9, median time-to-detect <= 5 s).
 
-Traffic from ``streams.simulator`` goes through the adapters to canonical events, one
+Traffic from ``streams.sim`` goes through the adapters to canonical events, one
 ``SessionProcessor`` over all sessions in event-time order; deadlines are run when event time
 passes them (the stream's watermark), and at the end all are run. A signal is a true positive
 when its session has a truth record of its type with ``start - 1 <= signal.time <= end + 5``;
@@ -28,7 +28,7 @@ from detectors.base import Signal
 from detectors.session import SessionProcessor, SessionState
 from detectors.web import web_detectors
 from streams.adapters import adapt
-from streams.simulator import Incident, SimConfig, Simulator
+from streams.sim import Incident, SimConfig, Simulator
 
 TYPES = ("rage_click", "dead_click", "error_click", "slow_page", "error_page", "api_error")
 EARLY, LATE = 1.0, 5.0

@@ -15,7 +15,7 @@ from models.experiments import Ledger
 from streams import detection
 from streams.backtest import run_simulated
 from streams.settings import load
-from streams.simulator import FRICTION_TYPES, SimConfig, Simulator
+from streams.sim import FRICTION_TYPES, SimConfig, Simulator
 
 IDS = [f"c:{i:06d}" for i in range(2000)]
 

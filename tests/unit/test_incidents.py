@@ -22,7 +22,7 @@ from detectors.session import SessionProcessor
 from streams import detection
 from streams.normalize import normalize
 from streams.settings import Settings
-from streams.simulator import Incident, SimConfig, Simulator
+from streams.sim import Incident, SimConfig, Simulator
 
 SHOP = Journey.from_dict({"name": "shop", "profile": "retail", "steps": [
     {"name": "shipping", "events": ["checkout_step_viewed"], "step": 2},

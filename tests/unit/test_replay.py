@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from streams.adapters import adapt
 from streams.cli import app
 from streams.replay import ingest_key, parse_line, read_items, replay
-from streams.simulator import SimMessage, read_truth
-from streams.traffic import send_live
+from streams.sim import SimMessage, read_truth
+from streams.sim.traffic import send_live
 
 SEGMENT = {"type": "track", "event": "Order Completed", "messageId": "m1", "anonymousId": "a1",
            "timestamp": "2026-01-01T00:00:00Z", "context": {"sessionId": "sess-9"},

@@ -153,7 +153,7 @@ def test_render_with_no_data(tmp_path: Path, settings: Settings) -> None:
 
 
 def test_file_and_simulation_agree(tmp_path: Path, settings: Settings) -> None:
-    from streams.simulator import SimConfig, Simulator
+    from streams.sim import SimConfig, Simulator
 
     sim = Simulator(SimConfig(seed=5, events_per_second=50, duration=120))
     file = tmp_path / "events.jsonl"

@@ -15,7 +15,7 @@ import pytest
 
 from detectors import events as ev
 from streams.adapters import adapt, detect
-from streams.simulator import (
+from streams.sim import (
     DEFAULT_START,
     FRICTION_TYPES,
     INCIDENT_KINDS,
@@ -216,7 +216,7 @@ def test_every_payload_adapts_cleanly_to_one_event_at_its_time(busy: Run) -> Non
     sources = {m.source for m in busy.messages}
     assert sources == {"segment", "ga4", "support"}
     kinds = {type(e).__name__ for e in busy.events}
-    # Subscriptions play out over months (streams.lifecycle simulates them); session
+    # Subscriptions play out over months (streams.sim.lifecycle simulates them); session
     # summaries are made by the worker, not sent by clients.
     lifecycle = {"Subscription", "SessionSummary"}
     assert kinds == set(ev.__all__) & {c.__name__ for c in ev.EVENT_TYPES.values()} - lifecycle
@@ -457,13 +457,13 @@ def test_bad_config_is_a_value_error(kwargs: dict[str, Any]) -> None:
 def test_a_new_friction_record_never_inherits_a_dead_ones_onset_count() -> None:
     # Counts were keyed by id(): a warm-up record freed mid-count could lend its id, and its
     # count, to a later record, whose onset then came early (seen as a same-seed mismatch).
-    from streams.simulator import _defines
+    from streams.sim.truth import defines
 
     counts: dict[int, Any] = {}
     click = "Element Clicked"
     old = FrictionTruth("s0", None, "rage_click", 0.0, 0.0, None, None, {})
-    assert not _defines(old, click, {}, counts) and not _defines(old, click, {}, counts)
+    assert not defines(old, click, {}, counts) and not defines(old, click, {}, counts)
     del old
     for i in range(200):
         fresh = FrictionTruth(f"s{i + 1}", None, "rage_click", 0.0, 0.0, None, None, {})
-        assert [_defines(fresh, click, {}, counts) for _ in range(3)] == [False, False, True]
+        assert [defines(fresh, click, {}, counts) for _ in range(3)] == [False, False, True]

@@ -7,7 +7,7 @@ the simulated rate times ``speed`` while event times stay realistic. The clock a
 injectable, so pacing is tested without waiting:
 
 >>> import asyncio
->>> from streams.simulator import SimMessage
+>>> from streams.sim import SimMessage
 >>> class Sink:
 ...     def __init__(self): self.got = []
 ...     async def send(self, value, key=None, source=None): self.got.append((value, source))
@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from streams.simulator import SimMessage
+from streams.sim.run import SimMessage
 
 __all__ = ["Pacer", "SendStats", "Sink", "run_until_signal", "send_live"]
 

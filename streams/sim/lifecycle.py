@@ -1,7 +1,7 @@
 """Simulated subscription customers over months, whose churn depends on web friction and
 support history: the stream the churn model (``models.churn``) is measured on.
 
-The web simulator (``streams.simulator``) plays minutes of sessions event by event; churn
+The web simulator (``streams.sim``) plays minutes of sessions event by event; churn
 plays out over months, so this one works a day at a time and emits, per customer, the
 canonical support-side events the worker's customer agent sees: ``Identify`` (plan, seats,
 company), ``Subscription`` (started, renewed every 30 days, cancelled), ``Ticket`` (created,
