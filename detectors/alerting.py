@@ -127,6 +127,18 @@ class Alerting:
         Seconds between two alerts (and two chat triggers) of one session.
     chat_ttl
         Seconds a chat trigger stays valid: an offer after the customer left is useless.
+    silent_stalls
+        Whether a stall known only from silence (evidence ``presence`` "unknown": the session
+        sent no presence signal, so it may simply have left) adds to the score, so alerts and
+        offers chat. Default False: such a stall is still a signal (counted, in dashboards
+        and the outcome), not an alert.
+    chat_presumed
+        Whether a stall whose customer is only presumed there (the source sends leave
+        beacons and none came; evidence ``presence`` "presumed") is offered chat. Default
+        False: it alerts, but an offer goes only to a customer known to be there (a heartbeat
+        in the step, or back and acting), as a lost beacon leaves a gone customer looking
+        present, and an offer "sent" to them would count as treatment in the chat holdout
+        though nobody saw it.
     """
 
     threshold: float = 1.0
@@ -134,6 +146,8 @@ class Alerting:
     half_life: float = 300.0
     cooldown: float = 900.0
     chat_ttl: float = 120.0
+    silent_stalls: bool = False
+    chat_presumed: bool = False
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     source: str = "frictionwatch/sessions"
     customer_salt: str = ""
@@ -165,6 +179,9 @@ class Alerting:
         alerts: list[dict[str, Any]] = []
         chats: list[dict[str, Any]] = []
         for sig in signals:
+            presence = sig.evidence.get("presence")
+            if presence == "unknown" and not self.silent_stalls:
+                continue
             decayed = self.score(state, sig.time)
             if not mem["armed"] and decayed < self.rearm_below:
                 mem["armed"] = True  # calm again: the next struggle may alert
@@ -184,7 +201,9 @@ class Alerting:
                 alerts.append(self._alert(state, sig, score, risk, customer, mem))
                 chat_cooled = (mem["last_chat"] is None
                                or sig.time - mem["last_chat"] >= self.cooldown)
-                if chat_cooled:
+                there = (presence is None or presence == "confirmed"
+                         or presence == "presumed" and self.chat_presumed)
+                if chat_cooled and there:
                     mem["last_chat"] = sig.time
                     mem["chats"] += 1
                     chats.append(self._chat(state, sig, risk, customer, mem))

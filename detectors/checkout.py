@@ -45,6 +45,7 @@ from detectors.events import (
     PagePerformance,
     PageView,
     PaymentAttempted,
+    Presence,
 )
 
 if TYPE_CHECKING:
@@ -377,8 +378,13 @@ class StepStall(BaseDetector):
     Why "without interacting": an idle session past the deadline is either stuck in front of
     the page or gone, and a session that did things in the step and then fell silent has most
     likely left (abandonment, which the outcome label and the models cover, not a friction
-    signal). Without a client heartbeat the two cannot be told apart in real time; requiring
-    no interaction keeps abandonments after a filled-in step out. Likewise the page failing in
+    signal). Requiring no interaction keeps abandonments after a filled-in step out. Presence
+    signals (``Presence``) tell the two apart where the source sends them: a leave or hide
+    before the deadline ends the clock (the customer went away: an abandonment), a heartbeat
+    shows they are there. Evidence ``presence`` says how we know they are: ``confirmed`` (a
+    heartbeat in the step, or they came back and acted), ``presumed`` (the session sends leave
+    beacons and none came; beacons get lost) or ``unknown`` (silence only; alerting leaves
+    those out unless told otherwise). Likewise the page failing in
     the step (an error page view, a failed API call, a load with "poor" Web Vitals) ends the
     idle clock: silence after it is that failure's friction (``error_page``, ``api_error``,
     ``slow_page``), most often the customer leaving. If such a customer does come back and
@@ -433,7 +439,8 @@ class StepStall(BaseDetector):
     handles: ClassVar[tuple[type, ...]] = (CheckoutStarted, CheckoutStepViewed)
     #: What ends a step or its idle clock: only while the session is in checkout.
     follows: ClassVar[tuple[type, ...]] = (
-        CheckoutStepCompleted, OrderCompleted, *_ACTIONS, ApiError, PageView, PagePerformance)
+        CheckoutStepCompleted, OrderCompleted, *_ACTIONS, ApiError, PageView, PagePerformance,
+        Presence)
 
     def __init__(self, k: float = 3.0, min_seconds: float = 60.0,
                  durations: StepDurations | None = None) -> None:
@@ -465,6 +472,10 @@ class StepStall(BaseDetector):
                        step_name=event.step_name if t is CheckoutStepViewed else None)
             mem["due"] = event.time + self.threshold(step) if step > top else None
         elif mem:
+            if t is not Presence and t is not PagePerformance and "away" in mem:
+                # Something after the leave beacon: it was a navigation, or they are back
+                # (Web Vitals are left out: the page reports them as it goes away too).
+                del mem["away"]
             if t is CheckoutStepCompleted:
                 if event.step == mem.get("step"):
                     self._learn(mem, event.time)
@@ -475,6 +486,14 @@ class StepStall(BaseDetector):
                 top = mem.get("max", 0)
                 mem.clear()
                 mem["max"] = top
+            elif t is Presence:
+                if event.state == "here":
+                    mem["seen"] = event.time  # a heartbeat: there, and still idle
+                    mem.pop("away", None)
+                else:
+                    # Gone, unless something follows: a page's beacon also goes as the next
+                    # page of the site loads (the cart's, after "Checkout Started").
+                    mem["away"] = True
             elif t in _ACTIONS_SET:
                 mem["due"] = None  # the customer acts in the step: not an idle stall
                 quiet = mem.pop("quiet", None)
@@ -501,6 +520,11 @@ class StepStall(BaseDetector):
         if due is None or due > now:
             return _NO_SIGNALS
         mem["due"] = None
+        if mem.pop("away", None):
+            # Gone before the deadline: an abandonment (the outcome's), not a stall; nor is
+            # it one when they come back to act after it.
+            mem.pop("quiet", None)
+            return _NO_SIGNALS
         return self._stall(state, mem, due, came_back=False)
 
     def _stall(self, state: SessionState, mem: dict[str, Any], time: float, came_back: bool
@@ -508,10 +532,16 @@ class StepStall(BaseDetector):
         mem["flagged"] = True
         step = mem["step"]
         typical = self.durations.typical(step)
+        # How we know they are there: a heartbeat in the step or their coming back to act
+        # (confirmed); their source sends leave beacons and none came (presumed); or nothing
+        # but silence (unknown: alerting leaves such stalls out unless told otherwise).
+        presence = ("confirmed" if came_back or "seen" in mem
+                    else "presumed" if state.presence_at is not None else "unknown")
         return [self.signal(state, time, mem["entry"], step, step_name=mem.get("step_name"),
                             entered_at=mem["entry"], seconds=round(time - mem["entry"], 3),
                             typical_seconds=round(typical, 3), k=self.k,
-                            samples=self.durations.count(step), came_back=came_back)]
+                            samples=self.durations.count(step), came_back=came_back,
+                            presence=presence)]
 
 
 # --- backtracking ------------------------------------------------------------------------------

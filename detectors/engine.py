@@ -11,7 +11,11 @@ watermark happens to pass), which keeps results independent of the watermark's g
 
 Idle sessions expire ``session_gap`` seconds (event time) after their last event, emitting an
 outcome (converted with revenue, or abandoned at a step) that later issues use as a label, so
-state stays bounded.
+state stays bounded. A session id the source named (not ``derived_session``) is not split by
+a gap: if it comes back within ``explicit_gap`` seconds of its last event, the new state
+continues that session and its outcome says ``continued`` (counted for orders and revenue,
+not as another session). Only the ids are remembered for that long, in memory: after a
+restart or a rebalance such a return starts a session of its own.
 
 >>> from detectors.events import CheckoutStepViewed, OrderCompleted, PageView
 >>> eng = Engine(SessionProcessor(), session_gap=60)
@@ -22,12 +26,17 @@ state stays bounded.
 [('a', False, 2)]
 >>> len(eng.sessions)
 1
+>>> out = eng.feed([OrderCompleted(id="4", time=900.0, session_id="a", revenue=30.0)])
+>>> out = eng.close(out)
+>>> [(o["session_id"], o["converted"], o["continued"]) for o in out.outcomes]
+[('b', False, False), ('a', True, True)]
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,6 +95,8 @@ def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
         "journey": journey.get("journey"),
         "journey_step": journey.get("step_name"),
         "friction": dict(state.friction),
+        # A later part of a session already reported: not a session of its own in counts.
+        "continued": state.continued,
     }
 
 
@@ -106,14 +117,22 @@ class Engine:
     holdout
         Randomized holdouts of the interventions (``detectors.holdout``): a chat trigger for
         a session in a control arm is not sent; its counterfactual exposure is recorded.
+    explicit_gap
+        Seconds after its last event within which a session id the source named continues
+        its session (module docstring); at most ``session_gap`` splits every id on idle time.
     """
 
     def __init__(self, processor: SessionProcessor, alerting: Alerting | None = None,
                  session_gap: float = 1800.0, funnel: Funnel | None = None,
-                 holdout: Holdout | None = None) -> None:
+                 holdout: Holdout | None = None, explicit_gap: float = 14400.0) -> None:
         self.processor = processor
         self.alerting = alerting
         self.session_gap = session_gap
+        self.explicit_gap = explicit_gap
+        # Expired sessions' ids, to the last time their id may continue them; in order of
+        # expiry (so of that time, give or take a batch), pruned from the front.
+        self._ended: dict[str, float] = {}
+        self._ended_order: deque[tuple[float, str]] = deque()
         self.funnel = funnel
         self.holdout = holdout
         self.sessions: dict[str, SessionState] = {}
@@ -149,6 +168,8 @@ class Engine:
             heapq.heappush(self._expiry, (last + self.session_gap, sid))
             state, signals = self.processor.apply(None, events, origin)
             self.sessions[sid] = state
+            if self._ended and self._returns(events[0]):
+                state.continued = True
             before = None
         else:  # updated in place
             before = state.due_at
@@ -178,6 +199,8 @@ class Engine:
             if state is None:
                 heapq.heappush(expiry, (now + gap, sid))
                 state = sessions[sid] = SessionState(session_id=sid)
+                if self._ended and self._returns(event):
+                    state.continued = True
                 before = None
             else:
                 before = state.due_at
@@ -215,7 +238,7 @@ class Engine:
             state = self.sessions[sid]
             done = outcome(state, state.last_time + self.session_gap)
             finish(state, done)
-            self._ended(state, done, out)
+            self._ended_session(state, done, out)
         self.sessions.clear()
         self._scheduled.clear()
         self._due.clear()
@@ -263,10 +286,24 @@ class Engine:
                     "withheld": not deliver}
         return sent
 
-    def _ended(self, state: SessionState, done: dict[str, Any], out: Outputs) -> None:
+    def _ended_session(self, state: SessionState, done: dict[str, Any], out: Outputs) -> None:
         out.outcomes.append(done)
         if self.holdout is not None:
             out.experiments += results(state, done["expired_at"])
+
+    def _remember(self, sid: str, until: float) -> None:
+        ended, order = self._ended, self._ended_order
+        while order and order[0][0] < self.watermark:
+            old_until, old = order.popleft()
+            if ended.get(old) == old_until:
+                del ended[old]
+        ended[sid] = until
+        order.append((until, sid))
+
+    def _returns(self, event: Any) -> bool:
+        """Whether a new session's first event continues an expired one (module docstring)."""
+        until = self._ended.pop(event.session_id, None)
+        return until is not None and event.time <= until and not event.derived_session
 
     def _schedule(self, state: SessionState) -> None:
         due = state.due_at  # the processor keeps it (SessionProcessor.next_due)
@@ -314,4 +351,6 @@ class Engine:
                 self._scheduled.pop(sid, None)
                 done = outcome(state, t)
                 self.processor.finish(state, done)
-                self._ended(state, done, out)
+                self._ended_session(state, done, out)
+                if self.explicit_gap > self.session_gap:
+                    self._remember(sid, state.last_time + self.explicit_gap)

@@ -67,6 +67,7 @@ __all__ = [
     "PagePerformance",
     "PageView",
     "PaymentAttempted",
+    "Presence",
     "SessionSummary",
     "Subscription",
     "SupportEvent",
@@ -97,6 +98,11 @@ class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omi
     url: Url | None = None
     #: "desktop", "mobile", "tablet" or None: a bounded label for metrics.
     device: Device | None = None
+    #: True when the source named no session and the adapter took a device or user id
+    #: (Segment ``anonymousId``, GA4 ``client_id``): such an id spans visits, so an idle gap
+    #: splits it into sessions. A session id the source named is its own: a gap does not
+    #: split it (``detectors.engine.Engine``, ``explicit_gap``).
+    derived_session: bool = False
 
 
 # --- web -----------------------------------------------------------------------------------
@@ -108,6 +114,9 @@ class PageView(BaseEvent, frozen=True, kw_only=True, tag="page_view"):
     referrer: Url | None = None
     #: HTTP status of the page itself, when the client reports it (error pages are friction).
     status_code: Status | None = None
+    #: The product the page shows, when the source says (a product page, "Product Viewed").
+    product_id: Id | None = None
+    price: Money | None = None
 
 
 class Click(BaseEvent, frozen=True, kw_only=True, tag="click"):
@@ -155,6 +164,19 @@ class PagePerformance(BaseEvent, frozen=True, kw_only=True, tag="page_performanc
     inp_ms: Millis | None = None
     cls: Cls | None = None
     ttfb_ms: Millis | None = None
+
+
+class Presence(BaseEvent, frozen=True, kw_only=True, tag="presence"):
+    """What the browser says about the customer being on the page, without them acting:
+    ``left`` (navigated away or closed it: PostHog ``$pageleave``), ``hidden`` (the page went
+    to the background, maybe for good: GA4 ``user_engagement``) or ``here`` (a heartbeat
+    while the page is in use: Snowplow ``page_ping``). Leave beacons are sent as the page
+    goes away and some are lost (mobile browsers drop a share), so no beacon is no proof of
+    presence."""
+
+    state: Literal["here", "hidden", "left"]
+    #: Milliseconds the customer engaged with the page, when the source reports it.
+    engaged_ms: Millis | None = None
 
 
 class CartUpdated(BaseEvent, frozen=True, kw_only=True, tag="cart_updated"):
@@ -262,6 +284,7 @@ WebEvent = (
     | JsError
     | ApiError
     | PagePerformance
+    | Presence
     | CartUpdated
     | CheckoutStarted
     | CheckoutStepViewed
@@ -277,7 +300,7 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
     for cls in (
         PageView, Click, DeadClick, FormFieldError, FormSubmitted, JsError, ApiError,
-        PagePerformance, CartUpdated, CheckoutStarted, CheckoutStepViewed,
+        PagePerformance, Presence, CartUpdated, CheckoutStarted, CheckoutStepViewed,
         CheckoutStepCompleted, CouponEntered, PaymentAttempted, OrderCompleted, Ticket, Identify,
         Subscription, SessionSummary,
     )

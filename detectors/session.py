@@ -75,6 +75,9 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     #: The last click: its time and target element.
     click_at: float | None = None
     click_target: str | None = None
+    #: The last presence signal's time (``Presence``: a leave, hide or heartbeat); not None
+    #: means the session's source sends them, so silence without a leave is presence.
+    presence_at: float | None = None
     #: Channel the session came from (``detectors.traffic``), from its first page view.
     source: str | None = None
     #: Last known cart value (from cart or checkout events).
@@ -90,6 +93,9 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     revenue: float = 0.0
     #: Orders placed in the session.
     orders: int = 0
+    #: The session's id (one the source named) came back after the session had expired: this
+    #: state continues that session, whose outcome was reported already (``Engine``).
+    continued: bool = False
     #: Highest offset applied per origin (an input partition, e.g. "ingest-3"). A replayed
     #: message at or below it is skipped, which makes recovery exact when a crash lands between
     #: the state flush and the offset commit, or an upstream agent re-sends after its own crash.
@@ -221,6 +227,16 @@ def as_read(state: SessionState) -> SessionState:
 def _cart_updated(state: SessionState, e: Any) -> None:
     if e.cart_value is not None:
         state.cart_value = e.cart_value
+    elif e.price is not None and e.action != "view":
+        # The spec's "Product Added"/"Removed" carry the item, not the cart's total: keep a
+        # running value from the items (never below 0: a removal of an item added before the
+        # session, or before a total, has nothing to take from).
+        change = e.price * e.quantity
+        state.cart_value = max(0.0, state.cart_value + (change if e.action == "add" else -change))
+
+
+def _presence(state: SessionState, e: Any) -> None:
+    state.presence_at = e.time
 
 
 def _checkout_started(state: SessionState, e: Any) -> None:
@@ -260,6 +276,7 @@ def _order_completed(state: SessionState, e: Any) -> None:
 
 _FOLD_BY_TYPE: dict[type, Any] = {
     ev.CartUpdated: _cart_updated,
+    ev.Presence: _presence,
     ev.CheckoutStarted: _checkout_started,
     ev.CheckoutStepViewed: _checkout_step,
     ev.CheckoutStepCompleted: _checkout_step,

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CustomerKpis", "SegmentKpis", "by_segment", "customer_kpis", "total"]
+__all__ = ["CustomerKpis", "SegmentKpis", "by_segment", "customer_kpis", "merged", "total"]
 
 #: What a missing segment value (no journey, no device) is called in the tables.
 NONE = "(none)"
@@ -73,11 +73,48 @@ def _orders(o: Mapping[str, Any]) -> int:
     return int(n) if n is not None else int(bool(o.get("converted")))
 
 
+def merged(outcomes: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The outcomes with each ``continued`` one (a session whose named id came back after it
+    had expired: ``detectors.engine``) folded into its session's earlier outcome: one per
+    session, converted if any part was, abandoned where its last part was.
+
+    >>> parts = [{"session_id": "s", "converted": False, "orders": 0, "revenue": 0.0,
+    ...           "abandoned_step": 0, "cart_value": 25.0, "friction": {"step_stall": 1}},
+    ...          {"session_id": "s", "converted": True, "orders": 1, "revenue": 25.0,
+    ...           "abandoned_step": None, "cart_value": 25.0, "continued": True}]
+    >>> [(o["converted"], o["orders"], o["abandoned_step"], o["friction"]) for o in merged(parts)]
+    [(True, 1, None, {'step_stall': 1})]
+    """
+    out: list[Mapping[str, Any]] = []
+    at: dict[Any, int] = {}  # session id -> index of its latest outcome in ``out``
+    for o in outcomes:
+        sid = o.get("session_id")
+        i = at.get(sid)
+        if i is None or not o.get("continued"):
+            at[sid] = len(out)
+            out.append(o)
+            continue
+        a = out[i]
+        converted = bool(a.get("converted") or o.get("converted"))
+        friction = dict(a.get("friction") or {})
+        for k, v in (o.get("friction") or {}).items():
+            friction[k] = friction.get(k, 0) + v
+        out[i] = {**a, **o, "continued": False, "converted": converted, "start": a.get("start"),
+                  "orders": _orders(a) + _orders(o),
+                  "revenue": round(float(a.get("revenue") or 0) + float(o.get("revenue") or 0),
+                                   2),
+                  "abandoned_step": None if converted else o.get("abandoned_step"),
+                  "max_checkout_step": max(a.get("max_checkout_step") or 0,
+                                           o.get("max_checkout_step") or 0),
+                  "friction": friction}
+    return out
+
+
 def total(outcomes: Iterable[Mapping[str, Any]], key: str = "all") -> SegmentKpis:
     """All of ``outcomes`` as one segment."""
     sessions = conversions = orders = 0
     revenue = 0.0
-    for o in outcomes:
+    for o in merged(outcomes):
         sessions += 1
         conversions += bool(o.get("converted"))
         orders += _orders(o)
@@ -89,7 +126,7 @@ def by_segment(outcomes: Iterable[Mapping[str, Any]], field: str) -> list[Segmen
     """One ``SegmentKpis`` per value of ``field`` (``journey``, ``device``...), most sessions
     first; a missing value is the segment ``(none)``."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
-    for o in outcomes:
+    for o in merged(outcomes):
         groups.setdefault(str(o.get(field) or NONE), []).append(o)
     rows = [total(v, k) for k, v in groups.items()]
     return sorted(rows, key=lambda s: (-s.sessions, s.key))

@@ -20,6 +20,7 @@ writes), take a fast path: a whole block of lines decodes into typed events in o
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -82,7 +83,8 @@ class BacktestResult:
 def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
         max_events: int = 1000, progress: Callable[[int], None] | None = None,
         progress_every: int = 20_000, canonical_out: IO[bytes] | None = None,
-        block_bytes: int = 1 << 20, incidents: IncidentPipeline | None = None) -> BacktestResult:
+        block_bytes: int = 1 << 20, incidents: IncidentPipeline | None = None,
+        dead_out: IO[str] | None = None) -> BacktestResult:
     """Feed every message to ``engine`` in file order; close it at the end (every session
     expires and reports its outcome).
 
@@ -90,13 +92,15 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
     agent does, its windows closed as event time passes, block by block.
     ``canonical_out`` receives the adapted events as envelope lines (source "canonical"): the
     same backtest over that file skips the adapters and runs several times faster.
+    ``dead_out`` receives one JSON line per dead letter: the message's number (its non-blank
+    line), the reason, the detail and the start of the original as text.
     """
     res = BacktestResult()
     out = res.outputs
     feed = engine.feed
     feed_many = engine.feed_many
     support = frozenset(SUPPORT_EVENT_TYPES)
-    args = (res, feed, max_bytes, max_events, canonical_out)
+    args = (res, feed, max_bytes, max_events, canonical_out, dead_out)
     next_progress = progress_every
     # Hundreds of thousands of live session states make the cyclic collector's passes a large
     # cost (measured: about a third); nothing here builds cycles, so pause it.
@@ -178,7 +182,8 @@ def _canonical_block(block: bytes) -> list[Any] | None:
 
 
 def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable[..., Any],
-             max_bytes: int, max_events: int, canonical_out: IO[bytes] | None) -> None:
+             max_bytes: int, max_events: int, canonical_out: IO[bytes] | None,
+             dead_out: IO[str] | None) -> None:
     res.messages += 1
     out = res.outputs
     norm = normalize(raw, source, max_bytes=max_bytes, max_events=max_events, now=0.0)
@@ -186,6 +191,11 @@ def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable
         res.dead += len(norm.dead)
         for d in norm.dead:
             res.dead_reasons[d.reason] += 1
+            if dead_out is not None:
+                dead_out.write(json.dumps({
+                    "message": res.messages, "reason": d.reason, "detail": d.detail,
+                    "original": d.original_bytes.decode(errors="replace"),
+                    "truncated": d.truncated}) + "\n")
     for evs in norm.web.values():
         res.events += len(evs)
         feed(evs, None, out)

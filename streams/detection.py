@@ -54,6 +54,8 @@ def alerting(settings: Settings, proc: SessionProcessor | None = None) -> Alerti
     """The alert policy; alerts name the factors of ``proc``'s abandonment scorer, if any."""
     model = scorer(proc) if proc is not None else None
     return Alerting(customer_salt=settings.customer_salt,
+                    silent_stalls=settings.alert_silent_stalls,
+                    chat_presumed=settings.chat_presumed_stalls,
                     explain=model.explain if model is not None else None)
 
 
@@ -63,7 +65,7 @@ def engine(settings: Settings, proc: SessionProcessor | None = None,
     proc = proc or processor(settings, extra)
     return Engine(proc, alert or alerting(settings, proc),
                   session_gap=settings.session_gap, funnel=funnel(proc),
-                  holdout=holdout(settings))
+                  holdout=holdout(settings), explicit_gap=settings.explicit_session_gap)
 
 
 def experiments(settings: Settings) -> list[Experiment]:

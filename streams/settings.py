@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.adapters import segment
+
 ENV_PREFIX = "FRICTIONWATCH_"
 
 
@@ -109,10 +111,26 @@ class Settings(BaseSettings):
     broker_session_timeout: float = Field(default=10.0, ge=6.0)
     #: Sessions idle longer than this (event time, seconds) are expired.
     session_gap: float = Field(default=1800.0, gt=0)
+    #: A session id the source named (Segment ``context.sessionId``, GA4 ``session_id``...)
+    #: that comes back within this many seconds of its last event continues its session
+    #: instead of starting another (the source keeps its own idle rule). At most
+    #: ``session_gap``: such ids are split on idle time like derived ones. Only the expired
+    #: ids are kept that long (about 100 bytes each), not their state.
+    explicit_session_gap: float = Field(default=14400.0, ge=0)
     #: YAML file of journeys (checkout funnels); unset: the packaged retail and B2B ones.
     journeys_file: Path | None = None
     #: Salt for the hashed customer ids alerts carry (set it to keep them unlinkable).
     customer_salt: str = ""
+    #: Alert (and offer chat) on a checkout stall known only from silence, in sessions whose
+    #: source sends no presence signal (they may simply have left).
+    alert_silent_stalls: bool = False
+    #: Offer chat on a stall whose customer is only presumed there (their source sends leave
+    #: beacons and none came; beacons get lost). Off: those alert, offers need a heartbeat.
+    chat_presumed_stalls: bool = False
+    #: Segment track names that are presence signals (``detectors.events.Presence``), to
+    #: "left", "hidden" or "here", added to the built-in ones ("Page Left", "Page Hidden",
+    #: "Page Heartbeat"...). JSON in the environment: '{"Tab Closed": "left"}'.
+    presence_events: dict[str, Literal["here", "hidden", "left"]] = {}
     #: Score sessions at checkout events with the online abandonment model
     #: (``models.abandonment``); its probability sets alerts' revenue at risk.
     abandonment_model: bool = True
@@ -254,4 +272,8 @@ class Settings(BaseSettings):
 def load(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (e.g. from CLI flags) on top."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)  # type: ignore[arg-type]
+    settings = Settings(**clean)  # type: ignore[arg-type]
+    # Every process (worker, ingest, collector, backtest) loads its settings once, first: the
+    # adapters learn the configured names there.
+    segment.add_presence_events(settings.presence_events)
+    return settings

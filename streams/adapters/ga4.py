@@ -8,7 +8,8 @@ The payload is the Measurement Protocol body
 custom events documented below for friction signals GA4 has no name for.
 
 - ids: session = ``params.session_id``, else ``params.ga_session_id``, else the client id
-  (``client_id`` or ``app_instance_id``); customer = ``user_id``. ``id`` = ``params.event_id``
+  (``client_id`` or ``app_instance_id``: ``derived_session``, as it spans visits, idle time
+  splits it); customer = ``user_id``. ``id`` = ``params.event_id``
   if sent, else ``"ga4:"`` + a 16-hex blake2b of (client id, timestamp, index in the payload,
   name), so a replayed payload gets the same ids and duplicates can be dropped downstream.
 - time: ``params.timestamp_micros``, else the event's, else the payload's ``timestamp_micros``
@@ -66,6 +67,7 @@ from detectors.events import (
     PagePerformance,
     PageView,
     PaymentAttempted,
+    Presence,
 )
 from streams.adapters.base import Adapted, AdapterError, Rejected
 from streams.adapters.segment import (
@@ -99,6 +101,13 @@ def _page_view(base: dict[str, Any], p: dict[str, Any]) -> Any:
         referrer=as_str(p.get("page_referrer"), "params.page_referrer"),
         status_code=as_int(p.get("status_code"), "params.status_code", nonneg=True),
     )
+
+
+def _user_engagement(base: dict[str, Any], p: dict[str, Any]) -> Any:
+    # gtag sends it as the page is hidden, left or closed, with the time engaged on it; the
+    # three cannot be told apart, and a hidden page may come back: "hidden".
+    return Presence(**base, state="hidden", engaged_ms=as_float(
+        p.get("engagement_time_msec"), "params.engagement_time_msec", nonneg=True))
 
 
 def _titled_view(name: str) -> _Builder:
@@ -271,6 +280,7 @@ _VIEWS = (
 #: GA4 event name -> builder.
 EVENTS: dict[str, _Builder] = {
     "page_view": _page_view,
+    "user_engagement": _user_engagement,
     **{name: _titled_view(name) for name in _VIEWS},
     "add_to_cart": _cart("add"),
     "remove_from_cart": _cart("remove"),
@@ -341,6 +351,8 @@ def _convert(
         "url": as_str(params.get("page_location"), "params.page_location"),
         "device": device,
     }
+    if session_id is client_id:
+        base["derived_session"] = True
     return build(base, params)
 
 

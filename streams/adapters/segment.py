@@ -15,7 +15,8 @@ Rules beyond the spec's own names:
 - ids: ``id`` = ``messageId``, or for a call without one a hash of its content
   (``content_id``: a re-send still has the same id); session = ``context.sessionId`` /
   ``context.session_id`` / ``properties.session_id`` / ``anonymousId`` / ``userId``, first
-  present; customer = ``userId``. Time = ``timestamp``, else ``originalTimestamp``,
+  present (``derived_session`` when it is ``anonymousId`` or ``userId``: the call named no
+  session); customer = ``userId``. Time = ``timestamp``, else ``originalTimestamp``,
   ``sentAt``, ``receivedAt`` (ISO 8601, with a space or a trailing "UTC" too, no zone meaning
   UTC; or epoch seconds or milliseconds: ``as_time``).
 - checkout steps use the convention shared with the GA4 adapter: step 1 is the first step
@@ -45,7 +46,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -67,6 +68,7 @@ from detectors.events import (
     PagePerformance,
     PageView,
     PaymentAttempted,
+    Presence,
     Subscription,
 )
 from streams.adapters.base import Adapted, AdapterError, Rejected
@@ -455,7 +457,65 @@ def _web_vitals(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) ->
 
 
 def _browse(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
-    return PageView(**base, title=msg["event"])
+    return PageView(**base, title=msg["event"], **_product(p))
+
+
+def _product(p: dict[str, Any]) -> dict[str, Any]:
+    """The product a page or a browse event shows, when its properties name one."""
+    product = first(p, "product_id", "sku")
+    if product is None:
+        return {}
+    return {"product_id": as_id(product, "properties.product_id"),
+            "price": as_float(p.get("price"), "properties.price", nonneg=True)}
+
+
+def _presence(state: Literal["here", "hidden", "left"]) -> _Builder:
+    def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+        return Presence(**base, state=state, engaged_ms=as_float(
+            first(p, "engagement_time_msec", "engaged_ms"), "properties.engaged_ms",
+            nonneg=True))
+
+    return build
+
+
+def _visibility(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    # document.visibilityState, as trackers forward it: "hidden" or "visible".
+    value = first(p, "visibility", "visibilityState", "state")
+    if value not in ("hidden", "visible"):
+        raise invalid("properties.visibility", value, 'not "hidden" or "visible"')
+    return _presence("hidden" if value == "hidden" else "here")(base, p, msg)
+
+
+#: Track names that are presence signals (there is no Segment spec for them; these are the
+#: names tracking plans use). ``add_presence_events`` adds a deployment's own.
+PRESENCE_EVENTS: dict[str, Literal["here", "hidden", "left"]] = {
+    "Page Left": "left",
+    "Page Exited": "left",
+    "Page Unloaded": "left",
+    "Page Hidden": "hidden",
+    "Page Backgrounded": "hidden",
+    "Page Heartbeat": "here",
+    "Page Ping": "here",
+}
+
+
+def add_presence_events(names: Mapping[str, str]) -> None:
+    """Map more track names to presence (settings ``presence_events``): ``{"Tab Closed":
+    "left"}``. A name the spec gives another meaning cannot be taken over."""
+    for name, state in names.items():
+        if state not in ("here", "hidden", "left"):
+            raise ValueError(f"presence event {name!r}: {state!r} is not here, hidden or left")
+        if name in TRACK_EVENTS and name not in PRESENCE_EVENTS:
+            raise ValueError(f"presence event {name!r} is already a {name} event")
+        PRESENCE_EVENTS[name] = state  # type: ignore[assignment]
+        TRACK_EVENTS[name] = _presence(state)  # type: ignore[arg-type]
+
+
+def _coupon_entered(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    # The spec sends "Coupon Entered" when the code is typed, then "Coupon Applied" or
+    # "Coupon Denied" with the result: the entry is the customer acting in the step (it ends
+    # an idle clock), not yet a coupon result, which would be counted twice.
+    return FormSubmitted(**base, form="coupon")
 
 
 #: Browsing and promotion events of the E-commerce spec: page-like, so they count as views.
@@ -479,6 +539,7 @@ TRACK_EVENTS: dict[str, _Builder] = {
     "Product Added": _cart("add"),
     "Product Removed": _cart("remove"),
     "Cart Viewed": _cart("view"),
+    "Coupon Entered": _coupon_entered,
     "Coupon Applied": _coupon(True),
     "Coupon Denied": _coupon(False),
     "Payment Attempted": _payment(None),
@@ -503,6 +564,8 @@ TRACK_EVENTS: dict[str, _Builder] = {
     "Subscription Expired": _subscription("expired"),
     "Contract Not Renewed": _subscription("expired"),
     **dict.fromkeys(BROWSE_EVENTS, _browse),
+    "Page Visibility Changed": _visibility,
+    **{name: _presence(state) for name, state in PRESENCE_EVENTS.items()},
 }
 
 
@@ -518,6 +581,7 @@ def _page(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
         title=as_str(first(p, "title", "name") or page.get("title") or msg.get("name"), "name"),
         referrer=as_str(first(p, "referrer") or page.get("referrer"), "properties.referrer"),
         status_code=as_int(p.get("status_code"), "properties.status_code", nonneg=True),
+        **_product(p),
     )
 
 
@@ -587,6 +651,7 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
     session_id = as_id(session, "sessionId")
     if session_id is None:
         raise AdapterError("missing_id", "segment call without session id, anonymousId or userId")
+    named = first(ctx, "sessionId", "session_id") or props.get("session_id")
     stamp = first(msg, "timestamp", "originalTimestamp", "sentAt", "receivedAt")
     if stamp is None:
         raise invalid("timestamp", None, "no timestamp, originalTimestamp, sentAt or receivedAt")
@@ -602,6 +667,8 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
         "url": as_str(url if url is not None else props.get("url"), "context.page.url"),
         "device": device_label(device.get("type")) if type(device) is dict else None,
     }
+    if not named:
+        base["derived_session"] = True
     return build(base, props, msg)
 
 

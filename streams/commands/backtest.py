@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from detectors.quality import Quality, evaluate, split_truth
+from models.kpis import merged, total
 from streams import detection
 from streams.backtest import BacktestResult, run
 from streams.commands.common import fail
@@ -37,6 +38,9 @@ def backtest(
     incidents_out: Annotated[Path | None, typer.Option(help="Write the journey incidents it "
                                                        "would have sent (CloudEvents "
                                                        "JSONL).")] = None,
+    dead_letters_out: Annotated[Path | None, typer.Option(help="Write each dead letter (its "
+                                                          "message's line, reason, detail "
+                                                          "and original) as JSONL.")] = None,
     save_canonical: Annotated[Path | None, typer.Option(help="Also write the adapted "
                                                         "canonical events here; backtests of "
                                                         "that file skip the adapters.")] = None,
@@ -57,6 +61,7 @@ def backtest(
     console = Console(stderr=True)
     size = file.stat().st_size
     canonical = open(save_canonical, "wb") if save_canonical else None  # noqa: SIM115
+    dead = open(dead_letters_out, "w") if dead_letters_out else None  # noqa: SIM115
     with open(file, "rb") as f, Progress(
         TextColumn("backtest"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
         console=console, transient=True,
@@ -65,11 +70,12 @@ def backtest(
         res = run(f, engine, max_bytes=settings.max_payload_bytes,
                   max_events=settings.max_events_per_message,
                   progress=lambda _: bar.update(task, completed=f.tell()),
-                  canonical_out=canonical, incidents=incidents)
-    if canonical is not None:
-        canonical.close()
+                  canonical_out=canonical, incidents=incidents, dead_out=dead)
+    for w in (canonical, dead):
+        if w is not None:
+            w.close()
     out = Console()
-    _report(out, res)
+    _report(out, res, dead_letters_out)
     for path, docs in ((alerts_out, res.outputs.alerts), (chats_out, res.outputs.chats),
                        (signals_out, [_signal(s) for s in res.outputs.signals]),
                        (incidents_out, res.incidents)):
@@ -90,15 +96,27 @@ def _signal(s: object) -> dict[str, object]:
     return msgspec.to_builtins(s)  # type: ignore[no-any-return]
 
 
-def _report(console: Console, res: BacktestResult) -> None:
+def _report(console: Console, res: BacktestResult, dead_file: Path | None = None) -> None:
     o = res.outputs
+    sessions = merged(o.outcomes)
+    kpi = total(sessions)
+    abandoned = [x for x in sessions if x["abandoned_step"] is not None]
     console.print(
         f"{res.messages:,} messages, {res.events:,} events in {res.seconds:.2f} s "
-        f"({res.events_per_second:,.0f} events/s); {res.dead:,} dead letters; "
-        f"{len(o.outcomes):,} sessions ({sum(x['converted'] for x in o.outcomes):,} converted); "
+        f"({res.events_per_second:,.0f} events/s)\n"
+        f"{kpi.sessions:,} sessions, {kpi.conversions:,} converted; {kpi.orders:,} orders, "
+        f"revenue {kpi.revenue:,.2f}; {len(abandoned):,} abandoned carts (value "
+        f"{sum(x['cart_value'] for x in abandoned):,.2f})\n"
         f"{len(o.signals):,} signals, {len(o.alerts):,} alerts, {len(o.chats):,} chat triggers, "
         f"{sum(d['data']['status'] == 'opened' for d in res.incidents):,} journey incidents"
     )
+    if res.dead:
+        reasons = ", ".join(f"{n:,} {r}" for r, n in res.dead_reasons.most_common())
+        where = (f"written to {dead_file}" if dead_file is not None
+                 else "--dead-letters-out FILE writes them")
+        console.print(f"{res.dead:,} dead letters: {reasons} ({where})")
+    else:
+        console.print("0 dead letters")
     counts: dict[str, int] = {}
     for s in o.signals:
         counts[s.type] = counts.get(s.type, 0) + 1

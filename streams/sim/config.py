@@ -200,6 +200,10 @@ class SimConfig:
     incidents: tuple[Incident, ...] = ()
     #: Share of sessions sent as GA4 Measurement Protocol payloads (the rest are Segment).
     ga4_share: float = 0.2
+    #: Share of Segment sessions whose tracking plan sends a "Page Left" beacon as each page
+    #: goes away (GA4's gtag always sends ``user_engagement``); such sessions' sources "send
+    #: presence signals". Beacons still get lost (``BEACON_LOST``).
+    segment_beacons: float = 0.5
     #: Chance that a logged-in customer who hit friction and left writes to support (a tenth of
     #: it after an order, a twenty-fifth after a visit without friction).
     support_share: float = 0.25
@@ -226,6 +230,7 @@ class SimConfig:
         if unknown:
             raise ValueError(f"unknown friction types {sorted(unknown)}; one of {FRICTION_TYPES}")
         for name, p in {**self.friction, "ga4_share": self.ga4_share,
+                        "segment_beacons": self.segment_beacons,
                         "support_share": self.support_share,
                         "chat_effect": self.chat_effect}.items():
             if not 0.0 <= p <= 1.0:

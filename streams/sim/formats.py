@@ -100,6 +100,8 @@ def _ga4_event(kind: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "form_field_error", p
     if kind == "Form Submitted":
         return "form_submit", {"form_id": p["form"]}
+    if kind == "Page Left":  # gtag sends it as the page is hidden or left
+        return "user_engagement", p
     raise AssertionError(f"no GA4 rendering for {kind!r}")  # pragma: no cover
 
 

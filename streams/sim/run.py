@@ -164,6 +164,7 @@ class Simulator:
                     o = s.outcome
                     if o is not None:
                         o.finished = True
+                        o.left = t / 1000
                         o.end = s.last_t / 1000
                         o.customer_id = s.customer_id
                         if not o.converted:
@@ -183,7 +184,7 @@ class Simulator:
                     if o is None:
                         o = s.outcome = SessionOutcome(
                             s.sid, s.customer_id, s.fmt, s.device, t / 1000, t / 1000,
-                            partial=not visible)
+                            partial=not visible, presence=s.beacons)
                     if kind == "Order Completed":
                         o.converted = True
                         o.revenue = act[2]["revenue"]

@@ -27,7 +27,7 @@ class Session:
         "url", "path", "patience", "flags", "pay_style", "cart", "cart_value", "outcome",
         "registered", "last_step", "last_t", "frictions", "ga4_device",
         "dead_sdk", "gen", "prev_path", "prev_title", "hesitancy", "source", "landing",
-        "chat_offered",
+        "chat_offered", "beacons", "page_t",
     )
     sid: str
     key: bytes
@@ -70,6 +70,10 @@ class Session:
     gen: Iterator[Act]
     prev_path: str
     prev_title: str
+    #: The source sends a leave beacon as each page goes away (``SimConfig.segment_beacons``).
+    beacons: bool
+    #: When the page on show was viewed (ms); None before the first page and after it left.
+    page_t: int | None
 
     def __init__(self) -> None:
         self.n = 0
@@ -86,3 +90,5 @@ class Session:
         self.prev_path = "/"
         self.prev_title = "Home"
         self.chat_offered = False
+        self.beacons = False
+        self.page_t = None

@@ -118,6 +118,9 @@ def test_step_param_overrides_the_convention() -> None:
 def test_session_falls_back_to_client_id() -> None:
     [e] = ga4.adapt(payload_of("page_view")).events
     assert e.session_id == "123456.7654321" and e.customer_id is None
+    assert e.derived_session  # a client id spans visits: idle time splits it
+    [named] = ga4.adapt(payload_of("page_view", {"session_id": "987"})).events
+    assert (named.session_id, named.derived_session) == ("987", False)
 
 
 def test_page_view_status_code_marks_error_pages() -> None:

@@ -120,13 +120,37 @@ def test_session_id_fallbacks(
     del order["context"]["sessionId"]
     if where is not None and key is not None:
         order[where][key] = value
-    assert one(order).session_id == expected
+    event = one(order)
+    # A device id spans visits: only then may idle time split the session (Engine).
+    assert (event.session_id, event.derived_session) == (expected, where is None)
 
 
 def test_session_falls_back_to_user_id(order: dict[str, Any]) -> None:
     del order["context"]["sessionId"]
     del order["anonymousId"]
-    assert one(order).session_id == "019mr8mf4r"
+    event = one(order)
+    assert (event.session_id, event.derived_session) == ("019mr8mf4r", True)
+
+
+def test_coupon_entered_is_an_action_not_a_coupon_result(order: dict[str, Any]) -> None:
+    call = {**order, "event": "Coupon Entered",
+            "properties": {"order_id": "50314b8e", "cart_id": "923c", "coupon_id": "sale20"}}
+    event = one(call)
+    assert isinstance(event, FormSubmitted)
+    assert (event.form, event.success) == ("coupon", True)
+
+
+@pytest.mark.parametrize("kind", ["page", "track"])
+def test_pages_and_product_views_keep_the_product(order: dict[str, Any], kind: str) -> None:
+    call = {**order, "type": kind, "properties": {"product_id": 507, "price": "18.99",
+                                                 "name": "Monopoly: 3rd Edition"}}
+    if kind == "track":
+        call["event"] = "Product Viewed"
+    event = one(call)
+    assert isinstance(event, PageView)
+    assert (event.product_id, event.price) == ("507", 18.99)
+    call["properties"] = {"price": "not a price", "sku": "G-32"}
+    assert reason(call) == "invalid_field"
 
 
 def test_http_api_batch_maps_each_call_and_merges_batch_context() -> None:

@@ -167,3 +167,18 @@ def test_followed_classes_reach_a_detector_only_while_it_has_memory() -> None:
     state, _ = SessionProcessor([det]).apply(None, [*views, click, *more])
     assert det.seen == ["c", "w0"]  # before the click and after the answer: not called
     assert "pending" not in state.detector_state
+
+
+def test_items_without_a_cart_total_keep_a_running_cart_value() -> None:
+    def cart(i: int, action: str, price: float | None, qty: int = 1,
+             total: float | None = None) -> ev.CartUpdated:
+        return ev.CartUpdated(id=str(i), time=float(i), session_id="s", action=action,  # type: ignore[arg-type]
+                           price=price, quantity=qty, cart_value=total)
+
+    proc = SessionProcessor()
+    state, _ = proc.apply(None, [cart(1, "add", 20.0, 2), cart(2, "add", 5.0)])
+    assert state.cart_value == 45.0
+    state, _ = proc.apply(state, [cart(3, "remove", 20.0), cart(4, "view", 99.0)])
+    assert state.cart_value == 25.0
+    state, _ = proc.apply(state, [cart(5, "add", None, total=70.0), cart(6, "remove", 80.0)])
+    assert state.cart_value == 0.0  # a total the source gives wins; never below nothing

@@ -161,7 +161,8 @@ def shows(t: FrictionTruth, events: list[Any]) -> bool:
         # The step view, the page loading (within a minute or two), then nothing for 4+ min:
         # until they come back (the event at ``end``) or for good.
         loading = [e for e in events if t.start <= e.time <= t.start + 120]
-        later = [e for e in events if e.time > t.start + 120]
+        later = [e for e in events if e.time > t.start + 120
+                 and not isinstance(e, ev.Presence)]  # their leave beacon, if they left
         gap_ends = later[0].time if later else t.end
         return (isinstance(at[-1], ev.CheckoutStepViewed) and at[-1].step == t.step
                 and gap_ends - loading[-1].time >= 240 and (not later or gap_ends == t.end))
@@ -345,7 +346,8 @@ def test_outcomes_match_the_events(busy: Run) -> None:
         events = busy.by_session[o.session_id]
         assert events, o
         orders = [e for e in events if isinstance(e, ev.OrderCompleted)]
-        assert o.converted == bool(orders)
+        # A session begun in the warm-up may have ordered there (only its leave beacon shows).
+        assert o.converted == bool(orders) or o.partial and o.converted
         if orders:
             assert o.revenue == orders[0].revenue
         if o.finished and not o.partial and o.checkout and not o.converted:
