@@ -255,7 +255,8 @@ class Engine:
             state.friction[s.type] = state.friction.get(s.type, 0) + 1
         out.signals += signals
         if self.funnel is not None:
-            self.funnel.signals(state, signals)
+            # A page failing outside the journeys (site health) is not the step's friction.
+            self.funnel.signals(state, [s for s in signals if s.evidence.get("scope") != "site"])
         if self.alerting is not None:
             alerts, chats = self.alerting.on_signals(state, signals)
             out.alerts += alerts

@@ -36,7 +36,8 @@ def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProc
     position as of the event."""
     models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
     found = default_detectors(journeys=load_journeys(settings.journeys_file),
-                              funnel=Funnel(settings.incident_window_seconds))
+                              funnel=Funnel(settings.incident_window_seconds),
+                              friction_paths=settings.friction_paths)
     return SessionProcessor([*found, *models, *extra])
 
 
