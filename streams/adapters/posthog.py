@@ -12,7 +12,9 @@ Property names are those posthog-js sends (``packages/browser/src``).
   ``identify``), else the distinct id when ``properties.$is_identified`` is true, else none:
   an anonymous distinct id names a browser, not a customer. time = ``timestamp`` (ISO 8601 or
   epoch); url = ``$current_url``; device = ``$device_type`` (Desktop/Mobile/Tablet).
-- ``$pageview`` -> PageView (``$pathname``, ``title``, ``$referrer``).
+- ``$pageview`` -> PageView (``$pathname``, ``title``, ``$referrer``, and a custom
+  ``status_code`` property, as the GA4 adapter reads a custom param: PostHog has no name for
+  error pages).
 - ``$pageleave`` -> Presence "left".
 - ``$autocapture`` by ``$event_type``: ``click`` -> Click, ``submit`` -> FormSubmitted (the
   form's ``id``); ``change`` carries no result and is ``unknown_event``. posthog-js sends no
@@ -71,6 +73,7 @@ from streams.adapters.segment import (
     as_bool,
     as_float,
     as_id,
+    as_int,
     as_str,
     as_time,
     content_id,
@@ -147,6 +150,7 @@ def _pageview(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> A
         path=as_str(p.get("$pathname"), "properties.$pathname"),
         title=as_str(p.get("title"), "properties.title"),
         referrer=as_str(p.get("$referrer"), "properties.$referrer"),
+        status_code=as_int(p.get("status_code"), "properties.status_code", nonneg=True),
     )
 
 

@@ -35,7 +35,15 @@ A payload is one TSV line or several (a string), one JSON event, or a JSON array
   entity's ``total_value``); ``checkout_step`` -> CheckoutStepViewed (``checkout_step``
   entity's ``step``); ``transaction`` -> OrderCompleted (``transaction`` entity's
   ``transaction_id``, ``revenue``, ``currency``). Steps are the tracker's own numbers.
-- ``web_vitals`` -> PagePerformance (``lcp``, ``inp``, ``cls``, ``ttfb``, in ms).
+  ``trns_error`` -> PaymentAttempted, failed (``transaction_error`` entity's
+  ``error_shortcode`` or ``error_code`` as the reason; the ``transaction`` entity's method
+  and amount). ``list_view``, ``list_click``, ``promo_view`` and ``promo_click`` are page
+  views titled with the list's ``name`` (as Segment's browse events count as views).
+  Snowplow has no checkout start (its first ``checkout_step`` is that), no step completion,
+  no coupon result: those have no Snowplow source.
+- ``web_vitals`` -> PagePerformance (``lcp``, ``inp``, ``cls``, ``ttfb``, in ms);
+  ``application_error`` (the JavaScript tracker's error tracking) -> JsError (``message``,
+  ``fileName``).
 
 Anything else is ``unknown_event``; a field of the wrong kind is ``invalid_field``.
 
@@ -62,9 +70,11 @@ from detectors.events import (
     CheckoutStepViewed,
     Click,
     FormSubmitted,
+    JsError,
     OrderCompleted,
     PagePerformance,
     PageView,
+    PaymentAttempted,
     Presence,
 )
 from streams.adapters.base import Adapted, AdapterError, Rejected
@@ -276,6 +286,35 @@ def _checkout_step(base: dict[str, Any], ev: dict[str, Any]) -> Any:
         **base, step=as_int(step.get("step"), "checkout_step.step", required=True, nonneg=True))
 
 
+def _list(base: dict[str, Any], ev: dict[str, Any]) -> Any:
+    # As the Segment adapter counts browse events ("Product List Viewed", ...) as page views.
+    action = _unstruct(ev, f"{_EC}_snowplow_ecommerce_action")
+    return PageView(**base, path=as_str(ev.get("page_urlpath"), "page_urlpath"),
+                    title=as_str(first(action, "name", "type"), "name"))
+
+
+def _transaction_error(base: dict[str, Any], ev: dict[str, Any]) -> Any:
+    error = _entity(ev, f"{_EC}_transaction_error")
+    tr = _entity(ev, f"{_EC}_transaction")
+    return PaymentAttempted(
+        **base,
+        success=False,
+        decline_reason=as_str(first(error, "error_shortcode", "error_code"),
+                              "transaction_error.error_shortcode"),
+        method=as_str(tr.get("payment_method"), "transaction.payment_method"),
+        amount=as_float(tr.get("revenue"), "transaction.revenue", nonneg=True),
+        currency=as_str(tr.get("currency"), "transaction.currency"),
+    )
+
+
+def _application_error(base: dict[str, Any], ev: dict[str, Any]) -> Any:
+    d = _unstruct(ev, f"{_SP}_application_error")
+    message = as_str(d.get("message"), "message")
+    if not message:
+        raise invalid("message", d.get("message"), "required")
+    return JsError(**base, message=message, source=as_str(d.get("fileName"), "fileName"))
+
+
 def _transaction(base: dict[str, Any], ev: dict[str, Any]) -> Any:
     tr = _entity(ev, f"{_EC}_transaction", required=True)
     return OrderCompleted(
@@ -286,10 +325,15 @@ def _transaction(base: dict[str, Any], ev: dict[str, Any]) -> Any:
     )
 
 
-#: ``snowplow_ecommerce_action`` type -> builder (list_view, promo_*, refund, trns_error
-#: are unknown_event: no canonical meaning that the detectors use).
+#: ``snowplow_ecommerce_action`` type -> builder (refund is unknown_event: nothing the
+#: detectors use).
 ECOMMERCE_ACTIONS: dict[str, _Builder] = {
     "product_view": _product_view,
+    "list_view": _list,
+    "list_click": _list,
+    "promo_view": _list,
+    "promo_click": _list,
+    "trns_error": _transaction_error,
     "add_to_cart": _cart("add"),
     "remove_from_cart": _cart("remove"),
     "checkout_step": _checkout_step,
@@ -311,6 +355,7 @@ UNSTRUCT_EVENTS: dict[str, _Builder] = {
     f"{_SP}_button_click": _click("button_click", "button", "id", "classes"),
     f"{_SP}_submit_form": _submit_form,
     f"{_SP}_web_vitals": _web_vitals,
+    f"{_SP}_application_error": _application_error,
     f"{_EC}_snowplow_ecommerce_action": _ecommerce,
 }
 

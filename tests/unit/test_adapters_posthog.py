@@ -74,6 +74,8 @@ def test_pageview() -> None:
         "0190b4f5-8000-7000-8000-000000000001", NOON, "https://shop.example/checkout/payment",
         "/checkout/payment", "Payment", "https://shop.example/checkout/shipping")
     assert page.customer_id is None  # an anonymous distinct id is a browser, not a customer
+    [error_page] = posthog.adapt(one("$pageview", status_code=503)).events
+    assert error_page.status_code == 503
 
 
 def test_autocapture_click_submit_and_dead_click_targets() -> None:

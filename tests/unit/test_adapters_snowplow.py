@@ -118,12 +118,41 @@ def test_ecommerce_actions() -> None:
     assert (order.order_id, order.revenue, order.currency) == ("T-20240501-0042", 98.5, "GBP")
 
 
+EC = "com_snowplowanalytics_snowplow_ecommerce"
+
+
+def test_declines_errors_and_list_views() -> None:
+    """trns_error with its transaction_error entity; the JavaScript tracker's
+    application_error; a list view as a page view."""
+    order = events_json()[10]
+    decline = {**order, f"unstruct_event_{EC}_snowplow_ecommerce_action_1": {"type": "trns_error"},
+               f"contexts_{EC}_transaction_error_1": [{
+                   "error_code": "E522", "error_shortcode": "card_declined",
+                   "error_description": "Card declined by issuer", "error_type": "hard",
+                   "resolution": "retry_allowed"}]}
+    error = {**events_json()[5], "event_name": "application_error"}
+    del error["unstruct_event_com_snowplowanalytics_snowplow_web_vitals_1"]
+    error["unstruct_event_com_snowplowanalytics_snowplow_application_error_1"] = {
+        "programmingLanguage": "JAVASCRIPT", "message": "Uncaught TypeError: x is undefined",
+        "fileName": "https://shop.example/static/js/app.js", "lineNumber": 3, "lineColumn": 14}
+    listed = {**events_json()[6], f"unstruct_event_{EC}_snowplow_ecommerce_action_1": {
+        "type": "list_view", "name": "search results"}}
+    out = snowplow.adapt([decline, error, listed])
+    assert not out.rejected
+    pay, js, page = out.events
+    assert (pay.success, pay.decline_reason, pay.method, pay.amount, pay.currency) == (
+        False, "card_declined", "card", 98.5, "GBP")
+    assert (js.message, js.source) == ("Uncaught TypeError: x is undefined",
+                                       "https://shop.example/static/js/app.js")
+    assert isinstance(page, PageView) and page.title == "search results"
+
+
 def test_unknown_events_and_invalid_fields_are_rejected_one_by_one() -> None:
     good = events_json()[0]
     struct = {**good, "event": "struct", "event_id": "e-struct", "se_category": "video"}
     list_view = {**events_json()[6], "event_id": "e-list",
                  "unstruct_event_com_snowplowanalytics_snowplow_ecommerce_snowplow_ecommerce_"
-                 "action_1": {"type": "list_view"}}
+                 "action_1": {"type": "refund"}}
     bad_vitals = {**events_json()[5], "event_id": "e-vitals",
                   "unstruct_event_com_snowplowanalytics_snowplow_web_vitals_1": {"lcp": "slow"}}
     bad_order = {**events_json()[10], "event_id": "e-order"}
