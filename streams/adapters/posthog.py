@@ -22,10 +22,10 @@ Property names are those posthog-js sends (``packages/browser/src``).
   target is the clicked element (first of ``$elements_chain``, or of the older ``$elements``)
   as a selector, ``tag#id`` or else ``tag.class.class``; the rage-click detector treats
   positionless clicks on one target as one spot.
-- ``$rageclick`` is dropped (neither an event nor a rejection): posthog-js sends it beside
-  the ``$autocapture`` of the click that completes a burst, so the clicks are all here
-  already and the rage-click detector finds the burst in them; mapping it as well would
-  count the burst twice.
+- ``$rageclick`` is not mapped (``unknown_event``, as every unmapped event, so nothing is
+  dropped in silence): posthog-js sends it beside the ``$autocapture`` of the click that
+  completes a burst, so the clicks are all here already and the rage-click detector finds
+  the burst in them; mapping it as well would count the burst twice.
 - ``$dead_click`` -> DeadClick (target as above); ``$exception`` -> JsError (the first of
   ``$exception_list``: its ``value``, and the file of its last stack frame; else
   ``$exception_message``); ``$web_vitals`` -> PagePerformance (``$web_vitals_LCP_value``,
@@ -210,12 +210,11 @@ def _identify(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> A
     return Identify(**base, traits=traits)
 
 
-#: PostHog's own event names -> builder (None: dropped on purpose, see the module doc).
-EVENTS: dict[str, _Builder | None] = {
+#: PostHog's own event names -> builder.
+EVENTS: dict[str, _Builder] = {
     "$pageview": _pageview,
     "$pageleave": _pageleave,
     "$autocapture": _autocapture,
-    "$rageclick": None,
     "$dead_click": _dead_click,
     "$exception": _exception,
     "$web_vitals": _web_vitals,
@@ -223,23 +222,20 @@ EVENTS: dict[str, _Builder | None] = {
 }
 
 _DEVICES = {"Desktop": "desktop", "Mobile": "mobile", "Tablet": "tablet"}
+_RAGECLICK = "is not mapped: its clicks come as $autocapture, where the burst is found"
 
 
 def convert(msg: Any) -> Any:
-    """One PostHog event as a canonical event; None for an event dropped on purpose."""
+    """One PostHog event as a canonical event; raises ``AdapterError`` (a per-item reason)."""
     if type(msg) is not dict:
         raise invalid("batch[]", msg, "not an object")
     name = msg.get("event")
     if type(name) is not str:
         raise invalid("event", name, "not an event name")
-    if name in EVENTS:
-        build = EVENTS[name]
-        if build is None:
-            return None
-    elif name in segment.TRACK_EVENTS:
-        build = segment.TRACK_EVENTS[name]
-    else:
-        raise AdapterError("unknown_event", f"posthog event {name[:80]!r} is not mapped")
+    build = EVENTS.get(name) or segment.TRACK_EVENTS.get(name)
+    if build is None:
+        why = _RAGECLICK if name == "$rageclick" else "is not mapped"
+        raise AdapterError("unknown_event", f"posthog event {name[:80]!r} {why}")
     props = msg.get("properties")
     if props is None:
         props = {}
@@ -275,12 +271,9 @@ def _convert_all(items: list[Any]) -> Adapted:
     out = Adapted()
     for item in items:
         try:
-            event = convert(item)
+            out.events.append(convert(item))
         except AdapterError as exc:
             out.rejected.append(Rejected(exc.reason, exc.detail, item))
-            continue
-        if event is not None:
-            out.events.append(event)
     return out
 
 

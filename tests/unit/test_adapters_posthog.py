@@ -49,7 +49,7 @@ def body() -> dict[str, Any]:
 
 def events() -> list[Any]:
     out = posthog.adapt(body())
-    assert not out.rejected
+    assert [r.item["event"] for r in out.rejected] == ["$rageclick"]
     return out.events
 
 
@@ -94,11 +94,12 @@ def test_autocapture_click_submit_and_dead_click_targets() -> None:
     assert e.target == "a.hover:underline.nav"
 
 
-def test_rageclick_is_dropped_not_rejected() -> None:
-    """Its clicks arrive as $autocapture already: the rage detector finds the burst there."""
-    out = posthog.adapt(body())
-    assert "0190b4f5-8000-7000-8000-000000000003" not in {e.id for e in out.events}
-    assert not out.rejected
+def test_rageclick_is_not_mapped() -> None:
+    """Its clicks arrive as $autocapture already: the rage detector finds the burst there.
+    Like any unmapped event it is rejected, not dropped in silence."""
+    [rejected] = posthog.adapt(body()).rejected
+    assert rejected.reason == "unknown_event" and "$autocapture" in rejected.detail
+    assert rejected.item["uuid"] == "0190b4f5-8000-7000-8000-000000000003"
 
 
 def test_autocapture_clicks_make_a_rage_click_by_target() -> None:
