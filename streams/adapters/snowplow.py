@@ -196,11 +196,15 @@ def _entity(ev: dict[str, Any], name: str, *, required: bool = False) -> dict[st
 
 
 def _unstruct(ev: dict[str, Any], name: str) -> dict[str, Any]:
-    key = f"unstruct_event_{name}_1"
-    data = ev.get(key)
-    if type(data) is not dict:
-        raise invalid(key, data, "not an object")
-    return data
+    """The event's data under ``unstruct_event_<name>_<model>``, whatever the schema's model
+    (button_click is at 2 now; its fields are the same)."""
+    prefix = f"unstruct_event_{name}_"
+    for key, data in ev.items():
+        if key.startswith(prefix) and key[len(prefix):].isdigit():
+            if type(data) is not dict:
+                raise invalid(key, data, "not an object")
+            return data
+    raise invalid(prefix + "1", None, "required")
 
 
 def _page_view(base: dict[str, Any], ev: dict[str, Any]) -> Any:

@@ -96,6 +96,11 @@ def test_clicks_have_a_target_and_no_position() -> None:
     ev["unstruct_event_com_snowplowanalytics_snowplow_link_click_1"] = {
         "targetUrl": "https://shop.example/returns", "elementClasses": ["foot", "small"]}
     assert snowplow.adapt(ev).events[0].target == "a.foot.small"
+    # button_click's model 2 (iglu:com.snowplowanalytics.snowplow/button_click/jsonschema/2-0-0)
+    ev = events_json()[3]
+    data = ev.pop("unstruct_event_com_snowplowanalytics_snowplow_button_click_1")
+    ev["unstruct_event_com_snowplowanalytics_snowplow_button_click_2"] = data
+    assert snowplow.adapt(ev).events[0].target == "button#pay"
 
 
 def test_submit_form_and_web_vitals() -> None:
