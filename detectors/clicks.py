@@ -98,6 +98,8 @@ class RageClickDetector(BaseDetector):
         if type(recent) is dict:  # stored before the flat form
             recent = _flat_rage_memory(memory, recent)
         t, x, y = event.time, event.x, event.y
+        if x is None or y is None:
+            return self._by_target(state, event)
         r2, window = self._r2, self.window_s
         burst = memory.get("rage_click.b")
         if burst is not None:
@@ -126,6 +128,36 @@ class RageClickDetector(BaseDetector):
                                      "last": t})]
         kept += (t, x, y)
         memory["rage_click"] = kept[3 * (1 - self.count):]
+        return ()
+
+    def _by_target(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        """A click whose source gives no position (Snowplow ``link_click``, PostHog
+        ``$autocapture``): the same element stands in for "within ``radius_px``", as an
+        element is smaller than the radius more often than not. A click on no named element
+        is never part of a burst. Memory: ``["rage_click.t"]`` as ``[t, target, ...]``,
+        ``["rage_click.tb"]`` the burst in progress ``[last click time, target]``."""
+        target, t, window = event.target, event.time, self.window_s
+        if target is None:
+            return ()
+        memory = state.detector_state
+        burst = memory.get("rage_click.tb")
+        if burst is not None:
+            if 0.0 <= t - burst[0] <= window and burst[1] == target:
+                burst[0] = t
+                return ()
+            del memory["rage_click.tb"]
+        recent = memory.get("rage_click.t") or []
+        kept = [v for i in range(0, len(recent), 2)
+                if recent[i + 1] == target and 0.0 <= t - recent[i] <= window
+                for v in recent[i:i + 2]]
+        if len(kept) // 2 + 1 >= self.count:
+            memory["rage_click.t"] = []
+            memory["rage_click.tb"] = [t, target]
+            return [Signal(type="rage_click", session_id=state.session_id, time=t,
+                           start=kept[0], step=state.checkout_step or None,
+                           evidence={"target": target, "clicks": len(kept) // 2 + 1,
+                                     "x": None, "y": None, "first": kept[0], "last": t})]
+        memory["rage_click.t"] = [*kept, t, target][2 * (1 - self.count):]
         return ()
 
 

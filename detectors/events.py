@@ -120,8 +120,10 @@ class PageView(BaseEvent, frozen=True, kw_only=True, tag="page_view"):
 
 
 class Click(BaseEvent, frozen=True, kw_only=True, tag="click"):
-    x: Coord
-    y: Coord
+    #: Where (CSS px); None when the source does not say: Snowplow ``link_click`` and
+    #: PostHog ``$autocapture`` carry the element, not the pointer.
+    x: Coord | None = None
+    y: Coord | None = None
     #: CSS selector or element description of what was clicked.
     target: Text | None = None
 

@@ -51,8 +51,8 @@ _CANONICAL = b'{"type":"'
 def iter_messages(lines: Iterable[bytes]) -> Iterator[tuple[bytes, str | None]]:
     """(raw message bytes, source or None) per non-blank line."""
     for line in lines:
-        line = line.strip()
-        if not line:
+        line = line.strip(b" \r\n")  # not tabs: a Snowplow TSV line may end in empty fields
+        if not line.strip():
             continue
         if line.startswith(b'{"time"') or b'"payload"' in line[:200]:
             try:

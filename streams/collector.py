@@ -4,7 +4,14 @@ send to frictionwatch directly.
     POST /collect/segment   a Segment event, or a batch {"batch": [...]}
     POST /collect/ga4       a GA4 Measurement Protocol payload
     POST /collect/support   a support-desk (Zendesk-style) ticket webhook
+    POST /collect/snowplow  Snowplow enriched events: TSV lines, or their JSON form
+    POST /collect/posthog   a PostHog capture body, one event or {"api_key", "batch": [...]}
     POST /collect           any of the above, detected from its shape
+
+Snowplow and PostHog have no credential of their own here: with ``collector_tokens`` set they
+need one as ``Authorization: Bearer`` (PostHog's project ``api_key`` is a public token, not a
+secret). PostHog bodies are read as plain JSON: posthog-js compresses its own unless
+``disable_compression`` is set, so point a PostHog destination or export at the collector.
 
 Each request goes through, in this order: the client's rate limit (429 with ``Retry-After``),
 the credentials its request line and headers carry (401, with ``WWW-Authenticate: Basic`` where
@@ -47,6 +54,8 @@ ENDPOINTS: dict[str, str | None] = {
     "/collect/segment": "segment",
     "/collect/ga4": "ga4",
     "/collect/support": "support",
+    "/collect/snowplow": "snowplow",
+    "/collect/posthog": "posthog",
     "/collect": None,
 }
 

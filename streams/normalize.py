@@ -123,8 +123,10 @@ def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,
     try:
         payload = _json_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        dead("not_json", str(exc), data)
-        return
+        payload = _tsv(data, source)
+        if payload is None:
+            dead("not_json", str(exc), data)
+            return
     except RecursionError:
         dead("too_deep", f"JSON nested deeper than the limit {MAX_DEPTH}", data)
         return
@@ -178,12 +180,25 @@ def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,
         out.counts[(fmt, e.__struct_config__.tag)] += 1
 
 
+def _tsv(data: bytes, source: str | None) -> str | None:
+    """Snowplow enriched TSV lines (the one format that is not JSON) as text, else None: bytes
+    with a tab, sent as Snowplow or with no source named."""
+    if source not in (None, "snowplow") or b"\t" not in data:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def _items(payload: Any, fmt: str) -> int:
     """How many events a payload holds, counted before adapting any (one for a single call)."""
     if type(payload) is list:
         return len(payload)
+    if type(payload) is str:  # Snowplow TSV: a line per event
+        return payload.count("\n") + 1
     if type(payload) is dict:
-        inner = payload.get("batch") if fmt == "segment" else (
+        inner = payload.get("batch") if fmt in ("segment", "posthog") else (
             payload.get("events") if fmt == "ga4" else None)
         if type(inner) is list:
             return len(inner)

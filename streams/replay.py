@@ -11,6 +11,8 @@ or the envelope ``frictionwatch simulate --out`` writes: ``{"source": ..., "payl
   messages stay in order on one partition.
 - An envelope line sends its ``payload`` with the envelope's own source and key (the
   ``source`` given applies to plain lines only).
+- A Snowplow enriched TSV line (not JSON, with tabs) is sent as it is, keyed by its
+  ``domain_sessionid``.
 - A line that is not JSON is still sent as it is and counted as bad: the worker dead-letters it
   with reason ``not_json``, so bad input is never silently dropped (``skip_bad`` drops it
   here instead, still counted). Blank lines are not messages: they are counted and skipped.
@@ -37,6 +39,7 @@ from typing import Any
 import msgspec
 
 from streams.adapters.detect import SOURCES
+from streams.adapters.snowplow import FIELDS
 from streams.sim.traffic import Pacer, Sink
 
 __all__ = ["ENVELOPE_KEYS", "ReplayItem", "ReplayStats", "ingest_key", "parse_line",
@@ -75,8 +78,10 @@ def ingest_key(payload: Any) -> bytes | None:
     """The id a payload's events will be grouped by, as a Kafka key (None if none is found).
 
     Segment: ``context.sessionId``, else ``anonymousId``, else ``userId`` (of the first call of
-    a batch); GA4: the first event's ``session_id``, else ``client_id``; canonical:
-    ``session_id``; support webhooks: the requester (support topics are keyed by customer).
+    a batch); GA4: the first event's ``session_id``, else ``client_id``; Snowplow:
+    ``domain_sessionid``, else ``domain_userid``; PostHog: ``properties.$session_id``, else
+    ``distinct_id``; canonical: ``session_id``; support webhooks: the requester (support topics
+    are keyed by customer).
     """
     if type(payload) is list:
         payload = payload[0] if payload else None
@@ -87,6 +92,11 @@ def ingest_key(payload: Any) -> bytes | None:
         payload = batch[0]
     if "session_id" in payload:  # canonical
         return _str_id(payload["session_id"])
+    if "event_id" in payload:  # Snowplow (JSON form)
+        return _str_id(payload.get("domain_sessionid") or payload.get("domain_userid"))
+    props = payload.get("properties")
+    if type(props) is dict and ("$session_id" in props or "distinct_id" in props):  # PostHog
+        return _str_id(props.get("$session_id") or props.get("distinct_id"))
     ctx = payload.get("context")
     if type(ctx) is dict:
         key = _str_id(ctx.get("sessionId") or ctx.get("session_id"))
@@ -110,17 +120,32 @@ def ingest_key(payload: Any) -> bytes | None:
     return None
 
 
+_TSV_SESSION = FIELDS.index("domain_sessionid")
+_TSV_USER = FIELDS.index("domain_userid")
+
+
+def _tsv_key(line: bytes) -> bytes | None:
+    """A Snowplow TSV line's session id, else its domain user id."""
+    fields = line.split(b"\t")
+    if len(fields) != len(FIELDS):
+        return None
+    return fields[_TSV_SESSION] or fields[_TSV_USER] or None
+
+
 def parse_line(line: bytes, source: str | None = None) -> ReplayItem | None:
     """The message for one line; None for a blank line. ``source`` is the header for plain
     lines (None or "auto": no header)."""
-    data = line.strip()
-    if not data:
+    # Not tabs: a Snowplow TSV line ends in tabs when its last fields are empty.
+    data = line.strip(b" \r\n")
+    if not data.strip():
         return None
     if source == "auto":
         source = None
     try:
         obj = _decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
+        if b"\t" in data and source in (None, "snowplow"):  # a Snowplow enriched TSV line
+            return ReplayItem(data, _tsv_key(data), source)
         return ReplayItem(data, None, source, bad=True)
     if (type(obj) is dict and "payload" in obj and type(obj.get("source")) is str
             and ENVELOPE_KEYS.issuperset(obj)):

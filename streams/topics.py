@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 #: Kafka header naming the format of an ingest message ("segment", "ga4", "support",
-#: "canonical"). Without it the format is detected from the payload's shape.
+#: "snowplow", "posthog", "canonical": ``streams.adapters.detect.SOURCES``). Without it the
+#: format is detected from the payload's shape.
 SOURCE_HEADER = "fw-source"
 
 #: Kafka header of canonical messages from before bundles: "<origin>:<offset>", the ingest

@@ -76,10 +76,10 @@ def today() -> float:
 def _test_data() -> list[Template]:
     out = []
     for path in sorted(DATA.glob("*.json")):
-        source = ("segment" if path.name.startswith("segment") else
-                  "ga4" if path.name.startswith("ga4") else "support")
+        source = next((name for name in ("segment", "ga4", "snowplow", "posthog")
+                       if path.name.startswith(name)), "support")
         payload = _dec.decode(path.read_bytes())
-        if type(payload) is list:  # a list of Segment calls: each call, and the whole list
+        if type(payload) is list:  # a list of calls or events: each, and the whole list
             out += [Template(source, _enc.encode(item)) for item in payload]
         out.append(Template(source, _enc.encode(payload)))
     return out
@@ -184,7 +184,7 @@ def items_of(raw: bytes, source: str | None) -> int:
     if type(payload) is list:
         return len(payload)
     if type(payload) is dict:
-        if fmt == "segment" and type(payload.get("batch")) is list:
+        if fmt in ("segment", "posthog") and type(payload.get("batch")) is list:
             return len(payload["batch"])
         if fmt == "ga4" and type(payload.get("events")) is list:
             return len(payload["events"])
@@ -271,8 +271,8 @@ _TIME_NUMBERS = (1e300, -1e300, 253402300800.0, -62135596801.0, 1e20, -1e20, 0.0
                  4102444800.0)
 
 
-_SOURCES = ("segment", "ga4", "support", "canonical")
-_SOURCE_WEIGHTS = (35, 25, 15, 25)
+_SOURCES = ("segment", "ga4", "support", "canonical", "snowplow", "posthog")
+_SOURCE_WEIGHTS = (35, 25, 15, 25, 5, 5)
 
 
 

@@ -1,10 +1,10 @@
 """Adapters at the edge: what users already emit -> canonical events (``detectors.events``).
 
 ``adapt(payload, source)`` is what the normalize agent calls once per Kafka message. ``source``
-is the ``fw-source`` header (``streams.topics.SOURCE_HEADER``): "segment", "ga4", "support" or
-"canonical"; without it the format is detected from the payload's shape (``detect``). A payload
-nothing can use raises ``AdapterError``; items of a batch that cannot be used come back in
-``Adapted.rejected`` with their reason, and the rest still flow.
+is the ``fw-source`` header (``streams.topics.SOURCE_HEADER``): "segment", "ga4", "support",
+"snowplow", "posthog" or "canonical"; without it the format is detected from the payload's
+shape (``detect``). A payload nothing can use raises ``AdapterError``; items of a batch that
+cannot be used come back in ``Adapted.rejected`` with their reason, and the rest still flow.
 
 >>> from streams.adapters import adapt
 >>> out = adapt([{"type": "page_view", "id": "e1", "time": 1.0, "session_id": "s1"},
@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from detectors.events import EVENT_TYPES, from_builtins
-from streams.adapters import ga4, segment, support
+from streams.adapters import ga4, posthog, segment, snowplow, support
 from streams.adapters.base import Adapted, AdapterError, Rejected
 from streams.adapters.detect import detect
 
@@ -67,6 +67,8 @@ _ADAPTERS: dict[str, Callable[[Any], Adapted]] = {
     "segment": segment.adapt,
     "ga4": ga4.adapt,
     "support": support.adapt,
+    "snowplow": snowplow.adapt,
+    "posthog": posthog.adapt,
     "canonical": adapt_canonical,
 }
 

@@ -8,11 +8,18 @@ One or two dict lookups per payload, never per event:
   ``app_instance_id``;
 - support: a dict with a ``ticket`` object (Zendesk trigger webhook) or whose ``type`` starts
   with ``zen:event-type:`` (Zendesk event webhook);
+- Snowplow: a string with a tab in it (enriched TSV lines), or an enriched event in its JSON
+  form: a dict with ``event_id`` and ``collector_tstamp`` (fields every enriched event has),
+  or an array whose first item is one;
+- PostHog: a capture body, a dict with ``api_key`` and a ``batch`` array or an ``event``; an
+  event, a dict whose ``event`` is a string and that has ``properties`` or ``distinct_id``
+  but no Segment ``type``; or an array whose first item is one;
 - canonical: a dict whose ``type`` is a ``detectors.events.EVENT_TYPES`` tag, or an array whose
   first item is one.
 
 ``identify`` is both a Segment call and a canonical tag: it is canonical only when it carries
-the canonical ``session_id`` field, which Segment calls never have at the top level.
+the canonical ``session_id`` field, which Segment calls never have at the top level. A
+``batch`` without ``api_key`` stays Segment's unless its first item is a PostHog event.
 A mixed array is judged by its first item; items that do not fit are rejected one by one.
 
 >>> from streams.adapters.base import AdapterError
@@ -21,6 +28,8 @@ A mixed array is judged by its first item; items that do not fit are rejected on
 ('segment', 'ga4')
 >>> detect([{"type": "click", "id": "e1", "time": 1.0, "session_id": "s1", "x": 1, "y": 2}])
 'canonical'
+>>> detect({"event": "$pageview", "properties": {"distinct_id": "d1"}}), detect("a\tb\n")
+('posthog', 'snowplow')
 >>> try:
 ...     detect({"hello": "world"})
 ... except AdapterError as exc:
@@ -37,8 +46,8 @@ from streams.adapters.base import AdapterError
 
 __all__ = ["detect", "Source", "SOURCES"]
 
-Source = Literal["segment", "ga4", "support", "canonical"]
-SOURCES: tuple[Source, ...] = ("segment", "ga4", "support", "canonical")
+Source = Literal["segment", "ga4", "support", "snowplow", "posthog", "canonical"]
+SOURCES: tuple[Source, ...] = ("segment", "ga4", "support", "snowplow", "posthog", "canonical")
 
 _SEGMENT_CALLS = frozenset(("track", "page", "screen", "identify"))
 
@@ -46,6 +55,10 @@ _SEGMENT_CALLS = frozenset(("track", "page", "screen", "identify"))
 def _of_call(item: dict[str, Any]) -> Source | None:
     kind = item.get("type")
     if type(kind) is not str:
+        if "event_id" in item and "collector_tstamp" in item:
+            return "snowplow"
+        if type(item.get("event")) is str and ("properties" in item or "distinct_id" in item):
+            return "posthog"
         return None
     if kind in _SEGMENT_CALLS and (kind != "identify" or "session_id" not in item):
         return "segment"
@@ -61,8 +74,14 @@ def detect(payload: Any) -> Source:
     if type(payload) is dict:
         if not payload:
             raise AdapterError("empty", "empty JSON object")
-        if type(payload.get("batch")) is list:
+        batch = payload.get("batch")
+        if type(batch) is list:
+            head = batch[0] if batch else None
+            if "api_key" in payload or (type(head) is dict and _of_call(head) == "posthog"):
+                return "posthog"
             return "segment"
+        if "api_key" in payload and type(payload.get("event")) is str:
+            return "posthog"
         if type(payload.get("events")) is list and (
             "client_id" in payload or "app_instance_id" in payload
         ):
@@ -79,7 +98,10 @@ def detect(payload: Any) -> Source:
             raise AdapterError("empty", "empty JSON array")
         head = payload[0]
         source = _of_call(head) if type(head) is dict else None
-        if source == "segment" or source == "canonical":
+        if source is not None and source != "support":
             return source
-        raise AdapterError("unknown_format", "an array must hold Segment calls or canonical events")
+        raise AdapterError("unknown_format", "an array must hold Segment calls, Snowplow or "
+                           "PostHog events or canonical events")
+    if type(payload) is str and "\t" in payload:
+        return "snowplow"
     raise AdapterError("unknown_format", f"JSON {type(payload).__name__} is not an event payload")

@@ -137,6 +137,12 @@ def simulate(
     ga4_share: Annotated[float, typer.Option(
         help="Share of sessions sent as GA4 payloads (the rest are Segment).", min=0, max=1,
     )] = 0.2,
+    snowplow_share: Annotated[float, typer.Option(
+        help="Share of sessions sent as Snowplow enriched events (JSON form).", min=0, max=1,
+    )] = 0.0,
+    posthog_share: Annotated[float, typer.Option(
+        help="Share of sessions sent as PostHog events.", min=0, max=1,
+    )] = 0.0,
     sessions: Annotated[int | None, typer.Option(
         help="Stop once this many sessions have started and run to their end, instead of "
         "--duration (their support tickets come up to a few hours of event time later).",
@@ -156,10 +162,11 @@ def simulate(
     (or write it to a file with --out).
 
     Sessions arrive at random, browse, add to cart, check out and pay, as Segment calls (most),
-    GA4 payloads and Zendesk-style ticket webhooks. Friction of every kind frictionwatch detects
-    is injected per session and by scheduled incidents, and changes behaviour (more people
-    leave). The ground truth (--truth) lists every injected friction with its session, time,
-    step and incident, and every session's outcome.
+    GA4 payloads (and Snowplow or PostHog events, if asked) and Zendesk-style ticket webhooks.
+    Friction of every kind frictionwatch detects is injected per session and by scheduled
+    incidents, and changes behaviour (more people leave). The ground truth (--truth) lists
+    every injected friction with its session, time, step and incident, and every session's
+    outcome.
 
     \b
     Examples:
@@ -182,6 +189,8 @@ def simulate(
             friction=_parse_friction(friction or []),
             incidents=incidents,
             ga4_share=ga4_share,
+            snowplow_share=snowplow_share,
+            posthog_share=posthog_share,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

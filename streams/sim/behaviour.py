@@ -192,6 +192,15 @@ class Behaviour:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def web_format(self, u: float) -> str:
+        """The format of a session not sent as GA4, from what is left of its format draw."""
+        cfg = self.config
+        if u < cfg.snowplow_share:
+            return "snowplow"
+        if u < cfg.snowplow_share + cfg.posthog_share:
+            return "posthog"
+        return "segment"
+
     def incident(self, kind: str, t: int, step: int | None = None
                  ) -> tuple[Incident, dict[str, Any]] | None:
         for s, e, inc, settings in self.incidents.get(kind, ()):
@@ -212,8 +221,16 @@ class Behaviour:
         hexid = f"{rng.getrandbits(64):016x}"
         s.sid = f"sess_{hexid}"
         s.key = s.sid.encode()
-        s.fmt = "ga4" if rng.random() < cfg.ga4_share else "segment"
-        s.beacons = s.fmt == "ga4" or self.presence_rng.random() < cfg.segment_beacons
+        u = rng.random()
+        s.fmt = "ga4" if u < cfg.ga4_share else self.web_format(u - cfg.ga4_share)
+        # Every session not sent as GA4 draws, as Segment sessions always have: the presence
+        # stream, and so the session, is the same whichever of these formats it goes out in.
+        # gtag and posthog-js send leave beacons, Snowplow none (it sends heartbeats instead).
+        if s.fmt == "ga4":
+            s.beacons = True
+        else:
+            drawn = self.presence_rng.random() < cfg.segment_beacons
+            s.beacons = drawn if s.fmt == "segment" else s.fmt == "posthog"
         s.anon = f"anon_{rng.getrandbits(48):012x}"
         s.client_id = f"{rng.randrange(10**9, 10**10)}.{t // 1000}"
         s.ga4_device = {"category": s.device}
@@ -454,7 +471,7 @@ class Behaviour:
 
     def web(self, s: Session) -> Iterator[Act]:
         rng = self.rng
-        if s.customer_id and s.fmt == "segment":
+        if s.customer_id and s.fmt != "ga4":  # the renderer drops it where there is no call
             yield self.identify(s)
             s.t += self.ms(rng.uniform(0.05, 0.4))
         buyer = rng.random() < BUYER_SHARE[s.device]
@@ -640,7 +657,7 @@ class Behaviour:
         if step == 1 and s.customer_id is None and rng.random() < LOGIN_AT_CHECKOUT:
             s.t += self.ms(rng.uniform(5.0, 15.0))
             s.customer_id = self.customer()
-            if s.fmt == "segment":
+            if s.fmt != "ga4":
                 yield self.identify(s)
         if step in _API_ENDPOINTS:
             r = yield from self.api_calls(s, step, where["api_error"] == step)
@@ -744,7 +761,7 @@ class Behaviour:
             s.t += self.ms(rng.uniform(6.0, 25.0) if i else rng.uniform(2.0, 10.0))
             yield (s.t, "Form Field Error", {"form": form, "field": field_name,
                                              "message": message}, tr)
-            if s.fmt == "segment":  # GA4's form_submit has no success flag
+            if s.fmt != "ga4":  # GA4's form_submit has no success flag (Snowplow's: dropped)
                 s.t += self.ms(rng.uniform(0.01, 0.05))
                 yield (s.t, "Form Submitted", {"form": form, "success": False}, tr)
         if tr is not None:

@@ -200,6 +200,12 @@ class SimConfig:
     incidents: tuple[Incident, ...] = ()
     #: Share of sessions sent as GA4 Measurement Protocol payloads (the rest are Segment).
     ga4_share: float = 0.2
+    #: Shares of sessions sent as Snowplow enriched events (JSON form) and as PostHog events;
+    #: with ``ga4_share`` at most 1 in all. The format is picked from the draw that picks GA4,
+    #: so a run with these at 0 is the run it always was, and the same seed gives the same
+    #: sessions whichever format they go out in.
+    snowplow_share: float = 0.0
+    posthog_share: float = 0.0
     #: Share of Segment sessions whose tracking plan sends a "Page Left" beacon as each page
     #: goes away (GA4's gtag always sends ``user_engagement``); such sessions' sources "send
     #: presence signals". Beacons still get lost (``BEACON_LOST``).
@@ -230,11 +236,15 @@ class SimConfig:
         if unknown:
             raise ValueError(f"unknown friction types {sorted(unknown)}; one of {FRICTION_TYPES}")
         for name, p in {**self.friction, "ga4_share": self.ga4_share,
+                        "snowplow_share": self.snowplow_share,
+                        "posthog_share": self.posthog_share,
                         "segment_beacons": self.segment_beacons,
                         "support_share": self.support_share,
                         "chat_effect": self.chat_effect}.items():
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {p}")
+        if self.ga4_share + self.snowplow_share + self.posthog_share > 1.0 + 1e-9:
+            raise ValueError("ga4_share, snowplow_share and posthog_share add up to more than 1")
         if self.customers < 1:
             raise ValueError("customers must be >= 1")
         object.__setattr__(self, "incidents", tuple(self.incidents))

@@ -1,6 +1,16 @@
 """Payloads in the formats users emit, per source: Segment calls (``segment_payload``), GA4
-Measurement Protocol payloads (``ga4_payload``), and the times and wording of help-desk tickets
-(``iso_seconds``, ``ticket_text``)."""
+Measurement Protocol payloads (``ga4_payload``), Snowplow enriched events in the analytics
+SDK's JSON form (``snowplow_payload``), PostHog events as posthog-js captures them
+(``posthog_payload``), and the times and wording of help-desk tickets (``iso_seconds``,
+``ticket_text``).
+
+The same actions in each: where a format has no way to say something, that action sends
+nothing (None) rather than something the tool would never send. Snowplow: no leave beacon
+(its ``page_ping`` heartbeats are left out), no identify call (``user_id`` rides on every
+event), no checkout start (its first ``checkout_step`` is that), no step completion, coupon
+result, payment details, API error, form field error or dead click, and clicks only on links
+and buttons (what its link and button click tracking sees). PostHog: the e-commerce and
+form-result events go as custom events named as in Segment's spec, as PostHog's guides do."""
 
 from __future__ import annotations
 
@@ -10,7 +20,8 @@ from typing import Any
 
 from streams.sim.session import Session
 
-__all__ = ["Iso", "ga4_payload", "iso_seconds", "segment_payload", "ticket_text"]
+__all__ = ["Iso", "ga4_payload", "iso_seconds", "posthog_payload", "segment_payload",
+           "snowplow_payload", "ticket_text"]
 
 # --- web: Segment and GA4 --------------------------------------------------------------------
 
@@ -137,6 +148,195 @@ def ga4_payload(s: Session, t: int, kind: str, props: dict[str, Any]) -> dict[st
                                                                "params": params}]}
     if s.customer_id:
         msg["user_id"] = s.customer_id
+    return msg
+
+
+# --- web: Snowplow ---------------------------------------------------------------------------
+
+_SP = "com_snowplowanalytics_snowplow"
+_EC = "com_snowplowanalytics_snowplow_ecommerce"
+#: The UA parser's device classes (``dvce_type``).
+_SP_DEVICES = {"desktop": "Computer", "mobile": "Mobile", "tablet": "Tablet"}
+
+
+def _sp_product(p: dict[str, Any], quantity: int | None = None) -> dict[str, Any]:
+    out = {"id": p["product_id"], "name": p["name"], "category": p["category"],
+           "price": p["price"], "currency": p.get("currency", "USD")}
+    if quantity is not None:
+        out["quantity"] = quantity
+    return out
+
+
+def _sp_ecommerce(kind: str, **entities: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {f"unstruct_event_{_EC}_snowplow_ecommerce_action_1": {"type": kind}}
+    for name, items in entities.items():
+        out[f"contexts_{_EC}_{name}_1"] = items
+    return out
+
+
+def _sp_click(target: str, url: str) -> dict[str, Any] | None:
+    """A ``button_click`` or ``link_click`` for a selector like ``button#pay`` or ``a.card``."""
+    tag, _, rest = target.partition("#")
+    ident = rest or None
+    if ident is None:
+        tag, *classes = target.split(".")
+    else:
+        classes = []
+    if tag == "button":
+        data: dict[str, Any] = {"label": "Button"}
+        if ident:
+            data["id"] = ident
+        if classes:
+            data["classes"] = classes
+        return {f"unstruct_event_{_SP}_button_click_1": data}
+    if tag == "a":
+        data = {"targetUrl": url}
+        if ident:
+            data["elementId"] = ident
+        if classes:
+            data["elementClasses"] = classes
+        return {f"unstruct_event_{_SP}_link_click_1": data}
+    return None
+
+
+def _snowplow_event(kind: str, p: dict[str, Any], url: str) -> dict[str, Any] | None:
+    """A Segment-shaped action as Snowplow's ``event`` and its flat fields; None: no such event."""
+    if kind == "page":
+        out = {"event": "page_view", "page_title": p["title"]}
+        if "referrer" in p:
+            out["page_referrer"] = p["referrer"]
+        return out
+    if kind == "Product Viewed":
+        return {"event": "unstruct", **_sp_ecommerce("product_view", product=[_sp_product(p)])}
+    if kind in ("Product List Viewed", "Products Searched"):
+        name = p["category"] if kind == "Product List Viewed" else "search results"
+        return {"event": "unstruct", f"unstruct_event_{_EC}_snowplow_ecommerce_action_1":
+                {"type": "list_view", "name": name}}
+    if kind == "Product Added":
+        return {"event": "unstruct", **_sp_ecommerce(
+            "add_to_cart", product=[_sp_product(p, p["quantity"])],
+            cart=[{"total_value": p["cart_value"], "currency": p["currency"]}])}
+    if kind == "Checkout Step Viewed":
+        return {"event": "unstruct", **_sp_ecommerce("checkout_step",
+                                                       checkout_step=[{"step": p["step"]}])}
+    if kind == "Order Completed":
+        return {"event": "unstruct", **_sp_ecommerce("transaction", transaction=[{
+            "transaction_id": p["order_id"], "revenue": p["revenue"], "currency": p["currency"],
+            "payment_method": "card", "total_quantity": sum(i.get("quantity", 1)
+                                                            for i in p["products"]),
+            "tax": p["tax"], "shipping": p["shipping"]}])}
+    if kind in ("Payment Attempted", "Payment Declined"):
+        if p.get("success", kind != "Payment Declined"):
+            return None  # a payment that went through shows as the transaction
+        return {"event": "unstruct", **_sp_ecommerce(
+            "trns_error", transaction_error=[{"error_shortcode": p.get("decline_reason")
+                                              or p.get("reason"), "error_type": "soft"}],
+            transaction=[{"transaction_id": p.get("order_id", "pending"), "revenue": p["amount"],
+                          "currency": p["currency"], "payment_method": p["payment_method"],
+                          "total_quantity": 1}])}
+    if kind == "Element Clicked":
+        click = _sp_click(p["target"], url)
+        return None if click is None else {"event": "unstruct", **click}
+    if kind == "JS Error":
+        return {"event": "unstruct", f"unstruct_event_{_SP}_application_error_1": {
+            "programmingLanguage": "JAVASCRIPT", "message": p["message"],
+            "fileName": p["source"]}}
+    if kind == "Web Vitals":
+        return {"event": "unstruct", f"unstruct_event_{_SP}_web_vitals_1": {
+            "lcp": p["lcp"], "inp": p["inp"], "cls": p["cls"], "ttfb": p["ttfb"]}}
+    if kind == "Form Submitted":
+        if p.get("success") is False:
+            return None  # submit_form carries no result: a rejected form would pass as sent
+        return {"event": "unstruct", f"unstruct_event_{_SP}_submit_form_1": {"formId": p["form"]}}
+    return None  # see the module docstring for what Snowplow cannot say
+
+
+def snowplow_payload(s: Session, t: int, kind: str, props: dict[str, Any], iso: Iso
+                     ) -> dict[str, Any] | None:
+    """A Snowplow enriched event (the analytics SDK's JSON form) for an action of ``s`` at
+    ``t`` (ms); None for an action Snowplow has no event for."""
+    fields = _snowplow_event(kind, props, s.url)
+    if fields is None:
+        return None
+    stamp = iso(t)
+    msg: dict[str, Any] = {
+        "app_id": "shop", "platform": "web", "collector_tstamp": stamp,
+        "dvce_created_tstamp": stamp, "event_id": f"{s.sid}.{s.n}", "name_tracker": "sp",
+        "v_tracker": "js-3.23.0", "domain_userid": s.anon, "page_url": s.url,
+        "page_urlpath": s.path, "dvce_type": _SP_DEVICES[s.device],
+        "dvce_ismobile": s.device == "mobile", "domain_sessionid": s.sid,
+        "derived_tstamp": stamp, **fields,
+    }
+    if s.customer_id:
+        msg["user_id"] = s.customer_id
+    return msg
+
+
+# --- web: PostHog ----------------------------------------------------------------------------
+
+_PH_DEVICES = {"desktop": "Desktop", "mobile": "Mobile", "tablet": "Tablet"}
+
+
+def _ph_chain(target: str) -> str:
+    """A selector like ``button#pay`` or ``a.card`` as posthog-js's ``$elements_chain``."""
+    tag, _, ident = target.partition("#")
+    if ident:
+        return f'{tag}:attr__id="{ident}"attr_id="{ident}"nth-child="1"nth-of-type="1"'
+    tag, *classes = tag.split(":")[0].split(".")
+    cls = "".join("." + c for c in sorted(classes))
+    attr = f'attr__class="{" ".join(classes)}"' if classes else ""
+    return f'{tag}{cls}:{attr}nth-child="1"nth-of-type="1"'
+
+
+def _posthog_event(kind: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A Segment-shaped action as a PostHog event name and properties."""
+    if kind == "page":
+        props = {"title": p["title"]}
+        if "referrer" in p:
+            props["$referrer"] = p["referrer"]
+        if "status_code" in p:
+            props["status_code"] = p["status_code"]
+        return "$pageview", props
+    if kind == "Page Left":
+        return "$pageleave", {}
+    if kind == "Element Clicked":  # autocapture sends the element, not the pointer
+        return "$autocapture", {"$event_type": "click", "$ce_version": 1,
+                                "$elements_chain": _ph_chain(p["target"])}
+    if kind == "Dead Click":
+        return "$dead_click", {"$event_type": "click", "$ce_version": 1,
+                               "$elements_chain": _ph_chain(p["target"])}
+    if kind == "JS Error":
+        return "$exception", {"$exception_list": [{
+            "type": "Error", "value": p["message"], "mechanism": {"handled": False,
+                                                                  "type": "onerror"},
+            "stacktrace": {"type": "raw", "frames": [{"filename": p["source"],
+                                                      "in_app": True}]}}]}
+    if kind == "Web Vitals":
+        return "$web_vitals", {"$web_vitals_LCP_value": p["lcp"],
+                               "$web_vitals_INP_value": p["inp"],
+                               "$web_vitals_CLS_value": p["cls"],
+                               "$web_vitals_TTFB_value": p["ttfb"]}
+    return kind, p  # a custom event named as in Segment's spec
+
+
+def posthog_payload(s: Session, t: int, kind: str, props: dict[str, Any], iso: Iso
+                    ) -> dict[str, Any]:
+    """A PostHog event as posthog-js captures it, for an action of ``s`` at ``t`` (ms)."""
+    distinct = s.customer_id or s.anon
+    base = {"distinct_id": distinct, "$session_id": s.sid, "$device_id": s.anon,
+            "$device_type": _PH_DEVICES[s.device], "$current_url": s.url,
+            "$pathname": s.path, "$lib": "web", "$is_identified": bool(s.customer_id)}
+    if s.customer_id:
+        base["$user_id"] = s.customer_id
+    msg: dict[str, Any] = {"uuid": f"{s.sid}.{s.n}", "timestamp": iso(t)}
+    if kind == "identify":
+        msg["event"] = "$identify"
+        msg["properties"] = {**base, "$anon_distinct_id": s.anon}
+        msg["$set"] = props
+        return msg
+    name, extra = _posthog_event(kind, props)
+    msg["event"] = name
+    msg["properties"] = {**base, **extra}
     return msg
 
 

@@ -15,7 +15,7 @@ import msgspec
 
 from streams.sim.behaviour import Behaviour
 from streams.sim.config import Incident, SimConfig
-from streams.sim.formats import Iso, ga4_payload, segment_payload
+from streams.sim.formats import Iso, ga4_payload, posthog_payload, segment_payload, snowplow_payload
 from streams.sim.session import END, TICKET, Session
 from streams.sim.truth import FrictionTruth, SessionOutcome, defines
 
@@ -31,7 +31,7 @@ class SimMessage:
 
     #: Event time, Unix seconds (whole milliseconds).
     time: float
-    #: The ``fw-source`` header value: "segment", "ga4" or "support".
+    #: The ``fw-source`` header value: "segment", "ga4", "snowplow", "posthog" or "support".
     source: str
     #: Kafka key: the session id (web) or None (support webhooks).
     key: bytes | None
@@ -85,6 +85,9 @@ class Simulator:
         self._outcomes: list[SessionOutcome] = []
         #: Messages emitted, by source.
         self.counts: dict[str, int] = {"segment": 0, "ga4": 0, "support": 0}
+        for fmt in ("snowplow", "posthog"):
+            if getattr(config, f"{fmt}_share"):
+                self.counts[fmt] = 0
         self.sessions = 0
         self.orders = 0
         self.revenue = 0.0
@@ -140,6 +143,7 @@ class Simulator:
         expo = rng.expovariate
         segment_render = segment_payload
         ga4_render = ga4_payload
+        other_render = {"snowplow": snowplow_payload, "posthog": posthog_payload}
         try:
             while heap:
                 t, _, s, act = pop(heap)
@@ -215,13 +219,22 @@ class Simulator:
                         if kind == "identify":
                             o.customer_id = s.customer_id
                         self.clock = t / 1000
-                        counts[s.fmt] += 1
-                        s.n += 1
-                        if s.fmt == "segment":
-                            yield SimMessage(t / 1000, "segment", s.key,
-                                             segment_render(s, t, kind, act[2], iso))
+                        fmt = s.fmt
+                        if fmt == "segment" or fmt == "ga4":
+                            counts[fmt] += 1
+                            s.n += 1
+                            if fmt == "segment":
+                                yield SimMessage(t / 1000, "segment", s.key,
+                                                 segment_render(s, t, kind, act[2], iso))
+                            else:
+                                yield SimMessage(t / 1000, "ga4", s.key,
+                                                 ga4_render(s, t, kind, act[2]))
                         else:
-                            yield SimMessage(t / 1000, "ga4", s.key, ga4_render(s, t, kind, act[2]))
+                            s.n += 1
+                            payload = other_render[fmt](s, t, kind, act[2], iso)
+                            if payload is not None:  # None: the format cannot say it
+                                counts[fmt] += 1
+                                yield SimMessage(t / 1000, fmt, s.key, payload)
                 try:
                     nxt = next(s.gen)
                 except StopIteration:

@@ -31,7 +31,7 @@ class Session:
     )
     sid: str
     key: bytes
-    #: "segment" or "ga4"
+    #: "segment", "ga4", "snowplow" or "posthog"
     fmt: str
     device: str
     anon: str

@@ -269,3 +269,21 @@ def test_web_detectors_names_are_the_simulators_friction_types() -> None:
     assert set(names) <= set(FRICTION_TYPES) and len(set(names)) == 6
     with pytest.raises(ValueError, match="unknown detectors"):
         web_detectors(rage_clicks={"count": 4})
+
+
+def test_rage_clicks_without_a_position_go_by_target() -> None:
+    """Snowplow link_click and PostHog $autocapture carry the element, not the pointer: the
+    same element stands in for "within the radius"; no element named, no burst."""
+
+    def bare(t: float, target: str | None) -> ev.Click:
+        return ev.Click(id=f"b{t}", time=t, session_id=SID, target=target)
+
+    det, state = RageClickDetector(), SessionState(session_id=SID)
+    burst = [bare(t, "button#pay") for t in (1.0, 1.2, 1.4, 1.6)]
+    out = [s for e in burst for s in det.update(state, e)]
+    assert [(s.time, s.start, s.evidence["clicks"], s.evidence["x"]) for s in out] == [
+        (1.4, 1.0, 3, None)]
+    state = decode_state(encode_state(state))  # the memory stays JSON-able mid-burst
+    mixed = [bare(5.0, "a#help"), bare(5.2, "button#pay"), bare(5.4, "a#help"), bare(5.5, None),
+             bare(5.6, None), bare(5.7, None), bare(7.0, "a#help")]
+    assert [s for e in mixed for s in det.update(state, e)] == []

@@ -450,6 +450,9 @@ def test_incident_spec_parses_units_and_values() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"events_per_second": 0}, {"friction": {"nope": 0.1}},
                                     {"friction": {"rage_click": 2}}, {"ga4_share": -0.1},
+                                    {"snowplow_share": 1.5}, {"posthog_share": -0.1},
+                                    {"ga4_share": 0.5, "snowplow_share": 0.3,
+                                     "posthog_share": 0.3},
                                     {"duration": -1}, {"warmup": -5}])
 def test_bad_config_is_a_value_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -469,3 +472,39 @@ def test_a_new_friction_record_never_inherits_a_dead_ones_onset_count() -> None:
     for i in range(200):
         fresh = FrictionTruth(f"s{i + 1}", None, "rage_click", 0.0, 0.0, None, None, {})
         assert [defines(fresh, click, {}, counts) for _ in range(3)] == [False, False, True]
+
+
+def test_snowplow_and_posthog_sessions_adapt_cleanly_and_keep_their_sessions() -> None:
+    """The same seed gives the same sessions in every format: the format comes from the draw
+    that picks GA4, so the shares pick formats without changing anything else."""
+
+    def run(**shares: float) -> tuple[list[SimMessage], list[Any]]:
+        sim = Simulator(SimConfig(seed=3, events_per_second=40, duration=300, **shares))
+        return list(sim.messages()), [o.session_id for o in sim.outcomes]
+
+    segment, sessions = run(ga4_share=0.0, segment_beacons=1.0)
+    # Leave beacons draw from the presence stream: Snowplow, which has none, is the run of
+    # Segment without them.
+    assert run(ga4_share=0.0, snowplow_share=1.0)[1] == run(ga4_share=0.0,
+                                                            segment_beacons=0.0)[1]
+    for name in ("snowplow", "posthog"):
+        msgs, same = run(ga4_share=0.0, **{f"{name}_share": 1.0})
+        assert name == "snowplow" or same == sessions
+        assert {m.source for m in msgs} == {name, "support"}
+        web = [m for m in msgs if m.source == name]
+        for m in web:
+            assert detect(m.payload) == name
+            out = adapt(m.payload, name)
+            assert not out.rejected and len(out.events) == 1
+            assert out.events[0].time == m.time and m.key == out.events[0].session_id.encode()
+        kinds = {type(adapt(m.payload, name).events[0]) for m in web}
+        if name == "posthog":  # everything Segment sends, leave beacons included
+            assert kinds == {type(e) for m in segment if m.source == "segment"
+                             for e in adapt(m.payload, "segment").events}
+        else:  # what Snowplow can say: no leave beacon, field error, dead click, API error
+            assert ev.Presence not in kinds and ev.OrderCompleted in kinds
+            assert ev.Click in kinds and ev.PaymentAttempted in kinds
+    mixed = Simulator(SimConfig(seed=3, events_per_second=40, duration=120, ga4_share=0.25,
+                                snowplow_share=0.25, posthog_share=0.25))
+    assert {m.source for m in mixed.messages()} >= {"segment", "ga4", "snowplow", "posthog"}
+    assert set(mixed.counts) == {"segment", "ga4", "snowplow", "posthog", "support"}
