@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from detectors import events as ev
+from detectors.noise import click_kind
 from streams.adapters import adapt, detect
 from streams.sim import (
     DEFAULT_START,
@@ -91,7 +92,10 @@ def evidence(events: list[Any]) -> set[str]:
     for i, c in enumerate(clicks):
         near = [d for d in clicks[i:] if d.time - c.time <= 1.0
                 and abs(d.x - c.x) <= 30 and abs(d.y - c.y) <= 30]
-        if len(near) >= 3:
+        # Not rage: taps on a quantity stepper, a double or triple click selecting text.
+        kind = click_kind(near[-1].target, near[-1].text) if len(near) >= 3 else None
+        if len(near) >= 3 and kind != "stepper" and not (kind in ("text", "editable")
+                                                         and len(near) <= 3):
             found.add("rage_click")
     for c in clicks:
         if any(isinstance(e, ev.JsError) and 0 <= e.time - c.time <= 1.0 for e in events):
@@ -315,6 +319,23 @@ def test_every_friction_pattern_in_the_events_is_in_the_truth(busy: Run) -> None
         assert found <= truth, (sid, found - truth)
         seen |= found
     assert seen == set(FRICTION_TYPES)
+
+
+def test_repeated_clicks_that_are_not_friction_are_there_and_not_flagged(busy: Run) -> None:
+    from detectors.clicks import RageClickDetector
+    from detectors.session import SessionProcessor
+
+    selections = steppers = 0
+    for sid, events in busy.by_session.items():
+        clicks = [e for e in events if isinstance(e, ev.Click)]
+        kinds = [click_kind(c.target, c.text) for c in clicks]
+        selections += sum(k == "text" for k in kinds)
+        steppers += sum(k == "stepper" for k in kinds)
+        if "rage_click" in {t.friction for t in busy.truth_by_session[sid]}:
+            continue
+        _, out = SessionProcessor([RageClickDetector()]).apply(None, clicks)
+        assert out == [], sid
+    assert selections > 100 and steppers > 100
 
 
 def test_conversion_and_checkout_completion_are_plausible(population: Simulator) -> None:
