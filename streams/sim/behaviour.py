@@ -715,11 +715,34 @@ class Behaviour:
             return (yield from self.pay(s))
         s.t += self.ms(rng.uniform(0.5, 3.0))
         x, y = self.xy(s, 0.5, 0.85)
+        if (yield from self.broken_button(s, step, "button#continue", x, y)):
+            return True
         yield (s.t, "Element Clicked", {"x": x, "y": y, "target": "button#continue"}, None)
         s.t += self.ms(rng.uniform(0.2, 0.8))
         yield self.step_done(s, step)
         s.t += self.ms(rng.uniform(0.3, 1.5))
         return False
+
+    def broken_button(self, s: Session, step: int, target: str, x: float, y: float) -> Part:
+        """If a ``broken_button`` incident has broken ``target`` now: the shopper's clicks on
+        it, each dead (a dead click each, reported by the SDK where it reports them), a few
+        seconds apart, until it works again or they give up. True: they left. Draws from the
+        main stream only during such an incident."""
+        rng = self.rng
+        for tries in range(3):
+            broken = self.incident("broken_button", s.t)
+            if broken is None or broken[1]["target"] != target:
+                return False
+            tr = self.truth(s, "dead_click", step, broken[0], target=target, x=x, y=y,
+                            path=s.path, reported=s.dead_sdk)
+            yield (s.t, "Element Clicked", {"x": x, "y": y, "target": target}, tr)
+            if s.dead_sdk:
+                s.t += self.ms(rng.uniform(1.0, 1.5))
+                yield (s.t, "Dead Click", {"x": x, "y": y, "target": target}, tr)
+            s.t += self.ms(rng.uniform(4.0, 10.0))  # nothing happens; they wait, try again
+            if tries and self.leaves(s, "dead_click"):
+                return True
+        return True  # three dead clicks: they give up
 
     def backtrack(self, s: Session, step: int) -> Part:
         rng = self.rng
@@ -866,6 +889,8 @@ class Behaviour:
         for attempt in range(5):
             s.t += self.ms(rng.uniform(15.0, 60.0) if attempt else rng.uniform(1.0, 4.0))
             x, y = self.xy(s, 0.5, 0.9)
+            if (yield from self.broken_button(s, 4, "button#place-order", x, y)):
+                return True
             yield (s.t, "Element Clicked", {"x": x, "y": y, "target": "button#place-order"},
                    tr)  # within a run of declines: part of it
             s.t += self.ms(rng.uniform(0.8, 3.0))

@@ -250,3 +250,35 @@ def test_elements_watched_per_step_are_bounded() -> None:
     watched = det.elements[("shop", "pay")]
     assert len(watched) == 5 and "other" not in watched
     assert set(watched) == {f"a.link-{i}" for i in range(35, 40)}
+
+
+def test_the_simulators_broken_button_opens_an_element_incident_that_resolves() -> None:
+    import calendar
+    import time
+
+    from detectors.incidents import IncidentConfig, IncidentPipeline
+
+    def _t(iso: str) -> float:
+        return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
+
+    # A short warm-up for the review step: the sessions reaching it in a few minutes.
+    cfg = SimConfig(seed=5, events_per_second=100, duration=1200,
+                    incidents=(Incident("broken_button", 480, 180),))
+    settings = Settings(abandonment_model=False)
+    engine = detection.engine(settings)
+    pipeline = IncidentPipeline(engine.funnel, IncidentConfig(warmup_entries=30), lateness=15.0)
+    docs = []
+    for msg in Simulator(cfg).messages():
+        for evs in normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000,
+                             now=0.0).web.values():
+            engine.feed(evs)
+        docs += pipeline.advance(engine.watermark)
+    docs += pipeline.finish()
+    elements = [d["data"] for d in docs if d["data"]["element"] is not None
+                and d["data"]["status"] in ("opened", "resolved")]
+    assert [(e["status"], e["step"], e["element"], e["reason"]) for e in elements] == [
+        ("opened", "review", "button#place-order", "dead_click"),
+        ("resolved", "review", "button#place-order", "dead_click")]
+    start = cfg.start + 480
+    opened, resolved = _t(elements[0]["opened"]), _t(elements[1]["resolved"])
+    assert start < opened <= start + 120 and resolved >= start + 180

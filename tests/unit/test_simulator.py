@@ -42,6 +42,7 @@ INCIDENTS = (
     Incident("slow_step", 450, 120),
     Incident("api_outage", 600, 120),
     Incident("promo_broken", 750, 120, name="spring-promo"),
+    Incident("broken_button", 180, 120, {"target": "button#continue"}),
 )
 
 
@@ -258,6 +259,12 @@ def test_no_friction_no_incidents_means_empty_truth() -> None:
     assert sim.truth == []
 
 
+def test_a_broken_button_must_be_one_the_simulator_has() -> None:
+    assert Incident.parse("broken_button@1m+2m").settings["target"] == "button#place-order"
+    with pytest.raises(ValueError, match="unknown target"):
+        Incident.parse("broken_button@1m+2m:target=a.nav-sale")
+
+
 def test_every_incident_kind_hits_many_sessions_inside_its_window(busy: Run) -> None:
     by_incident: dict[str, list[FrictionTruth]] = defaultdict(list)
     for t in busy.sim.truth:
@@ -267,7 +274,7 @@ def test_every_incident_kind_hits_many_sessions_inside_its_window(busy: Run) -> 
     assert {i.kind for i in INCIDENTS} == set(INCIDENT_KINDS)
     expected = {"payment_outage": "payment_declined", "broken_field": "form_error_loop",
                 "slow_step": "slow_page", "api_outage": "api_error",
-                "promo_broken": "coupon_failure"}
+                "promo_broken": "coupon_failure", "broken_button": "dead_click"}
     for inc in INCIDENTS:
         hits = by_incident[inc.label]
         assert len(hits) >= 5, inc
