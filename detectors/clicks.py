@@ -7,6 +7,7 @@ strings (JSON-able, bounded); ``update`` costs a few microseconds per event.
 
 ==================  ===================================================================
 rage_click          >= 3 clicks within 1 s, pairwise within 30 px: one signal per burst
+                    (none on +/- steppers; on text, >= 4: a triple click selects)
 dead_click          the client SDK's dead-click report, or silence for 1 s after a click on
                     an element whose silent clicks SDKs report as dead
 error_click         a click followed by a JS error within 1 s

@@ -38,6 +38,7 @@ from models import checkpoint
 from streams import checkpoints, detection
 from streams.deadletter import decode_reason
 from streams.guard import Guard, inc_finite, set_finite
+from streams.journeys import load_journeys
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import partition_for
@@ -138,7 +139,12 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
     checkpoints.restore(state, path)
     for (journey, step), st in detector.steps.items():
         metrics.incident_open.labels(journey, step).set(1 if st.incident else 0)
-    for journey, step in detector.elements:
+    # Every step's element-incident series from the start, at 0: an element incident is rare,
+    # and a series that appears only with one cannot tell "none" from "not watched".
+    steps = {(j.name, name) for j in load_journeys(settings.journeys_file).values()
+             for name in j.step_names} | set(detector.elements)
+    for journey, step in steps:
+        metrics.element_incidents_opened.labels(journey, step)
         metrics.element_incidents_open.labels(journey, step).set(
             detector.open_elements(journey, step))
 
