@@ -97,7 +97,7 @@ def judge(docs: list[dict[str, Any]], outages: list[Outage]) -> tuple[list[str],
                              f"{_t(i['opened']) - o.start:+4.0f} s after the start, resolved "
                              + (f"{_t(end['resolved']) - o.end:+4.0f} s after the end"
                                 if end else "never")
-                             + f"; {i['sessions_affected']} sessions")
+                             + f"; {(end or i)['sessions_affected']} sessions")
             if not hit:
                 lines.append(f"  {o.kind:15s} {o.step:9s} element {element}: MISSED")
         mine = [i for i in opened if i["step"] == o.step
