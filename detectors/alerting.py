@@ -182,6 +182,8 @@ class Alerting:
             presence = sig.evidence.get("presence")
             if presence == "unknown" and not self.silent_stalls:
                 continue
+            if sig.evidence.get("scope") == "site":
+                continue  # a page failing outside any journey: site health, not this customer
             decayed = self.score(state, sig.time)
             if not mem["armed"] and decayed < self.rearm_below:
                 mem["armed"] = True  # calm again: the next struggle may alert
@@ -202,7 +204,8 @@ class Alerting:
                 chat_cooled = (mem["last_chat"] is None
                                or sig.time - mem["last_chat"] >= self.cooldown)
                 there = (presence is None or presence == "confirmed"
-                         or presence == "presumed" and self.chat_presumed)
+                         or presence == "presumed" and self.chat_presumed
+                         or presence == "unknown")  # only here if silent_stalls asked for it
                 if chat_cooled and there:
                     mem["last_chat"] = sig.time
                     mem["chats"] += 1

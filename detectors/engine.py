@@ -259,7 +259,9 @@ class Engine:
         out.signals += signals
         hits = record_hits(state, signals)
         if self.funnel is not None:
-            self.funnel.signals(state, signals, hits)
+            # A page failing outside the journeys (site health) is not the step's friction.
+            self.funnel.signals(state, [s for s in signals if s.evidence.get("scope") != "site"],
+                                hits)
         if self.alerting is not None:
             alerts, chats = self.alerting.on_signals(state, signals)
             out.alerts += alerts

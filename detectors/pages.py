@@ -20,11 +20,18 @@ api_error           failed API calls in checkout (5xx, 429, network error 0): on
 ...     PagePerformance(id="3", time=11.0, session_id="s", lcp_ms=5200.0, inp_ms=90.0)])
 >>> [(s.type, s.start, s.time) for s in signals]
 [('error_page', 1.0, 1.0), ('slow_page', 5.0, 11.0)]
+
+Scope: given a ``PageScope``, each of these signals says whether it is the customer's friction
+(evidence ``scope`` "session": in checkout, on a journey's pages or on configured paths) or
+the site's health ("site": an old blog post's 404), which dashboards count but which neither
+alerts nor offers chat (``detectors.alerting``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors import events as ev
@@ -34,7 +41,43 @@ from detectors.noise import IgnoreList
 if TYPE_CHECKING:
     from detectors.session import SessionState
 
-__all__ = ["ApiErrorDetector", "ErrorPageDetector", "SlowPageDetector"]
+__all__ = ["ApiErrorDetector", "ErrorPageDetector", "PageScope", "SlowPageDetector"]
+
+
+class PageScope:
+    """Where a failing page is the customer's friction: while the session is in checkout, and
+    on pages whose URL (or path) matches one of ``globs`` (whole, as ``fnmatch``) or
+    ``regexes`` (searched): the configured journeys' step patterns and the paths a
+    deployment adds. Elsewhere it is the site's health.
+
+    >>> scope = PageScope(globs=["*/cart"], regexes=["/account/"])
+    >>> from detectors.session import SessionState
+    >>> s = SessionState(session_id="s")
+    >>> [scope.contains(s, u) for u in ("https://shop.example/cart", "/account/orders",
+    ...                                 "/blog/2019/old-post", None)]
+    [True, True, False, False]
+    >>> s.checkout_step = 2
+    >>> scope.contains(s, "/blog/2019/old-post")
+    True
+    """
+
+    def __init__(self, globs: Iterable[str] = (), regexes: Iterable[str] = ()) -> None:
+        whole = [fnmatch.translate(g) for g in globs]
+        self._glob = re.compile("|".join(whole)) if whole else None
+        found = list(regexes)
+        self._regex = re.compile("|".join(f"(?:{r})" for r in found)) if found else None
+
+    def contains(self, state: SessionState, url: str | None) -> bool:
+        if state.checkout_step:
+            return True
+        if url is None:
+            return False
+        return (self._glob is not None and self._glob.match(url) is not None
+                or self._regex is not None and self._regex.search(url) is not None)
+
+    def label(self, state: SessionState, url: str | None) -> str:
+        """Evidence ``scope``: "session" or "site"."""
+        return "session" if self.contains(state, url) else "site"
 
 
 class SlowPageDetector(BaseDetector):
@@ -75,11 +118,13 @@ class SlowPageDetector(BaseDetector):
     handles: ClassVar[tuple[type, ...]] = (ev.PagePerformance,)
 
     def __init__(self, lcp_ms: float = 4000.0, inp_ms: float = 500.0,
+                 scope: PageScope | None = None,
                  ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if lcp_ms <= 0 or inp_ms <= 0:
             raise ValueError("lcp_ms and inp_ms must be > 0")
         self.lcp_ms = lcp_ms
         self.inp_ms = inp_ms
+        self.scope = scope
         self.ignore = IgnoreList.from_spec(ignore)
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
@@ -102,10 +147,11 @@ class SlowPageDetector(BaseDetector):
         start, path = event.time, None
         if viewed is not None:
             start, path = min(viewed, event.time), state.page
+        evidence = {"url": event.url, "path": path, "lcp_ms": lcp, "inp_ms": inp, "poor": poor}
+        if self.scope is not None:
+            evidence["scope"] = self.scope.label(state, path or event.url)
         return [Signal(type="slow_page", session_id=state.session_id, time=event.time,
-                       start=start, step=state.checkout_step or None,
-                       evidence={"url": event.url, "path": path, "lcp_ms": lcp, "inp_ms": inp,
-                                 "poor": poor})]
+                       start=start, step=state.checkout_step or None, evidence=evidence)]
 
 
 class ErrorPageDetector(BaseDetector):
@@ -135,11 +181,12 @@ class ErrorPageDetector(BaseDetector):
     name = "error_page"
     handles: ClassVar[tuple[type, ...]] = (ev.PageView,)
 
-    def __init__(self, min_status: int = 400,
+    def __init__(self, min_status: int = 400, scope: PageScope | None = None,
                  ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if not 100 <= min_status <= 599:
             raise ValueError("min_status must be an HTTP status (100-599)")
         self.min_status = min_status
+        self.scope = scope
         self.ignore = IgnoreList.from_spec(ignore)
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
@@ -148,9 +195,11 @@ class ErrorPageDetector(BaseDetector):
             return ()
         if self.ignore is not None and self.ignore.matches_path(event.path or event.url):
             return ()
+        evidence: dict[str, Any] = {"path": event.path, "url": event.url, "status": status}
+        if self.scope is not None:
+            evidence["scope"] = self.scope.label(state, event.path or event.url)
         return [Signal(type="error_page", session_id=state.session_id, time=event.time,
-                       start=event.time, step=state.checkout_step or None,
-                       evidence={"path": event.path, "url": event.url, "status": status})]
+                       start=event.time, step=state.checkout_step or None, evidence=evidence)]
 
 
 class ApiErrorDetector(BaseDetector):
@@ -170,7 +219,8 @@ class ApiErrorDetector(BaseDetector):
         Count 4xx other than 429 as failures too. Default False (see above).
     checkout_only
         Only while the session is in checkout (``state.checkout_step > 0``), as the issue
-        asks. Default True.
+        asks. Default True. A ``scope`` given instead decides: outside it a failure is the
+        site's health (evidence ``scope`` "site").
     episode_gap_s
         Seconds between failures of one endpoint that still make one episode. Default 60:
         retries with backoff and a shopper's own retries come within seconds to a minute.
@@ -202,6 +252,7 @@ class ApiErrorDetector(BaseDetector):
 
     def __init__(self, client_errors: bool = False, checkout_only: bool = True,
                  episode_gap_s: float = 60.0, max_endpoints: int = 8,
+                 scope: PageScope | None = None,
                  ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if episode_gap_s < 0 or max_endpoints < 1:
             raise ValueError("episode_gap_s must be >= 0 and max_endpoints >= 1")
@@ -209,6 +260,7 @@ class ApiErrorDetector(BaseDetector):
         self.checkout_only = checkout_only
         self.episode_gap_s = episode_gap_s
         self.max_endpoints = max_endpoints
+        self.scope = scope
         self.ignore = IgnoreList.from_spec(ignore)
 
     def is_failure(self, status: int) -> bool:
@@ -218,7 +270,8 @@ class ApiErrorDetector(BaseDetector):
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         status = event.status_code
-        if not self.is_failure(status) or (self.checkout_only and not state.checkout_step):
+        if not self.is_failure(status) or (self.scope is None and self.checkout_only
+                                           and not state.checkout_step):
             return ()
         ignore = self.ignore
         if ignore is not None and (ignore.matches_path(event.endpoint)
@@ -237,6 +290,8 @@ class ApiErrorDetector(BaseDetector):
             return ()
         if len(seen) > self.max_endpoints:
             del seen[next(iter(seen))]
+        evidence: dict[str, Any] = {"endpoint": endpoint, "status": status}
+        if self.scope is not None:
+            evidence["scope"] = self.scope.label(state, state.page or event.url)
         return [Signal(type="api_error", session_id=state.session_id, time=t, start=t,
-                       step=state.checkout_step or None,
-                       evidence={"endpoint": endpoint, "status": status})]
+                       step=state.checkout_step or None, evidence=evidence)]

@@ -37,8 +37,11 @@ class Watch:
     bootstrap: str
     worker_url: str
     started: float = field(default_factory=time.monotonic)
-    #: what the demo sent
+    #: what the demo sent: simulated messages (one event each), of which ``history_messages``
+    #: were the shop's recent past sent at once, and malformed ones on top
     sent_messages: int = 0
+    history_messages: int = 0
+    live_started: float | None = None
     sent_bad: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     #: what the worker did (its /metrics)
@@ -59,6 +62,11 @@ class Watch:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    @property
+    def live_elapsed(self) -> float:
+        """Seconds since the live part began (after the history was sent)."""
+        return 0.0 if self.live_started is None else time.monotonic() - self.live_started
 
     def scrape(self) -> None:
         """Read the worker's counters from /metrics (silently keep the last on failure)."""
@@ -169,7 +177,8 @@ def render(w: Watch, final: bool = False) -> Group:
     head = Text.assemble(
         ("frictionwatch demo" + (" summary" if final else ""), "bold"),
         f"   {w.elapsed:5.0f} s   Kafka {w.bootstrap}   worker {w.worker_url}\n",
-        f"sent {w.sent_messages:,} messages ({w.sent_bad} deliberately bad)   worker processed "
+        f"sent {w.sent_messages:,} messages of shop traffic (one event each; "
+        f"{w.history_messages:,} of them history) + {w.sent_bad} malformed   worker processed "
         f"{processed:,} events ({processed / max(w.elapsed, 1e-9):,.0f}/s)",
     )
     f = w.funnel()

@@ -38,7 +38,8 @@ def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProc
     models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
     ignore = {name: {"ignore": spec} for name, spec in settings.detector_ignore.items()}
     found = default_detectors(ignore, journeys=load_journeys(settings.journeys_file),
-                              funnel=Funnel(settings.incident_window_seconds))
+                              funnel=Funnel(settings.incident_window_seconds),
+                              friction_paths=settings.friction_paths)
     return SessionProcessor([*found, *models, *extra])
 
 

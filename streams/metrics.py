@@ -66,6 +66,14 @@ class Metrics:
             ["type"],
             registry=registry,
         )
+        self.site_health = Counter(
+            "frictionwatch_site_health_signals_total",
+            "Pages failing outside checkout, the journeys' pages and the configured friction "
+            "paths (error pages, slow pages, failed API calls), by type: the site's health, "
+            "not a customer's friction (never alerts).",
+            ["type"],
+            registry=registry,
+        )
         self.alerts = Counter(
             "frictionwatch_alerts_total",
             "Session alerts sent to the alerts topic, by the friction that triggered them.",

@@ -368,6 +368,31 @@ def _empty(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
+def lift_ylim(lift: np.ndarray, low: np.ndarray, high: np.ndarray, skip: float = 0.2
+              ) -> tuple[float, float] | None:
+    """The lift plot's y-range, in percentage points: what the path and its interval span once
+    the first ``skip`` share of units is in, and 0. The first points' interval is the widest
+    and their lift the noisiest; letting them set the range flattens the part that matters,
+    so they may run off the plot instead. None: nothing finite to show.
+
+    >>> lift = np.array([0.5, -0.4, 0.03, 0.02, 0.025, 0.02, 0.021, 0.02, 0.02, 0.02])
+    >>> lo, hi = lift_ylim(lift, lift - 0.01, lift + 0.01)
+    >>> round(lo, 1), round(hi, 1)
+    (-0.4, 4.4)
+    """
+    n = len(lift)
+    if not n:
+        return None
+    start = min(int(n * skip), n - 1)
+    vals = np.concatenate([lift[start:], low[start:], high[start:]]) * 100
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return None
+    lo, hi = min(float(vals.min()), 0.0), max(float(vals.max()), 0.0)
+    pad = 0.1 * (hi - lo) or 1.0
+    return lo - pad, hi + pad
+
+
 def _plot_lift(out: Path, led: Ledger, name: str | None, settings: Settings, end: float,
                status: str) -> None:
     fig = _figure()
@@ -382,6 +407,9 @@ def _plot_lift(out: Path, led: Ledger, name: str | None, settings: Settings, end
                             label=f"{1 - settings.lift_alpha:.0%} always-valid interval")
         if times[-1] > times[0]:
             ax.set_xlim(times[0], times[-1])
+        ylim = lift_ylim(lift, low, high)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_ylabel("treatment - control (percentage points)")
         ax.set_xlabel("time a unit became final (UTC)")

@@ -76,7 +76,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     signal_topic, alert_topic = topics["friction_signals"], topics["alerts"]
     chat_topic, labels_topic = topics["chat_triggers"], topics["labels"]
     experiments_topic, support_topic = topics["experiments"], topics["support_events"]
-    m_signals, m_alerts = metrics.signals, metrics.alerts
+    m_signals, m_alerts, m_site = metrics.signals, metrics.alerts, metrics.site_health
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
     m_at_risk, m_abandoned = metrics.revenue_at_risk, metrics.step_abandoned
     m_msgs = metrics.messages.labels(topic="web_events")
@@ -205,7 +205,8 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         """Send what the detectors produced; each record on its own, so one that cannot be
         encoded or sent becomes a dead letter and the others still go."""
         for sig in out.signals:
-            m_signals.labels(type=sig.type).inc()
+            site = sig.evidence.get("scope") == "site"
+            (m_site if site else m_signals).labels(type=sig.type).inc()
             await emit(signal_topic, sig.session_id, sig, "friction signal", at)
         for doc in out.alerts:
             m_alerts.labels(reason=doc["data"]["reason"]).inc()

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     explicit_session_gap: float = Field(default=14400.0, ge=0)
     #: YAML file of journeys (checkout funnels); unset: the packaged retail and B2B ones.
     journeys_file: Path | None = None
+    #: URL globs (on the page URL or path) where error pages, slow pages and failed API calls
+    #: are the customer's friction, beside checkout and the journeys' own pages; elsewhere
+    #: they are site health (counted, on the dashboards, never alerting). JSON in the
+    #: environment: '["*/account/*", "/p/*"]'.
+    friction_paths: list[str] = []
     #: Salt for the hashed customer ids alerts carry (set it to keep them unlinkable).
     customer_salt: str = ""
     #: Alert (and offer chat) on a checkout stall known only from silence, in sessions whose

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import msgspec
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from detectors.quality import Quality, evaluate, split_truth
+from detectors.quality import Quality, Truth, evaluate, split_truth
 from models.kpis import merged, total
 from streams import detection
 from streams.backtest import BacktestResult, run
@@ -84,15 +87,47 @@ def backtest(
                 for d in docs:
                     w.write(json.dumps(d, separators=(",", ":")) + "\n")
     if truth is not None:
-        records, ignore = split_truth(read_truth(truth).frictions)
+        known = read_truth(truth)
+        records, ignore = split_truth(known.frictions)
         if not records:
             raise fail(f"{truth} has no friction records")
-        out.print(quality_table(evaluate(res.outputs.signals, records, ignore=ignore)))
+        signals = res.outputs.signals
+        presence = {o.session_id for o in known.outcomes if o.presence}
+        notes = []
+        if presence:
+            signals, records, ignore = _silent_apart(signals, records, ignore, presence)
+            notes.append(f"{SILENT}: stalls in sessions whose source sends no presence signal "
+                         "(silence only: they do not alert)")
+        rows = evaluate(signals, records, ignore=ignore)
+        left_out = len(signals) - sum(q.signals for q in rows.values())
+        if left_out:
+            notes.append(f"{left_out:,} signals are not scored: they are about frictions that "
+                         "began before the file or run past its end")
+        table = quality_table(rows)
+        table.caption = "; ".join(notes) or None
+        out.print(table)
+
+
+#: The quality table's row for stalls known from silence only.
+SILENT = "stall (silence)"
+
+
+def _silent_apart(signals: list[Any], records: list[Truth], ignore: list[Truth],
+                  presence: set[str]) -> tuple[list[Any], list[Truth], list[Truth]]:
+    """Stalls of sessions outside ``presence`` (their source sends no presence signal) as a
+    type of their own, so ``step_stall`` is scored where it can be told from leaving."""
+    def sig(s: Any) -> Any:
+        return (msgspec.structs.replace(s, type=SILENT)
+                if s.type == "step_stall" and s.session_id not in presence else s)
+
+    def tru(t: Truth) -> Truth:
+        return (dataclasses.replace(t, friction=SILENT)
+                if t.friction == "step_stall" and t.session_id not in presence else t)
+
+    return [sig(s) for s in signals], [tru(t) for t in records], [tru(t) for t in ignore]
 
 
 def _signal(s: object) -> dict[str, object]:
-    import msgspec
-
     return msgspec.to_builtins(s)  # type: ignore[no-any-return]
 
 
@@ -133,10 +168,12 @@ def _report(console: Console, res: BacktestResult, dead_file: Path | None = None
 
 
 def quality_table(rows: Mapping[str, Quality], title: str = "detection quality") -> Table:
-    t = Table(title=title)
-    for col in ("friction", "truth", "signals", "precision", "recall", "F1", "median TTD s",
-                "from 1st evidence"):
-        t.add_column(col, justify="left" if col == "friction" else "right")
+    """Precision, recall, F1 and median time to detect (from the friction's onset, and from
+    its first evidence) per type; narrow enough for an 80-column terminal."""
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("friction", no_wrap=True, min_width=16)
+    for col in ("truth", "signals", "prec.", "recall", "F1", "TTD s", "1st ev."):
+        t.add_column(col, justify="right", no_wrap=True)
     for name in sorted(rows):
         q = rows[name]
         ttd, ttd0 = q.median_ttd, q.median_ttd_start

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +22,7 @@ from streams.commands.common import BrokerOption, fail, kafka
 from streams.demo import Watch, render
 from streams.kafka_io import IngestProducer
 from streams.settings import Settings
-from streams.sim import Incident, SimConfig, Simulator, write_truth
+from streams.sim import Incident, SimConfig, SimMessage, Simulator, write_truth
 from streams.sim.traffic import run_until_signal, send_live
 from streams.worker_process import WorkerError, WorkerProcess
 
@@ -64,9 +66,35 @@ class _DemoSink:
             w.sent_bad += 1
 
 
+def split_at(messages: Iterable[SimMessage], t: float
+             ) -> tuple[Iterator[SimMessage], Iterator[SimMessage]]:
+    """The messages before event time ``t``, then the rest (consume the first part first).
+
+    >>> msgs = [SimMessage(float(i), "segment", None, {}) for i in range(5)]
+    >>> before, after = split_at(msgs, 2.5)
+    >>> [m.time for m in before], [m.time for m in after]
+    ([0.0, 1.0, 2.0], [3.0, 4.0])
+    """
+    it = iter(messages)
+    held: list[SimMessage] = []
+
+    def before() -> Iterator[SimMessage]:
+        for m in it:
+            if m.time >= t:
+                held.append(m)
+                return
+            yield m
+
+    def after() -> Iterator[SimMessage]:
+        yield from held
+        yield from it
+
+    return before(), after()
+
+
 async def _run(watch: Watch, sim: Simulator, settings: Settings, bootstrap: str,
                wall_seconds: float, speed: float, bad_every: int, live: Live,
-               stop: asyncio.Event) -> bool:
+               stop: asyncio.Event, live_from: float) -> bool:
     """Send, watch, let the worker catch up; False when ``stop`` came before the time was up."""
     done = asyncio.Event()
     timed_out = False
@@ -93,11 +121,18 @@ async def _run(watch: Watch, sim: Simulator, settings: Settings, bootstrap: str,
             await asyncio.sleep(1.0)
 
     scraper = asyncio.create_task(scrape_loop())
-    timer = asyncio.get_running_loop().call_later(wall_seconds, time_up)
+    timer: asyncio.TimerHandle | None = None
     try:
         async with IngestProducer(settings, bootstrap) as producer:
-            await send_live(sim.messages(), _DemoSink(producer, watch, bad_every), speed=speed,
-                            stop=stop)
+            sink = _DemoSink(producer, watch, bad_every)
+            history, now = split_at(sim.messages(), live_from)
+            # The shop's recent past, as fast as the worker takes it: the journey incidents'
+            # baselines need some hundred sessions through each step before they watch it.
+            await send_live(history, sink, speed=0, stop=stop)
+            watch.history_messages = watch.sent_messages
+            watch.live_started = time.monotonic()
+            timer = asyncio.get_running_loop().call_later(wall_seconds, time_up)
+            await send_live(now, sink, speed=speed, stop=stop)
         # Let the worker catch up with what was sent (bounded: a demo must end).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -110,7 +145,8 @@ async def _run(watch: Watch, sim: Simulator, settings: Settings, bootstrap: str,
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # the last changelog flush
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         done.set()
         scraper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -131,11 +167,17 @@ def demo(
                             min=0.1)
     ] = 4,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same shoppers.")] = 7,
+    history: Annotated[
+        float, typer.Option(help="Shop minutes of past traffic sent at once before the live "
+                            "part, so the incident baselines are warm (0: none; then "
+                            "incidents cannot open in a short demo).", min=0)
+    ] = 45,
     incident: Annotated[
         list[str] | None,
-        typer.Option(help="Scheduled incident kind@start+duration[:key=value,...] in shop time; "
-                     "repeatable. Default: payment_outage@60+120 (a provider declines most "
-                     "cards for two minutes)."),
+        typer.Option(help="Scheduled incident kind@start+duration[:key=value,...] in shop time "
+                     "from the start of the live part; repeatable. Default: "
+                     "payment_outage@60+180 (a provider declines most cards for three "
+                     "minutes)."),
     ] = None,
     bad_every: Annotated[
         int, typer.Option(help="Send one malformed message every N messages (0: none), to "
@@ -150,7 +192,7 @@ def demo(
     purpose. Shows live what the worker sees, keeps and flags, then a summary."""
     console = Console()
     try:
-        incidents = tuple(Incident.parse(s) for s in (incident or ["payment_outage@60+120"]))
+        incidents = tuple(Incident.parse(s) for s in (incident or ["payment_outage@60+180"]))
     except ValueError as exc:
         raise fail(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="frictionwatch-demo-") as tmp, \
@@ -169,14 +211,18 @@ def demo(
         finally:
             status.stop()
         _demo(console, worker, settings, bootstrap, duration, rate, speed, seed, incidents,
-              bad_every, truth)
+              bad_every, truth, history * 60)
 
 
 def _demo(console: Console, worker: WorkerProcess, settings: Settings, bootstrap: str,
           duration: float, rate: float, speed: float, seed: int,
-          incidents: tuple[Incident, ...], bad_every: int, truth: Path | None) -> None:
-    sim = Simulator(SimConfig(seed=seed, events_per_second=rate, start=time.time(),
-                              incidents=incidents))
+          incidents: tuple[Incident, ...], bad_every: int, truth: Path | None,
+          history: float = 0.0) -> None:
+    # Shop time starts ``history`` seconds ago; the incidents are scheduled from now on.
+    start = time.time() - history
+    sim = Simulator(SimConfig(
+        seed=seed, events_per_second=rate, start=start,
+        incidents=tuple(dataclasses.replace(i, start=i.start + history) for i in incidents)))
     watch = Watch(settings, bootstrap, worker.url)
     interrupted = False
     try:
@@ -185,7 +231,7 @@ def _demo(console: Console, worker: WorkerProcess, settings: Settings, bootstrap
             async def main(stop: asyncio.Event) -> None:
                 nonlocal interrupted
                 finished = await _run(watch, sim, settings, bootstrap, duration, speed,
-                                      bad_every, live, stop)
+                                      bad_every, live, stop, start + history)
                 interrupted = not finished
 
             # Ctrl-C ends the traffic early; the summary still comes.
@@ -193,25 +239,30 @@ def _demo(console: Console, worker: WorkerProcess, settings: Settings, bootstrap
     finally:
         worker.stop()
     console.print(render(watch, final=True))
-    _summary(console, watch, sim, speed, interrupted)
+    _summary(console, watch, sim, speed, interrupted, history / 60)
     if truth is not None:
         n = write_truth(sim, truth)
         console.print(f"ground truth: {n} records in {truth}")
 
 
 def _summary(console: Console, watch: Watch, sim: Simulator, speed: float,
-             interrupted: bool) -> None:
+             interrupted: bool, history_minutes: float = 0.0) -> None:
     processed = sum(watch.events_by_type.values())
     f = watch.funnel()
-    incidents = ", ".join(i.label for i in sim.config.incidents) or "none"
+    incidents = ", ".join(
+        f"{i.kind} from shop minute {(i.start - history_minutes * 60) / 60:g} of the live part "
+        f"for {i.duration / 60:g} min" for i in sim.config.incidents) or "none"
     sources = Counter(watch.events_by_source)
     console.print(
-        f"\n{'Interrupted. ' if interrupted else ''}In {watch.elapsed:.0f} s "
-        f"({watch.elapsed * speed / 60:.1f} shop minutes) the worker processed "
-        f"{processed:,} of {watch.sent_messages:,} events sent "
+        f"\n{'Interrupted. ' if interrupted else ''}The demo sent {watch.sent_messages:,} "
+        f"messages of shop traffic, one event each ({watch.history_messages:,} of them the "
+        f"shop's past {history_minutes:.0f} minutes, at once; then {watch.live_elapsed:.0f} s "
+        f"live, {watch.live_elapsed * speed / 60:.1f} shop minutes), and {watch.sent_bad} "
+        f"malformed "
+        f"messages. The worker processed {processed:,} events "
         f"({', '.join(f'{k} {v:,}' for k, v in sources.most_common())}), kept state for "
         f"{int(f['sessions']):,} sessions ({int(f['converted']):,} orders, revenue "
-        f"{f['revenue']:,.2f}), and sent {sum(watch.dead_by_reason.values())} of "
+        f"{f['revenue']:,.2f}), and sent {sum(watch.dead_by_reason.values())} of the "
         f"{watch.sent_bad} malformed messages to the dead-letter topic with their reasons.\n"
         f"Injected: {sum(watch.injected.values()):,} frictions, incidents: {incidents}. "
         f"Flagged by detectors: {sum(watch.signals_by_type.values()):,}; "
@@ -220,7 +271,7 @@ def _summary(console: Console, watch: Watch, sim: Simulator, speed: float,
     )
     if processed < watch.sent_messages:
         console.print(f"[yellow]The worker had not caught up: "
-                      f"{watch.sent_messages - processed:,} events still queued.[/yellow]")
+                      f"{watch.sent_messages - processed:,} messages still queued.[/yellow]")
 
 
 def register(app: typer.Typer) -> None:

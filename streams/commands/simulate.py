@@ -27,8 +27,10 @@ from streams.sim import (
 )
 
 #: What runs when no --incident is given (and not --no-incidents): a payment provider declines
-#: most cards for two minutes, one minute in.
-DEFAULT_INCIDENTS = ("payment_outage@60+120",)
+#: most cards for three minutes, ten minutes in: late enough for the journey incidents'
+#: baselines to have warmed up (100 sessions through the step) at a few hundred events per
+#: second, so the README's 20-minute example opens one.
+DEFAULT_INCIDENTS = ("payment_outage@10m+3m",)
 
 _INCIDENT_HELP = (
     "Schedule an incident: KIND@START+DURATION[:KEY=VALUE,...]; START and DURATION are seconds "

@@ -139,3 +139,24 @@ def test_the_summary_names_what_was_sold_and_why_lines_were_dead(tmp_path: Path)
     assert [(r["message"], r["reason"]) for r in rows] == [(14, "unknown_event"),
                                                            (15, "not_json")]
     assert rows[1]["original"] == "{broken"
+
+
+def test_the_quality_table_fits_80_columns_and_says_what_it_leaves_out(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+    from streams.sim import write_truth
+
+    sim = Simulator(SimConfig(seed=4, events_per_second=60, duration=600))
+    data = tmp_path / "traffic.jsonl"
+    data.write_text("".join(json.dumps(m.envelope()) + "\n" for m in sim.messages()))
+    truth = tmp_path / "truth.jsonl"
+    write_truth(sim, truth)
+    result = CliRunner().invoke(app, ["backtest", str(data), "--truth", str(truth)],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("detection quality"):]
+    assert "…" not in table and max(map(len, table.splitlines())) <= 80
+    assert "payment_declined" in table and "1st ev." in table
+    # Stalls where only silence tells are a row of their own, and the caption says so.
+    assert "stall (silence)" in table and "no presence signal" in table

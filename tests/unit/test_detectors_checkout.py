@@ -9,6 +9,7 @@ import random
 import pytest
 
 from detectors import events as ev
+from detectors.base import Signal
 from detectors.checkout import (
     Backtrack,
     CouponFailure,
@@ -267,3 +268,56 @@ def test_factory_names_match_simulator_and_overrides_apply() -> None:
     proc = SessionProcessor(dets)
     state, _ = proc.apply(None, [_view(1, 1), _err(2, "email"), _pay(3), _coupon(4)])
     assert decode_state(encode_state(state)).detector_state == state.detector_state
+
+
+# --- presence: a shopper who left is not stuck ------------------------------------------------
+
+
+def _stall_run(*after: ev.BaseEvent) -> list[object]:
+    """A shopper enters step 2 at t=100 (typical 30 s, so the deadline is at 190); ``after``
+    follows; event time then passes the deadline."""
+    det = StepStall(durations=StepDurations(warmup=1, default=30.0))
+    proc = SessionProcessor([det])
+    state, _ = proc.apply(None, [ev.PageView(id="p", time=99.0, session_id="s", path="/x"),
+                                 ev.CheckoutStepViewed(id="v", time=100.0, session_id="s",
+                                                       step=2)])
+    state, out = proc.apply(state, list(after))
+    return [*out, *proc.advance(state, 400.0)]
+
+
+def _presence(t: float, state: str) -> ev.Presence:
+    return ev.Presence(id=f"b{t}", time=t, session_id="s", state=state)  # type: ignore[arg-type]
+
+
+def test_a_shopper_who_left_before_the_deadline_is_no_stall() -> None:
+    assert _stall_run(_presence(120.0, "left")) == []
+    assert _stall_run(_presence(120.0, "hidden")) == []
+
+
+def test_a_beacon_followed_by_a_page_is_a_navigation_not_a_leave() -> None:
+    [sig] = _stall_run(_presence(101.0, "left"),
+                       ev.PageView(id="n", time=101.0, session_id="s", path="/checkout/2"))
+    assert sig.evidence["presence"] == "presumed"  # the session sends beacons
+
+
+def test_a_stall_says_how_we_know_the_customer_is_there() -> None:
+    [silent] = _stall_run()
+    assert silent.evidence["presence"] == "unknown"
+    [seen] = _stall_run(_presence(150.0, "here"))
+    assert seen.evidence["presence"] == "confirmed"
+
+
+def test_alerts_and_chat_follow_what_is_known_of_presence() -> None:
+    from detectors.alerting import Alerting
+
+    def policy(presence: str, **kw: bool) -> tuple[int, int]:
+        sig = Signal(type="step_stall", session_id="s", time=190.0, start=100.0, step=2,
+                     evidence={"presence": presence})
+        alerts, chats = Alerting(**kw).on_signals(SessionState(session_id="s"), [sig])
+        return len(alerts), len(chats)
+
+    assert policy("unknown") == (0, 0)
+    assert policy("unknown", silent_stalls=True) == (1, 1)
+    assert policy("presumed") == (1, 0)
+    assert policy("presumed", chat_presumed=True) == (1, 1)
+    assert policy("confirmed") == (1, 1)

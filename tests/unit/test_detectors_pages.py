@@ -131,3 +131,39 @@ def test_api_error_memory_bounded_over_10000_failures() -> None:
         n += len(det.update(state, api(float(i), endpoint=f"/api/{i % 50}")))
     assert len(state.detector_state["api_error"]["e"]) == 8
     assert n > 1000  # endpoints evicted and failing again start new episodes
+
+
+# --- scope: a page failing outside the journeys is the site's health ----------------------------
+
+
+def test_failing_pages_are_friction_in_journeys_and_site_health_elsewhere() -> None:
+    from detectors.alerting import Alerting
+    from detectors.catalog import default_detectors
+    from detectors.journey import Journey
+
+    cart = Journey.from_dict({"name": "retail", "profile": "retail",
+                              "steps": [{"name": "cart", "url": "*/cart"}]})
+    dets = [d for d in default_detectors(journeys=[cart], friction_paths=["/account/*"])
+            if d.name in ("error_page", "api_error")]
+    proc = SessionProcessor(dets)
+
+    def scope(*events: ev.BaseEvent) -> list[str]:
+        _, out = proc.apply(None, list(events))
+        return [s.evidence["scope"] for s in out]
+
+    blog = ev.PageView(id="1", time=1.0, session_id="s", path="/blog/2019/old", status_code=404)
+    assert scope(blog) == ["site"]
+    assert scope(ev.PageView(id="2", time=1.0, session_id="s",
+                             url="https://shop.example/cart", status_code=500)) == ["session"]
+    assert scope(ev.PageView(id="3", time=1.0, session_id="s", path="/account/orders",
+                             status_code=503)) == ["session"]
+    in_checkout = [ev.CheckoutStarted(id="4", time=0.5, session_id="s"), blog,
+                   ev.ApiError(id="5", time=2.0, session_id="s", endpoint="/api/rates",
+                               status_code=503)]
+    assert scope(*in_checkout) == ["session", "session"]
+    # Outside checkout a failed API call is site health now, not nothing.
+    assert scope(ev.PageView(id="6", time=0.5, session_id="s", path="/p/1"),
+                 ev.ApiError(id="7", time=2.0, session_id="s", endpoint="/api/reviews",
+                             status_code=500)) == ["site"]
+    _, out = proc.apply(None, [blog])
+    assert Alerting().on_signals(SessionState(session_id="s"), out) == ([], [])

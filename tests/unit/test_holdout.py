@@ -67,7 +67,7 @@ def simulated() -> tuple[Simulator, Engine, object]:
     settings = load(abandonment_model=False, churn_model=False, incident_detection=False,
                     holdout_control_share=0.5)
     engine = detection.engine(settings)
-    sim = Simulator(SimConfig(seed=3, events_per_second=80, duration=900,
+    sim = Simulator(SimConfig(seed=3, events_per_second=80, duration=1200,
                               friction=dict.fromkeys(FRICTION_TYPES, 0.1), chat_effect=0.5,
                               chat_experiment=detection.experiments(settings)[0]))
     out = run_simulated(sim.messages(), engine)
