@@ -10,9 +10,11 @@ incident detector, as the incidents agent runs them):
 
 1. outages: ``--warmup`` minutes of normal traffic, then each kind of step outage the
    simulator has (payment provider failing, a form field broken, a slow step, an API down, a
-   promotion code refused), ``--outage`` minutes each, ``--gap`` minutes apart. An outage is
-   caught when exactly one incident opens on its step within 2 minutes of its start and
-   resolves after it ends; any other incident is a false one.
+   promotion code refused, the place-order button broken), ``--outage`` minutes each,
+   ``--gap`` minutes apart. An outage is caught when exactly one step incident opens on its
+   step within 2 minutes of its start and resolves after it ends; a broken button must also
+   open an element-level incident on it (listed, with its times); any other incident, step or
+   element, is a false one.
 2. normal: ``--warmup`` minutes, then ``--normal`` minutes (default an hour) of traffic without
    outages, in which no incident may open.
 
@@ -41,7 +43,9 @@ from streams.sim import Incident, SimConfig, Simulator  # noqa: E402
 #: Outage kinds and the journey step where each shows (the simulator pays at the review step,
 #: after the order summary, and takes coupons there).
 OUTAGES = {"payment_outage": "review", "broken_field": "shipping", "slow_step": "payment",
-           "api_outage": "shipping", "promo_broken": "review"}
+           "api_outage": "shipping", "promo_broken": "review", "broken_button": "review"}
+#: Outages that break one element: they must open an element-level incident on it too.
+ELEMENTS = {"broken_button": "button#place-order"}
 CATCH_WITHIN_S = 120.0
 
 
@@ -75,12 +79,27 @@ def run(seed: int, rate: float, minutes: float, incidents: tuple[Incident, ...]
 
 def judge(docs: list[dict[str, Any]], outages: list[Outage]) -> tuple[list[str], int]:
     """Per outage a verdict line; and the number of incidents no outage explains."""
-    opened = [d["data"] for d in docs if d["data"]["status"] == "opened"]
+    every = [d["data"] for d in docs if d["data"]["status"] == "opened"]
+    opened = [i for i in every if i.get("element") is None]
     resolved = {d["data"]["incident_id"]: d["data"] for d in docs
                 if d["data"]["status"] == "resolved"}
     explained: set[str] = set()
     lines = []
     for o in outages:
+        element = ELEMENTS.get(o.kind)
+        if element is not None:
+            hit = [i for i in every if i.get("element") == element and i["step"] == o.step
+                   and o.start - 60 <= _t(i["opened"]) <= o.end + 60]
+            explained |= {i["incident_id"] for i in hit}
+            for i in hit:
+                end = resolved.get(i["incident_id"])
+                lines.append(f"  {o.kind:15s} {o.step:9s} element {element}: opened "
+                             f"{_t(i['opened']) - o.start:+4.0f} s after the start, resolved "
+                             + (f"{_t(end['resolved']) - o.end:+4.0f} s after the end"
+                                if end else "never")
+                             + f"; {(end or i)['sessions_affected']} sessions")
+            if not hit:
+                lines.append(f"  {o.kind:15s} {o.step:9s} element {element}: MISSED")
         mine = [i for i in opened if i["step"] == o.step
                 and o.start - 60 <= _t(i["opened"]) <= o.end + 60]
         explained |= {i["incident_id"] for i in mine}
@@ -103,9 +122,10 @@ def judge(docs: list[dict[str, Any]], outages: list[Outage]) -> tuple[list[str],
             f"{where}; "
             f"{(end or inc)['sessions_affected']} sessions, "
             f"{(end or inc)['revenue_lost_per_hour']:,.0f}/h lost")
-    false = [i for i in opened if i["incident_id"] not in explained]
+    false = [i for i in every if i["incident_id"] not in explained]
     for i in false:
-        lines.append(f"  FALSE incident: {i['journey']}/{i['step']} at {i['opened']} "
+        what = f" element {i['element']}" if i.get("element") else ""
+        lines.append(f"  FALSE incident: {i['journey']}/{i['step']}{what} at {i['opened']} "
                      f"({', '.join(k['kind'] for k in i['kinds'])})")
     return lines, len(false)
 
@@ -149,8 +169,9 @@ def main() -> None:
         normal_false += len(opened)
         print(f"seed {seed}, normal traffic: {len(opened)} incident(s) in {args.normal:.0f} min "
               f"after {args.warmup:.0f} min of warm-up [{time.perf_counter() - t0:.0f} s]"
-              + "".join(f"\n  FALSE incident: {i['journey']}/{i['step']} at {i['opened']}"
-                        for i in opened))
+              + "".join(f"\n  FALSE incident: {i['journey']}/{i['step']}"
+                        + (f" element {i['element']}" if i.get("element") else "")
+                        + f" at {i['opened']}" for i in opened))
     print(f"all seeds: {caught} of {total} outages caught (exactly one incident within "
           f"{CATCH_WITHIN_S:.0f} s of the start, resolved after the end); {false_total} false "
           f"incident(s) during the outage runs; {normal_false} in "

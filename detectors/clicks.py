@@ -7,6 +7,7 @@ strings (JSON-able, bounded); ``update`` costs a few microseconds per event.
 
 ==================  ===================================================================
 rage_click          >= 3 clicks within 1 s, pairwise within 30 px: one signal per burst
+                    (none on +/- steppers; on text, >= 4: a triple click selects)
 dead_click          the client SDK's dead-click report, or silence for 1 s after a click on
                     an element whose silent clicks SDKs report as dead
 error_click         a click followed by a JS error within 1 s
@@ -24,16 +25,20 @@ error_click         a click followed by a JS error within 1 s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors import events as ev
 from detectors.base import BaseDetector, Signal
+from detectors.noise import IgnoreList, click_kind
 
 if TYPE_CHECKING:
     from detectors.session import SessionState
 
 __all__ = ["DeadClickDetector", "ErrorClickDetector", "RageClickDetector"]
+
+#: Element kinds on which a double or triple click selects text (``detectors.noise``).
+_SELECTABLE = frozenset({"text", "editable"})
 
 
 class RageClickDetector(BaseDetector):
@@ -56,11 +61,27 @@ class RageClickDetector(BaseDetector):
         posthog-js ``RAGE_CLICK_THRESHOLD_PX = 30`` (which measures |dx| + |dy| to the previous
         click).
 
+    selection_clicks
+        Bursts of up to this many clicks on text (an element holding text that does nothing
+        when clicked, such as ``p`` or ``span``, or a text-editing surface: ``textarea``,
+        text-like ``input``, ``[contenteditable]``) are text selection, not rage: a double
+        click selects a word, a triple click the paragraph. Default 3; 0: off. posthog-js
+        (``rageclick.ignore_text_selection``, 1.382 and later) drops every burst on an editing
+        surface; here a fourth click is rage wherever it lands, since nothing selects more.
+    ignore_steppers
+        Ignore bursts on +/- quantity steppers (``detectors.noise.click_kind``), which are
+        built to be clicked repeatedly, as posthog-js does (``"+"`` and ``"-"`` in its
+        ``rageclick.content_ignorelist``). Default True.
+    ignore
+        Elements and pages whose clicks are not counted at all
+        (``detectors.noise.IgnoreList``, or its ``{"selectors", "paths", "ids"}`` form).
+
     Evidence: ``target``, ``clicks`` (at the time of the signal), ``x``/``y`` of the first
     click, ``first`` and ``last`` click times. ``Signal.start`` is the first click,
     ``Signal.time`` the click that completed the threshold.
 
-    Memory: ``state.detector_state["rage_click"]``, at most ``count - 1`` recent clicks as one
+    Memory: ``state.detector_state["rage_click"]``, at most ``max(count - 1,
+    selection_clicks)`` recent clicks as one
     flat list ``[t, x, y, t, x, y]`` (a list per click and a dict around them cost a session
     about 250 bytes more: bench/session_memory.py); ``["rage_click.b"]``, the burst in progress
     ``[last click time, x, y]`` after a signal.
@@ -77,22 +98,41 @@ class RageClickDetector(BaseDetector):
     {'target': 'button#pay', 'clicks': 3, 'x': 10, 'y': 10, 'first': 1.0, 'last': 1.6}
     >>> det.update(s, Click(id="x", time=6.5, session_id="s", x=300, y=10))  # one, far away
     ()
+    >>> triple = [det.update(s, Click(id=f"t{i}", time=9 + i / 10, session_id="s", x=50, y=50,
+    ...                               target="p.description")) for i in range(4)]
+    >>> [len(o) for o in triple]  # a triple click selects the paragraph; a fourth is rage
+    [0, 0, 0, 1]
+    >>> [len(det.update(s, Click(id=f"q{i}", time=20 + i / 5, session_id="s", x=80, y=80,
+    ...                          target="button.qty-plus"))) for i in range(6)]
+    [0, 0, 0, 0, 0, 0]
     """
 
     name = "rage_click"
     handles: ClassVar[tuple[type, ...]] = (ev.Click,)
 
-    def __init__(self, count: int = 3, window_s: float = 1.0, radius_px: float = 30.0) -> None:
+    def __init__(self, count: int = 3, window_s: float = 1.0, radius_px: float = 30.0,
+                 selection_clicks: int = 3, ignore_steppers: bool = True,
+                 ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if count < 2:
             raise ValueError("count must be >= 2")
         if window_s <= 0 or radius_px <= 0:
             raise ValueError("window_s and radius_px must be > 0")
+        if selection_clicks < 0:
+            raise ValueError("selection_clicks must be >= 0")
         self.count = count
         self.window_s = window_s
         self.radius_px = radius_px
+        self.selection_clicks = selection_clicks
+        self.ignore_steppers = ignore_steppers
+        self.ignore = IgnoreList.from_spec(ignore)
         self._r2 = radius_px * radius_px
+        # Clicks remembered: enough to make a burst, or to see one go past a triple click.
+        self._keep = max(count - 1, selection_clicks)
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
+        ignore = self.ignore
+        if ignore is not None and ignore.matches(event.target, event.url or state.page):
+            return ()
         memory = state.detector_state
         recent = memory.get("rage_click")
         if type(recent) is dict:  # stored before the flat form
@@ -119,6 +159,16 @@ class RageClickDetector(BaseDetector):
                 kept += (ct, cx, cy)
         clicks = len(kept) // 3 + 1
         if clicks >= self.count:
+            # Decided only now (a burst is rare): the element's kind is cached per target.
+            kind = click_kind(event.target, event.text)
+            if kind == "stepper" and self.ignore_steppers:
+                memory["rage_click"] = []
+                memory["rage_click.b"] = [t, x, y]  # the taps that follow are the same
+                return ()
+            if kind in _SELECTABLE and clicks <= self.selection_clicks:
+                kept += (t, x, y)
+                memory["rage_click"] = kept[-3 * self._keep:]
+                return ()
             memory["rage_click"] = []
             memory["rage_click.b"] = [t, x, y]
             return [Signal(type="rage_click", session_id=state.session_id, time=t,
@@ -127,7 +177,7 @@ class RageClickDetector(BaseDetector):
                                      "x": kept[1], "y": kept[2], "first": kept[0],
                                      "last": t})]
         kept += (t, x, y)
-        memory["rage_click"] = kept[3 * (1 - self.count):]
+        memory["rage_click"] = kept[-3 * self._keep:]
         return ()
 
     def _by_target(self, state: SessionState, event: Any) -> Sequence[Signal]:
@@ -223,6 +273,11 @@ class DeadClickDetector(BaseDetector):
         When an element's silent clicks reach this count both counts are halved, so the
         share follows the last few hundred clicks (a fixed element stops being flagged).
         Default 400.
+    ignore
+        Elements and pages whose clicks and dead-click reports are not counted
+        (``detectors.noise.IgnoreList``), as posthog-js's
+        ``capture_dead_clicks.css_selector_ignorelist``. An ignored click still answers a
+        pending one, as any other event does.
 
     Evidence: ``target``, ``x``/``y``, ``click_time`` and ``detected`` ("sdk" or "silence").
 
@@ -266,6 +321,7 @@ class DeadClickDetector(BaseDetector):
         expect_response: Iterable[str] = (),
         max_targets: int = 1000,
         max_silent: int = 400,
+        ignore: IgnoreList | Mapping[str, Any] | None = None,
     ) -> None:
         if silence_s <= 0 or report_within_s <= 0:
             raise ValueError("silence_s and report_within_s must be > 0")
@@ -280,6 +336,7 @@ class DeadClickDetector(BaseDetector):
         self.expect_response = frozenset(expect_response)
         self.max_targets = max_targets
         self.max_silent = max_silent
+        self.ignore = IgnoreList.from_spec(ignore)
         #: Learned: element -> [silent clicks, SDK dead-click reports] (insertion-ordered).
         self.targets: dict[str, list[float]] = {}
         # Elements whose silence is a dead click now: ``is_dead`` as a set, kept by
@@ -321,7 +378,14 @@ class DeadClickDetector(BaseDetector):
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         t = type(event)
-        if t is ev.DeadClick:
+        ignore = self.ignore
+        is_click = t is ev.Click
+        if ignore is not None and (is_click or t is ev.DeadClick) and \
+                ignore.matches(event.target, event.url or state.page):
+            if not is_click:
+                return ()
+            is_click = False  # not a candidate; still an answer to a pending click
+        elif t is ev.DeadClick:
             return self._reported(state, event)
         memory = state.detector_state
         now = event.time
@@ -334,13 +398,13 @@ class DeadClickDetector(BaseDetector):
                     self._learn(pending[3], 1, 0)
                     memory["dead_click.last"] = [pending[0], pending[3], 0]
             elif gap >= 0.0:
-                repeat = t is ev.Click  # else: answered
-            elif t is not ev.Click:
+                repeat = is_click  # else: answered
+            elif not is_click:
                 return ()  # an event from before the click, late: no answer yet
-            if t is not ev.Click:
+            if not is_click:
                 del memory["dead_click"]
                 return ()
-        elif t is not ev.Click:
+        elif not is_click:
             return ()
         target = event.target
         # A repeat (rage burst's territory) is pending too, only for the burst to go on.
@@ -410,6 +474,9 @@ class ErrorClickDetector(BaseDetector):
     window_s
         Seconds from the click to the error. Default 1.0 (the issue's threshold; session-replay
         tools such as FullStory and Contentsquare tie an error to the click just before it).
+    ignore
+        Elements and pages whose clicks are not tied to errors (``detectors.noise.IgnoreList``):
+        the clicked element, and the page the session is on.
 
     Evidence: ``target``, ``message``, ``source``, ``delay`` (seconds from click to error).
     ``Signal.start`` is the click, ``Signal.time`` the error.
@@ -432,10 +499,12 @@ class ErrorClickDetector(BaseDetector):
     name = "error_click"
     handles: ClassVar[tuple[type, ...]] = (ev.JsError,)
 
-    def __init__(self, window_s: float = 1.0) -> None:
+    def __init__(self, window_s: float = 1.0,
+                 ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
         self.window_s = window_s
+        self.ignore = IgnoreList.from_spec(ignore)
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         clicked = state.click_at
@@ -443,6 +512,9 @@ class ErrorClickDetector(BaseDetector):
             return ()
         delay = event.time - clicked
         if not 0.0 <= delay <= self.window_s:
+            return ()
+        if self.ignore is not None and self.ignore.matches(state.click_target,
+                                                           event.url or state.page):
             return ()
         mem = self.memory(state)
         if mem.get("f") == clicked:

@@ -44,6 +44,7 @@ from typing import Any
 
 from detectors.alerting import Alerting
 from detectors.base import Signal
+from detectors.elements import record_hits
 from detectors.funnel import Funnel
 from detectors.holdout import Holdout, results
 from detectors.session import SessionProcessor, SessionState
@@ -95,6 +96,8 @@ def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
         "journey": journey.get("journey"),
         "journey_step": journey.get("step_name"),
         "friction": dict(state.friction),
+        # Elements it met click friction on: [type, journey/step or page path, element].
+        "elements": [list(hit) for hit in state.detector_state.get("elements") or ()],
         # A later part of a session already reported: not a session of its own in counts.
         "continued": state.continued,
     }
@@ -254,9 +257,11 @@ class Engine:
         for s in signals:
             state.friction[s.type] = state.friction.get(s.type, 0) + 1
         out.signals += signals
+        hits = record_hits(state, signals)
         if self.funnel is not None:
             # A page failing outside the journeys (site health) is not the step's friction.
-            self.funnel.signals(state, [s for s in signals if s.evidence.get("scope") != "site"])
+            self.funnel.signals(state, [s for s in signals if s.evidence.get("scope") != "site"],
+                                hits)
         if self.alerting is not None:
             alerts, chats = self.alerting.on_signals(state, signals)
             out.alerts += alerts

@@ -126,6 +126,9 @@ class Click(BaseEvent, frozen=True, kw_only=True, tag="click"):
     y: Coord | None = None
     #: CSS selector or element description of what was clicked.
     target: Text | None = None
+    #: The element's visible text or aria-label, when the source sends it (posthog-js
+    #: ``$el_text``): a "+" or "-" tells a quantity stepper (``detectors.noise``).
+    text: Label | None = None
 
 
 class DeadClick(BaseEvent, frozen=True, kw_only=True, tag="dead_click"):

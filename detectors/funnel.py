@@ -37,6 +37,7 @@ import msgspec
 
 from detectors import events as ev
 from detectors.base import Signal
+from detectors.elements import bump_element, element_of
 
 if TYPE_CHECKING:
     from detectors.session import SessionState
@@ -47,6 +48,9 @@ __all__ = ["NO_JOURNEY", "SEGMENT_DIMENSIONS", "Funnel", "StepBucket", "segment_
 NO_JOURNEY = "none"
 #: Segments counted: the session's device, and a payment signal's provider and method.
 SEGMENT_DIMENSIONS = ("device", "provider", "method")
+#: Elements one window of one step counts by name: a 15-second window holds a handful; 100
+#: bound a record (and the journey-stats message) whatever the traffic.
+MAX_BUCKET_ELEMENTS = 100
 
 
 def segment_key(what: str, dim: str, value: str) -> str:
@@ -76,6 +80,10 @@ class StepBucket(msgspec.Struct, kw_only=True):
     signals: dict[str, int] = {}
     #: Counts by segment (``segment_key``), bounded by ``SEGMENT_DIMENSIONS``' values.
     segments: dict[str, int] = {}
+    #: Sessions that met click friction on an element for the first time (at this step), by
+    #: ``type|element`` (``detectors.elements``); at most ``MAX_BUCKET_ELEMENTS`` keys, the
+    #: rest under ``type|other``.
+    elements: dict[str, int] = {}
 
     @property
     def key(self) -> str:
@@ -89,7 +97,8 @@ class StepBucket(msgspec.Struct, kw_only=True):
         self.cart_value += other.cart_value
         self.orders += other.orders
         self.revenue += other.revenue
-        for name, counts in (("signals", other.signals), ("segments", other.segments)):
+        for name, counts in (("signals", other.signals), ("segments", other.segments),
+                             ("elements", other.elements)):
             mine = getattr(self, name)
             for k, n in counts.items():
                 mine[k] = mine.get(k, 0) + n
@@ -113,7 +122,7 @@ class Funnel:
         if rec is None:
             rec = self._open[key] = StepBucket(journey=journey, step=step, index=index,
                                                start=start, seconds=size, signals={},
-                                               segments={})
+                                               segments={}, elements={})
         return rec
 
     def entered(self, state: SessionState, journey: str, index: int, step: str,
@@ -136,14 +145,18 @@ class Funnel:
             if device:
                 _bump(prev.segments, segment_key("passed", "device", device))
 
-    def signals(self, state: SessionState, signals: Iterable[Signal]) -> None:
-        """Count signals at the step ``state``'s session is in (``NO_JOURNEY`` outside)."""
+    def signals(self, state: SessionState, signals: Iterable[Signal],
+                hits: Iterable[tuple[str, str, str]] = ()) -> None:
+        """Count signals at the step ``state``'s session is in (``NO_JOURNEY`` outside), and
+        ``hits``, the session's first click friction on elements
+        (``detectors.elements.record_hits``), by element."""
         mem = state.detector_state.get("journey")
         if mem and "journey" in mem:
             journey, step, index = mem["journey"], mem["step_name"], mem["step"]
         else:
             journey, step, index = NO_JOURNEY, NO_JOURNEY, 0
         device = state.device
+        left = {(kind, element) for kind, _, element in hits}
         for sig in signals:
             rec = self._record(journey, step, index, sig.time)
             _bump(rec.signals, sig.type)
@@ -157,6 +170,11 @@ class Funnel:
             method = evidence.get("method")
             if method:
                 _bump(seg, segment_key(sig.type, "method", str(method)))
+            if left:  # each hit once, in the window of its first signal
+                hit = (sig.type, element_of(sig))
+                if hit in left:
+                    left.discard(hit)
+                    bump_element(rec.elements, hit[0], str(hit[1]), MAX_BUCKET_ELEMENTS)
 
     def close(self, upto: float) -> list[StepBucket]:
         """The records of every window that ended by ``upto``, oldest first (then by journey

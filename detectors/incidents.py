@@ -22,6 +22,15 @@ one incident). It is updated when another kind joins and every ``update_every`` 
 resolves once its latest ``resolve_after`` minutes with traffic, taken together, look like
 the baseline for every kind involved.
 
+Elements too: each step's windows count the sessions meeting a dead, rage or error click on
+each element for the first time (``StepBucket.elements``, ``detectors.elements``). Every
+element hit at a step is watched the same way (up to ``max_elements`` per step), its rates
+per session entering the step against its own baseline, and an element-level incident opens
+when many sessions hit the same element (the CUSUM, and at least ``min_count`` sessions
+beyond the baseline). Its documents are the step's kind, with ``element`` set (None for a
+step incident) and a subject ``journey/step/element/<element>``; they estimate no revenue (the
+step's own incident, if the element stops people, does).
+
 Each document says what broke: the kinds with their baseline and current rates, the segments
 the friction concentrates in beyond the usual (device, payment provider or method),
 sessions affected, and the revenue lost per hour (sessions not getting past the step beyond
@@ -55,6 +64,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from detectors.elements import OTHER, split_key
 from detectors.funnel import SEGMENT_DIMENSIONS, Funnel, StepBucket
 
 __all__ = ["CONVERSION", "IncidentConfig", "IncidentDetector", "IncidentPipeline", "WindowMerger"]
@@ -97,6 +107,12 @@ class IncidentConfig:
     #: friction, ``segment_lift`` more than usual.
     segment_share: float = 0.8
     segment_lift: float = 0.1
+    #: Watch each step's elements too (``StepBucket.elements``): an element-level incident
+    #: when many sessions meet click friction on the same element (see the module).
+    elements: bool = True
+    #: Elements watched per step (the one hit least recently, outside an incident, dropped
+    #: first). A step has a few elements people fight with; 20 bound the state.
+    max_elements: int = 20
     source: str = "frictionwatch/incidents"
 
     def __post_init__(self) -> None:
@@ -148,17 +164,26 @@ class _Step:
     segments: dict[str, float] = field(default_factory=dict)
     incident: _Incident | None = None
     last_start: float = -math.inf
+    #: An element of the step (its rates are sessions meeting click friction on it per
+    #: session entering the step), or None: the step itself.
+    element: str | None = None
+    #: Start of the last window in which a session hit the element.
+    hit: float = -math.inf
 
 
 class IncidentDetector:
-    """Watches every journey step's windows (``observe``, in time order per step)."""
+    """Watches every journey step's windows (``observe``, in time order per step), and the
+    elements people meet click friction on at each step (``elements``)."""
 
     def __init__(self, config: IncidentConfig | None = None) -> None:
         self.config = config or IncidentConfig()
         self.steps: dict[tuple[str, str], _Step] = {}
+        #: Watched elements per step: (journey, step) -> element -> its state.
+        self.elements: dict[tuple[str, str], dict[str, _Step]] = {}
 
     def observe(self, rec: StepBucket) -> list[dict[str, Any]]:
-        """One closed window of one step; returns the incident documents it causes."""
+        """One closed window of one step; returns the incident documents it causes (the
+        step's, then its elements')."""
         if rec.index <= 0:  # signals outside any journey: no step to watch
             return []
         key = (rec.journey, rec.step)
@@ -168,12 +193,73 @@ class IncidentDetector:
         if rec.start <= st.last_start:  # a part that came after its window was judged
             return []
         st.last_start = rec.start
+        docs = self._judge(st, rec)
+        if self.config.elements and (rec.elements or key in self.elements):
+            docs += self._judge_elements(st, rec)
+        return docs
+
+    def open_elements(self, journey: str, step: str) -> int:
+        """Element-level incidents open at ``journey``'s ``step``."""
+        watched = self.elements.get((journey, step)) or {}
+        return sum(est.incident is not None for est in watched.values())
+
+    def _judge_elements(self, st: _Step, rec: StepBucket) -> list[dict[str, Any]]:
+        """The window of each element of the step: its sessions with click friction on it,
+        against every session entering the step. Elements hit in this window join those
+        watched (no warm-up of their own once the step is past its: a button broken by a
+        release is new and broken at once, and the prior is a low rate); every watched one
+        sees the window, hit or not, so quiet windows count as calm."""
+        hits: dict[str, dict[str, int]] = {}
+        for key, n in rec.elements.items():
+            kind, element = split_key(key)
+            if element != OTHER:
+                hits.setdefault(element, {})[kind] = n
+        watched = self.elements.setdefault((st.journey, st.step), {})
+        cfg = self.config
+        for element in hits:
+            if element in watched:
+                continue
+            if len(watched) >= cfg.max_elements:
+                calm = [e for e, x in watched.items() if x.incident is None]
+                if not calm:
+                    continue
+                del watched[min(calm, key=lambda e: watched[e].hit)]
+            watched[element] = _Step(st.journey, st.step, st.index, seen=st.seen,
+                                     element=element)
+        docs: list[dict[str, Any]] = []
+        for element, est in watched.items():
+            counts = hits.get(element)
+            if counts:
+                est.hit = rec.start
+            est.last_start = rec.start
+            part = StepBucket(journey=rec.journey, step=rec.step, index=rec.index,
+                              start=rec.start, seconds=rec.seconds, entered=rec.entered,
+                              cart_value=rec.cart_value, signals=counts or {}, segments={},
+                              elements={})
+            docs += self._judge(est, part)
+        return docs
+
+    def _unhit(self, st: _Step) -> float:
+        """The exposure a kind first seen at ``st`` starts from: none for a step's; for an
+        element's, the sessions that entered its step before (weighted as baselines are),
+        none of whom met it there, or the first windows of a broken element would be taken
+        for its baseline."""
+        if st.element is None:
+            return 0.0
+        step = self.steps.get((st.journey, st.step))
+        conv = step.kinds.get(CONVERSION) if step is not None else None
+        return conv.exposure if conv is not None else 0.0
+
+    def _judge(self, st: _Step, rec: StepBucket) -> list[dict[str, Any]]:
+        """One window of a step (or of one of its elements): its documents."""
         if rec.entered == 0 and not rec.signals and rec.passed == 0:
             return []
         cfg = self.config
         for kind in rec.signals:
-            st.kinds.setdefault(kind, _Kind())
-        st.kinds.setdefault(CONVERSION, _Kind())
+            if kind not in st.kinds:
+                st.kinds[kind] = _Kind(exposure=self._unhit(st))
+        if st.element is None:  # an element has no conversion of its own
+            st.kinds.setdefault(CONVERSION, _Kind())
         watching = st.seen >= cfg.warmup_entries
         st.seen += rec.entered
         llrs: dict[str, float] = {}
@@ -261,7 +347,9 @@ class IncidentDetector:
         inc.seconds += rec.seconds
         inc.entered += rec.entered
         inc.passed += rec.passed
-        inc.expected_passed += self._rate(CONVERSION, st.kinds[CONVERSION]) * rec.entered
+        conv = st.kinds.get(CONVERSION)
+        if conv is not None:
+            inc.expected_passed += self._rate(CONVERSION, conv) * rec.entered
         inc.cart_value += rec.cart_value
         for kind, n in rec.signals.items():
             inc.signals[kind] = inc.signals.get(kind, 0) + n
@@ -313,8 +401,8 @@ class IncidentDetector:
         """Sessions not getting past the step beyond the baseline, per hour, times their cart
         value, times the baseline chance that a session past the step orders."""
         hours = inc.seconds / 3600.0
-        if not hours or not inc.entered:
-            return 0.0
+        if not hours or not inc.entered or st.element is not None:
+            return 0.0  # an element's share of the step's loss is not known: the step's says
         missing = max(0.0, inc.expected_passed - inc.passed)
         return missing / hours * (inc.cart_value / inc.entered) * self._downstream(st)
 
@@ -332,13 +420,14 @@ class IncidentDetector:
         now_t = rec.start + rec.seconds
         inc.seq += 1
         main = kinds[0]["kind"]
+        subject = f"{st.journey}/{st.step}"
         return {
             "specversion": "1.0",
             "type": f"io.frictionwatch.journey.incident.{status}",
             "source": self.config.source,
             "id": f"{inc.id}-{inc.seq}",
             "time": _iso(now_t),
-            "subject": f"{st.journey}/{st.step}",
+            "subject": subject if st.element is None else f"{subject}/element/{st.element}",
             "datacontenttype": "application/json",
             "data": {
                 "incident_id": inc.id,
@@ -346,6 +435,8 @@ class IncidentDetector:
                 "reason": main,
                 "journey": st.journey,
                 "step": st.step,
+                #: The element people hit (an element-level incident), or None: the step.
+                "element": st.element,
                 "started": _iso(inc.opened - rec.seconds),
                 "opened": _iso(inc.opened),
                 "resolved": _iso(now_t) if status == "resolved" else None,
@@ -459,6 +550,9 @@ def _shares(totals: dict[str, float]) -> dict[str, float]:
 
 def _summary(st: _Step, kind: str, rates: dict[str, Any], lost: float) -> str:
     now, usual = rates["current_rate"], rates["baseline_rate"]
+    if st.element is not None:
+        return (f"{st.journey} / {st.step}: {now * 100:.0f} of 100 sessions entering meet a "
+                f"{kind.replace('_', ' ')} on {st.element}, usually {usual * 100:.1f}")
     if kind == CONVERSION:
         what = f"{now:.0%} of sessions get past it, usually {usual:.0%}"
     else:
@@ -468,7 +562,8 @@ def _summary(st: _Step, kind: str, rates: dict[str, Any], lost: float) -> str:
 
 
 def _incident_id(st: _Step, start: float) -> str:
-    raw = f"{st.journey}/{st.step}/{start:.0f}".encode()
+    where = f"{st.journey}/{st.step}" + (f"/element/{st.element}" if st.element else "")
+    raw = f"{where}/{start:.0f}".encode()
     return "inc_" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
 
 

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors import events as ev
 from detectors.base import BaseDetector, Signal
+from detectors.noise import IgnoreList
 
 if TYPE_CHECKING:
     from detectors.session import SessionState
@@ -90,6 +91,9 @@ class SlowPageDetector(BaseDetector):
     inp_ms
         Interaction to Next Paint above this is poor. Default 500: web.dev, "Interaction to
         Next Paint (INP)": good <= 200 ms, poor > 500 ms (https://web.dev/articles/inp).
+    ignore
+        Pages not watched (``detectors.noise.IgnoreList``; its ``paths``): the page of the
+        session's last page view, else the report's URL.
 
     One signal per page view (a later report for the same page adds nothing). Evidence:
     ``url`` (of the report), ``path`` (of the last page view, else its URL), ``lcp_ms``,
@@ -114,15 +118,20 @@ class SlowPageDetector(BaseDetector):
     handles: ClassVar[tuple[type, ...]] = (ev.PagePerformance,)
 
     def __init__(self, lcp_ms: float = 4000.0, inp_ms: float = 500.0,
-                 scope: PageScope | None = None) -> None:
+                 scope: PageScope | None = None,
+                 ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if lcp_ms <= 0 or inp_ms <= 0:
             raise ValueError("lcp_ms and inp_ms must be > 0")
         self.lcp_ms = lcp_ms
         self.inp_ms = inp_ms
         self.scope = scope
+        self.ignore = IgnoreList.from_spec(ignore)
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         lcp, inp = event.lcp_ms, event.inp_ms
+        if self.ignore is not None and self.ignore.matches_path(
+                state.page if state.page_at is not None else event.url):
+            return ()
         poor = []
         if lcp is not None and lcp > self.lcp_ms:
             poor.append("lcp")
@@ -153,6 +162,8 @@ class ErrorPageDetector(BaseDetector):
     min_status
         Lowest status that is an error page. Default 400: RFC 9110 section 15, 4xx client
         errors (a 404 dead link) and 5xx server errors.
+    ignore
+        Pages not watched (``detectors.noise.IgnoreList``; its ``paths``): the page viewed.
 
     One signal per error page view. Evidence: ``path``, ``url``, ``status``.
 
@@ -170,15 +181,19 @@ class ErrorPageDetector(BaseDetector):
     name = "error_page"
     handles: ClassVar[tuple[type, ...]] = (ev.PageView,)
 
-    def __init__(self, min_status: int = 400, scope: PageScope | None = None) -> None:
+    def __init__(self, min_status: int = 400, scope: PageScope | None = None,
+                 ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if not 100 <= min_status <= 599:
             raise ValueError("min_status must be an HTTP status (100-599)")
         self.min_status = min_status
         self.scope = scope
+        self.ignore = IgnoreList.from_spec(ignore)
 
     def update(self, state: SessionState, event: Any) -> Sequence[Signal]:
         status = event.status_code
         if status is None or status < self.min_status:
+            return ()
+        if self.ignore is not None and self.ignore.matches_path(event.path or event.url):
             return ()
         evidence: dict[str, Any] = {"path": event.path, "url": event.url, "status": status}
         if self.scope is not None:
@@ -211,6 +226,9 @@ class ApiErrorDetector(BaseDetector):
         retries with backoff and a shopper's own retries come within seconds to a minute.
     max_endpoints
         Endpoints remembered per session (the oldest dropped). Default 8.
+    ignore
+        Calls not watched (``detectors.noise.IgnoreList``; its ``paths``): by the endpoint's
+        path (a noisy third-party or telemetry API) or the page the session is on.
 
     Evidence: ``endpoint``, ``status``. ``Signal.start`` and ``Signal.time`` are the first
     failure of the episode.
@@ -234,7 +252,8 @@ class ApiErrorDetector(BaseDetector):
 
     def __init__(self, client_errors: bool = False, checkout_only: bool = True,
                  episode_gap_s: float = 60.0, max_endpoints: int = 8,
-                 scope: PageScope | None = None) -> None:
+                 scope: PageScope | None = None,
+                 ignore: IgnoreList | Mapping[str, Any] | None = None) -> None:
         if episode_gap_s < 0 or max_endpoints < 1:
             raise ValueError("episode_gap_s must be >= 0 and max_endpoints >= 1")
         self.client_errors = client_errors
@@ -242,6 +261,7 @@ class ApiErrorDetector(BaseDetector):
         self.episode_gap_s = episode_gap_s
         self.max_endpoints = max_endpoints
         self.scope = scope
+        self.ignore = IgnoreList.from_spec(ignore)
 
     def is_failure(self, status: int) -> bool:
         """Whether an API call with this status failed the shopper."""
@@ -252,6 +272,10 @@ class ApiErrorDetector(BaseDetector):
         status = event.status_code
         if not self.is_failure(status) or (self.scope is None and self.checkout_only
                                            and not state.checkout_step):
+            return ()
+        ignore = self.ignore
+        if ignore is not None and (ignore.matches_path(event.endpoint)
+                                   or ignore.matches_path(state.page or event.url)):
             return ()
         mem = state.detector_state.get("api_error")
         if mem is None:

@@ -30,12 +30,14 @@ __all__ = ["alerting", "churn", "engine", "experiments", "funnel", "holdout", "i
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
-    """Every detector with its defaults, and the journeys of ``settings.journeys_file``
+    """Every detector with its defaults (and ``settings.detector_ignore``'s ignore lists),
+    and the journeys of ``settings.journeys_file``
     (counted window by window in a ``Funnel``); then the abandonment scorer
     (``settings.abandonment_model``) and ``extra`` ones, which see the session's journey
     position as of the event."""
     models: list[Detector] = [AbandonmentScorer()] if settings.abandonment_model else []
-    found = default_detectors(journeys=load_journeys(settings.journeys_file),
+    ignore = {name: {"ignore": spec} for name, spec in settings.detector_ignore.items()}
+    found = default_detectors(ignore, journeys=load_journeys(settings.journeys_file),
                               funnel=Funnel(settings.incident_window_seconds),
                               friction_paths=settings.friction_paths)
     return SessionProcessor([*found, *models, *extra])

@@ -8,7 +8,13 @@ them to the journey-stats topic, keyed ``journey/step``.
 The incidents agent reads that topic. Each step's records (from every worker, and late parts)
 are added up per window (``WindowMerger``) and judged by the ``IncidentDetector``; its
 documents go to the alerts topic, keyed ``journey/step``, and into
-``frictionwatch_incident_open`` and ``frictionwatch_incident_revenue_lost_per_hour``. The
+``frictionwatch_incident_open`` and ``frictionwatch_incident_revenue_lost_per_hour``; an
+element-level incident (``element`` set) into ``frictionwatch_element_incidents_open`` and
+``_opened_total`` instead. The sessions side counts each window's element hits in
+``frictionwatch_element_friction_sessions_total`` with bounded element labels
+(``detectors.elements.LabelSlots``). Element baselines are checkpointed with the steps' but do
+not move with a step's partition on a rebalance (``share_steps``): the new owner learns them
+again from its prior. The
 topic is keyed by step, so one worker judges each step and an outage opens one incident
 however many workers share the traffic. What the detector learned (baselines, open
 incidents) is checkpointed with the models, and each step's part is published on the
@@ -25,12 +31,14 @@ from typing import Any, cast
 import faust
 import msgspec
 
+from detectors.elements import LabelSlots, split_key
 from detectors.funnel import NO_JOURNEY, Funnel, StepBucket
 from detectors.incidents import IncidentDetector, WindowMerger
 from models import checkpoint
 from streams import checkpoints, detection
 from streams.deadletter import decode_reason
 from streams.guard import Guard, inc_finite, set_finite
+from streams.journeys import load_journeys
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import partition_for
@@ -52,6 +60,9 @@ class JourneyStats:
         self.metrics = metrics
         self.lateness = lateness
         self.guard = guard
+        #: Which elements get a label value of their own, per step: its 10 most hit, at most
+        #: 20 ever (a dashboard's table shows ten; the label set stays bounded).
+        self.element_labels = LabelSlots(top=10, slots=20)
 
     async def flush(self, watermark: float) -> int:
         """Send every window that ended ``lateness`` before ``watermark``; how many."""
@@ -82,6 +93,10 @@ class JourneyStats:
                 counters[what].labels(journey, step, "unknown").inc(total - with_device[what])
         for kind, n in b.signals.items():
             m.step_signals.labels(journey, step, kind).inc(n)
+        for key, n in b.elements.items():
+            kind, element = split_key(key)
+            label = self.element_labels.label(b.key, element, kind, n)
+            m.element_friction.labels(journey, step, kind, label).inc(n)
         if b.orders:
             # Finite amounts only: two orders of 1e308 sum to inf, and a counter that took
             # +Inf reads +Inf for the life of the process.
@@ -97,13 +112,17 @@ class _Checkpointed:
         self.merger = merger
 
     def checkpoint(self) -> bytes:
-        return checkpoint.dumps({"steps": self.detector.steps, "merger": self.merger})
+        return checkpoint.dumps({"steps": self.detector.steps, "merger": self.merger,
+                                 "elements": self.detector.elements})
 
     def restore(self, data: bytes) -> None:
         saved = checkpoint.loads(data)
-        if not isinstance(saved, dict) or set(saved) != {"steps", "merger"}:
+        # Checkpoints from before element incidents have no "elements".
+        if not isinstance(saved, dict) or not {"steps", "merger"} <= set(saved) <= \
+                {"steps", "merger", "elements"}:
             raise checkpoint.CheckpointError("not an incidents checkpoint")
         self.detector.steps = saved["steps"]
+        self.detector.elements = saved.get("elements", {})
         self.merger = saved["merger"]
 
 
@@ -120,6 +139,14 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
     checkpoints.restore(state, path)
     for (journey, step), st in detector.steps.items():
         metrics.incident_open.labels(journey, step).set(1 if st.incident else 0)
+    # Every step's element-incident series from the start, at 0: an element incident is rare,
+    # and a series that appears only with one cannot tell "none" from "not watched".
+    steps = {(j.name, name) for j in load_journeys(settings.journeys_file).values()
+             for name in j.step_names} | set(detector.elements)
+    for journey, step in steps:
+        metrics.element_incidents_opened.labels(journey, step)
+        metrics.element_incidents_open.labels(journey, step).set(
+            detector.open_elements(journey, step))
 
     @app.agent(stats_topic, name="incidents")
     async def incidents_agent(stream: faust.StreamT[bytes]) -> None:
@@ -156,6 +183,16 @@ def register_incidents(app: faust.App, settings: Settings, stats_topic: Any, ale
     async def publish(doc: dict[str, Any], event: Any) -> None:
         data = doc["data"]
         journey, step = data["journey"], data["step"]
+        if data.get("element") is not None:  # an element's: the step's gauges are not its
+            if data["status"] == "opened":
+                metrics.element_incidents_opened.labels(journey, step).inc()
+            metrics.element_incidents_open.labels(journey, step).set(
+                detector.open_elements(journey, step))
+            await guard.send(alert_topic, doc["subject"].encode(), msgspec.json.encode(doc),
+                             stage="incidents", what="incident alert", at=event)
+            log.info("element incident %s %s at %s/%s: %s", data["incident_id"],
+                     data["status"], journey, step, data["summary"])
+            return
         if data["status"] == "opened":
             metrics.incidents_opened.labels(journey, step).inc()
         is_open = data["status"] != "resolved"

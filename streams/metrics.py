@@ -200,6 +200,27 @@ class Metrics:
             ["journey", "step"],
             registry=registry,
         )
+        # --- elements (detectors.elements): bounded by LabelSlots, never a free selector ----
+        self.element_friction = Counter(
+            "frictionwatch_element_friction_sessions_total",
+            "Sessions meeting a dead, rage or error click on an element for the first time, by "
+            "journey step (step none: outside any journey), friction type and element: each "
+            "step's most hit elements (at most 20) by name, every other one as \"other\".",
+            ["journey", "step", "type", "element"],
+            registry=registry,
+        )
+        self.element_incidents_opened = Counter(
+            "frictionwatch_element_incidents_opened_total",
+            "Element-level incidents opened (many sessions hitting one element), by journey step.",
+            ["journey", "step"],
+            registry=registry,
+        )
+        self.element_incidents_open = Gauge(
+            "frictionwatch_element_incidents_open",
+            "Element-level incidents open at a journey step.",
+            ["journey", "step"],
+            registry=registry,
+        )
         self.incident_windows_late = Counter(
             "frictionwatch_incident_windows_late_total",
             "Journey-stats records that arrived after their window was judged (not used).",

@@ -12,8 +12,9 @@ Data comes from one of two places, into one ``ReportData``:
 ``render`` writes ``index.html`` and four PNGs beside it (the page references them): the
 conversion lift over time with its always-valid interval, the checkout funnel of exposed
 sessions per arm, revenue at risk by friction type, and the friction points that lost most
-money. The numbers come from the pure core (``models.experiments``, ``models.lift``,
-``models.kpis``); this module only gathers and draws.
+money; a table ranks the elements most sessions met dead, rage and error clicks on. The
+numbers come from the pure core (``models.experiments``, ``models.lift``, ``models.kpis``,
+``detectors.elements``); this module only gathers and draws.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from detectors.elements import CLICK_FRICTION, ElementRow, outcome_rows
 from detectors.engine import Engine, Outputs
 from detectors.holdout import Experiment
 from models.experiments import Ledger
@@ -42,7 +44,7 @@ from streams.settings import Settings
 from streams.topics import topic_name
 
 __all__ = ["PLOTS", "ReportData", "gather_file", "gather_kafka", "gather_simulated",
-           "headline", "ledger", "render"]
+           "headline", "ledger", "render", "top_elements"]
 
 #: The images ``render`` writes, by what they show.
 PLOTS = {"lift": "lift.png", "funnel": "funnel.png", "risk": "revenue_at_risk.png",
@@ -326,6 +328,12 @@ def revenue_at_risk(data: ReportData) -> dict[str, float]:
     return risk
 
 
+def top_elements(data: ReportData, top: int = 15) -> list[ElementRow]:
+    """The elements most sessions met a dead, rage or error click on, by journey step (or
+    page, outside any journey), from the sessions' outcomes: the ``top`` most hit."""
+    return outcome_rows(data.outcomes).top(top)
+
+
 def friction_points(data: ReportData, top: int = 10) -> list[tuple[str, float]]:
     """Abandoned sessions' cart value summed by (journey step, friction type), the ``top``
     largest. A session with several friction types counts under each; abandoned sessions
@@ -524,10 +532,21 @@ def _incidents_html(docs: Sequence[Mapping[str, Any]]) -> str:
             continue  # opened and resolved tell the story; updates repeat it
         rows.append((d.get("time", ""), data.get("status", ""),
                      f"{data.get('journey', '')}/{data.get('step', '')}",
-                     _money(data.get("revenue_lost_per_hour")), data.get("summary", "")))
+                     data.get("element") or "", _money(data.get("revenue_lost_per_hour")),
+                     data.get("summary", "")))
     if not rows:
         return "<p>No journey incidents.</p>"
-    return _table(("time", "status", "journey/step", "revenue lost per hour", "summary"), rows)
+    return _table(("time", "status", "journey/step", "element", "revenue lost per hour",
+                   "summary"), rows)
+
+
+def _elements_html(rows: Sequence[ElementRow]) -> str:
+    if not rows:
+        return "<p>No dead, rage or error clicks on named elements.</p>"
+    return _table(("journey step or page", "element", "sessions", "dead clicks", "rage clicks",
+                   "error clicks"),
+                  [(r.place, r.element, f"{r.sessions:,}",
+                    *(f"{r.counts.get(k, 0):,}" for k in CLICK_FRICTION)) for r in rows])
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
@@ -592,6 +611,11 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         f"<img src='{PLOTS['risk']}' alt='revenue at risk by friction type'>",
         f"<img src='{PLOTS['friction']}' alt='top friction points by money lost'>",
         "<p class='note'>A session with several friction types counts under each.</p>",
+        "<h3>Elements with most dead, rage and error clicks</h3>",
+        _elements_html(top_elements(data)),
+        "<p class='note'>Sessions that met each kind of click friction on the element, by the "
+        "journey step they were in (a page's path outside any journey); a session counts "
+        "once per element and kind.</p>",
         "<h2>Journey incidents</h2>", _incidents_html(data.incidents),
         "</body></html>",
     ]

@@ -18,9 +18,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from detectors.noise import IgnoreList
 from streams.adapters import segment
 
 ENV_PREFIX = "FRICTIONWATCH_"
+#: Detectors that take an ignore list (``detector_ignore``).
+IGNORABLE = frozenset({"rage_click", "dead_click", "error_click", "slow_page", "error_page",
+                       "api_error"})
 
 
 class Settings(BaseSettings):
@@ -159,6 +163,11 @@ class Settings(BaseSettings):
     #: Let people's verdicts on alerts tune the alert policy: a friction type often judged a
     #: false alarm weighs less in the friction score (``models.feedback.FeedbackTally``).
     learn_from_feedback: bool = True
+    #: Ignore lists per detector (``detectors.noise.IgnoreList``): events on these elements or
+    #: pages do not count for it. JSON in the environment, keyed by friction type (rage_click,
+    #: dead_click, error_click, slow_page, error_page, api_error):
+    #: ``{"rage_click": {"selectors": [".carousel-next"], "paths": ["/admin"], "ids": ["x"]}}``.
+    detector_ignore: dict[str, dict[Literal["selectors", "paths", "ids"], list[str]]] = {}
     #: Watch each journey step for incidents (``detectors.incidents``): alerts on the alerts
     #: topic when a step breaks for many sessions at once.
     incident_detection: bool = True
@@ -235,6 +244,18 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+    @field_validator("detector_ignore")
+    @classmethod
+    def _check_ignore(cls, value: dict[str, dict[str, list[str]]]
+                      ) -> dict[str, dict[str, list[str]]]:
+        """Known detectors and selectors of the supported subset, or a clear error at start."""
+        unknown = set(value) - IGNORABLE
+        if unknown:
+            raise ValueError(f"unknown detectors {sorted(unknown)}; one of {sorted(IGNORABLE)}")
+        for spec in value.values():
+            IgnoreList.from_spec(spec)
+        return value
+
     # --- input bounds and state budgets (detectors.bounds, detectors.budget) --------------
     #: Oldest accepted event, in seconds before the worker's clock (unset: no limit). Unset by
     #: default: replays, backfills and the simulator's fixed 2026-01-01 start are in the past.

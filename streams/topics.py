@@ -103,8 +103,8 @@ TOPICS: dict[str, TopicSpec] = {
     ),
     "alerts": TopicSpec(
         suffix="alerts",
-        key="session_id (session alerts), hashed customer id (churn alerts) or journey/step "
-        "(incidents)",
+        key="session_id (session alerts), hashed customer id (churn alerts), journey/step "
+        "(incidents) or journey/step/element/<element> (element incidents)",
         schema="CloudEvents 1.0 JSON document (structured mode)",
         doc="Explained alerts for CX teams.",
     ),
@@ -126,7 +126,7 @@ TOPICS: dict[str, TopicSpec] = {
         key="journey/step",
         schema="JSON object detectors.funnel.StepBucket: one journey step in one window of "
         "event time (sessions entering and getting past it, orders, revenue, friction by "
-        "type and segment)",
+        "type and segment, sessions with click friction by element)",
         doc="The journeys' funnels, window by window, from every worker; the incidents agent "
         "adds them up per step and watches them for incidents.",
     ),

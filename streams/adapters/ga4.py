@@ -32,7 +32,8 @@ form_submit (enhanced measurement: form_id or form_name). Custom events: checkou
 and checkout_step_completed (step, step_name), payment_attempted (success, decline_reason,
 payment_type, provider, value, currency), coupon_applied / coupon_denied (coupon, reason),
 form_field_error (field, form, message), js_error / exception (description or message,
-source), web_vitals (lcp, inp, cls, ttfb in ms), click and dead_click (x, y, target),
+source), web_vitals (lcp, inp, cls, ttfb in ms), click (x, y, target, text or link_text) and
+dead_click (x, y, target),
 api_error (endpoint, status_code). Any other name is ``unknown_event``.
 
 >>> from streams.adapters import ga4
@@ -79,6 +80,7 @@ from streams.adapters.segment import (
     as_int,
     as_str,
     device_label,
+    element_text,
     first,
     invalid,
 )
@@ -246,6 +248,8 @@ def _click(base: dict[str, Any], p: dict[str, Any]) -> Any:
         x=as_float(p.get("x"), "params.x", required=True),
         y=as_float(p.get("y"), "params.y", required=True),
         target=as_str(p.get("target"), "params.target"),
+        # GA4's enhanced-measurement clicks name the link's text link_text.
+        text=element_text(first(p, "text", "link_text"), "params.text"),
     )
 
 

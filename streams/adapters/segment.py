@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from detectors.bounds import ID_CHARS, MAX_TIME, URL_CHARS, trait_number_problem
+from detectors.bounds import ID_CHARS, LABEL_CHARS, MAX_TIME, URL_CHARS, trait_number_problem
 from detectors.events import (
     ApiError,
     CartUpdated,
@@ -387,12 +387,22 @@ def _payment(success: bool | None) -> _Builder:
     return build
 
 
+def element_text(value: Any, name: str) -> str | None:
+    """An element's text or aria-label, cut to a label's length: only a hint (a "+" tells a
+    quantity stepper), so a long one is shortened rather than the click refused."""
+    text = as_str(value, name)
+    return text[:LABEL_CHARS] if text is not None else None
+
+
 def _click(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
     return Click(
         **base,
         x=as_float(p.get("x"), "properties.x", required=True),
         y=as_float(p.get("y"), "properties.y", required=True),
         target=as_str(first(p, "target", "selector"), "properties.target"),
+        # posthog-js sends the element's text as $el_text; an icon button has only its label.
+        text=element_text(first(p, "text", "el_text", "$el_text", "aria_label"),
+                          "properties.text"),
     )
 
 

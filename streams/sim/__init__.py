@@ -59,7 +59,8 @@ behaviour: a session hit by it may leave at once (``ABANDON_AFTER``) and is less
 Two ways to inject it: per session, with ``config.friction[type]`` the chance that a session
 able to hit it does (a page-level type at one of its pages, a checkout type at the step it
 needs); and ``Incident``s, scheduled windows that hit every session passing the affected spot
-(``INCIDENT_KINDS``: payment_outage, broken_field, slow_step, api_outage, promo_broken).
+(``INCIDENT_KINDS``: payment_outage, broken_field, slow_step, api_outage, promo_broken,
+broken_button).
 
 Ground truth: ``Simulator.truth`` lists a ``FrictionTruth`` per friction that reached the output
 (``start`` is the event time of the first event showing it), ``Simulator.outcomes`` a
@@ -81,17 +82,18 @@ The package's modules:
 >>> sim = Simulator(SimConfig(seed=7, events_per_second=50, duration=300, start=1767225600))
 >>> msgs = list(sim.messages())
 >>> round(len(msgs) / 300), msgs[0].source, msgs[0].payload["event"], msgs[0].time
-(50, 'segment', 'Element Clicked', 1767225600.029)
+(53, 'segment', 'Web Vitals', 1767225600.047)
 >>> all(a.time <= b.time for a, b in zip(msgs, msgs[1:]))
 True
 >>> sum(len(adapt(m.payload, m.source).rejected) for m in msgs)
 0
 >>> len({t.friction for t in sim.truth}), sim.truth[0].friction, sim.outcomes[0].finished
-(11, 'dead_click', True)
+(11, 'slow_page', True)
 """
 
 from streams.sim.behaviour import ABANDON_AFTER, SHOP_URL
 from streams.sim.config import (
+    BREAKABLE_BUTTONS,
     DEFAULT_FRICTION,
     DEFAULT_START,
     FRICTION_TYPES,
@@ -110,6 +112,7 @@ __all__ = [
     "DEFAULT_FRICTION",
     "DEFAULT_START",
     "FRICTION_TYPES",
+    "BREAKABLE_BUTTONS",
     "INCIDENT_KINDS",
     "NO_FRICTION",
     "PAGE_FRICTION",

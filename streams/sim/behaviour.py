@@ -110,6 +110,13 @@ FORM_ERROR_ONCE = 0.06
 DECLINE_ONCE = 0.03
 COUPON_TRY = 0.12
 COUPON_OK = 0.7
+#: Repeated clicks that are not friction, per gap between two ordinary clicks (a stream of
+#: their own: ``Behaviour.noise_rng``): a double or triple click that selects text (a
+#: product's name, its description, a price to copy), and taps on a +/- quantity stepper.
+#: Shoppers copy text on a few percent of product pages and change a quantity in a cart
+#: about as often; these rates put a few hundred of each in the quality bench's traffic.
+TEXT_SELECTION = 0.08
+STEPPER_TAPS = 0.06
 #: Payment methods and the provider each goes through.
 PAYMENT_METHODS = (("card", "stripe", 0.8), ("paypal", "paypal", 0.15), ("klarna", "klarna", 0.05))
 #: A hazard per page for page-level friction: a flagged session shows it at about its 2nd page.
@@ -152,6 +159,12 @@ _TARGETS_CHECKOUT = (
 )
 _NORMAL_CLICKS = ("img.product-thumb", "button.size-option", "a.product-card", "button.color",
                   "summary.details", "a.breadcrumb")
+#: Text shoppers select with a double or triple click.
+_TEXT_TARGETS = ("h1.product-title", "p.product-description", "span.price", "td.size-chart",
+                 "span.order-number")
+#: Quantity steppers: (target, element text), the text as SDKs that send it report it.
+_STEPPERS = (("button.qty-plus", "+"), ("button.qty-minus", "-"),
+             ('button[aria-label="Increase quantity"]', None))
 SHOP_URL = "https://shop.example.com"
 
 # --- sessions --------------------------------------------------------------------------------
@@ -187,6 +200,9 @@ class Behaviour:
         # Presence (beacons, and who leaves a step on sight) draws from its own stream too,
         # so that everything else a session does is what it would be without it.
         self.presence_rng = random.Random(f"{config.seed}:presence")
+        # Repeated clicks that are not friction (text selection, steppers) from their own
+        # stream, placed between clicks that happen anyway, so they move nothing else.
+        self.noise_rng = random.Random(f"{config.seed}:noise")
         self.ticket_base = rng.randrange(1_000_000, 9_000_000)
         self.tickets = 0
 
@@ -428,14 +444,49 @@ class Behaviour:
             yield (s.t, "JS Error", {"message": message, "source": "/static/js/app.js"}, tr)
         s.t += self.ms(rng.uniform(1.5, 4.0))
 
-    def clicks(self, s: Session, n: int) -> Iterator[Act]:
-        """Ordinary clicks, 2-8 s apart (never rage-like)."""
+    def clicks(self, s: Session, n: int, repeated: bool = True) -> Iterator[Act]:
+        """Ordinary clicks, 2-8 s apart (never rage-like); with ``repeated``, text selections
+        and stepper taps between them (``repeated_clicks``): on product and cart pages, where
+        the steppers are, not in checkout steps."""
         rng = self.rng
         for _ in range(n):
+            before = s.t
             s.t += self.ms(rng.uniform(2.0, 8.0))
             x, y = self.xy(s, rng.uniform(0.1, 0.9), rng.uniform(0.15, 0.85))
+            if repeated:
+                yield from self.repeated_clicks(s, before, s.t)
             yield (s.t, "Element Clicked", {"x": x, "y": y, "target": rng.choice(_NORMAL_CLICKS)},
                    None)
+
+    def repeated_clicks(self, s: Session, after: int, until: int) -> Iterator[Act]:
+        """Maybe a text selection (a double or triple click) or taps on a quantity stepper,
+        strictly between two clicks at ``after`` and ``until`` (ms) and more than a second
+        from each, so no burst takes them in: not friction (no truth), and nothing for a
+        detector to flag. Draws only from ``noise_rng``."""
+        nr = self.noise_rng
+        u = nr.random()
+        if u < TEXT_SELECTION:
+            target, text = nr.choice(_TEXT_TARGETS), None
+            n, lo, hi = nr.choice((2, 2, 3)), 0.08, 0.25  # OS double-click interval: <= 0.5 s
+        elif u < TEXT_SELECTION + STEPPER_TAPS:
+            target, text = nr.choice(_STEPPERS)
+            n, lo, hi = nr.randint(3, 6), 0.15, 0.35
+        else:
+            return
+        gaps = [self.ms(nr.uniform(lo, hi)) for _ in range(n - 1)]
+        room = until - after - 2200 - sum(gaps)
+        if room <= 0:
+            return
+        t = after + 1100 + int(nr.uniform(0.0, room))
+        w, h = _VIEWPORT[s.device]  # not ``xy``: that draws from the main stream
+        x, y = round(nr.uniform(0.1, 0.9) * w), round(nr.uniform(0.15, 0.85) * h)
+        for i in range(n):
+            if i:
+                t += gaps[i - 1]
+            props = {"x": x + nr.randint(-3, 3), "y": y + nr.randint(-3, 3), "target": target}
+            if text is not None:
+                props["text"] = text
+            yield (t, "Element Clicked", props, None)
 
     def beacon(self, s: Session) -> Iterator[Act]:
         """The leave beacon of the page on show, if the source sends them and it gets through."""
@@ -664,7 +715,7 @@ class Behaviour:
             if r:
                 return True
         t_in = s.t
-        yield from self.clicks(s, rng.randint(1, 3))
+        yield from self.clicks(s, rng.randint(1, 3), repeated=False)
         if step in _FIELDS:
             r = yield from self.form(s, step, where["form_error_loop"] == step)
             if r:
@@ -681,11 +732,34 @@ class Behaviour:
             return (yield from self.pay(s))
         s.t += self.ms(rng.uniform(0.5, 3.0))
         x, y = self.xy(s, 0.5, 0.85)
+        if (yield from self.broken_button(s, step, "button#continue", x, y)):
+            return True
         yield (s.t, "Element Clicked", {"x": x, "y": y, "target": "button#continue"}, None)
         s.t += self.ms(rng.uniform(0.2, 0.8))
         yield self.step_done(s, step)
         s.t += self.ms(rng.uniform(0.3, 1.5))
         return False
+
+    def broken_button(self, s: Session, step: int, target: str, x: float, y: float) -> Part:
+        """If a ``broken_button`` incident has broken ``target`` now: the shopper's clicks on
+        it, each dead (a dead click each, reported by the SDK where it reports them), a few
+        seconds apart, until it works again or they give up. True: they left. Draws from the
+        main stream only during such an incident."""
+        rng = self.rng
+        for tries in range(3):
+            broken = self.incident("broken_button", s.t)
+            if broken is None or broken[1]["target"] != target:
+                return False
+            tr = self.truth(s, "dead_click", step, broken[0], target=target, x=x, y=y,
+                            path=s.path, reported=s.dead_sdk)
+            yield (s.t, "Element Clicked", {"x": x, "y": y, "target": target}, tr)
+            if s.dead_sdk:
+                s.t += self.ms(rng.uniform(1.0, 1.5))
+                yield (s.t, "Dead Click", {"x": x, "y": y, "target": target}, tr)
+            s.t += self.ms(rng.uniform(4.0, 10.0))  # nothing happens; they wait, try again
+            if tries and self.leaves(s, "dead_click"):
+                return True
+        return True  # three dead clicks: they give up
 
     def backtrack(self, s: Session, step: int) -> Part:
         rng = self.rng
@@ -832,6 +906,8 @@ class Behaviour:
         for attempt in range(5):
             s.t += self.ms(rng.uniform(15.0, 60.0) if attempt else rng.uniform(1.0, 4.0))
             x, y = self.xy(s, 0.5, 0.9)
+            if (yield from self.broken_button(s, 4, "button#place-order", x, y)):
+                return True
             yield (s.t, "Element Clicked", {"x": x, "y": y, "target": "button#place-order"},
                    tr)  # within a run of declines: part of it
             s.t += self.ms(rng.uniform(0.8, 3.0))

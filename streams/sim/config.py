@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_FRICTION",
     "DEFAULT_START",
     "FRICTION_TYPES",
+    "BREAKABLE_BUTTONS",
     "INCIDENT_KINDS",
     "NO_FRICTION",
     "PAGE_FRICTION",
@@ -80,7 +81,12 @@ INCIDENT_KINDS: dict[str, dict[str, Any]] = {
                    "status_code": 503, "fail_rate": 0.95},
     # A promoted coupon code is denied for everyone (and many people try it).
     "promo_broken": {"code": "SPRING20", "reason": "not_applicable", "uptake": 0.5},
+    # A button stops working (a release broke its handler): every click on it is dead, and
+    # shoppers try it two or three times before giving up. One of ``BREAKABLE_BUTTONS``.
+    "broken_button": {"target": "button#place-order"},
 }
+#: Buttons a ``broken_button`` incident can break: the checkout's own.
+BREAKABLE_BUTTONS = ("button#place-order", "button#continue")
 
 # --- incidents and the run -------------------------------------------------------------------
 
@@ -124,6 +130,10 @@ class Incident:
         step = self.settings.get("step")
         if step is not None and step_number(step) is None:
             raise ValueError(f"{self.kind}: unknown step {step!r}; one of {STEP_NAMES}")
+        target = self.settings.get("target")
+        if self.kind == "broken_button" and target not in BREAKABLE_BUTTONS:
+            raise ValueError(f"{self.kind}: unknown target {target!r}; one of "
+                             f"{list(BREAKABLE_BUTTONS)}")
 
     @property
     def settings(self) -> dict[str, Any]:

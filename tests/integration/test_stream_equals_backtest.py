@@ -44,7 +44,9 @@ def test_stream_and_backtest_send_the_same(kafka_bootstrap, tmp_path) -> None:  
     # One partition: the step-duration learner sees sessions in one order in both runs.
     settings = isolated_settings(tmp_path, partitions=1)
     ensure_topics(settings, kafka_bootstrap)
-    sim = Simulator(SimConfig(seed=4, events_per_second=40, duration=300, warmup=120,
+    # 420 s: with the simulator's repeated clicks (text selection, steppers) the same rate
+    # holds fewer sessions, and 300 s gave 7 chat triggers (15 in 420 s).
+    sim = Simulator(SimConfig(seed=4, events_per_second=40, duration=420, warmup=120,
                               friction=dict.fromkeys(FRICTION_TYPES, 0.2),
                               incidents=(Incident.parse("payment_outage@30+60"),)))
     msgs = list(sim.messages())

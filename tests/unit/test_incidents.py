@@ -200,3 +200,85 @@ def test_journey_stats_count_each_window_into_the_journey_metrics() -> None:
                  {"journey": "shop", "step": "order", "type": "payment_declined"}) == 2
     assert value("frictionwatch_orders_total", {"journey": "shop"}) == 3
     assert value("frictionwatch_revenue_total", {"journey": "shop"}) == 90.0
+
+
+# --- element-level incidents ---------------------------------------------------------------------
+
+
+def _element_window(i: int, broken: int, noise: bool) -> StepBucket:
+    from detectors.funnel import StepBucket
+
+    elements = {"dead_click|button#continue": 1} if noise else {}
+    if broken:
+        elements["dead_click|button#place-order"] = broken
+    return StepBucket(journey="shop", step="pay", index=3, start=15.0 * i, seconds=15.0,
+                      entered=10, passed=8, cart_value=800.0,
+                      signals={"dead_click": broken + noise}, segments={}, elements=elements)
+
+
+def test_an_element_incident_opens_when_many_sessions_hit_one_element_and_closes() -> None:
+    from detectors.incidents import IncidentConfig, IncidentDetector
+
+    det = IncidentDetector(IncidentConfig(warmup_entries=100))
+    docs = [d for i in range(60) for d in det.observe(_element_window(i, 0, i % 9 == 0))]
+    assert docs == []  # a stray dead click now and then on one button is no incident
+    broken = [d for i in range(60, 66) for d in det.observe(_element_window(i, 4, False))]
+    opened = [d for d in broken if d["data"]["status"] == "opened"]
+    [doc] = [d for d in opened if d["data"]["element"] is not None]
+    data = doc["data"]
+    assert data["element"] == "button#place-order" and data["reason"] == "dead_click"
+    assert doc["subject"] == "shop/pay/element/button#place-order"
+    assert doc["type"] == "io.frictionwatch.journey.incident.opened"
+    assert data["revenue_lost_per_hour"] == 0.0 and "button#place-order" in data["summary"]
+    assert det.open_elements("shop", "pay") == 1
+    calm = [d for i in range(66, 80) for d in det.observe(_element_window(i, 0, False))]
+    resolved = [d for d in calm if d["data"]["status"] == "resolved" and d["data"]["element"]]
+    assert [d["data"]["incident_id"] for d in resolved] == [data["incident_id"]]
+    assert det.open_elements("shop", "pay") == 0
+
+
+def test_elements_watched_per_step_are_bounded() -> None:
+    from detectors.funnel import StepBucket
+    from detectors.incidents import IncidentConfig, IncidentDetector
+
+    det = IncidentDetector(IncidentConfig(warmup_entries=0, max_elements=5))
+    for i in range(40):
+        det.observe(StepBucket(journey="shop", step="pay", index=3, start=15.0 * i,
+                               seconds=15.0, entered=10, passed=8, signals={"rage_click": 1},
+                               segments={}, elements={f"rage_click|a.link-{i}": 1,
+                                                      "rage_click|other": 3}))
+    watched = det.elements[("shop", "pay")]
+    assert len(watched) == 5 and "other" not in watched
+    assert set(watched) == {f"a.link-{i}" for i in range(35, 40)}
+
+
+def test_the_simulators_broken_button_opens_an_element_incident_that_resolves() -> None:
+    import calendar
+    import time
+
+    from detectors.incidents import IncidentConfig, IncidentPipeline
+
+    def _t(iso: str) -> float:
+        return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
+
+    # A short warm-up for the review step: the sessions reaching it in a few minutes.
+    cfg = SimConfig(seed=5, events_per_second=100, duration=1200,
+                    incidents=(Incident("broken_button", 480, 180),))
+    settings = Settings(abandonment_model=False)
+    engine = detection.engine(settings)
+    pipeline = IncidentPipeline(engine.funnel, IncidentConfig(warmup_entries=30), lateness=15.0)
+    docs = []
+    for msg in Simulator(cfg).messages():
+        for evs in normalize(msg.encode(), msg.source, max_bytes=1 << 20, max_events=1000,
+                             now=0.0).web.values():
+            engine.feed(evs)
+        docs += pipeline.advance(engine.watermark)
+    docs += pipeline.finish()
+    elements = [d["data"] for d in docs if d["data"]["element"] is not None
+                and d["data"]["status"] in ("opened", "resolved")]
+    assert [(e["status"], e["step"], e["element"], e["reason"]) for e in elements] == [
+        ("opened", "review", "button#place-order", "dead_click"),
+        ("resolved", "review", "button#place-order", "dead_click")]
+    start = cfg.start + 480
+    opened, resolved = _t(elements[0]["opened"]), _t(elements[1]["resolved"])
+    assert start < opened <= start + 120 and resolved >= start + 180

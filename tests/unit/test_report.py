@@ -123,6 +123,23 @@ def test_render_writes_pngs_and_page(rendered: Path) -> None:
     assert "lifetime value (CLV)" in page
     # No cost configured: the page says how to set one instead of inventing an ROI.
     assert "set FRICTIONWATCH_INTERVENTION_COSTS" in page
+    assert "Elements with most dead, rage and error clicks" in page
+
+
+def test_top_elements_table_from_the_outcomes(data: ReportData) -> None:
+    from streams.report import top_elements
+
+    rows = top_elements(data)
+    assert 0 < len(rows) <= 15
+    assert [r.sessions for r in rows] == sorted((r.sessions for r in rows), reverse=True)
+    # The simulator's click friction lands on its known targets, and nowhere else.
+    targets = {"button.add-to-cart", "a.size-guide", "div.carousel-next", "img.product-zoom",
+               "button.filter-apply", "a.nav-sale", "button#continue", "button#place-order",
+               "button.apply-coupon", "input#postal_code", "label.delivery-option"}
+    assert {r.element for r in rows} <= targets
+    assert all(sum(r.counts.values()) == r.sessions for r in rows)  # nothing evicted here
+    hits = sum(len(o.get("elements") or ()) for o in data.outcomes)
+    assert hits >= sum(r.sessions for r in rows)
 
 
 def test_render_with_a_known_cost(data: ReportData, tmp_path: Path) -> None:

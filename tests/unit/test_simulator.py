@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from detectors import events as ev
+from detectors.noise import click_kind
 from streams.adapters import adapt, detect
 from streams.sim import (
     DEFAULT_START,
@@ -41,6 +42,7 @@ INCIDENTS = (
     Incident("slow_step", 450, 120),
     Incident("api_outage", 600, 120),
     Incident("promo_broken", 750, 120, name="spring-promo"),
+    Incident("broken_button", 180, 120, {"target": "button#continue"}),
 )
 
 
@@ -91,7 +93,10 @@ def evidence(events: list[Any]) -> set[str]:
     for i, c in enumerate(clicks):
         near = [d for d in clicks[i:] if d.time - c.time <= 1.0
                 and abs(d.x - c.x) <= 30 and abs(d.y - c.y) <= 30]
-        if len(near) >= 3:
+        # Not rage: taps on a quantity stepper, a double or triple click selecting text.
+        kind = click_kind(near[-1].target, near[-1].text) if len(near) >= 3 else None
+        if len(near) >= 3 and kind != "stepper" and not (kind in ("text", "editable")
+                                                         and len(near) <= 3):
             found.add("rage_click")
     for c in clicks:
         if any(isinstance(e, ev.JsError) and 0 <= e.time - c.time <= 1.0 for e in events):
@@ -254,6 +259,12 @@ def test_no_friction_no_incidents_means_empty_truth() -> None:
     assert sim.truth == []
 
 
+def test_a_broken_button_must_be_one_the_simulator_has() -> None:
+    assert Incident.parse("broken_button@1m+2m").settings["target"] == "button#place-order"
+    with pytest.raises(ValueError, match="unknown target"):
+        Incident.parse("broken_button@1m+2m:target=a.nav-sale")
+
+
 def test_every_incident_kind_hits_many_sessions_inside_its_window(busy: Run) -> None:
     by_incident: dict[str, list[FrictionTruth]] = defaultdict(list)
     for t in busy.sim.truth:
@@ -263,7 +274,7 @@ def test_every_incident_kind_hits_many_sessions_inside_its_window(busy: Run) -> 
     assert {i.kind for i in INCIDENTS} == set(INCIDENT_KINDS)
     expected = {"payment_outage": "payment_declined", "broken_field": "form_error_loop",
                 "slow_step": "slow_page", "api_outage": "api_error",
-                "promo_broken": "coupon_failure"}
+                "promo_broken": "coupon_failure", "broken_button": "dead_click"}
     for inc in INCIDENTS:
         hits = by_incident[inc.label]
         assert len(hits) >= 5, inc
@@ -315,6 +326,23 @@ def test_every_friction_pattern_in_the_events_is_in_the_truth(busy: Run) -> None
         assert found <= truth, (sid, found - truth)
         seen |= found
     assert seen == set(FRICTION_TYPES)
+
+
+def test_repeated_clicks_that_are_not_friction_are_there_and_not_flagged(busy: Run) -> None:
+    from detectors.clicks import RageClickDetector
+    from detectors.session import SessionProcessor
+
+    selections = steppers = 0
+    for sid, events in busy.by_session.items():
+        clicks = [e for e in events if isinstance(e, ev.Click)]
+        kinds = [click_kind(c.target, c.text) for c in clicks]
+        selections += sum(k == "text" for k in kinds)
+        steppers += sum(k == "stepper" for k in kinds)
+        if "rage_click" in {t.friction for t in busy.truth_by_session[sid]}:
+            continue
+        _, out = SessionProcessor([RageClickDetector()]).apply(None, clicks)
+        assert out == [], sid
+    assert selections > 100 and steppers > 100
 
 
 def test_conversion_and_checkout_completion_are_plausible(population: Simulator) -> None:
