@@ -200,14 +200,24 @@ class RageClickDetector(BaseDetector):
         kept = [v for i in range(0, len(recent), 2)
                 if recent[i + 1] == target and 0.0 <= t - recent[i] <= window
                 for v in recent[i:i + 2]]
-        if len(kept) // 2 + 1 >= self.count:
+        clicks = len(kept) // 2 + 1
+        if clicks >= self.count:
+            # The same exceptions as with a position: steppers, text being selected.
+            kind = click_kind(target, event.text)
+            if kind == "stepper" and self.ignore_steppers:
+                memory["rage_click.t"] = []
+                memory["rage_click.tb"] = [t, target]
+                return ()
+            if kind in _SELECTABLE and clicks <= self.selection_clicks:
+                memory["rage_click.t"] = [*kept, t, target][-2 * self._keep:]
+                return ()
             memory["rage_click.t"] = []
             memory["rage_click.tb"] = [t, target]
             return [Signal(type="rage_click", session_id=state.session_id, time=t,
                            start=kept[0], step=state.checkout_step or None,
                            evidence={"target": target, "clicks": len(kept) // 2 + 1,
                                      "x": None, "y": None, "first": kept[0], "last": t})]
-        memory["rage_click.t"] = [*kept, t, target][2 * (1 - self.count):]
+        memory["rage_click.t"] = [*kept, t, target][-2 * self._keep:]
         return ()
 
 

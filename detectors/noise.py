@@ -309,6 +309,9 @@ _STEPPER_PATTERNS = tuple(parse_selector(s) for s in DEFAULT_STEPPERS)
 #: posthog-js's stepper keywords, matched against the element's text exactly (so "sign-up"
 #: and "C++" are not steppers).
 _STEPPER_TEXT = frozenset({"+", "-", "−", "–"})
+#: A stepper's accessible name as some sources send it for the text (a Snowplow button label
+#: set to the aria-label): the words the aria-label selectors above look for.
+_STEPPER_NAME = re.compile(r"\b(increase|decrease|increment|decrement)\b", re.IGNORECASE)
 #: Input types on which rapid clicks select text (posthog-js ``TEXT_SELECTION_INPUT_TYPES``).
 _TEXT_INPUT_TYPES = frozenset({"", "text", "search", "email", "password", "url", "tel",
                                "number"})
@@ -346,6 +349,6 @@ def click_kind(target: str | None, text: str | None = None) -> str | None:
     posthog-js's ``ignore_text_selection`` applies), "text" (an element holding text that
     does nothing when clicked), or None (anything else). ``text``: the element's text or
     aria-label, when the source sends it."""
-    if text is not None and text.strip() in _STEPPER_TEXT:
+    if text is not None and (text.strip() in _STEPPER_TEXT or _STEPPER_NAME.search(text)):
         return "stepper"
     return _target_kind(target) if target else None

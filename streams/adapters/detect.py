@@ -1,4 +1,4 @@
-"""Which adapter a payload is for, from its shape alone (when no ``fw-source`` header says).
+r"""Which adapter a payload is for, from its shape alone (when no ``fw-source`` header says).
 
 One or two dict lookups per payload, never per event:
 

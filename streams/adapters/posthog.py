@@ -77,6 +77,7 @@ from streams.adapters.segment import (
     as_str,
     as_time,
     content_id,
+    element_text,
     first,
     invalid,
 )
@@ -123,7 +124,12 @@ def element_target(props: dict[str, Any]) -> str | None:
         attrs = dict(_ATTR.findall(element[len(selector):]))
         tag = selector.split(".", 1)[0]
         ident = attrs.get("attr_id") or attrs.get("attr__id")
-        return f"{tag}#{ident}" if ident else (selector or None)
+        if ident:
+            return f"{tag}#{ident}"
+        label = attrs.get("attr__aria-label")  # an icon button's only name (a +/- stepper)
+        if label and selector:
+            return f'{selector}[aria-label="{label}"]'
+        return selector or None
     elements = props.get("$elements")
     if elements is None:
         return None
@@ -161,7 +167,13 @@ def _pageleave(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> 
 def _autocapture(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
     kind = p.get("$event_type")
     if kind == "click":
-        return Click(**base, target=element_target(p))
+        text = p.get("$el_text")
+        if text is None:  # else the clicked element's text="..." in the chain
+            chain = p.get("$elements_chain")
+            if type(chain) is str:
+                text = dict(_ATTR.findall(_first_element(chain))).get("text")
+        return Click(**base, target=element_target(p),
+                     text=element_text(text, "properties.$el_text"))
     if kind == "submit":
         form = element_target(p)
         return FormSubmitted(**base, form=form.split("#", 1)[1] if form and "#" in form

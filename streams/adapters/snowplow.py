@@ -78,7 +78,16 @@ from detectors.events import (
     Presence,
 )
 from streams.adapters.base import Adapted, AdapterError, Rejected
-from streams.adapters.segment import as_float, as_id, as_int, as_str, as_time, first, invalid
+from streams.adapters.segment import (
+    as_float,
+    as_id,
+    as_int,
+    as_str,
+    as_time,
+    element_text,
+    first,
+    invalid,
+)
 
 __all__ = ["FIELDS", "adapt", "convert", "from_tsv"]
 
@@ -220,7 +229,7 @@ def _page_ping(base: dict[str, Any], ev: dict[str, Any]) -> Any:
     return Presence(**base, state="here")
 
 
-def _click(name: str, tag: str, id_key: str, classes_key: str) -> _Builder:
+def _click(name: str, tag: str, id_key: str, classes_key: str, text_key: str) -> _Builder:
     def build(base: dict[str, Any], ev: dict[str, Any]) -> Any:
         d = _unstruct(ev, f"{_SP}_{name}")
         element = as_id(d.get(id_key), id_key)
@@ -234,7 +243,8 @@ def _click(name: str, tag: str, id_key: str, classes_key: str) -> _Builder:
             target = tag + "".join("." + c for c in classes)
         else:
             target = as_str(d.get("targetUrl"), "targetUrl") or tag
-        return Click(**base, target=target)
+        # The element's text (a button's label, a link's content) tells a +/- stepper.
+        return Click(**base, target=target, text=element_text(d.get(text_key), text_key))
 
     return build
 
@@ -355,8 +365,9 @@ def _ecommerce(base: dict[str, Any], ev: dict[str, Any]) -> Any:
 
 #: Self-describing events by their flat key's name part -> builder.
 UNSTRUCT_EVENTS: dict[str, _Builder] = {
-    f"{_SP}_link_click": _click("link_click", "a", "elementId", "elementClasses"),
-    f"{_SP}_button_click": _click("button_click", "button", "id", "classes"),
+    f"{_SP}_link_click": _click("link_click", "a", "elementId", "elementClasses",
+                                "elementContent"),
+    f"{_SP}_button_click": _click("button_click", "button", "id", "classes", "label"),
     f"{_SP}_submit_form": _submit_form,
     f"{_SP}_web_vitals": _web_vitals,
     f"{_SP}_application_error": _application_error,

@@ -15,6 +15,7 @@ form-result events go as custom events named as in Segment's spec, as PostHog's 
 from __future__ import annotations
 
 import random
+import re
 import time as _time
 from typing import Any
 
@@ -174,8 +175,20 @@ def _sp_ecommerce(kind: str, **entities: list[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
-def _sp_click(target: str, url: str) -> dict[str, Any] | None:
-    """A ``button_click`` or ``link_click`` for a selector like ``button#pay`` or ``a.card``."""
+def _aria(target: str) -> tuple[str, str | None]:
+    """A selector and the aria-label it names, if any: ``button[aria-label="Increase"]``."""
+    m = _ARIA.fullmatch(target)
+    return (m.group(1), m.group(2)) if m else (target, None)
+
+
+_ARIA = re.compile(r'([^\[]*)\[aria-label="([^"]*)"\]')
+
+
+def _sp_click(target: str, url: str, text: str | None = None) -> dict[str, Any] | None:
+    """A ``button_click`` or ``link_click`` for a selector like ``button#pay`` or ``a.card``;
+    a button's label is its text, else its aria-label (a tracking plan that sets
+    ``data-sp-button-label`` to the accessible name of an icon button)."""
+    target, aria = _aria(target)
     tag, _, rest = target.partition("#")
     ident = rest or None
     if ident is None:
@@ -183,7 +196,7 @@ def _sp_click(target: str, url: str) -> dict[str, Any] | None:
     else:
         classes = []
     if tag == "button":
-        data: dict[str, Any] = {"label": "Button"}
+        data: dict[str, Any] = {"label": text or aria or "Button"}
         if ident:
             data["id"] = ident
         if classes:
@@ -235,7 +248,7 @@ def _snowplow_event(kind: str, p: dict[str, Any], url: str) -> dict[str, Any] | 
                           "currency": p["currency"], "payment_method": p["payment_method"],
                           "total_quantity": 1}])}
     if kind == "Element Clicked":
-        click = _sp_click(p["target"], url)
+        click = _sp_click(p["target"], url, p.get("text"))
         return None if click is None else {"event": "unstruct", **click}
     if kind == "JS Error":
         return {"event": "unstruct", f"unstruct_event_{_SP}_application_error_1": {
@@ -277,15 +290,20 @@ def snowplow_payload(s: Session, t: int, kind: str, props: dict[str, Any], iso: 
 _PH_DEVICES = {"desktop": "Desktop", "mobile": "Mobile", "tablet": "Tablet"}
 
 
-def _ph_chain(target: str) -> str:
-    """A selector like ``button#pay`` or ``a.card`` as posthog-js's ``$elements_chain``."""
+def _ph_chain(target: str, text: str | None = None) -> str:
+    """A selector like ``button#pay``, ``a.card`` or ``button[aria-label="..."]`` as
+    posthog-js's ``$elements_chain``, with the element's text if it has one."""
+    target, aria = _aria(target)
+    tail = 'nth-child="1"nth-of-type="1"' + (f'text="{text}"' if text else "")
+    if aria:
+        tail = f'attr__aria-label="{aria}"' + tail
     tag, _, ident = target.partition("#")
     if ident:
-        return f'{tag}:attr__id="{ident}"attr_id="{ident}"nth-child="1"nth-of-type="1"'
+        return f'{tag}:attr__id="{ident}"attr_id="{ident}"{tail}'
     tag, *classes = tag.split(":")[0].split(".")
     cls = "".join("." + c for c in sorted(classes))
     attr = f'attr__class="{" ".join(classes)}"' if classes else ""
-    return f'{tag}{cls}:{attr}nth-child="1"nth-of-type="1"'
+    return f"{tag}{cls}:{attr}{tail}"
 
 
 def _posthog_event(kind: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -300,8 +318,11 @@ def _posthog_event(kind: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if kind == "Page Left":
         return "$pageleave", {}
     if kind == "Element Clicked":  # autocapture sends the element, not the pointer
-        return "$autocapture", {"$event_type": "click", "$ce_version": 1,
-                                "$elements_chain": _ph_chain(p["target"])}
+        props = {"$event_type": "click", "$ce_version": 1,
+                 "$elements_chain": _ph_chain(p["target"], p.get("text"))}
+        if p.get("text"):
+            props["$el_text"] = p["text"]
+        return "$autocapture", props
     if kind == "Dead Click":
         return "$dead_click", {"$event_type": "click", "$ce_version": 1,
                                "$elements_chain": _ph_chain(p["target"])}

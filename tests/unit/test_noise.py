@@ -200,3 +200,23 @@ def test_adapters_carry_the_element_text() -> None:
                                                               "link_text": "x" * 900}}]})
     [click] = out.events
     assert click.text == "x" * 256
+
+
+def test_clicks_without_a_position_get_the_same_exceptions() -> None:
+    """Snowplow and PostHog clicks name the element, not the pointer: steppers and text
+    selection are still not rage clicks, and a fourth click on text is."""
+    from detectors import events as ev
+    from detectors.clicks import RageClickDetector
+    from detectors.session import SessionProcessor
+
+    def burst(target: str, n: int, text: str | None = None) -> list[str]:
+        proc = SessionProcessor([RageClickDetector()])
+        clicks = [ev.Click(id=str(i), time=0.1 * i, session_id="s", target=target, text=text)
+                  for i in range(n)]
+        return [s.type for s in proc.apply(None, clicks)[1]]
+
+    assert burst("button.buy", 3) == ["rage_click"]
+    assert burst("button.qty-plus", 6) == []
+    assert burst("button", 6, text="Increase quantity") == []
+    assert burst("p.product-description", 3) == []
+    assert burst("p.product-description", 4) == ["rage_click"]
