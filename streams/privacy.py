@@ -280,8 +280,10 @@ class _Plan:
     ids: Callable[[Any], tuple[Any, ...]]
     #: the values of its text fields, as a tuple
     texts: Callable[[Any], tuple[Any, ...]]
-    #: (field, "id" or "text"): the event's id, the other ids, then the texts
-    strings: tuple[tuple[str, str], ...]
+    #: the fields ``ids`` fetches
+    id_names: tuple[str, ...]
+    #: the fields ``texts`` fetches
+    text_names: tuple[str, ...]
     #: (field, "drop", "mask", "dict" or "tuple"): denied fields, traits, tags
     other: tuple[tuple[str, str], ...]
 
@@ -444,7 +446,7 @@ class Privacy:
         strings.sort(key=lambda item: (item[0] != "id", item[1] != "id"))
         ids = [name for name, how in strings[1:] if how == "id"]
         texts = [name for name, how in strings if how == "text"]
-        return _Plan(_getter(ids), _getter(texts), tuple(strings), tuple(other))
+        return _Plan(_getter(ids), _getter(texts), tuple(ids), tuple(texts), tuple(other))
 
     def event(self, event: Any) -> Any:
         """The event with personal data replaced (the same object when there is none)."""
@@ -454,37 +456,42 @@ class Privacy:
         first = event.id
         ids = plan.ids(event)
         texts = plan.texts(event)
-        # The common case: one test over all the event's strings, joined by a character
-        # that no pattern crosses, finds nothing.
-        clean = self._clean
         # Texts and most ids repeat (a site has so many pages, titles and referrers, a
         # session many events): those seen clean are remembered, and one C call tests them
         # all. The event's own id is new each time: a few substring tests.
+        clean = self._clean
         clean_ids = self._clean_ids
         try:
-            seen = clean.issuperset(texts) and clean_ids.issuperset(ids)
+            texts_seen = clean.issuperset(texts)
+            ids_seen = clean_ids.issuperset(ids)
         except TypeError:  # an adapter put something unhashable in a text field
-            seen = False
-        if (seen and not plan.other and type(first) is str
-                and not ("@" in first or "%" in first or "+" in first or " " in first
-                         or "(" in first or "=" in first or "?" in first or "#" in first
-                         or "0" <= first[:1] <= "9")):
+            texts_seen = ids_seen = False
+        first_ok = type(first) is not str or not (
+            "@" in first or "%" in first or "+" in first or " " in first or "(" in first
+            or "=" in first or "?" in first or "#" in first or "0" <= first[:1] <= "9")
+        if texts_seen and ids_seen and first_ok and not plan.other:
             return event
+        # Only what the tests above did not clear is looked at.
         changes: dict[str, Any] = {}
-        for (name, how), value in zip(plan.strings, (first, *ids, *texts), strict=True):
-            if type(value) is not str:
+        if not first_ok:
+            new = self.ident(first)
+            if new is not first:
+                changes["id"] = new
+        for names, values, known, seen in ((plan.id_names, ids, clean_ids, ids_seen),
+                                           (plan.text_names, texts, clean, texts_seen)):
+            if seen:
                 continue
-            known = clean_ids if how == "id" else clean
-            if value in known:
-                continue
-            new = self.ident(value) if how == "id" else self.text(value)
-            if new is not value:
-                changes[name] = new
-            elif name != "id":  # the event's own id is new each time: not worth keeping
-                if len(known) >= _CLEAN_MAX:
-                    known.clear()
-                    known.add(None)
-                known.add(value)
+            for name, value in zip(names, values, strict=True):
+                if type(value) is not str or value in known:
+                    continue
+                new = self.ident(value) if known is clean_ids else self.text(value)
+                if new is not value:
+                    changes[name] = new
+                else:
+                    if len(known) >= _CLEAN_MAX:
+                        known.clear()
+                        known.add(None)
+                    known.add(value)
         for name, how in plan.other:
             value = getattr(event, name)
             if value is None:
