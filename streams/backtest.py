@@ -33,6 +33,8 @@ from detectors.engine import Engine, Outputs
 from detectors.events import SUPPORT_EVENT_TYPES, decode_lines, encode_batch, encode_event
 from detectors.incidents import IncidentPipeline
 from streams.normalize import canonical_ok, normalize
+from streams.privacy import DEFAULT as DEFAULT_PRIVACY
+from streams.privacy import Privacy
 
 __all__ = ["BacktestResult", "iter_messages", "run", "run_simulated"]
 
@@ -84,7 +86,7 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
         max_events: int = 1000, progress: Callable[[int], None] | None = None,
         progress_every: int = 20_000, canonical_out: IO[bytes] | None = None,
         block_bytes: int = 1 << 20, incidents: IncidentPipeline | None = None,
-        dead_out: IO[str] | None = None) -> BacktestResult:
+        dead_out: IO[str] | None = None, privacy: Privacy = DEFAULT_PRIVACY) -> BacktestResult:
     """Feed every message to ``engine`` in file order; close it at the end (every session
     expires and reports its outcome).
 
@@ -94,13 +96,16 @@ def run(lines: IO[bytes], engine: Engine, *, max_bytes: int = 512 * 1024,
     same backtest over that file skips the adapters and runs several times faster.
     ``dead_out`` receives one JSON line per dead letter: the message's number (its non-blank
     line), the reason, the detail and the start of the original as text.
+    ``privacy`` redacts what normalize adapts, as in the worker; canonical lines taking the
+    fast path are read as they are (the file is the user's own, and nothing here reaches
+    Kafka).
     """
     res = BacktestResult()
     out = res.outputs
     feed = engine.feed
     feed_many = engine.feed_many
     support = frozenset(SUPPORT_EVENT_TYPES)
-    args = (res, feed, max_bytes, max_events, canonical_out, dead_out)
+    args = (res, feed, max_bytes, max_events, canonical_out, dead_out, privacy)
     next_progress = progress_every
     # Hundreds of thousands of live session states make the cyclic collector's passes a large
     # cost (measured: about a third); nothing here builds cycles, so pause it.
@@ -183,10 +188,11 @@ def _canonical_block(block: bytes) -> list[Any] | None:
 
 def _general(raw: bytes, source: str | None, res: BacktestResult, feed: Callable[..., Any],
              max_bytes: int, max_events: int, canonical_out: IO[bytes] | None,
-             dead_out: IO[str] | None) -> None:
+             dead_out: IO[str] | None, privacy: Privacy) -> None:
     res.messages += 1
     out = res.outputs
-    norm = normalize(raw, source, max_bytes=max_bytes, max_events=max_events, now=0.0)
+    norm = normalize(raw, source, max_bytes=max_bytes, max_events=max_events, now=0.0,
+                     privacy=privacy)
     if norm.dead:
         res.dead += len(norm.dead)
         for d in norm.dead:

@@ -178,7 +178,7 @@ def group_records(
         n = normalize(r.value, r.source, max_bytes=settings.max_payload_bytes,
                       max_events=settings.max_events_per_message, now=now, topic=topic,
                       partition=r.partition, offset=r.offset, max_age=settings.max_event_age,
-                      max_lead=settings.max_event_lead)
+                      max_lead=settings.max_event_lead, privacy=settings.privacy)
         origin = f"i{r.partition}:{r.offset}"
         for key, evs in n.web.items():
             web[part(key, web_partitions)].append(encode_entry(Entry(key, origin, evs)))

@@ -20,7 +20,9 @@ Segment's write key is expected; ``streams.access``), the body read in chunks up
 signature or Segment body write key when that is how the sender authenticates (403 for a bad or
 stale signature). Only then is the body parsed, with the same pure ``streams.normalize`` the
 normalize agent uses, and its events go straight to their keyed canonical topics (no extra hop
-through ingest). Answers: 200 with counts when at least one event was accepted (rejected items
+through ingest). Personal data is redacted there first (``streams.privacy``, settings
+``privacy_*``): the raw body itself never reaches a topic, and what dead letters keep of it is
+redacted too. Answers: 200 with counts when at least one event was accepted (rejected items
 still go to the dead-letter topic with their reasons), 400 with the reason when nothing in the
 body is usable. A refused request (401, 403, 429) is counted but neither parsed nor forwarded.
 """
@@ -165,6 +167,7 @@ def register_collector(
                 stage="collector",
                 max_age=settings.max_event_age,
                 max_lead=settings.max_event_lead,
+                privacy=settings.privacy,
             )
             await publish(out)
             accepted = sum(map(len, out.web.values())) + sum(map(len, out.support.values()))

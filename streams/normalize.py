@@ -30,11 +30,21 @@ from detectors.bounds import MAX_DEPTH, MAX_TIME
 from streams.adapters import adapt, detect
 from streams.adapters.base import AdapterError
 from streams.deadletter import MAX_ORIGINAL_BYTES, DeadLetter, make_dead_letter
+from streams.privacy import DEFAULT as DEFAULT_PRIVACY
+from streams.privacy import Privacy
 
-__all__ = ["DEAD_LETTER_SLACK", "Normalized", "canonical_ok", "depth_exceeds", "normalize"]
+__all__ = ["DEAD_LETTER_SLACK", "TOO_LARGE_PREFIX", "Normalized", "canonical_ok",
+           "depth_exceeds", "normalize"]
 
 _json_decoder = msgspec.json.Decoder()
 _json_encoder = msgspec.json.Encoder()
+
+#: Bytes kept of an oversized message's start in its dead letter.
+TOO_LARGE_PREFIX = 4096
+#: Bytes past that prefix its redaction looks at, so personal data cut by the prefix is
+#: still seen whole (the longest card or phone with separators is under 30 characters; an
+#: email cut there keeps at most this much of itself).
+_PREFIX_OVERLAP = 256
 
 #: Original bytes all the dead letters of one message may keep beyond the message's own size
 #: (rejected items re-encoded as JSON can be a little larger than their share of the input).
@@ -66,9 +76,12 @@ def normalize(
     stage: str = "normalize",
     max_age: float | None = None,
     max_lead: float | None = None,
+    privacy: Privacy = DEFAULT_PRIVACY,
 ) -> Normalized:
     """Adapt one raw message, appending to ``out`` (so a batch of messages shares one result).
 
+    ``privacy`` redacts personal data (``streams.privacy``) from every event and from every
+    dead letter's detail and original bytes: nothing this returns for a topic holds it.
     ``max_age`` and ``max_lead``: when given, events older than ``now - max_age`` or newer
     than ``now + max_lead`` are ``invalid_field`` (None: no limit that way; offline runs
     such as the backtest pass neither, as their ``now`` is not the events' clock).
@@ -82,6 +95,12 @@ def normalize(
 
     def dead(reason: Any, detail: str, original: bytes, size: int | None = None) -> None:
         keep = min(MAX_ORIGINAL_BYTES, budget[0])
+        if privacy.enabled:
+            # The original's own size is recorded, not its redacted copy's; only what can be
+            # kept is redacted (a hostile message must not cost a scan of all of it).
+            size = len(original) if size is None else size
+            original = privacy.original(original[:keep + _PREFIX_OVERLAP])
+            detail = privacy.text(detail)
         budget[0] -= min(keep, len(original))
         mine.dead.append(make_dead_letter(reason, detail, stage, original, now, topic,
                                           partition, offset, keep=keep, size=size))
@@ -91,7 +110,7 @@ def normalize(
         MAX_TIME if max_lead is None else min(MAX_TIME, now + max_lead),
     )
     try:
-        _normalize(data, source, max_bytes, max_events, window, mine, dead)
+        _normalize(data, source, max_bytes, max_events, window, mine, dead, privacy)
     except Exception as exc:  # noqa: BLE001 - no input may stop the worker: a bug to fix
         # Nothing of what this message had produced goes on: it is dead-lettered whole, once.
         mine = Normalized()
@@ -110,15 +129,17 @@ def normalize(
 
 
 def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,
-               window: tuple[float, float], out: Normalized, dead: Any) -> None:
+               window: tuple[float, float], out: Normalized, dead: Any,
+               privacy: Privacy) -> None:
     if not data.strip():
         dead("empty", "empty message", data)
         return
     if len(data) > max_bytes:
         # Keep only a prefix of oversized input: the record must fit on the dead-letter topic.
-        dead("too_large", f"{len(data)} bytes > limit {max_bytes}", data[:4096], len(data))
+        prefix = privacy.original(data[:TOO_LARGE_PREFIX + _PREFIX_OVERLAP])[:TOO_LARGE_PREFIX]
+        dead("too_large", f"{len(data)} bytes > limit {max_bytes}", prefix, len(data))
         return
-    if source == "canonical" and _canonical_fast(data, out, max_events, window):
+    if source == "canonical" and _canonical_fast(data, out, max_events, window, privacy):
         return
     try:
         payload = _json_decoder.decode(data)
@@ -152,7 +173,15 @@ def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,
         # A rejected single call keeps the exact bytes; an item of a batch its own JSON.
         original = data if rej.item is payload else _json_encoder.encode(rej.item)
         dead(rej.reason, rej.detail, original)
+    # Redacted before the bounds are checked: what goes on is within them, redacted or not.
     events = adapted.events
+    if privacy.enabled:
+        if len(events) == 1:  # most messages: one call, one event
+            e = privacy.event(events[0])
+            if e is not events[0]:
+                events = [e]
+        else:
+            events = privacy.events(events)
     # Adapters build structs without validation: check every field's bounds here.
     bad = ev.check_batch(events) if events else {}
     lo, hi = window
@@ -255,10 +284,11 @@ def canonical_ok(events: list[Any], max_events: int) -> bool:
 
 
 def _canonical_fast(data: bytes, out: Normalized, max_events: int,
-                    window: tuple[float, float]) -> bool:
+                    window: tuple[float, float], privacy: Privacy) -> bool:
     """Canonical events straight into typed structs (a few microseconds per event; the typed
     decode enforces every field's bounds). False when anything is off, and the generic path
-    then finds and names each problem."""
+    then finds and names each problem; also when an event holds personal data (the generic
+    path redacts it and checks the bounds of what redaction made)."""
     try:
         events = ev.decode_batch(data) if data.lstrip()[:1] == b"[" else [ev.decode_event(data)]
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
@@ -266,6 +296,8 @@ def _canonical_fast(data: bytes, out: Normalized, max_events: int,
     if depth_exceeds(data, MAX_DEPTH):  # in fields the typed decode skipped
         return False
     if not canonical_ok(events, max_events):
+        return False
+    if privacy.events(events) is not events:
         return False
     lo, hi = window
     if lo > 0.0 or hi < MAX_TIME:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from detectors.noise import IgnoreList
 from streams.adapters import segment
+from streams.privacy import Privacy
 
 ENV_PREFIX = "FRICTIONWATCH_"
 #: Detectors that take an ignore list (``detector_ignore``).
@@ -234,7 +235,8 @@ class Settings(BaseSettings):
     rate_limit_clients: int = Field(default=10_000, ge=1)
 
     @field_validator("segment_write_keys", "ga4_api_secrets", "ga4_measurement_ids",
-                     "webhook_secrets", "collector_tokens", mode="before")
+                     "webhook_secrets", "collector_tokens", "privacy_allow", "privacy_deny",
+                     mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         """``["a", "b"]`` or ``a,b`` from the environment; lists pass through."""
@@ -255,6 +257,21 @@ class Settings(BaseSettings):
         for spec in value.values():
             IgnoreList.from_spec(spec)
         return value
+
+    # --- privacy (streams.privacy) ---------------------------------------------------------
+    #: Redact emails, card numbers, phone numbers and secrets in URLs and free text from every
+    #: event and dead letter before they reach a topic (the collector and normalize stage).
+    privacy_redact: bool = True
+    #: Property names never redacted: canonical fields, trait keys, JSON keys, URL query keys.
+    privacy_allow: Annotated[list[str], NoDecode] = []
+    #: Property names always dropped (the core ids and times excepted).
+    privacy_deny: Annotated[list[str], NoDecode] = []
+
+    @cached_property
+    def privacy(self) -> Privacy:
+        """The redaction these settings ask for (built once: it plans per event type)."""
+        return Privacy(enabled=self.privacy_redact, allow=self.privacy_allow,
+                       deny=self.privacy_deny, salt=self.customer_salt)
 
     # --- input bounds and state budgets (detectors.bounds, detectors.budget) --------------
     #: Oldest accepted event, in seconds before the worker's clock (unset: no limit). Unset by

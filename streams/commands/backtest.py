@@ -73,7 +73,8 @@ def backtest(
         res = run(f, engine, max_bytes=settings.max_payload_bytes,
                   max_events=settings.max_events_per_message,
                   progress=lambda _: bar.update(task, completed=f.tell()),
-                  canonical_out=canonical, incidents=incidents, dead_out=dead)
+                  canonical_out=canonical, incidents=incidents, dead_out=dead,
+                  privacy=settings.privacy)
     for w in (canonical, dead):
         if w is not None:
             w.close()

@@ -1,0 +1,97 @@
+"""What redaction (``streams.privacy``) costs the offline core: the backtest over the same
+simulated traffic, in the formats users send (adapters, normalize, the detection engine and
+journey incidents), with redaction and without.
+
+    python bench/privacy_cost.py              # 20 simulated minutes at 300 events/s, 6 pairs
+
+The traffic is held in memory (no file reads in the timing). Runs alternate, off then on, then
+on then off (the second run of a pair is the slower one), each with a fresh engine, so drift
+on a shared machine hits both alike; each is timed in CPU
+seconds of this process (other tenants' time is not counted), and the cost is the median of
+the pairs' ratios (time with / time without). Issue 15's target: at most 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams import detection  # noqa: E402
+from streams.backtest import BacktestResult, run  # noqa: E402
+from streams.privacy import Privacy  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.sim import SimConfig, Simulator  # noqa: E402
+
+ON = Privacy()
+OFF = Privacy(enabled=False)
+
+
+def traffic(seed: int = 1, rate: float = 300, seconds: float = 1200) -> bytes:
+    """Simulated traffic as a backtest file (``frictionwatch simulate --out`` envelopes)."""
+    sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=seconds))
+    return "".join(json.dumps(m.envelope(), separators=(",", ":")) + "\n"
+                   for m in sim.messages()).encode()
+
+
+def backtest(data: bytes, privacy: Privacy) -> tuple[BacktestResult, float]:
+    """The offline core over ``data``, as ``frictionwatch backtest`` runs it, and the CPU
+    seconds the run took (this process's: time other tenants take is not counted)."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    eng = detection.engine(settings)
+    incidents = detection.incidents(settings, eng)
+    t0 = time.process_time()
+    res = run(io.BytesIO(data), eng, incidents=incidents, privacy=privacy)
+    return res, time.process_time() - t0
+
+
+def pair(data: bytes, on_first: bool = False) -> tuple[float, float]:
+    """CPU seconds without redaction and with it, one run each. The second run of a pair
+    was measured up to 10% slower than the first whatever it ran (the heap the first one
+    left): callers alternate ``on_first``."""
+    runs = {}
+    for privacy in (ON, OFF) if on_first else (OFF, ON):
+        gc.collect()
+        runs[privacy.enabled] = backtest(data, privacy)
+    (off, off_s), (on, on_s) = runs[False], runs[True]
+    assert on.events == off.events
+    return off_s, on_s
+
+
+def ratio(data: bytes, pairs: int = 2) -> float:
+    """Median over ``pairs`` (in alternating order) of time with redaction / without."""
+    return statistics.median(on / off for off, on in (pair(data, i % 2 == 1)
+                                                      for i in range(pairs)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=20)
+    ap.add_argument("--rate", type=float, default=300)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pairs", type=int, default=6)
+    args = ap.parse_args()
+    data = traffic(args.seed, args.rate, args.minutes * 60)
+    events = backtest(data, OFF)[0].events  # also warms up imports and caches
+    runs = [pair(data, i % 2 == 1) for i in range(max(1, args.pairs))]
+    offs, ons = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+    ratios = sorted(on / off for off, on in runs)
+    print(f"{events:,} events in the formats users send, {len(runs)} pairs of runs")
+    print(f"without redaction: {events / offs[0]:10,.0f} events/CPU-s best, "
+          f"{events / statistics.median(offs):,.0f} median")
+    print(f"with redaction:    {events / ons[0]:10,.0f} events/CPU-s best, "
+          f"{events / statistics.median(ons):,.0f} median")
+    print(f"cost: time with / without = {statistics.median(ratios):.3f} median "
+          f"({ratios[0]:.3f} to {ratios[-1]:.3f}); target <= 1.10")
+
+
+if __name__ == "__main__":
+    main()
