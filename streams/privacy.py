@@ -286,6 +286,8 @@ class _Plan:
     text_names: tuple[str, ...]
     #: (field, "drop", "mask", "dict" or "tuple"): denied fields, traits, tags
     other: tuple[tuple[str, str], ...]
+    #: ids and texts in one call (the common path: all of them seen clean before)
+    both: Callable[[Any], tuple[Any, ...]]
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -450,7 +452,8 @@ class Privacy:
         strings.sort(key=lambda item: (item[0] != "id", item[1] != "id"))
         ids = [name for name, how in strings[1:] if how == "id"]
         texts = [name for name, how in strings if how == "text"]
-        return _Plan(_getter(ids), _getter(texts), tuple(ids), tuple(texts), tuple(other))
+        return _Plan(_getter(ids), _getter(texts), tuple(ids), tuple(texts), tuple(other),
+                     _getter([*ids, *texts]))
 
     def event(self, event: Any) -> Any:
         """The event with personal data replaced (the same object when there is none)."""
@@ -458,6 +461,17 @@ class Privacy:
             return event
         plan = self._plans[type(event)]
         first = event.id
+        first_ok = type(first) is not str or not (
+            "@" in first or "%" in first or "+" in first or " " in first or "(" in first
+            or "=" in first or "?" in first or "#" in first or "0" <= first[:1] <= "9")
+        if first_ok and not plan.other:
+            # The common case, in one getter and one set test: every id and text seen clean
+            # before (``_clean`` holds the ids found clean as texts too).
+            try:
+                if self._clean.issuperset(plan.both(event)):
+                    return event
+            except TypeError:
+                pass
         ids = plan.ids(event)
         texts = plan.texts(event)
         # Texts and most ids repeat (a site has so many pages, titles and referrers, a
@@ -470,9 +484,6 @@ class Privacy:
             ids_seen = clean_ids.issuperset(ids)
         except TypeError:  # an adapter put something unhashable in a text field
             texts_seen = ids_seen = False
-        first_ok = type(first) is not str or not (
-            "@" in first or "%" in first or "+" in first or " " in first or "(" in first
-            or "=" in first or "?" in first or "#" in first or "0" <= first[:1] <= "9")
         if texts_seen and ids_seen and first_ok and not plan.other:
             return event
         # Only what the tests above did not clear is looked at.
@@ -496,6 +507,13 @@ class Privacy:
                         known.clear()
                         known.add(None)
                     known.add(value)
+                    if known is clean_ids and _DERIVED_ID.fullmatch(value) is None:
+                        # Clean as an id and not by its derived form: clean as a text too,
+                        # so the one-test path above knows it.
+                        if len(clean) >= _CLEAN_MAX:
+                            clean.clear()
+                            clean.add(None)
+                        clean.add(value)
         for name, how in plan.other:
             value = getattr(event, name)
             if value is None:
