@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.topics import DeadLetterReason
 
-__all__ = ["AdapterError", "Adapted", "Rejected"]
+__all__ = ["AdapterError", "Adapted", "Rejected", "convert_each"]
 
 
 class AdapterError(ValueError):
@@ -33,3 +34,16 @@ class Rejected:
 class Adapted:
     events: list[Any] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+
+
+def convert_each(items: Iterable[Any], convert: Callable[[Any], Any]) -> Adapted:
+    """Each item of a batch through ``convert``; one that raises ``AdapterError`` is a
+    ``Rejected`` with its reason, and the others still flow."""
+    out = Adapted()
+    events, rejected = out.events, out.rejected
+    for item in items:
+        try:
+            events.append(convert(item))
+        except AdapterError as exc:
+            rejected.append(Rejected(exc.reason, exc.detail, item))
+    return out

@@ -68,7 +68,7 @@ from detectors.events import (
     Presence,
 )
 from streams.adapters import segment
-from streams.adapters.base import Adapted, AdapterError, Rejected
+from streams.adapters.base import Adapted, AdapterError, convert_each
 from streams.adapters.segment import (
     as_bool,
     as_float,
@@ -279,14 +279,6 @@ def convert(msg: Any) -> Any:
     return build(base, props, msg)
 
 
-def _convert_all(items: list[Any]) -> Adapted:
-    out = Adapted()
-    for item in items:
-        try:
-            out.events.append(convert(item))
-        except AdapterError as exc:
-            out.rejected.append(Rejected(exc.reason, exc.detail, item))
-    return out
 
 
 def adapt(payload: Any) -> Adapted:
@@ -294,7 +286,7 @@ def adapt(payload: Any) -> Adapted:
     if type(payload) is list:
         if not payload:
             raise AdapterError("empty", "empty PostHog batch")
-        return _convert_all(payload)
+        return convert_each(payload, convert)
     if type(payload) is not dict:
         raise AdapterError("unknown_format", "a PostHog payload is a JSON object or array")
     batch = payload.get("batch")
@@ -303,7 +295,7 @@ def adapt(payload: Any) -> Adapted:
             raise AdapterError("unknown_format", "PostHog batch is not an array")
         if not batch:
             raise AdapterError("empty", "empty PostHog batch")
-        return _convert_all(batch)
+        return convert_each(batch, convert)
     if not payload:
         raise AdapterError("empty", "empty PostHog payload")
-    return _convert_all([payload])
+    return convert_each([payload], convert)

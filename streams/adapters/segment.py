@@ -71,7 +71,7 @@ from detectors.events import (
     Presence,
     Subscription,
 )
-from streams.adapters.base import Adapted, AdapterError, Rejected
+from streams.adapters.base import Adapted, AdapterError, convert_each
 
 __all__ = [
     "adapt",
@@ -720,14 +720,9 @@ def _batch_context(ctx: Any) -> dict[str, Any] | None:
 
 
 def _convert_all(items: list[Any], batch_context: dict[str, Any] | None) -> Adapted:
-    out = Adapted()
-    events = out.events
-    for item in items:
-        try:
-            events.append(convert(item, batch_context))
-        except AdapterError as exc:
-            out.rejected.append(Rejected(exc.reason, exc.detail, item))
-    return out
+    if batch_context is None:
+        return convert_each(items, convert)
+    return convert_each(items, lambda item: convert(item, batch_context))
 
 
 def adapt(payload: Any) -> Adapted:

@@ -77,7 +77,7 @@ from detectors.events import (
     PaymentAttempted,
     Presence,
 )
-from streams.adapters.base import Adapted, AdapterError, Rejected
+from streams.adapters.base import Adapted, AdapterError, convert_each
 from streams.adapters.segment import (
     as_float,
     as_id,
@@ -446,10 +446,4 @@ def adapt(payload: Any) -> Adapted:
     items = _items(payload)
     if not items:
         raise AdapterError("empty", "no Snowplow events")
-    out = Adapted()
-    for item in items:
-        try:
-            out.events.append(convert(item))
-        except AdapterError as exc:
-            out.rejected.append(Rejected(exc.reason, exc.detail, item))
-    return out
+    return convert_each(items, convert)
