@@ -159,13 +159,12 @@ class RageClickDetector(BaseDetector):
                 kept += (ct, cx, cy)
         clicks = len(kept) // 3 + 1
         if clicks >= self.count:
-            # Decided only now (a burst is rare): the element's kind is cached per target.
-            kind = click_kind(event.target, event.text)
-            if kind == "stepper" and self.ignore_steppers:
+            why = self._not_rage(event, clicks)
+            if why == "stepper":
                 memory["rage_click"] = []
                 memory["rage_click.b"] = [t, x, y]  # the taps that follow are the same
                 return ()
-            if kind in _SELECTABLE and clicks <= self.selection_clicks:
+            if why == "selection":
                 kept += (t, x, y)
                 memory["rage_click"] = kept[-3 * self._keep:]
                 return ()
@@ -179,6 +178,18 @@ class RageClickDetector(BaseDetector):
         kept += (t, x, y)
         memory["rage_click"] = kept[-3 * self._keep:]
         return ()
+
+    def _not_rage(self, event: Any, clicks: int) -> str | None:
+        """Why a burst of ``clicks`` on this element is not rage: "stepper" (taps on a +/-
+        quantity stepper: the burst goes on), "selection" (a double or triple click on text),
+        or None: it is. Decided only once a burst forms (rare); the element's kind is cached
+        per target (``detectors.noise.click_kind``)."""
+        kind = click_kind(event.target, event.text)
+        if kind == "stepper" and self.ignore_steppers:
+            return "stepper"
+        if kind in _SELECTABLE and clicks <= self.selection_clicks:
+            return "selection"
+        return None
 
     def _by_target(self, state: SessionState, event: Any) -> Sequence[Signal]:
         """A click whose source gives no position (Snowplow ``link_click``, PostHog
@@ -202,20 +213,19 @@ class RageClickDetector(BaseDetector):
                 for v in recent[i:i + 2]]
         clicks = len(kept) // 2 + 1
         if clicks >= self.count:
-            # The same exceptions as with a position: steppers, text being selected.
-            kind = click_kind(target, event.text)
-            if kind == "stepper" and self.ignore_steppers:
+            why = self._not_rage(event, clicks)
+            if why == "stepper":
                 memory["rage_click.t"] = []
                 memory["rage_click.tb"] = [t, target]
                 return ()
-            if kind in _SELECTABLE and clicks <= self.selection_clicks:
+            if why == "selection":
                 memory["rage_click.t"] = [*kept, t, target][-2 * self._keep:]
                 return ()
             memory["rage_click.t"] = []
             memory["rage_click.tb"] = [t, target]
             return [Signal(type="rage_click", session_id=state.session_id, time=t,
                            start=kept[0], step=state.checkout_step or None,
-                           evidence={"target": target, "clicks": len(kept) // 2 + 1,
+                           evidence={"target": target, "clicks": clicks,
                                      "x": None, "y": None, "first": kept[0], "last": t})]
         memory["rage_click.t"] = [*kept, t, target][-2 * self._keep:]
         return ()

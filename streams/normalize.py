@@ -174,14 +174,7 @@ def _normalize(data: bytes, source: str | None, max_bytes: int, max_events: int,
         original = data if rej.item is payload else _json_encoder.encode(rej.item)
         dead(rej.reason, rej.detail, original)
     # Redacted before the bounds are checked: what goes on is within them, redacted or not.
-    events = adapted.events
-    if privacy.enabled:
-        if len(events) == 1:  # most messages: one call, one event
-            e = privacy.event(events[0])
-            if e is not events[0]:
-                events = [e]
-        else:
-            events = privacy.events(events)
+    events = privacy.events(adapted.events)
     # Adapters build structs without validation: check every field's bounds here.
     bad = ev.check_batch(events) if events else {}
     lo, hi = window

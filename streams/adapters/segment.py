@@ -652,16 +652,10 @@ def convert(msg: Any, batch_context: dict[str, Any] | None = None) -> Any:
 
     message_id = as_id(msg.get("messageId"), "messageId") or content_id(msg)
     user_id = as_id(msg.get("userId"), "userId")
-    session = (
-        first(ctx, "sessionId", "session_id")
-        or props.get("session_id")
-        or msg.get("anonymousId")
-        or user_id
-    )
-    session_id = as_id(session, "sessionId")
+    named = first(ctx, "sessionId", "session_id") or props.get("session_id")
+    session_id = as_id(named or msg.get("anonymousId") or user_id, "sessionId")
     if session_id is None:
         raise AdapterError("missing_id", "segment call without session id, anonymousId or userId")
-    named = first(ctx, "sessionId", "session_id") or props.get("session_id")
     stamp = first(msg, "timestamp", "originalTimestamp", "sentAt", "receivedAt")
     if stamp is None:
         raise invalid("timestamp", None, "no timestamp, originalTimestamp, sentAt or receivedAt")
