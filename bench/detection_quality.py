@@ -12,12 +12,18 @@ definition (the 2nd failure of a loop, the 3rd rage click, a stall passing 3x th
 typical time; see ``streams.sim.FrictionTruth.onset``); the time from its first
 evidence is printed beside it.
 
+Sources: every format the product reads, GA4 20%, Snowplow 10%, PostHog 10% and Segment the
+rest (half of Segment sessions send "Page Left" beacons). Frictions a format has no event for
+(Snowplow's dead clicks, error pages, field errors, coupon results and failed API calls:
+``streams.sim.BLIND``) are not scored in its sessions.
+
 Presence: the traffic holds shoppers who leave a checkout step on sight, without acting (their
 leave beacon lost for a few percent), beside the injected stalls. ``step_stall`` is scored
-again among the sessions whose source sends presence signals (GA4, and Segment sessions with
-"Page Left" beacons), and the bench counts chat offers sent to sessions that had already left
-(by the simulator's truth) and alert-level precision: the share of session alerts that went
-to a session with injected friction of any kind.
+again among the sessions whose source sends presence signals, all of them and apart by kind:
+leave beacons (GA4, PostHog, Segment with "Page Left") and heartbeats (Snowplow's
+``page_ping``). The bench counts chat offers sent to sessions that had already left (by the
+simulator's truth) and alert-level precision: the share of session alerts that went to a
+session with injected friction of any kind.
 """
 
 from __future__ import annotations
@@ -39,17 +45,26 @@ from streams import detection  # noqa: E402
 from streams.backtest import run_simulated  # noqa: E402
 from streams.commands.backtest import quality_table  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.sim import FRICTION_TYPES, Incident, SimConfig, Simulator  # noqa: E402
+from streams.sim import BLIND, FRICTION_TYPES, Incident, SimConfig, Simulator  # noqa: E402
 
 INCIDENTS = ("payment_outage@5m+2m", "broken_field@10m+3m", "slow_step@15m+2m",
              "api_outage@20m+2m", "promo_broken@24m+3m")
 
 
+#: The bench's source mix (the rest is Segment).
+SHARES = {"ga4_share": 0.2, "snowplow_share": 0.1, "posthog_share": 0.1}
+#: Formats whose presence signals are heartbeats, not leave beacons.
+HEARTBEATS = frozenset({"snowplow"})
+
+
 @dataclass
 class Presence:
-    """``step_stall`` among presence-sending sessions, alert precision and chats to leavers."""
+    """``step_stall`` among presence-sending sessions (all, by leave beacons, by heartbeats),
+    alert precision and chats to leavers."""
 
     stall: Quality
+    beacons: Quality
+    heartbeats: Quality
     alerts: int = 0
     alerts_on_friction: int = 0
     chats: int = 0
@@ -69,18 +84,30 @@ def run_seed(seed: int, minutes: float, rate: float
     sim = Simulator(SimConfig(
         seed=seed, events_per_second=rate, duration=minutes * 60,
         friction=dict.fromkeys(FRICTION_TYPES, 0.08),
-        incidents=tuple(Incident.parse(s) for s in INCIDENTS),
+        incidents=tuple(Incident.parse(s) for s in INCIDENTS), **SHARES,
     ))
     out = run_simulated(sim.messages(), detection.engine(Settings(abandonment_model=False)))
     truth, ignore = split_truth(sim.truth)
     outcomes = {o.session_id: o for o in sim.outcomes}
-    beacons = {sid for sid, o in outcomes.items() if o.presence}
-    stall = evaluate([s for s in out.signals if s.session_id in beacons],
-                     [t for t in truth if t.session_id in beacons],
-                     ignore=[t for t in ignore if t.session_id in beacons]).get("step_stall",
-                                                                                 Quality())
+    # A friction the session's format has no event for is not scored there (``BLIND``).
+    blind = [t for t in truth
+             if t.friction in BLIND.get(getattr(outcomes.get(t.session_id), "source", ""), ())]
+    if blind:
+        unseen = set(map(id, blind))
+        truth = [t for t in truth if id(t) not in unseen]
+        ignore = [*ignore, *blind]
+
+    def stalls(sessions: set[str]) -> Quality:
+        return evaluate([s for s in out.signals if s.session_id in sessions],
+                        [t for t in truth if t.session_id in sessions],
+                        ignore=[t for t in ignore if t.session_id in sessions]
+                        ).get("step_stall", Quality())
+
+    present = {sid for sid, o in outcomes.items() if o.presence}
+    beats = {sid for sid in present if outcomes[sid].source in HEARTBEATS}
     injected = {t.session_id for t in (*truth, *ignore)}
-    pres = Presence(stall, alerts=len(out.alerts), chats=len(out.chats))
+    pres = Presence(stalls(present), stalls(present - beats), stalls(beats),
+                    alerts=len(out.alerts), chats=len(out.chats))
     pres.alerts_on_friction = sum(a["data"]["session_id"] in injected for a in out.alerts)
     for c in out.chats:
         o = outcomes.get(c["data"]["session_id"])
@@ -128,6 +155,8 @@ def main() -> None:
     total = merge(rows)
     console.print(quality_table(total, title=f"all seeds {args.seeds}"))
     stall = merge([{"s": p.stall} for p in presence])["s"]
+    by_kind = merge([{"leave beacons": p.beacons, "heartbeats": p.heartbeats}
+                     for p in presence])
     alerts = sum(p.alerts for p in presence)
     on_friction = sum(p.alerts_on_friction for p in presence)
     ttd = stall.median_ttd
@@ -139,6 +168,10 @@ def main() -> None:
                   f"{alerts:,} session alerts); chats to sessions that had left: "
                   f"{sum(p.chats_to_left for p in presence)} of "
                   f"{sum(p.chats for p in presence):,}")
+    for kind, q in by_kind.items():
+        console.print(f"all seeds: step_stall among sessions sending {kind}: precision "
+                      f"{q.precision:.3f}, recall {q.recall:.3f} ({q.truths} stalls, "
+                      f"{q.signals} signals)")
     # A stall known only from silence (a source without presence signals) is a signal that
     # neither alerts nor offers chat: its type is judged where presence is known.
     judged = {**total, "step_stall": stall}

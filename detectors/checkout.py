@@ -39,6 +39,7 @@ from detectors.events import (
     CouponEntered,
     DeadClick,
     FormFieldError,
+    FormInteraction,
     FormSubmitted,
     Identify,
     OrderCompleted,
@@ -341,8 +342,8 @@ def _median(xs: list[float]) -> float:
 #: thing that ends an idle visit. Neither: the step's own load events (PageView,
 #: CheckoutStepViewed, PagePerformance) and JsError (scripts failing at load are common
 #: background noise, not something the customer did or saw).
-_ACTIONS = (Click, DeadClick, FormFieldError, FormSubmitted, CouponEntered, PaymentAttempted,
-            CartUpdated, Identify)
+_ACTIONS = (Click, DeadClick, FormFieldError, FormInteraction, FormSubmitted, CouponEntered,
+            PaymentAttempted, CartUpdated, Identify)
 _ACTIONS_SET = frozenset(_ACTIONS)
 
 #: Core Web Vitals "poor" lines (https://web.dev/articles/vitals): LCP > 4 s, INP > 500 ms.
@@ -380,9 +381,11 @@ class StepStall(BaseDetector):
     likely left (abandonment, which the outcome label and the models cover, not a friction
     signal). Requiring no interaction keeps abandonments after a filled-in step out. Presence
     signals (``Presence``) tell the two apart where the source sends them: a leave or hide
-    before the deadline ends the clock (the customer went away: an abandonment), a heartbeat
-    shows they are there. Evidence ``presence`` says how we know they are: ``confirmed`` (a
-    heartbeat in the step, or they came back and acted), ``presumed`` (the session sends leave
+    before the deadline ends the clock (the customer went away: an abandonment), and where
+    the source sends heartbeats (``Presence`` "here", e.g. Snowplow's ``page_ping``) the stall
+    waits for the first one past the deadline (``time`` = that heartbeat): none comes from
+    a customer who has gone. Evidence ``presence`` says how we know they are there:
+    ``confirmed`` (that heartbeat, or they came back), ``presumed`` (the session sends leave
     beacons and none came; beacons get lost) or ``unknown`` (silence only; alerting leaves
     those out unless told otherwise). Likewise the page failing in
     the step (an error page view, a failed API call, a load with "poor" Web Vitals) ends the
@@ -487,9 +490,14 @@ class StepStall(BaseDetector):
                 mem.clear()
                 mem["max"] = top
             elif t is Presence:
-                if event.state == "here":
-                    mem["seen"] = event.time  # a heartbeat: there, and still idle
-                    mem.pop("away", None)
+                if event.state == "here" or event.state == "visible":
+                    mem.pop("away", None)  # there, and still idle
+                    quiet = mem.pop("quiet", None)
+                    if quiet is not None and event.time >= quiet:
+                        # In front of the untouched step past its deadline: a heartbeat
+                        # (``tick`` waits for one) or the page back in view.
+                        return self._stall(state, mem, event.time,
+                                           came_back=event.state == "visible")
                 else:
                     # Gone, unless something follows: a page's beacon also goes as the next
                     # page of the site loads (the cart's, after "Checkout Started").
@@ -525,6 +533,13 @@ class StepStall(BaseDetector):
             # it one when they come back to act after it.
             mem.pop("quiet", None)
             return _NO_SIGNALS
+        if state.heartbeat_at is not None:
+            # The source sends heartbeats while the page is in use: the next one shows they
+            # are still there, and the stall is raised with it; none, that they went away
+            # (Snowplow sends no leave event at all). So no alert or chat offer goes to a
+            # customer who left between the last heartbeat and the deadline.
+            mem["quiet"] = due
+            return _NO_SIGNALS
         return self._stall(state, mem, due, came_back=False)
 
     def _stall(self, state: SessionState, mem: dict[str, Any], time: float, came_back: bool
@@ -532,10 +547,11 @@ class StepStall(BaseDetector):
         mem["flagged"] = True
         step = mem["step"]
         typical = self.durations.typical(step)
-        # How we know they are there: a heartbeat in the step or their coming back to act
-        # (confirmed); their source sends leave beacons and none came (presumed); or nothing
-        # but silence (unknown: alerting leaves such stalls out unless told otherwise).
-        presence = ("confirmed" if came_back or "seen" in mem
+        # How we know they are there: a heartbeat past the deadline (their source sends
+        # them: ``tick`` waits for one) or their coming back (confirmed); their source sends
+        # leave beacons and none came (presumed); or nothing but silence (unknown: alerting
+        # leaves such stalls out unless told otherwise).
+        presence = ("confirmed" if came_back or state.heartbeat_at is not None
                     else "presumed" if state.presence_at is not None else "unknown")
         return [self.signal(state, time, mem["entry"], step, step_name=mem.get("step_name"),
                             entered_at=mem["entry"], seconds=round(time - mem["entry"], 3),

@@ -60,6 +60,7 @@ __all__ = [
     "DeadClick",
     "Event",
     "FormFieldError",
+    "FormInteraction",
     "FormSubmitted",
     "Identify",
     "JsError",
@@ -145,6 +146,16 @@ class FormFieldError(BaseEvent, frozen=True, kw_only=True, tag="form_field_error
     message: Text | None = None
 
 
+class FormInteraction(BaseEvent, frozen=True, kw_only=True, tag="form_interaction"):
+    """The customer focused or changed a form field, with no result to report (Snowplow form
+    tracking's ``focus_form`` and ``change_form``): activity in the step. The field's value,
+    which those events carry, is never kept."""
+
+    form: Field | None = None
+    field: Field | None = None
+    action: Literal["focus", "change"]
+
+
 class FormSubmitted(BaseEvent, frozen=True, kw_only=True, tag="form_submitted"):
     form: Field | None = None
     success: bool = True
@@ -174,12 +185,13 @@ class PagePerformance(BaseEvent, frozen=True, kw_only=True, tag="page_performanc
 class Presence(BaseEvent, frozen=True, kw_only=True, tag="presence"):
     """What the browser says about the customer being on the page, without them acting:
     ``left`` (navigated away or closed it: PostHog ``$pageleave``), ``hidden`` (the page went
-    to the background, maybe for good: GA4 ``user_engagement``) or ``here`` (a heartbeat
-    while the page is in use: Snowplow ``page_ping``). Leave beacons are sent as the page
-    goes away and some are lost (mobile browsers drop a share), so no beacon is no proof of
-    presence."""
+    to the background, maybe for good: GA4 ``user_engagement``), ``visible`` (it came back to
+    the foreground) or ``here`` (a heartbeat, sent again and again while the page is in use:
+    Snowplow ``page_ping``; their stopping says the customer went away). Leave beacons are
+    sent as the page goes away and some are lost (mobile browsers drop a share), so no beacon
+    is no proof of presence."""
 
-    state: Literal["here", "hidden", "left"]
+    state: Literal["here", "visible", "hidden", "left"]
     #: Milliseconds the customer engaged with the page, when the source reports it.
     engaged_ms: Millis | None = None
 
@@ -285,6 +297,7 @@ WebEvent = (
     | Click
     | DeadClick
     | FormFieldError
+    | FormInteraction
     | FormSubmitted
     | JsError
     | ApiError
@@ -304,7 +317,8 @@ Event = WebEvent | SupportEvent
 EVENT_TYPES: dict[str, type[BaseEvent]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
     for cls in (
-        PageView, Click, DeadClick, FormFieldError, FormSubmitted, JsError, ApiError,
+        PageView, Click, DeadClick, FormFieldError, FormInteraction, FormSubmitted, JsError,
+        ApiError,
         PagePerformance, Presence, CartUpdated, CheckoutStarted, CheckoutStepViewed,
         CheckoutStepCompleted, CouponEntered, PaymentAttempted, OrderCompleted, Ticket, Identify,
         Subscription, SessionSummary,

@@ -78,6 +78,10 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     #: The last presence signal's time (``Presence``: a leave, hide or heartbeat); not None
     #: means the session's source sends them, so silence without a leave is presence.
     presence_at: float | None = None
+    #: The last heartbeat's time (``Presence`` "here": Snowplow ``page_ping``, a tracker's
+    #: "Page Heartbeat"); not None means the source sends them while the page is in use, so
+    #: their stopping means the customer went away.
+    heartbeat_at: float | None = None
     #: Channel the session came from (``detectors.traffic``), from its first page view.
     source: str | None = None
     #: Last known cart value (from cart or checkout events).
@@ -237,6 +241,8 @@ def _cart_updated(state: SessionState, e: Any) -> None:
 
 def _presence(state: SessionState, e: Any) -> None:
     state.presence_at = e.time
+    if e.state == "here":
+        state.heartbeat_at = e.time
 
 
 def _checkout_started(state: SessionState, e: Any) -> None:

@@ -138,9 +138,10 @@ class Settings(BaseSettings):
     #: beacons and none came; beacons get lost). Off: those alert, offers need a heartbeat.
     chat_presumed_stalls: bool = False
     #: Segment track names that are presence signals (``detectors.events.Presence``), to
-    #: "left", "hidden" or "here", added to the built-in ones ("Page Left", "Page Hidden",
+    #: "left", "hidden", "visible" or "here" (a heartbeat, sent again and again while the
+    #: page is in use), added to the built-in ones ("Page Left", "Page Hidden",
     #: "Page Heartbeat"...). JSON in the environment: '{"Tab Closed": "left"}'.
-    presence_events: dict[str, Literal["here", "hidden", "left"]] = {}
+    presence_events: dict[str, Literal["here", "visible", "hidden", "left"]] = {}
     #: Score sessions at checkout events with the online abandonment model
     #: (``models.abandonment``); its probability sets alerts' revenue at risk.
     abandonment_model: bool = True

@@ -479,7 +479,10 @@ def _product(p: dict[str, Any]) -> dict[str, Any]:
             "price": as_float(p.get("price"), "properties.price", nonneg=True)}
 
 
-def _presence(state: Literal["here", "hidden", "left"]) -> _Builder:
+PresenceState = Literal["here", "visible", "hidden", "left"]
+
+
+def _presence(state: PresenceState) -> _Builder:
     def build(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
         return Presence(**base, state=state, engaged_ms=as_float(
             first(p, "engagement_time_msec", "engaged_ms"), "properties.engaged_ms",
@@ -493,12 +496,12 @@ def _visibility(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) ->
     value = first(p, "visibility", "visibilityState", "state")
     if value not in ("hidden", "visible"):
         raise invalid("properties.visibility", value, 'not "hidden" or "visible"')
-    return _presence("hidden" if value == "hidden" else "here")(base, p, msg)
+    return _presence("hidden" if value == "hidden" else "visible")(base, p, msg)
 
 
 #: Track names that are presence signals (there is no Segment spec for them; these are the
 #: names tracking plans use). ``add_presence_events`` adds a deployment's own.
-PRESENCE_EVENTS: dict[str, Literal["here", "hidden", "left"]] = {
+PRESENCE_EVENTS: dict[str, PresenceState] = {
     "Page Left": "left",
     "Page Exited": "left",
     "Page Unloaded": "left",
@@ -513,8 +516,9 @@ def add_presence_events(names: Mapping[str, str]) -> None:
     """Map more track names to presence (settings ``presence_events``): ``{"Tab Closed":
     "left"}``. A name the spec gives another meaning cannot be taken over."""
     for name, state in names.items():
-        if state not in ("here", "hidden", "left"):
-            raise ValueError(f"presence event {name!r}: {state!r} is not here, hidden or left")
+        if state not in ("here", "visible", "hidden", "left"):
+            raise ValueError(f"presence event {name!r}: {state!r} is not here (a heartbeat), "
+                             "visible, hidden or left")
         if name in TRACK_EVENTS and name not in PRESENCE_EVENTS:
             raise ValueError(f"presence event {name!r} is already a {name} event")
         PRESENCE_EVENTS[name] = state  # type: ignore[assignment]

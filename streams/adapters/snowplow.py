@@ -26,8 +26,9 @@ A payload is one TSV line or several (a string), one JSON event, or a JSON array
   ``a#elementId`` / ``button#id``, else ``a.class.class`` / ``button.class``, else the
   link's ``targetUrl``; the rage-click detector treats positionless clicks on one target as
   one spot (``detectors.clicks``).
-- ``submit_form`` -> FormSubmitted (``formId``). ``change_form`` and ``focus_form`` carry no
-  result, so they are ``unknown_event`` like any other unmapped event; no form schema
+- ``submit_form`` -> FormSubmitted (``formId``). ``focus_form`` and ``change_form`` (form
+  tracking) -> FormInteraction (``formId``, ``elementId``; the ``value`` they carry is
+  dropped): the customer at work in a form, which no click tracking sees. No form schema
   carries validation errors, so FormFieldError has no Snowplow source.
 - ``snowplow_ecommerce_action`` (``com.snowplowanalytics.snowplow.ecommerce``), by its
   ``type``: ``product_view`` -> PageView with the ``product`` entity's id and price;
@@ -63,12 +64,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from detectors.events import (
     CartUpdated,
     CheckoutStepViewed,
     Click,
+    FormInteraction,
     FormSubmitted,
     JsError,
     OrderCompleted,
@@ -254,6 +256,15 @@ def _submit_form(base: dict[str, Any], ev: dict[str, Any]) -> Any:
     return FormSubmitted(**base, form=as_str(d.get("formId"), "formId"))
 
 
+def _form_field(name: str, action: Literal["focus", "change"]) -> _Builder:
+    def build(base: dict[str, Any], ev: dict[str, Any]) -> Any:
+        d = _unstruct(ev, f"{_SP}_{name}")
+        return FormInteraction(**base, form=as_str(d.get("formId"), "formId"),
+                               field=as_str(d.get("elementId"), "elementId"), action=action)
+
+    return build
+
+
 def _web_vitals(base: dict[str, Any], ev: dict[str, Any]) -> Any:
     d = _unstruct(ev, f"{_SP}_web_vitals")
     return PagePerformance(
@@ -369,6 +380,8 @@ UNSTRUCT_EVENTS: dict[str, _Builder] = {
                                 "elementContent"),
     f"{_SP}_button_click": _click("button_click", "button", "id", "classes", "label"),
     f"{_SP}_submit_form": _submit_form,
+    f"{_SP}_focus_form": _form_field("focus_form", "focus"),
+    f"{_SP}_change_form": _form_field("change_form", "change"),
     f"{_SP}_web_vitals": _web_vitals,
     f"{_SP}_application_error": _application_error,
     f"{_EC}_snowplow_ecommerce_action": _ecommerce,

@@ -104,11 +104,13 @@ from streams.sim.config import (
     Incident,
     SimConfig,
 )
+from streams.sim.formats import BLIND
 from streams.sim.run import SimMessage, Simulator
 from streams.sim.truth import FrictionTruth, SessionOutcome, TruthFile, read_truth, write_truth
 
 __all__ = [
     "ABANDON_AFTER",
+    "BLIND",
     "DEFAULT_FRICTION",
     "DEFAULT_START",
     "FRICTION_TYPES",

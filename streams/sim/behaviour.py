@@ -93,6 +93,16 @@ LOOK_AND_LEAVE = {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.3}
 #: browsers in particular may kill the page first (Speed Kit's 2023 unload-beacon benchmark:
 #: the most reliable strategies arrive 95-98% of the time). Assumed, not measured here.
 BEACON_LOST = {"desktop": 0.02, "tablet": 0.04, "mobile": 0.05}
+#: Snowplow's activity tracking (``enableActivityTracking``): the first ``page_ping`` after
+#: ``minimumVisitLength`` seconds on a page, then one each ``heartbeatDelay`` seconds, each
+#: only if the shopper moved, scrolled, typed or clicked in that window. 10 and 10 are common
+#: settings in Snowplow's docs. The share of windows with activity is assumed (a shopper
+#: reading or stuck still moves the pointer or scrolls most of the time), not measured.
+PING_MIN_VISIT_S = 10.0
+PING_DELAY_S = 10.0
+PING_ACTIVE = 0.9
+#: The heartbeat's action kind.
+PING = "Page Heartbeat"
 #: Median seconds in each step; baseline times are capped at 3x this, stalls are far above.
 STEP_MEDIAN_S = {1: 25.0, 2: 40.0, 3: 55.0, 4: 20.0}
 #: Sessions that leave after the landing page: retail bounce rates are about 40%.
@@ -203,6 +213,8 @@ class Behaviour:
         # Repeated clicks that are not friction (text selection, steppers) from their own
         # stream, placed between clicks that happen anyway, so they move nothing else.
         self.noise_rng = random.Random(f"{config.seed}:noise")
+        # Heartbeats too: a run without Snowplow sessions is what it was before them.
+        self.ping_rng = random.Random(f"{config.seed}:pings")
         self.ticket_base = rng.randrange(1_000_000, 9_000_000)
         self.tickets = 0
 
@@ -247,6 +259,7 @@ class Behaviour:
         else:
             drawn = self.presence_rng.random() < cfg.segment_beacons
             s.beacons = drawn if s.fmt == "segment" else s.fmt == "posthog"
+        s.heartbeats = s.fmt == "snowplow"
         s.anon = f"anon_{rng.getrandbits(48):012x}"
         s.client_id = f"{rng.randrange(10**9, 10**10)}.{t // 1000}"
         s.ga4_device = {"category": s.device}
@@ -512,6 +525,29 @@ class Behaviour:
             yield from self.beacon(s)
         yield (s.t, END, None, None)
         yield from self.support(s)
+
+    def pings(self, s: Session, act: Act, until: int) -> list[Act]:
+        """The heartbeats of activity tracking (``PING_*``) after ``act`` of ``s`` and before
+        its next act at ``until`` (ms): a page is in use from its view until the session's
+        next act (the next page's view, an action on it, the end of the visit), so whoever
+        stays, stuck or not, pings and whoever has gone does not. The run loop queues them
+        apart from the acts, so the sessions and their draws are those of a run without them.
+        Draws only from ``ping_rng``."""
+        kind = act[1]
+        if kind == "page":
+            s.ping_t = act[0] + self.ms(PING_MIN_VISIT_S)
+        elif kind is END:
+            s.ping_t = None
+        due, out = s.ping_t, list[Act]()
+        if due is None:
+            return out
+        pr, delay = self.ping_rng, self.ms(PING_DELAY_S)
+        while due < until:
+            if pr.random() < PING_ACTIVE:
+                out.append((due, PING, {}, None))
+            due += delay
+        s.ping_t = due
+        return out
 
     def identify(self, s: Session) -> Act:
         num = int(s.customer_id[5:]) if s.customer_id else 0

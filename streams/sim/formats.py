@@ -6,10 +6,11 @@ SDK's JSON form (``snowplow_payload``), PostHog events as posthog-js captures th
 
 The same actions in each: where a format has no way to say something, that action sends
 nothing (None) rather than something the tool would never send. Snowplow: no leave beacon
-(its ``page_ping`` heartbeats are left out), no identify call (``user_id`` rides on every
+(its ``page_ping`` heartbeats are sent instead), no identify call (``user_id`` rides on every
 event), no checkout start (its first ``checkout_step`` is that), no step completion, coupon
-result, payment details, API error, form field error or dead click, and clicks only on links
-and buttons (what its link and button click tracking sees). PostHog: the e-commerce and
+result, payment details, API error or dead click; a field error shows only as the field's
+``change_form``, clicks only on links and buttons (what its link and button click tracking
+sees) and focus on form fields (its form tracking). PostHog: the e-commerce and
 form-result events go as custom events named as in Segment's spec, as PostHog's guides do."""
 
 from __future__ import annotations
@@ -21,8 +22,16 @@ from typing import Any
 
 from streams.sim.session import Session
 
-__all__ = ["Iso", "ga4_payload", "iso_seconds", "posthog_payload", "segment_payload",
+__all__ = ["BLIND", "Iso", "ga4_payload", "iso_seconds", "posthog_payload", "segment_payload",
            "snowplow_payload", "ticket_text"]
+
+#: Frictions a format has no event for, so that no detector can see them in its sessions
+#: (see above): Snowplow sends no dead-click report, page status, field error, coupon result
+#: or failed API call. Scoring leaves them out where the format cannot say them.
+BLIND: dict[str, frozenset[str]] = {
+    "snowplow": frozenset({"dead_click", "error_page", "form_error_loop", "coupon_failure",
+                           "api_error"}),
+}
 
 # --- web: Segment and GA4 --------------------------------------------------------------------
 
@@ -214,6 +223,8 @@ def _sp_click(target: str, url: str, text: str | None = None) -> dict[str, Any] 
 
 def _snowplow_event(kind: str, p: dict[str, Any], url: str) -> dict[str, Any] | None:
     """A Segment-shaped action as Snowplow's ``event`` and its flat fields; None: no such event."""
+    if kind == "Page Heartbeat":
+        return {"event": "page_ping"}
     if kind == "page":
         out = {"event": "page_view", "page_title": p["title"]}
         if "referrer" in p:
@@ -249,7 +260,18 @@ def _snowplow_event(kind: str, p: dict[str, Any], url: str) -> dict[str, Any] | 
                           "total_quantity": 1}])}
     if kind == "Element Clicked":
         click = _sp_click(p["target"], url, p.get("text"))
+        if click is None and p["target"].startswith(("input", "select", "textarea")):
+            # Form tracking sees a field taking focus, where click tracking sees nothing.
+            field = re.split(r"[#.:\[]", p["target"])[0] if "#" not in p["target"] else \
+                p["target"].split("#", 1)[1]
+            return {"event": "unstruct", f"unstruct_event_{_SP}_focus_form_1": {
+                "formId": "checkout", "elementId": field, "nodeName": "INPUT",
+                "elementType": "text", "value": None}}
         return None if click is None else {"event": "unstruct", **click}
+    if kind == "Form Field Error":  # what Snowplow sees of it: the field was changed
+        return {"event": "unstruct", f"unstruct_event_{_SP}_change_form_1": {
+            "formId": p["form"], "elementId": p["field"], "nodeName": "INPUT", "type": "text",
+            "value": None}}
     if kind == "JS Error":
         return {"event": "unstruct", f"unstruct_event_{_SP}_application_error_1": {
             "programmingLanguage": "JAVASCRIPT", "message": p["message"],

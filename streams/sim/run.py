@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from streams.sim.behaviour import Behaviour
+from streams.sim.behaviour import PING, Behaviour
 from streams.sim.config import Incident, SimConfig
 from streams.sim.formats import Iso, ga4_payload, posthog_payload, segment_payload, snowplow_payload
 from streams.sim.session import END, TICKET, Session
@@ -132,7 +132,7 @@ class Simulator:
         iso = Iso()
         heap = self._heap
         push, pop = heapq.heappush, heapq.heappop
-        seq = 0
+        seq = ping_seq = 0
         arrival = float(start_ms - int(cfg.warmup_seconds * 1000))
         if max_sessions != 0:
             push(heap, (int(arrival), 0, None, None))
@@ -188,7 +188,7 @@ class Simulator:
                     if o is None:
                         o = s.outcome = SessionOutcome(
                             s.sid, s.customer_id, s.fmt, s.device, t / 1000, t / 1000,
-                            partial=not visible, presence=s.beacons)
+                            partial=not visible, presence=s.beacons or s.heartbeats)
                     if kind == "Order Completed":
                         o.converted = True
                         o.revenue = act[2]["revenue"]
@@ -235,12 +235,18 @@ class Simulator:
                             if payload is not None:  # None: the format cannot say it
                                 counts[fmt] += 1
                                 yield SimMessage(t / 1000, fmt, s.key, payload)
+                if kind is PING:
+                    continue  # queued apart: the session's next act is queued already
                 try:
                     nxt = next(s.gen)
                 except StopIteration:
                     continue
                 seq += 1
                 push(heap, (nxt[0], seq, s, nxt))
+                if s.heartbeats:
+                    for ping in world.pings(s, act, nxt[0]):
+                        ping_seq -= 1  # apart from ``seq``, so acts pop as they would without
+                        push(heap, (ping[0], ping_seq, s, ping))
         finally:
             self.mark_truncated()
 

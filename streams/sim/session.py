@@ -27,7 +27,7 @@ class Session:
         "url", "path", "patience", "flags", "pay_style", "cart", "cart_value", "outcome",
         "registered", "last_step", "last_t", "frictions", "ga4_device",
         "dead_sdk", "gen", "prev_path", "prev_title", "hesitancy", "source", "landing",
-        "chat_offered", "beacons", "page_t",
+        "chat_offered", "beacons", "heartbeats", "page_t", "ping_t",
     )
     sid: str
     key: bytes
@@ -72,6 +72,10 @@ class Session:
     prev_title: str
     #: The source sends a leave beacon as each page goes away (``SimConfig.segment_beacons``).
     beacons: bool
+    #: The source sends heartbeats while a page is in use (Snowplow's ``page_ping``), and
+    #: when the next is due (ms; None: no page in use).
+    heartbeats: bool
+    ping_t: int | None
     #: When the page on show was viewed (ms); None before the first page and after it left.
     page_t: int | None
 
@@ -91,4 +95,6 @@ class Session:
         self.prev_title = "Home"
         self.chat_offered = False
         self.beacons = False
+        self.heartbeats = False
+        self.ping_t = None
         self.page_t = None

@@ -78,8 +78,8 @@ class SessionOutcome:
     #: (``SimConfig.chat_effect``). Converted and rescued: the offer made this order.
     chat_arm: str | None = None
     rescued: bool = False
-    #: The session's source sends presence signals (leave beacons), and when the shopper
-    #: left the site (the end of the web part; a lost beacon does not hide it here).
+    #: The session's source sends presence signals (leave beacons or heartbeats), and when
+    #: the shopper left the site (the end of the web part; a lost beacon does not hide it here).
     presence: bool = False
     left: float | None = None
 

@@ -22,6 +22,7 @@ from detectors.events import (
     CartUpdated,
     CheckoutStepViewed,
     Click,
+    FormInteraction,
     FormSubmitted,
     OrderCompleted,
     PagePerformance,
@@ -108,6 +109,25 @@ def test_submit_form_and_web_vitals() -> None:
     assert isinstance(form, FormSubmitted) and (form.form, form.success) == ("payment", True)
     assert isinstance(vitals, PagePerformance)
     assert (vitals.lcp_ms, vitals.inp_ms, vitals.cls, vitals.ttfb_ms) == (4800.2, 640, 0.31, 350.1)
+
+
+def test_form_tracking_focus_and_change_are_activity_without_the_value() -> None:
+    # focus_form 1-0-0 and change_form 1-0-0 (Iglu Central), as form tracking sends them.
+    submit = events_json()[4]
+    del submit["unstruct_event_com_snowplowanalytics_snowplow_submit_form_1"]
+    focus = {**submit, "event_id": "e-focus",
+             "unstruct_event_com_snowplowanalytics_snowplow_focus_form_1": {
+                 "formId": "payment", "elementId": "card_number", "nodeName": "INPUT",
+                 "elementType": "text", "elementClasses": ["field"], "value": None}}
+    change = {**submit, "event_id": "e-change",
+              "unstruct_event_com_snowplowanalytics_snowplow_change_form_1": {
+                  "formId": "payment", "elementId": "email", "nodeName": "INPUT",
+                  "type": "email", "elementClasses": [], "value": "jane@example.com"}}
+    out = snowplow.adapt([focus, change])
+    assert not out.rejected
+    got = [(e.form, e.field, e.action) for e in out.events if isinstance(e, FormInteraction)]
+    assert got == [("payment", "card_number", "focus"), ("payment", "email", "change")]
+    assert b"jane" not in encode_batch(out.events)
 
 
 def test_ecommerce_actions() -> None:

@@ -303,8 +303,33 @@ def test_a_beacon_followed_by_a_page_is_a_navigation_not_a_leave() -> None:
 def test_a_stall_says_how_we_know_the_customer_is_there() -> None:
     [silent] = _stall_run()
     assert silent.evidence["presence"] == "unknown"
-    [seen] = _stall_run(_presence(150.0, "here"))
+    [seen] = _stall_run(_presence(170.0, "here"), _presence(195.0, "here"))
     assert seen.evidence["presence"] == "confirmed"
+
+
+def test_where_heartbeats_come_the_stall_waits_for_one_past_the_deadline() -> None:
+    # Snowplow pings while the page is in use and sends no leave event: pings that stop
+    # before the deadline (190) are a leave, not a stall.
+    assert _stall_run(_presence(110.0, "here"), _presence(180.0, "here")) == []
+    # A ping past the deadline shows they are still there: the stall, at that ping.
+    [sig] = _stall_run(*(_presence(t, "here") for t in range(115, 260, 10)))
+    assert (sig.time, sig.evidence["presence"]) == (195.0, "confirmed")  # type: ignore[attr-defined]
+    assert not sig.evidence["came_back"]  # type: ignore[attr-defined]
+    # Not when they acted in the step meanwhile: then it was no idle stall.
+    click = ev.Click(id="c", time=185.0, session_id="s", target="input#email")
+    assert _stall_run(_presence(110.0, "here"), click, _presence(195.0, "here")) == []
+
+
+def test_a_page_back_in_view_is_no_heartbeat() -> None:
+    # "visible" is a moment, not a heartbeat: at the deadline they are only presumed there.
+    [sig] = _stall_run(_presence(150.0, "hidden"), _presence(170.0, "visible"))
+    assert (sig.time, sig.evidence["presence"]) == (190.0, "presumed")  # type: ignore[attr-defined]
+
+
+def test_a_form_interaction_is_acting_in_the_step() -> None:
+    focus = ev.FormInteraction(id="f", time=150.0, session_id="s", form="checkout",
+                               field="postal_code", action="focus")
+    assert _stall_run(focus) == []
 
 
 def test_alerts_and_chat_follow_what_is_known_of_presence() -> None:

@@ -225,7 +225,10 @@ def test_every_payload_adapts_cleanly_to_one_event_at_its_time(busy: Run) -> Non
     # Subscriptions play out over months (streams.sim.lifecycle simulates them); session
     # summaries are made by the worker, not sent by clients.
     lifecycle = {"Subscription", "SessionSummary"}
-    assert kinds == set(ev.__all__) & {c.__name__ for c in ev.EVENT_TYPES.values()} - lifecycle
+    # Focus and change on form fields come from Snowplow's form tracking only.
+    snowplow_only = {"FormInteraction"}
+    assert kinds == set(ev.__all__) & {c.__name__ for c in ev.EVENT_TYPES.values()} \
+        - lifecycle - snowplow_only
 
 
 def test_messages_in_event_time_order_within_the_window(busy: Run) -> None:
@@ -512,9 +515,13 @@ def test_snowplow_and_posthog_sessions_adapt_cleanly_and_keep_their_sessions() -
 
     segment, sessions = run(ga4_share=0.0, segment_beacons=1.0)
     # Leave beacons draw from the presence stream: Snowplow, which has none, is the run of
-    # Segment without them.
-    assert run(ga4_share=0.0, snowplow_share=1.0)[1] == run(ga4_share=0.0,
-                                                            segment_beacons=0.0)[1]
+    # Segment without them, plus the sessions whose only messages in the window are
+    # heartbeats (pings queue apart and draw from their own stream).
+    pinged, (_, unpinged) = run(ga4_share=0.0, snowplow_share=1.0), run(ga4_share=0.0,
+                                                                         segment_beacons=0.0)
+    assert set(pinged[1]) >= set(unpinged)
+    assert all(m.payload["event"] == "page_ping" for m in pinged[0]
+               if m.key is not None and m.key.decode() not in set(unpinged))
     for name in ("snowplow", "posthog"):
         msgs, same = run(ga4_share=0.0, **{f"{name}_share": 1.0})
         assert name == "snowplow" or same == sessions
@@ -529,9 +536,13 @@ def test_snowplow_and_posthog_sessions_adapt_cleanly_and_keep_their_sessions() -
         if name == "posthog":  # everything Segment sends, leave beacons included
             assert kinds == {type(e) for m in segment if m.source == "segment"
                              for e in adapt(m.payload, "segment").events}
-        else:  # what Snowplow can say: no leave beacon, field error, dead click, API error
-            assert ev.Presence not in kinds and ev.OrderCompleted in kinds
+        else:  # what Snowplow can say: heartbeats, not leave beacons; a field error only
+            # as the field's change; no dead click or API error
+            assert {e.state for m in web for e in adapt(m.payload, name).events
+                    if isinstance(e, ev.Presence)} == {"here"}
+            assert ev.OrderCompleted in kinds and ev.FormInteraction in kinds
             assert ev.Click in kinds and ev.PaymentAttempted in kinds
+            assert not kinds & {ev.FormFieldError, ev.DeadClick, ev.ApiError}
     mixed = Simulator(SimConfig(seed=3, events_per_second=40, duration=120, ga4_share=0.25,
                                 snowplow_share=0.25, posthog_share=0.25))
     assert {m.source for m in mixed.messages()} >= {"segment", "ga4", "snowplow", "posthog"}
