@@ -14,7 +14,9 @@ same thing over the latest 1,000.
 
 Beside it, what batch models reach on the same labelled snapshots: scikit-learn logistic
 regression and gradient-boosted trees trained on the first 70% (in time) and scored on the
-rest; then the same told each shopper's hidden purchase intent (``SessionOutcome.intent`` in
+rest, with the online model's ROC AUC on those same test scores beside them (the comparison
+issue 16 asks for: within 0.03 past the cold start); then the same told each shopper's hidden
+purchase intent (``SessionOutcome.intent`` in
 the truth, which no event shows): about as far as any model of these events could go. Most
 checkout exits are chance events still to come when a score is made (a step's coin flip, a
 friction not yet met), and that is what bounds all the figures.
@@ -130,8 +132,12 @@ def main() -> None:
               f"{binary_report(late)['roc_auc']:.3f}")
         examples = [(x, a) for _, _, x, a in known]
         batch = time_split_baselines(examples)
+        cut = int(len(examples) * 0.7)  # time_split_baselines' split
+        same = Progressive(y_true=run.y_true[cut:], scores=run.scores[cut:])
         print("  batch, trained on the first 70% in time, scored on the rest: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in batch.items()))
+              + ", ".join(f"{k} {v:.3f}" for k, v in batch.items())
+              + f"; online on those same {len(same.y_true):,} scores "
+              f"{binary_report(same)['roc_auc']:.3f}")
         told = [({**x, "hidden_intent": intent.get(sid, 0.5)}, y) for sid, _, x, y in known]
         ceiling = time_split_baselines(told)
         print("  the same, told each shopper's hidden intent (a ceiling): "
