@@ -227,7 +227,11 @@ class Deliverer:
         now = time.time()
         if policy.expired(doc, now):
             return "expired", ""
-        request = dest.request(doc, now)
+        try:
+            request = dest.request(doc, now)
+        except (TypeError, ValueError, KeyError) as exc:
+            # A document of an unexpected shape: kept on the dead-letter topic, never a crash.
+            return "rejected", f"{dest.name}: no request could be made of it: {exc}"[:300]
         if request is None:
             return "skipped", ""
         assert self.session is not None

@@ -1,6 +1,6 @@
-"""A simulated payment blocker's chat trigger reaches a local "Intercom" exactly once, although
-``frictionwatch deliver`` is SIGKILLed after Intercom accepted it and before its offset was
-committed, then restarted (issue 16, delivery)."""
+"""A simulated payment blocker's chat trigger, written by the worker, reaches a local
+"Intercom" exactly once, although ``frictionwatch deliver`` is SIGKILLed after Intercom
+accepted it and before its offset was committed, then restarted (issue 16, delivery)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,20 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafkahelp import isolated_settings, producer, settings_env
+from kafkahelp import (
+    WorkerProcess,
+    isolated_settings,
+    producer,
+    read_to_idle,
+    settings_env,
+)
 
 from detectors.alerting import Alerting
 from detectors.base import Signal
@@ -26,7 +33,7 @@ from streams.broker import free_port
 from streams.deliver.runner import deliver_group
 from streams.kafka_io import ensure_topics
 from streams.settings import Settings
-from streams.topics import topic_name
+from streams.topics import SOURCE_HEADER, topic_name
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +85,22 @@ def blocker_trigger(session_id: str, customer: str) -> dict[str, Any]:
     _, chats = Alerting().on_signals(state, [sig])
     assert chats, "a payment blocker offers chat"
     return chats[0]
+
+
+def blocker_events(session_id: str, user_id: str) -> dict[str, Any]:
+    """A shopper's Segment batch, timed now: a cart, checkout's payment step, two declines."""
+    now = time.time()
+
+    def stamp(ago: float) -> str:
+        return datetime.fromtimestamp(now - ago, UTC).isoformat().replace("+00:00", "Z")
+    events = [("Product Added", {"price": 120.0, "quantity": 1}, 40),
+              ("Checkout Started", {}, 30), ("Checkout Step Viewed", {"step": 3}, 20),
+              ("Payment Declined", {"reason": "do_not_honor"}, 10),
+              ("Payment Declined", {"reason": "do_not_honor"}, 5)]
+    return {"batch": [{"type": "track", "event": name, "messageId": f"{session_id}-{i}",
+                       "userId": user_id, "anonymousId": f"a-{session_id}",
+                       "context": {"sessionId": session_id}, "timestamp": stamp(ago),
+                       "properties": props} for i, (name, props, ago) in enumerate(events)]}
 
 
 class Deliver:
@@ -143,58 +166,98 @@ def committed(settings: Settings, bootstrap: str) -> dict[int, int]:
     return {p: o for p, o in found.items() if o is not None and o >= 0}
 
 
-def test_trigger_reaches_intercom_exactly_once_across_sigkill(
+def test_blocker_s_trigger_reaches_intercom_exactly_once_across_sigkill(
         tmp_path: Path, kafka_bootstrap: str, intercom: FakeIntercom) -> None:
     settings = isolated_settings(
         tmp_path, partitions=1,
+        # Every blocker gets its offer (no unit drawn into the holdout's control arm).
+        holdout=False,
         deliver_intercom_url=intercom.url, deliver_intercom_token="tok",
         deliver_intercom_admin_id="814860", deliver_start="earliest",
         # No commit before the kill: the delivery is done, its offset is not committed.
         deliver_commit_interval=3600.0, deliver_metrics_port=free_port())
     ensure_topics(settings, kafka_bootstrap)
-    topic = topic_name("chat_triggers", settings.topic_prefix)
-    first = blocker_trigger("s-blocked", "c-1")
+    ingest = topic_name("ingest", settings.topic_prefix)
     p = producer(kafka_bootstrap)
-    p.send(topic, key=b"s-blocked", value=json.dumps(first).encode())
-    p.flush()
+
+    def shop(session_id: str, user_id: str) -> None:
+        p.send(ingest, key=f"a-{session_id}".encode(),
+               value=json.dumps(blocker_events(session_id, user_id)).encode(),
+               headers=[(SOURCE_HEADER, b"segment")])
+        p.flush()
 
     log = tmp_path / "deliver.log"
     journal = settings.data_dir / "deliver" / "delivered.log"
-    d = Deliver(settings, kafka_bootstrap, log).start()
+    worker = WorkerProcess(settings, kafka_bootstrap, tmp_path / "worker.log").start()
     try:
-        wait_for(lambda: len(intercom.seen) >= 1, 90, "the trigger at Intercom", log)
-        # Written before any commit would be: then the kill lands between the two.
-        wait_for(lambda: journal.exists() and first["id"] in journal.read_text(), 10,
-                 "the delivery in the journal", log)
-        d.kill()
-    finally:
-        d.stop()
-    assert committed(settings, kafka_bootstrap) == {}, "killed before the offset commit"
+        d = Deliver(settings, kafka_bootstrap, log).start()
+        try:
+            shop("s-blocked", "customer-1")
+            wait_for(lambda: len(intercom.seen) >= 1, 120, "the trigger at Intercom", log)
+            first = intercom.seen[0][1]["Idempotency-Key"]
+            # Written before any commit would be: then the kill lands between the two.
+            wait_for(lambda: journal.exists() and first in journal.read_text(), 10,
+                     "the delivery in the journal", log)
+            d.kill()
+        finally:
+            d.stop()
+        assert committed(settings, kafka_bootstrap) == {}, "killed before the offset commit"
 
-    d = Deliver(settings, kafka_bootstrap, log).start(
-        FRICTIONWATCH_DELIVER_COMMIT_INTERVAL="0.5")
-    try:
-        # The restarted deliver reads the trigger again, recognises it and commits past it.
-        wait_for(lambda: committed(settings, kafka_bootstrap).get(0) == 1, 90,
-                 "the commit past the trigger", log)
-        assert d.sample('frictionwatch_deliveries_total{destination="intercom",'
-                        'outcome="duplicate"}') == 1.0
-        # It goes on delivering: a second blocker's trigger arrives too.
-        second = blocker_trigger("s-blocked-2", "c-2")
-        p.send(topic, key=b"s-blocked-2", value=json.dumps(second).encode())
-        p.flush()
-        wait_for(lambda: len(intercom.seen) >= 2, 60, "the second trigger at Intercom", log)
-        wait_for(lambda: committed(settings, kafka_bootstrap).get(0) == 2, 30,
-                 "the commit past the second trigger", log)
+        d = Deliver(settings, kafka_bootstrap, log).start(
+            FRICTIONWATCH_DELIVER_COMMIT_INTERVAL="0.5")
+        try:
+            # The restarted deliver reads the trigger again, recognises it, commits past it.
+            wait_for(lambda: committed(settings, kafka_bootstrap).get(0) == 1, 90,
+                     "the commit past the trigger", log)
+            assert d.sample('frictionwatch_deliveries_total{destination="intercom",'
+                            'outcome="duplicate"}') == 1.0
+            # It goes on delivering: a second blocker's trigger arrives too.
+            shop("s-blocked-2", "customer-2")
+            wait_for(lambda: len(intercom.seen) >= 2, 90, "the second trigger at Intercom",
+                     log)
+            wait_for(lambda: committed(settings, kafka_bootstrap).get(0) == 2, 30,
+                     "the commit past the second trigger", log)
+        finally:
+            d.stop()
     finally:
-        d.stop()
+        worker.stop()
         p.close()
 
+    triggers = [json.loads(r.value) for r in read_to_idle(
+        kafka_bootstrap, topic_name("chat_triggers", settings.topic_prefix), idle=1.0)]
+    assert [t["subject"] for t in triggers] == ["s-blocked", "s-blocked-2"]
     keys = [headers["Idempotency-Key"] for _, headers, _ in intercom.seen]
-    assert keys == [first["id"], second["id"]], "each trigger exactly once"
+    assert keys == [t["id"] for t in triggers], "each trigger exactly once"
     path, headers, body = intercom.seen[0]
     assert path == "/messages" and headers["Authorization"] == "Bearer tok"
     assert headers["Intercom-Version"] == settings.deliver_intercom_version
-    assert body == {"message_type": "inapp", "body": first["data"]["message"],
+    assert body == {"message_type": "inapp", "body": triggers[0]["data"]["message"],
                     "from": {"type": "admin", "id": "814860"},
-                    "to": {"type": "user", "user_id": first["data"]["customer"]}}
+                    "to": {"type": "user", "user_id": triggers[0]["data"]["customer"]}}
+    assert triggers[0]["data"]["reason"] == "payment_declined"
+
+
+def test_a_trigger_as_the_worker_writes_it_is_delivered_once_per_id(
+        tmp_path: Path, kafka_bootstrap: str, intercom: FakeIntercom) -> None:
+    """Without a worker: the same trigger produced twice (a replay) goes out once."""
+    settings = isolated_settings(
+        tmp_path, partitions=1, deliver_intercom_url=intercom.url,
+        deliver_intercom_token="tok", deliver_intercom_admin_id="1",
+        deliver_start="earliest", deliver_commit_interval=0.5,
+        deliver_metrics_port=free_port())
+    ensure_topics(settings, kafka_bootstrap)
+    topic = topic_name("chat_triggers", settings.topic_prefix)
+    doc = json.dumps(blocker_trigger("s-replayed", "c-1")).encode()
+    p = producer(kafka_bootstrap)
+    for _ in range(2):
+        p.send(topic, key=b"s-replayed", value=doc)
+    p.flush()
+    p.close()
+    log = tmp_path / "deliver.log"
+    d = Deliver(settings, kafka_bootstrap, log).start()
+    try:
+        wait_for(lambda: committed(settings, kafka_bootstrap).get(0) == 2, 90,
+                 "both records done", log)
+    finally:
+        d.stop()
+    assert len(intercom.seen) == 1

@@ -450,3 +450,16 @@ def test_outcomes_are_counted_in_prometheus(tmp_path: Path) -> None:
                   outcome="expired") == 0.0  # every child exists from the start
     assert sample("frictionwatch_delivery_attempts_total", destination="intercom") == 1.0
     assert sample("frictionwatch_delivery_seconds_count", destination="intercom") == 1.0
+
+
+def test_a_document_no_request_can_be_made_of_is_dead_lettered(tmp_path: Path) -> None:
+    import time
+
+    d, _ = deliverer(tmp_path)
+
+    def broken(doc: Any, now: float) -> sender.Request:
+        raise TypeError("data is not an object")
+    d.destinations = [sender.Destination("webhook", ALL, broken)]
+    res = asyncio.run(d.deliver(msgspec.json.encode(alert(time.time())), "alerts"))
+    assert res.outcomes == [("webhook", "rejected")]
+    assert res.dead[0][0] == "undeliverable" and "data is not an object" in res.dead[0][1]
