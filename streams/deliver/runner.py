@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from streams.deadletter import encode_dead_letter, make_dead_letter
@@ -189,7 +190,12 @@ class Deliverer:
                    if tp in assigned}
         self._done = {}
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except KafkaError as exc:
+                # A rebalance in between: the next owner re-reads these documents and the
+                # journal (or the idempotency key) keeps them from going out twice.
+                log.warning("offset commit failed (%s): documents may be read again", exc)
 
     async def handle(self, record: Any) -> DocResult:
         """Deliver one Kafka record everywhere it goes; dead-letter what could not be."""

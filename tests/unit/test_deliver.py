@@ -347,19 +347,16 @@ def deliverer(tmp_path: Path, **settings: Any) -> tuple[Deliverer, CollectorRegi
 
 def run_deliverer(d: Deliverer, replies: list[Reply], calls: list[tuple[bytes, str]],
                   **settings_with_url: str) -> tuple[list[Any], list[Seen]]:
-    async def body(url: str, api: FakeApi, session: aiohttp.ClientSession) -> list[Any]:
+    """``d.deliver`` each call, its destinations from the settings given ("{url}": the fake
+    API's); the results and what the API saw."""
+    async def body(url: str, api: FakeApi,
+                   session: aiohttp.ClientSession) -> tuple[list[Any], list[Seen]]:
         d.session = session
         d.destinations = destinations_from(d.settings.model_copy(update={
             k: v.replace("{url}", url) for k, v in settings_with_url.items()}))
-        return [await d.deliver(raw, topic) for raw, topic in calls]
-
-    out: list[Any] = []
-
-    async def wrap(url: str, api: FakeApi, session: aiohttp.ClientSession) -> list[Any]:
-        out.extend(await body(url, api, session))
-        return api.seen
-    seen = with_api(replies, wrap)
-    return out, seen
+        return [await d.deliver(raw, topic) for raw, topic in calls], api.seen
+    out: tuple[list[Any], list[Seen]] = with_api(replies, body)
+    return out
 
 
 def test_a_trigger_read_twice_goes_out_once(tmp_path: Path) -> None:
