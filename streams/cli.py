@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import typer
 
-from streams.commands import backtest, demo, evaluate, replay, report, simulate, topics, worker
+from streams.commands import (
+    backtest,
+    deliver,
+    demo,
+    evaluate,
+    replay,
+    report,
+    simulate,
+    topics,
+    worker,
+)
 
 app = typer.Typer(
     name="frictionwatch",
@@ -29,7 +39,7 @@ def _root() -> None:
     pass
 
 
-for module in (worker, simulate, replay, backtest, evaluate, report, demo, topics):
+for module in (worker, simulate, replay, backtest, evaluate, report, demo, topics, deliver):
     module.register(app)
 
 

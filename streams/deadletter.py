@@ -26,7 +26,7 @@ MAX_DETAIL_CHARS = 500
 
 #: Where in the pipeline input can be rejected: a bounded Prometheus label.
 STAGES = ("collector", "normalize", "sessions", "customers", "feedback", "incidents",
-          "experiments")
+          "experiments", "deliver")
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,8 +20,8 @@ from streams.deadletter import STAGES
 from streams.runtime import watch_gc_pauses
 from streams.topics import DEAD_LETTER_REASONS
 
-__all__ = ["Cells", "Metrics", "METRICS", "PartitionGauges", "add_to_histogram", "histogram_cells",
-           "observe_many", "watch_gc"]
+__all__ = ["Cells", "DeliveryMetrics", "Metrics", "METRICS", "PartitionGauges",
+           "add_to_histogram", "histogram_cells", "observe_many", "watch_gc"]
 
 
 class Metrics:
@@ -391,6 +391,42 @@ class Metrics:
 
 #: The process-wide metrics on the default registry (what /metrics serves).
 METRICS = Metrics()
+
+
+class DeliveryMetrics:
+    """``frictionwatch deliver``'s own families (``streams.deliver``), on the registry given:
+    made only by that command, so the worker's /metrics does not carry them."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        from streams.deliver.policy import DESTINATIONS, OUTCOMES
+
+        self.deliveries = Counter(
+            "frictionwatch_deliveries_total",
+            "Alerts and chat triggers handed to a destination, by destination and outcome "
+            "(delivered, duplicate, expired, skipped, rejected, exhausted, not_configured).",
+            ["destination", "outcome"],
+            registry=registry,
+        )
+        for destination in DESTINATIONS:
+            for outcome in OUTCOMES:
+                self.deliveries.labels(destination=destination, outcome=outcome)
+        self.attempts = Counter(
+            "frictionwatch_delivery_attempts_total",
+            "HTTP requests made to a destination (first tries and retries).",
+            ["destination"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "frictionwatch_delivery_seconds",
+            "Time from a delivery's first request to its end, retries and waits included.",
+            ["destination"],
+            # One request takes tens of ms; retries with backoff take seconds to minutes.
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                     300.0),
+            registry=registry,
+        )
+
+
 
 
 class PartitionGauges:

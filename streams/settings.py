@@ -288,6 +288,63 @@ class Settings(BaseSettings):
     session_state_budget: int = Field(default=64 * 1024, ge=4096)
     customer_state_budget: int = Field(default=64 * 1024, ge=4096)
 
+    # --- delivery (``frictionwatch deliver``, streams.deliver) -----------------------------
+    # No destination is configured by default: ``deliver`` then reads, counts and sends
+    # nothing. A destination is on once its URL (and, for the APIs, its credentials) is set.
+    #: Slack incoming webhook URL.
+    deliver_slack_webhook_url: str | None = Field(default=None, repr=False)
+    #: Intercom REST API: base URL, access token, the admin proactive messages come from,
+    #: and the ``Intercom-Version`` header.
+    deliver_intercom_url: str = "https://api.intercom.io"
+    deliver_intercom_token: str | None = Field(default=None, repr=False)
+    deliver_intercom_admin_id: str | None = None
+    deliver_intercom_version: str = "2.11"
+    #: Zendesk: ``https://<subdomain>.zendesk.com``, the agent's email and an API token.
+    deliver_zendesk_url: str | None = None
+    deliver_zendesk_email: str | None = None
+    deliver_zendesk_token: str | None = Field(default=None, repr=False)
+    #: A generic HTTPS webhook and its HMAC-SHA256 signing secret (empty: unsigned).
+    deliver_webhook_url: str | None = None
+    deliver_webhook_secret: str = Field(default="", repr=False)
+    #: Logical topics (``alerts``, ``chat_triggers``) each destination takes.
+    deliver_slack_topics: Annotated[list[str], NoDecode] = ["alerts"]
+    deliver_intercom_topics: Annotated[list[str], NoDecode] = ["chat_triggers"]
+    deliver_zendesk_topics: Annotated[list[str], NoDecode] = ["alerts"]
+    deliver_webhook_topics: Annotated[list[str], NoDecode] = ["alerts", "chat_triggers"]
+    #: Attempts per delivery in all, before it is dead-lettered.
+    deliver_attempts: int = Field(default=5, ge=1, le=20)
+    #: Backoff before retry n: uniform in [0, min(max, base * 2^(n-1))] seconds (full jitter).
+    deliver_backoff_base: float = Field(default=0.5, gt=0)
+    deliver_backoff_max: float = Field(default=30.0, gt=0)
+    #: Longest ``Retry-After`` honoured (seconds); a longer one is cut to it.
+    deliver_max_retry_after: float = Field(default=300.0, gt=0)
+    #: Seconds one HTTP request may take.
+    deliver_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds between offset commits (only of documents whose delivery is done).
+    deliver_commit_interval: float = Field(default=1.0, gt=0)
+    #: Deliveries remembered (on disk, under the data dir) so that none is sent twice.
+    deliver_dedupe_size: int = Field(default=50_000, ge=1)
+    #: Where a new consumer group starts: "latest" (a new deployment does not send the
+    #: topics' backlog to CX tools) or "earliest".
+    deliver_start: Literal["latest", "earliest"] = "latest"
+    #: Port of ``deliver``'s /metrics (bound to ``web_host``).
+    deliver_metrics_port: int = Field(default=6067, ge=0)
+
+    @field_validator("deliver_slack_topics", "deliver_intercom_topics",
+                     "deliver_zendesk_topics", "deliver_webhook_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        return cls._split_list(value)
+
+    @field_validator("deliver_slack_topics", "deliver_intercom_topics",
+                     "deliver_zendesk_topics", "deliver_webhook_topics")
+    @classmethod
+    def _check_topics(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - {"alerts", "chat_triggers"}
+        if unknown:
+            raise ValueError(f"unknown topics {sorted(unknown)}: alerts or chat_triggers")
+        return value
+
     @cached_property
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in (self.bootstrap_servers or "").split(",") if s.strip()]

@@ -53,6 +53,7 @@ DeadLetterReason = Literal[
     "invalid_field",  # a field of the wrong type or out of range
     "empty",  # an empty body or an empty batch
     "processing_error",  # our code failed on it: a bug to fix, the input kept to replay
+    "undeliverable",  # an alert or chat trigger a destination refused or never accepted
 ]
 DEAD_LETTER_REASONS: tuple[str, ...] = DeadLetterReason.__args__  # type: ignore[attr-defined]
 

@@ -47,7 +47,7 @@ DASHBOARD_PROVIDER_FILES = sorted(
     (DEPLOY / "grafana" / "provisioning" / "dashboards").glob("*.yml")
 )
 
-IMAGE_SERVICES = ("worker", "simulator")  # services that run the frictionwatch image
+IMAGE_SERVICES = ("worker", "simulator", "deliver")  # services that run the frictionwatch image
 
 
 # --- loading -------------------------------------------------------------------------------

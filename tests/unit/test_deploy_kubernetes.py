@@ -462,3 +462,37 @@ def test_objects_match_the_kubernetes_api_schemas(directory: Path) -> None:
         validate.validate(obj, "1.30.0", strict=True)
         checked += 1
     assert checked >= 5
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+
+def test_deliver_runs_one_pod_on_its_own_volume_with_the_worker_s_settings(base: Built) -> None:
+    deployment = base.one("Deployment", "frictionwatch-deliver")
+    spec = deployment["spec"]
+    # Its journal of deliveries is on a ReadWriteOnce volume: one pod, never two at once.
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["deliver"]
+    from streams.cli import app as cli_app
+
+    assert "deliver" in {c.name for c in cli_app.registered_commands}
+    env: dict[str, str] = {}
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            env.update(base.one("ConfigMap", source["configMapRef"]["name"])["data"])
+    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    for name in env:
+        assert name[len(ENV_PREFIX):].lower() in Settings.model_fields, name
+    settings = settings_from(env)
+    assert named_port(container, "metrics") == settings.deliver_metrics_port
+    assert settings.web_host == "0.0.0.0"  # Prometheus reaches /metrics
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(
+        settings.deliver_metrics_port)
+    volume, _ = mount_for(pod, container, str(settings.data_dir))
+    (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+                if v["name"] == volume]
+    assert base.one("PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert any(s.get("secretRef", {}).get("name") == SECRET_NAME for s in container["envFrom"])
