@@ -19,6 +19,11 @@ The model (cumulative influence, the usual motivation for multi-touch attributio
   none of its touches happened (every journey's probability with and without them, summed;
   exact, no sampling noise). Their order is the true ranking.
 
+``messages`` plays the journeys as Segment calls (a landing page view per visit, tagged as the
+web simulator tags its channel, ``streams.sim.behaviour.TRAFFIC_SOURCES``; an ``Order
+Completed`` in the converting visit), so the whole path can be checked: adapter, traffic
+classification, sessions, outcomes, journeys (``models.attribution.journeys_from_outcomes``).
+
 >>> sim = simulate_journeys(JourneyConfig(journeys=2000, seed=1))
 >>> len(sim.journeys), sum(j.converted for j in sim.journeys) > 0
 (2000, True)
@@ -31,11 +36,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from models.attribution import Journey
+from streams.sim.behaviour import SHOP_URL, TRAFFIC_SOURCES
+from streams.sim.run import SimMessage
 
 __all__ = ["BASE", "EFFECTS", "FIRST_TOUCH", "RETURN_TOUCH", "JourneyConfig", "JourneySim",
-           "simulate_journeys"]
+           "messages", "simulate_journeys"]
 
 DAY = 86_400.0
 #: 2026-01-01T00:00:00Z, as in ``streams.sim.lifecycle``.
@@ -132,3 +140,44 @@ def simulate_journeys(config: JourneyConfig) -> JourneySim:
         revenue = round(ORDER_MEDIAN * math.exp(rng.gauss(0.0, 0.6)), 2) if converted else 0.0
         journeys.append(Journey(tuple(touches), converted, revenue))
     return JourneySim(journeys, incremental)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def messages(sim: JourneySim) -> list[SimMessage]:
+    """The journeys as Segment calls in time order: customer ``jcust_<n>`` of journey ``n``
+    lands once per visit (session ``jsess_<n>_<visit>``) with the channel's landing URL and
+    referrer; the converting visit ends in an ``Order Completed`` a minute later.
+
+    >>> sim = simulate_journeys(JourneyConfig(journeys=3, seed=4))
+    >>> msgs = messages(sim)
+    >>> sum(m.payload["type"] == "page" for m in msgs) == sum(len(j.touches) for j in sim.journeys)
+    True
+    """
+    out = []
+    for n, j in enumerate(sim.journeys):
+        for v, (channel, t) in enumerate(j.touches):
+            _, _, query, referrer = TRAFFIC_SOURCES[channel]
+            sid = f"jsess_{n}_{v}"
+            ctx = {"sessionId": sid, "device": {"type": "desktop"},
+                   "page": {"path": "/", "url": SHOP_URL + "/" + query}}
+            props: dict[str, object] = {"path": "/", "url": SHOP_URL + "/" + query,
+                                        "title": "Home"}
+            if referrer:
+                props["referrer"] = referrer
+            common = {"anonymousId": f"janon_{n}", "userId": f"jcust_{n:06d}",
+                      "context": ctx}
+            out.append(SimMessage(t, "segment", sid.encode(), {
+                "type": "page", "name": "Home", "messageId": f"{sid}.0",
+                "timestamp": _iso(t), "properties": props, **common}))
+            if j.converted and v == len(j.touches) - 1:
+                out.append(SimMessage(t + 60.0, "segment", sid.encode(), {
+                    "type": "track", "event": "Order Completed", "messageId": f"{sid}.1",
+                    "timestamp": _iso(t + 60.0), **common,
+                    "properties": {"order_id": f"ord_{n}", "revenue": j.revenue,
+                                   "currency": "USD"}}))
+    out.sort(key=lambda m: m.time)
+    return out

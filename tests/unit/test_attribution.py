@@ -104,3 +104,19 @@ def test_journeys_from_engine_outcomes() -> None:
          "converted": True, "revenue": 5.0},  # nothing to credit
     ]
     assert journeys_from_outcomes(outs) == [Journey((("paid_social", 1.0),), True, 9.0)]
+
+
+def test_journeys_survive_the_whole_path() -> None:
+    # Segment calls -> adapter -> traffic source of the landing page -> sessions -> outcomes
+    # -> journeys: the simulated journeys come back as they were played.
+    from streams.report import gather_journeys
+    from streams.settings import load
+
+    data = gather_journeys(load(), journeys=300, seed=3)
+    sim = simulate_journeys(JourneyConfig(journeys=300, seed=3))
+    back = journeys_from_outcomes(data.outcomes)
+    assert [([c for c, _ in j.touches], j.converted, j.revenue) for j in back] == \
+        [([c for c, _ in j.touches], j.converted, j.revenue) for j in sim.journeys]
+    assert all(t == pytest.approx(u, abs=1e-3) for a, b in zip(back, sim.journeys, strict=True)
+               for (_, t), (_, u) in zip(a.touches, b.touches, strict=True))
+    assert data.true_incremental == sim.incremental
