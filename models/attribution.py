@@ -25,6 +25,10 @@ would be lost without them. Only a randomized holdout (``models.lift``) shows ca
 Learning keeps sufficient statistics only (credit sums and transition counts), so it runs
 online over a stream in memory bounded by the number of channels squared.
 
+Hand-written: ``ChannelAttribution`` is R/C++, and ``marketing-attribution-models`` (PyPI,
+2.1.1) works in batch over data frames, pulling in polars, pandas, plotly and pyarrow, with no
+way to learn one journey at a time. The whole method is a few small linear solves.
+
 >>> a = Attribution()
 >>> a.learn_one(Journey((("social", 0.0), ("email", 86_400.0)), converted=True, revenue=80.0))
 >>> a.learn_one(Journey((("email", 0.0),), converted=True, revenue=20.0))
