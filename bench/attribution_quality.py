@@ -66,11 +66,11 @@ def evaluate(scenario: str, sizes: list[int], seeds: list[int]) -> None:
         print(f"  {n:,} journeys x {len(seeds)} seeds; true order "
               f"{' > '.join(truths[0]) if same else '(varies by seed)'}; "
               f"direct truly #{true_direct:g}")
-        print(f"    {'model':<11} {'exact order':>11} {'Kendall tau':>12} {'Spearman':>9} "
+        print(f"    {'model':<14} {'exact order':>11} {'Kendall tau':>12} {'Spearman':>9} "
               f"{'direct at':>10}")
         for m in MODELS:
             s = stats[m]
-            print(f"    {m:<11} {int(sum(s['exact'])):>5}/{len(seeds):<5} "
+            print(f"    {m:<14} {int(sum(s['exact'])):>5}/{len(seeds):<5} "
                   f"{statistics.mean(s['tau']):>12.2f} {statistics.mean(s['rho']):>9.2f} "
                   f"{statistics.mean(s['direct']):>10.1f}")
 

@@ -17,7 +17,13 @@ conversions and revenue to channels by five models:
   path ``start -> c1 -> ... -> ck -> conversion | null``. The chain's probability to reach
   ``conversion`` from ``start`` is P; removing a channel (its transitions lead to ``null``)
   gives P_c. Its removal effect ``(P - P_c) / P`` is normalized over channels to share out the
-  conversions and the revenue.
+  conversions and the revenue;
+- ``counterfactual``: data-driven too, after Shao & Li ("Data-driven multi-touch attribution
+  models", KDD 2011): a logistic regression of conversion on each journey's touch counts per
+  channel, and a channel's credit is the drop in predicted conversions over all journeys when
+  its touches are taken out, normalized like the Markov shares. It asks the counterfactual
+  question directly, but it is still fit on observational data: whatever drives both the
+  touches and the orders (intent) biases it too.
 
 All of this is *correlational*: credit says which channels sit on converting paths, not what
 would be lost without them. Only a randomized holdout (``models.lift``) shows cause.
@@ -54,7 +60,11 @@ __all__ = ["MODELS", "Attribution", "Credit", "Journey", "journeys_from_outcomes
            "position_weights", "rank", "removal_effects", "time_decay_weights"]
 
 #: The models ``Attribution.credits`` answers for, in the order a report shows them.
-MODELS = ("last_click", "linear", "time_decay", "position", "markov")
+MODELS = ("last_click", "linear", "time_decay", "position", "markov", "counterfactual")
+_HEURISTIC = MODELS[:4]
+#: Touches per channel beyond this count as this many in the regression: keeps the journeys'
+#: count vectors few (memory bounded by the number of distinct vectors).
+MAX_TOUCHES = 10
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 
@@ -178,9 +188,11 @@ class Attribution:
         self.conversions = 0
         self.revenue = 0.0
         # Heuristic credit sums: model -> channel -> [conversions, revenue].
-        self._sums: dict[str, dict[str, list[float]]] = {m: {} for m in MODELS[:-1]}
+        self._sums: dict[str, dict[str, list[float]]] = {m: {} for m in _HEURISTIC}
         # Transition counts of the Markov chain: from-state -> to-state -> count.
         self._counts: dict[str, dict[str, int]] = {}
+        # Journeys and conversions per touch-count vector ((channel, count) pairs, sorted).
+        self._vectors: dict[tuple[tuple[str, int], ...], list[int]] = {}
 
     def learn_one(self, journey: Journey) -> None:
         """Add one journey (ignored when it has no touch: nothing to credit)."""
@@ -193,6 +205,12 @@ class Attribution:
         for a, b in zip(path, path[1:], strict=False):
             row = self._counts.setdefault(a, {})
             row[b] = row.get(b, 0) + 1
+        per: dict[str, int] = {}
+        for ch, _ in touches:
+            per[ch] = min(per.get(ch, 0) + 1, MAX_TOUCHES)
+        seen = self._vectors.setdefault(tuple(sorted(per.items())), [0, 0])
+        seen[0] += 1
+        seen[1] += journey.converted
         if not journey.converted:
             return
         self.conversions += 1
@@ -229,12 +247,49 @@ class Attribution:
         under every model (0 where a model gives it nothing)."""
         channels = sorted(s for s in self._counts if s != START)
         out = {m: {ch: Credit(*self._sums[m].get(ch, (0.0, 0.0))) for ch in channels}
-               for m in MODELS[:-1]}
-        effects = self.removal_effects()
+               for m in _HEURISTIC}
+        out["markov"] = self._shares(self.removal_effects(), channels)
+        out["counterfactual"] = self._shares(self.counterfactual_effects(), channels)
+        return out
+
+    def _shares(self, effects: Mapping[str, float], channels: Sequence[str]
+                ) -> dict[str, Credit]:
         total = sum(effects.values())
-        out["markov"] = {ch: Credit(self.conversions * effects[ch] / total,
-                                    self.revenue * effects[ch] / total) if total > 0
-                         else Credit() for ch in channels}
+        return {ch: Credit(self.conversions * effects.get(ch, 0.0) / total,
+                           self.revenue * effects.get(ch, 0.0) / total) if total > 0
+                else Credit() for ch in channels}
+
+    def counterfactual_effects(self) -> dict[str, float]:
+        """Each channel's expected conversions lost without its touches, by the logistic
+        regression of conversion on touch counts (negative estimates count as 0)."""
+        from sklearn.linear_model import LogisticRegression
+
+        channels = sorted(s for s in self._counts if s != START)
+        col = {ch: i for i, ch in enumerate(channels)}
+        vectors = list(self._vectors.items())
+        x = np.zeros((len(vectors), len(channels)))
+        for i, (vec, _) in enumerate(vectors):
+            for ch, count in vec:
+                x[i, col[ch]] = count
+        n = np.array([v[0] for _, v in vectors], dtype=float)
+        k = np.array([v[1] for _, v in vectors], dtype=float)
+        if not k.sum() or not (n - k).sum():
+            return dict.fromkeys(channels, 0.0)  # one class only: nothing to fit
+        # Each vector twice, once as converted and once not, weighted by how often: the same
+        # fit as one row per journey, on a few thousand rows at most.
+        xx, yy = np.vstack([x, x]), np.r_[np.ones(len(x)), np.zeros(len(x))]
+        w = np.r_[k, n - k]
+        keep = w > 0
+        # Nearly unregularized: the point is the effects, not out-of-sample prediction.
+        model = LogisticRegression(C=1e4, max_iter=1000).fit(xx[keep], yy[keep],
+                                                            sample_weight=w[keep])
+        p = model.predict_proba(x)[:, 1]
+        out = {}
+        for ch, i in col.items():
+            without = x.copy()
+            without[:, i] = 0.0
+            lost = float(n @ (p - model.predict_proba(without)[:, 1]))
+            out[ch] = max(0.0, lost)
         return out
 
 

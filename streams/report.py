@@ -541,7 +541,8 @@ def _experiment_html(led: Ledger, name: str, settings: Settings) -> str:
 
 
 _MODEL_WORDS = {"last_click": "last click", "linear": "linear", "time_decay": "time decay",
-                "position": "position 40/20/40", "markov": "data-driven (Markov)"}
+                "position": "position 40/20/40", "markov": "data-driven (Markov)",
+                "counterfactual": "data-driven (regression counterfactual)"}
 
 
 def _attribution_html(credits: Mapping[str, Mapping[str, Credit]], lift: Sequence[str],
@@ -660,8 +661,10 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         _attribution_html(attribution(data), headline(data, settings), data.true_incremental),
         "<p class='note'>A journey is one customer's sessions up to an order (or to the end "
         "of the data), each session a touch of its traffic channel; time decay halves a "
-        "touch's weight every 7 days before the order; the data-driven model shares out by "
-        "each channel's removal effect in a first-order Markov chain of the journeys.</p>",
+        "touch's weight every 7 days before the order; the Markov model shares out by each "
+        "channel's removal effect in a first-order Markov chain of the journeys; the "
+        "regression counterfactual by the conversions a logistic regression on the journeys' "
+        "touch counts predicts would be lost without the channel.</p>",
         "<h2>KPIs</h2><h3>By journey</h3>",
         _table(("journey", "sessions", "conversion", "orders", "average order value",
                 "revenue"), _kpi_rows([*by_segment(data.outcomes, "journey"),
