@@ -2,7 +2,7 @@
 
 A journey is the channels of one customer's sessions, in time order, up to a conversion (or to
 the end of the data, unconverted). ``Attribution`` learns journeys one at a time and credits
-conversions and revenue to channels by five models:
+conversions and revenue to channels by six models:
 
 - ``last_click``: all of it to the last touch;
 - ``linear``: equal shares to every touch;
@@ -28,8 +28,10 @@ conversions and revenue to channels by five models:
 All of this is *correlational*: credit says which channels sit on converting paths, not what
 would be lost without them. Only a randomized holdout (``models.lift``) shows cause.
 
-Learning keeps sufficient statistics only (credit sums and transition counts), so it runs
-online over a stream in memory bounded by the number of channels squared.
+Learning keeps sufficient statistics only (credit sums, transition counts, and how many
+journeys and conversions had each vector of touch counts per channel), so it runs online over
+a stream. Memory: the channels squared, plus the distinct count vectors (counts capped at
+``MAX_TOUCHES``): about 2,800 after 100,000 simulated journeys over 7 channels.
 
 Hand-written: ``ChannelAttribution`` is R/C++, and ``marketing-attribution-models`` (PyPI,
 2.1.1) works in batch over data frames, pulling in polars, pandas, plotly and pyarrow, with no
