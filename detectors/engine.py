@@ -83,6 +83,8 @@ def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
         "session_id": state.session_id,
         "customer_id": state.customer_id,
         "device": state.device,
+        # The traffic channel it came from (``detectors.traffic``): a touch of its journey.
+        "source": state.source,
         "start": state.first_time,
         "end": state.last_time,
         "expired_at": expired_at,

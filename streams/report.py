@@ -34,6 +34,7 @@ import numpy as np
 from detectors.elements import CLICK_FRICTION, ElementRow, outcome_rows
 from detectors.engine import Engine, Outputs
 from detectors.holdout import Experiment
+from models.attribution import MODELS, Attribution, Credit, journeys_from_outcomes
 from models.experiments import Ledger
 from models.kpis import CustomerKpis, SegmentKpis, by_segment, customer_kpis, total
 from models.lift import LiftEstimate, path
@@ -43,7 +44,8 @@ from streams.normalize import normalize
 from streams.settings import Settings
 from streams.topics import topic_name
 
-__all__ = ["PLOTS", "ReportData", "gather_file", "gather_kafka", "gather_simulated",
+__all__ = ["PLOTS", "ReportData", "attribution", "gather_file", "gather_journeys", "gather_kafka",
+           "gather_simulated",
            "headline", "ledger", "render", "top_elements"]
 
 #: The images ``render`` writes, by what they show.
@@ -77,6 +79,8 @@ class ReportData:
     incidents: list[dict[str, Any]] = field(default_factory=list)
     #: ``(customer_id, churned)`` when known; None: churn is derived from inactivity.
     churn: list[tuple[str, bool]] | None = None
+    #: Simulated journeys only: each channel's true incremental conversions.
+    true_incremental: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         # Records from several partitions interleave; the lift-over-time path needs them in
@@ -135,6 +139,27 @@ def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
         found += pipeline.finish()
     return _from_outputs(f"{seconds:g} s of simulated traffic at {rate:g} events/s (seed "
                          f"{seed}, true chat effect {chat_effect:g})", out, found)
+
+
+def gather_journeys(settings: Settings, journeys: int, seed: int) -> ReportData:
+    """The detection core over ``journeys`` simulated multi-session customer journeys whose
+    channels' effects are known (``streams.sim.journeys``): the attribution table can then be
+    set beside the truth."""
+    from streams.sim.journeys import JourneyConfig, messages, simulate_journeys
+
+    sim = simulate_journeys(JourneyConfig(journeys=journeys, seed=seed))
+    eng = detection.engine(settings)
+    out = Outputs()
+    for msg in messages(sim):
+        norm = normalize(msg.encode(), msg.source, max_bytes=settings.max_payload_bytes,
+                         max_events=settings.max_events_per_message, now=0.0)
+        for evs in norm.web.values():
+            eng.feed(evs, None, out)
+    eng.close(out)
+    data = _from_outputs(f"{journeys:,} simulated customer journeys with known channel "
+                         f"effects (seed {seed})", out, [])
+    data.true_incremental = sim.incremental
+    return data
 
 
 def _close_windows(eng: Engine, pipeline: Any, found: list[dict[str, Any]]) -> None:
@@ -351,6 +376,15 @@ def friction_points(data: ReportData, top: int = 10) -> list[tuple[str, float]]:
     return [(k, round(v, 2)) for k, v in ranked[:top] if v > 0]
 
 
+def attribution(data: ReportData) -> dict[str, dict[str, Credit]]:
+    """Conversions and revenue credited to traffic channels by each attribution model
+    (``models.attribution``), over the customers' journeys built from the sessions'
+    outcomes (a session without a customer id is a journey of its own)."""
+    att = Attribution()
+    att.learn_many(journeys_from_outcomes(data.outcomes))
+    return att.credits()
+
+
 # --- plots -----------------------------------------------------------------------------------
 
 
@@ -506,6 +540,34 @@ def _experiment_html(led: Ledger, name: str, settings: Settings) -> str:
                       "interval)"), lift).replace("<table>", '<table class="lift">', 1))
 
 
+_MODEL_WORDS = {"last_click": "last click", "linear": "linear", "time_decay": "time decay",
+                "position": "position 40/20/40", "markov": "data-driven (Markov)",
+                "counterfactual": "data-driven (regression counterfactual)"}
+
+
+def _attribution_html(credits: Mapping[str, Mapping[str, Credit]], lift: Sequence[str],
+                      truth: Mapping[str, float] | None = None) -> str:
+    channels = sorted(credits["markov"], key=lambda ch: -credits["markov"][ch].conversions)
+    warn = ("<p class='note'><b>Attribution is correlational.</b> It shares out the "
+            "conversions that happened among the channels on the paths to them; it does not "
+            "say what would be lost without a channel. A channel that closes journeys people "
+            "had already decided on (often direct) gets credit it did not cause. Only the "
+            "randomized holdout shows cause: " + "; ".join(html.escape(x) for x in lift)
+            + ".</p>")
+    if not channels:
+        return "<p>No journeys with a traffic channel.</p>" + warn
+    head = ["channel"] + [f"{_MODEL_WORDS[m]}: {what}" for m in MODELS
+                          for what in ("conversions", "revenue")]
+    rows = [[ch] + [v for m in MODELS for v in (f"{credits[m][ch].conversions:,.1f}",
+                                                _money(credits[m][ch].revenue))]
+            for ch in channels]
+    if truth is not None:  # simulated: what each channel truly caused
+        head.append("true incremental conversions (simulation)")
+        for row, ch in zip(rows, channels, strict=True):
+            row.append(f"{truth.get(ch, 0.0):,.1f}")
+    return _table(head, rows) + warn
+
+
 def _kpi_rows(rows: Iterable[SegmentKpis]) -> list[tuple[str, ...]]:
     return [(s.key, f"{s.sessions:,}", _pct(s.conversion_rate), f"{s.orders:,}",
              _money(s.average_order_value), _money(s.revenue)) for s in rows]
@@ -595,6 +657,14 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         "zero is valid. Customer units whose attribution window was still open when the data "
         "ended are shown at its end.</p>",
         f"<img src='{PLOTS['funnel']}' alt='funnel of exposed sessions per arm'>",
+        "<h2>Attribution: which channels get credit</h2>",
+        _attribution_html(attribution(data), headline(data, settings), data.true_incremental),
+        "<p class='note'>A journey is one customer's sessions up to an order (or to the end "
+        "of the data), each session a touch of its traffic channel; time decay halves a "
+        "touch's weight every 7 days before the order; the Markov model shares out by each "
+        "channel's removal effect in a first-order Markov chain of the journeys; the "
+        "regression counterfactual by the conversions a logistic regression on the journeys' "
+        "touch counts predicts would be lost without the channel.</p>",
         "<h2>KPIs</h2><h3>By journey</h3>",
         _table(("journey", "sessions", "conversion", "orders", "average order value",
                 "revenue"), _kpi_rows([*by_segment(data.outcomes, "journey"),

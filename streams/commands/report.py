@@ -11,7 +11,15 @@ from kafka.errors import KafkaError
 from rich.console import Console
 
 from streams.commands.common import BrokerOption, fail
-from streams.report import PLOTS, gather_file, gather_kafka, gather_simulated, headline, render
+from streams.report import (
+    PLOTS,
+    gather_file,
+    gather_journeys,
+    gather_kafka,
+    gather_simulated,
+    headline,
+    render,
+)
 from streams.settings import load
 from streams.sim import Incident
 
@@ -25,9 +33,14 @@ def report(
     simulate: Annotated[float | None, typer.Option(help="Instead of a file: this many seconds "
                                                    "(event time) of simulated traffic.",
                                                    min=1)] = None,
+    journeys: Annotated[int | None, typer.Option(help="Instead of a file: this many "
+                                                 "simulated multi-session customer journeys "
+                                                 "with known channel effects; the "
+                                                 "attribution table shows the truth beside "
+                                                 "each model's credit.", min=1)] = None,
     rate: Annotated[float, typer.Option(help="Simulated events per second (--simulate).",
                                         min=0.1)] = 100,
-    seed: Annotated[int, typer.Option(help="Simulator seed (--simulate).")] = 7,
+    seed: Annotated[int, typer.Option(help="Simulator seed (--simulate, --journeys).")] = 7,
     chat_effect: Annotated[float, typer.Option(help="True effect of a chat offer in the "
                                                "simulation: the share of shoppers about to "
                                                "leave after a checkout blocker that it keeps "
@@ -50,11 +63,13 @@ def report(
     """Write an HTML report: the holdout experiment's conversion lift with its always-valid
     interval (over time, too), the checkout funnel of exposed sessions per arm, KPIs per
     journey, device and customer (churn, CLV), revenue at risk by friction type, the friction
-    points that lost most money, and journey incidents. Data: a JSONL FILE, --simulate
-    SECONDS of traffic, or a worker's topics (--broker / --from-kafka)."""
+    points that lost most money, journey incidents, and which channels attribution credits.
+    Data: a JSONL FILE, --simulate SECONDS of traffic, --journeys N simulated customer
+    journeys, or a worker's topics (--broker / --from-kafka)."""
     kafka = from_kafka or broker is not None
-    if (file is not None) + (simulate is not None) + kafka != 1:
-        raise fail("give exactly one source: FILE, --simulate SECONDS, or --broker/--from-kafka")
+    if (file is not None) + (simulate is not None) + (journeys is not None) + kafka != 1:
+        raise fail("give exactly one source: FILE, --simulate SECONDS, --journeys N, or "
+                   "--broker/--from-kafka")
     if kafka and control_share is not None:
         raise fail("--control-share applies offline only: the worker's arms are already drawn")
     try:
@@ -68,6 +83,8 @@ def report(
     with console.status("gathering..."):
         if file is not None:
             data = gather_file(file, settings)
+        elif journeys is not None:
+            data = gather_journeys(settings, journeys, seed)
         elif simulate is not None:
             data = gather_simulated(settings, simulate, rate, seed, chat_effect, scheduled)
         else:

@@ -193,10 +193,37 @@ def test_cli_simulated(tmp_path: Path) -> None:
     _check_pngs(out)
 
 
+def test_cli_journeys_shows_the_truth_beside_the_credit(tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["report", "--out", str(out), "--journeys", "300", "--seed",
+                                 "1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    page = (out / "index.html").read_text()
+    assert "300 simulated customer journeys" in page
+    assert "true incremental conversions (simulation)" in page and "paid_search" in page
+
+
 @pytest.mark.parametrize("args", [[], ["--simulate", "60", "--from-kafka"],
+                                  ["--simulate", "60", "--journeys", "10"],
                                   ["--broker", "localhost:1", "--control-share", "0.5"],
                                   ["--incident", "payment_outage@60+120", "--from-kafka"]])
 def test_cli_rejects_bad_sources(tmp_path: Path, args: list[str]) -> None:
     result = runner.invoke(app, ["report", "--out", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert "error:" in result.output
+
+
+def test_attribution_table_beside_the_lift(data: ReportData, rendered: Path) -> None:
+    from streams.report import attribution
+
+    credits = attribution(data)
+    converted = sum(1 for o in data.outcomes if o.get("converted") and o.get("source"))
+    # Every model shares out the same conversions (each converting session ends a journey).
+    for model, by_channel in credits.items():
+        assert math.isclose(sum(c.conversions for c in by_channel.values()), converted,
+                            rel_tol=1e-9), model
+    assert set(credits["markov"]) <= {"direct", "organic_search", "paid_search", "social",
+                                      "paid_social", "email", "referral"}
+    page = (rendered / "index.html").read_text()
+    assert "Attribution is correlational" in page and "data-driven (Markov)" in page
+    assert "Only the randomized holdout shows cause: chat_offer:" in page

@@ -1,0 +1,141 @@
+"""Multi-touch attribution (``models.attribution``) against simulated journeys whose channel
+effects are known (``streams.sim.journeys``)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+
+from models.attribution import (
+    CONVERSION,
+    MODELS,
+    NULL,
+    START,
+    Attribution,
+    Journey,
+    journeys_from_outcomes,
+    rank,
+    removal_effects,
+)
+from streams.sim.journeys import EFFECTS, FIRST_TOUCH, JourneyConfig, simulate_journeys
+
+
+def _kendall(order: list[str], truth: list[str]) -> float:
+    pos = {ch: i for i, ch in enumerate(order)}
+    n = len(truth)
+    s = sum((1 if pos[truth[i]] < pos[truth[j]] else -1)
+            for i in range(n) for j in range(i + 1, n))
+    return s / (n * (n - 1) / 2)
+
+
+def test_every_model_shares_out_every_conversion_and_all_revenue() -> None:
+    sim = simulate_journeys(JourneyConfig(journeys=3000, seed=5))
+    a = Attribution()
+    a.learn_many(sim.journeys)
+    c = a.credits()
+    conversions = sum(j.converted for j in sim.journeys)
+    revenue = sum(j.revenue for j in sim.journeys)
+    assert a.conversions == conversions > 50
+    for m in MODELS:
+        assert math.isclose(sum(v.conversions for v in c[m].values()), conversions), m
+        assert math.isclose(sum(v.revenue for v in c[m].values()), revenue), m
+
+
+def test_a_channel_that_never_leads_to_an_order_gets_no_markov_credit() -> None:
+    counts = {START: {"a": 5, "b": 5}, "a": {CONVERSION: 3, NULL: 2}, "b": {NULL: 5}}
+    assert removal_effects(counts) == pytest.approx({"a": 1.0, "b": 0.0}, abs=1e-12)
+
+
+def test_learning_is_online_and_picklable() -> None:
+    sim = simulate_journeys(JourneyConfig(journeys=500, seed=2))
+    whole = Attribution()
+    whole.learn_many(sim.journeys)
+    half = Attribution()
+    half.learn_many(sim.journeys[:250])
+    half = pickle.loads(pickle.dumps(half))
+    half.learn_many(sim.journeys[250:])
+    assert half.credits() == whole.credits()
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ValueError):
+        Attribution(half_life=0)
+    with pytest.raises(ValueError):
+        Attribution(position_ends=0.6)
+    with pytest.raises(ValueError):
+        JourneyConfig(effects={"direct": 0.1})
+
+
+def test_simulation_is_deterministic_and_truth_follows_the_effects() -> None:
+    a = simulate_journeys(JourneyConfig(journeys=400, seed=9))
+    assert a == simulate_journeys(JourneyConfig(journeys=400, seed=9))
+    # Every channel as likely in every visit: the truth is the order of the per-touch effects.
+    even = dict.fromkeys(FIRST_TOUCH, 1.0)
+    sim = simulate_journeys(JourneyConfig(journeys=4000, seed=1, first=even, returning=even))
+    assert sim.true_order() == sorted(EFFECTS, key=lambda c: -EFFECTS[c])
+
+
+def test_markov_ranking_against_the_truth_as_the_readme_says() -> None:
+    # The README's Attribution section: on the default journeys (discovery channels first,
+    # direct and email coming back) the data-driven model gets the top and the bottom of the
+    # true order but, like every model here, ranks direct (frequent, closing, weak) far above
+    # its true place; it is not the true order.
+    sim = simulate_journeys(JourneyConfig(journeys=5000, seed=0))
+    truth = sim.true_order()
+    a = Attribution()
+    a.learn_many(sim.journeys)
+    markov = rank(a.credits()["markov"])
+    assert markov[0] == truth[0] and markov[-2:] == truth[-2:]
+    assert markov.index("direct") < truth.index("direct") - 2
+    assert markov != truth
+    assert _kendall(markov, truth) > 0.4
+
+
+def test_journeys_from_engine_outcomes() -> None:
+    outs = [
+        {"customer_id": "c", "session_id": "a", "start": 1.0, "source": "paid_social"},
+        {"customer_id": "c", "session_id": "b", "start": 2.0, "source": None,
+         "converted": True, "revenue": 9.0},  # no page view: no touch, but the order counts
+        {"customer_id": "c", "session_id": "b", "start": 3.0, "source": "direct",
+         "continued": True},
+        {"customer_id": None, "session_id": "x", "start": 0.0, "source": None,
+         "converted": True, "revenue": 5.0},  # nothing to credit
+    ]
+    assert journeys_from_outcomes(outs) == [Journey((("paid_social", 1.0),), True, 9.0)]
+
+
+def test_journeys_survive_the_whole_path() -> None:
+    # Segment calls -> adapter -> traffic source of the landing page -> sessions -> outcomes
+    # -> journeys: the simulated journeys come back as they were played.
+    from streams.report import gather_journeys
+    from streams.settings import load
+
+    data = gather_journeys(load(), journeys=300, seed=3)
+    sim = simulate_journeys(JourneyConfig(journeys=300, seed=3))
+    back = journeys_from_outcomes(data.outcomes)
+    assert [([c for c, _ in j.touches], j.converted, j.revenue) for j in back] == \
+        [([c for c, _ in j.touches], j.converted, j.revenue) for j in sim.journeys]
+    assert all(t == pytest.approx(u, abs=1e-3) for a, b in zip(back, sim.journeys, strict=True)
+               for (_, t), (_, u) in zip(a.touches, b.touches, strict=True))
+    assert data.true_incremental == sim.incremental
+
+
+def test_regression_counterfactual_puts_the_closing_channel_where_it_belongs() -> None:
+    # The same journeys: the regression on touch counts asks what is lost without a channel,
+    # so frequent but weak direct lands at its true place, and the ranking is closer overall.
+    sim = simulate_journeys(JourneyConfig(journeys=5000, seed=0))
+    truth = sim.true_order()
+    a = Attribution()
+    a.learn_many(sim.journeys)
+    credits = a.credits()
+    cf, markov = rank(credits["counterfactual"]), rank(credits["markov"])
+    assert abs(cf.index("direct") - truth.index("direct")) <= 1
+    assert _kendall(cf, truth) > _kendall(markov, truth) + 0.1
+
+
+def test_counterfactual_needs_both_outcomes() -> None:
+    a = Attribution()
+    a.learn_one(Journey((("email", 0.0),), converted=True, revenue=5.0))
+    assert a.credits()["counterfactual"] == {"email": (0.0, 0.0)}
