@@ -7,24 +7,13 @@ from __future__ import annotations
 import csv
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import Result
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from models.evaluation import holdout, id_columns, spread, train_then_test
 from streams.cli import app
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The batch trees' OpenMP threads spin against the other tests on a shared machine:
-    # measured 3 s against 0.3 s for a 100-row table.
-    with threadpool_limits(limits=1):
-        yield
 
 
 def _table(path: Path, n: int = 120, seed: int = 0, positive: str = "Yes") -> Path:
