@@ -168,6 +168,8 @@ def evaluate(
     with threadpool_limits(limits=1):
         if model == "triage":
             _need(file, rows, text, "--text")
+            if test is not None and test_rows is not None:
+                _need(test, test_rows, text, "--text")
             _triage(console, file, rows, test_rows, label, text, seed, split, repeat)
         else:
             _check_positive(file, rows, label, positive)

@@ -191,3 +191,13 @@ def test_help_says_which_rows_each_figure_covers() -> None:
     assert "scored on the same test rows" in text
     for option in ("--drop", "--keep-ids", "--seed", "--split", "--test", "--repeat"):
         assert option in text
+
+
+def test_triage_takes_the_same_split_and_repeat_options() -> None:
+    data = Path(__file__).parents[1] / "data" / "datasets" / "banking77_sample.csv"
+    res = _run(str(data), "--model", "triage", "--label", "category", "--shuffle", "0",
+               "--limit", "200", "--split", "0.3", "--repeat", "2")
+    assert res.exit_code == 0, res.output
+    assert re.search(r"rows scored\W+200\W+60\W+60", res.output), res.output
+    assert "2 runs, seeds 0..1 (batch model, split, row order)" in res.output
+    assert re.search(r"accuracy\W+\d\.\d{3} ± \d\.\d{3} \[", res.output)
