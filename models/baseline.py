@@ -20,6 +20,7 @@ rest (later in time, as the online model was):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["Recording", "binary_baseline", "text_baseline", "time_split_baselines"]
+__all__ = ["Recording", "binary_baseline", "binary_fit_score", "text_baseline", "text_fit_score",
+           "time_split_baselines"]
 
 
 def binary_baseline(rows: Sequence[tuple[Mapping[str, float], Hashable]], *,
@@ -41,22 +43,34 @@ def binary_baseline(rows: Sequence[tuple[Mapping[str, float], Hashable]], *,
     """Gradient-boosted trees (``HistGradientBoostingClassifier``) on a stratified split:
     ROC AUC, PR AUC and F1 of the positive class at ``threshold`` on the test part, and the
     test labels and scores (for curves)."""
-    xs = [dict(x) for x, _ in rows]
     ys = [y == positive for _, y in rows]
-    x_train, x_test, y_train, y_test = train_test_split(
-        xs, ys, test_size=test_size, stratify=ys, random_state=seed)
+    train, test = train_test_split(list(range(len(rows))), test_size=test_size, stratify=ys,
+                                   random_state=seed)
+    return binary_fit_score([(rows[i][0], ys[i]) for i in train],
+                            [(rows[i][0], ys[i]) for i in test], threshold=threshold, seed=seed)
+
+
+def binary_fit_score(train: Sequence[tuple[Mapping[str, float], bool]],
+                     test: Sequence[tuple[Mapping[str, float], bool]], *,
+                     threshold: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    """``binary_baseline`` on a given split: gradient-boosted trees (``random_state=seed``)
+    fitted on ``train`` and scored on ``test`` (labels ``True`` for the positive class); AUCs
+    NaN when ``test`` holds one class only."""
     model = make_pipeline(DictVectorizer(sparse=False),
                           HistGradientBoostingClassifier(random_state=seed))
-    model.fit(x_train, y_train)
-    p = [float(v) for v in model.predict_proba(x_test)[:, 1]]
+    model.fit([dict(x) for x, _ in train], [bool(y) for _, y in train])
+    y_test = [bool(y) for _, y in test]
+    p = [float(v) for v in model.predict_proba([dict(x) for x, _ in test])[:, 1]]
     hard = [v >= threshold for v in p]
+    both = 0 < sum(y_test) < len(y_test)
     return {
         "model": "HistGradientBoostingClassifier",
-        "roc_auc": float(skm.roc_auc_score(y_test, p)),
-        "pr_auc": float(skm.average_precision_score(y_test, p)),
+        "roc_auc": float(skm.roc_auc_score(y_test, p)) if both else math.nan,
+        "pr_auc": float(skm.average_precision_score(y_test, p)) if both else math.nan,
         "accuracy": float(skm.accuracy_score(y_test, hard)),
         "f1": float(skm.f1_score(y_test, hard, zero_division=0)),
-        "y_test": list(y_test),
+        "n": float(len(y_test)),
+        "y_test": y_test,
         "p_test": p,
     }
 
@@ -65,18 +79,26 @@ def text_baseline(rows: Sequence[tuple[str, Hashable]], *, test_size: float = 0.
                   seed: int = 0) -> dict[str, Any]:
     """TF-IDF of words and word pairs into a logistic regression, on a stratified split:
     accuracy and macro F1 on the test part."""
-    texts = [t for t, _ in rows]
     ys = [y for _, y in rows]
-    x_train, x_test, y_train, y_test = train_test_split(
-        texts, ys, test_size=test_size, stratify=ys, random_state=seed)
+    train, test = train_test_split(list(range(len(rows))), test_size=test_size, stratify=ys,
+                                   random_state=seed)
+    return text_fit_score([rows[i] for i in train], [rows[i] for i in test])
+
+
+def text_fit_score(train: Sequence[tuple[str, Hashable]], test: Sequence[tuple[str, Hashable]]
+                   ) -> dict[str, Any]:
+    """``text_baseline`` on a given split: fitted on ``train``, scored on ``test`` (the
+    regression's solver is deterministic: no seed)."""
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
                           LogisticRegression(max_iter=2000, C=10.0))
-    model.fit(x_train, y_train)
-    pred = list(model.predict(x_test))
+    model.fit([t for t, _ in train], [y for _, y in train])
+    y_test = [y for _, y in test]
+    pred = list(model.predict([t for t, _ in test]))
     return {
         "model": "TF-IDF + LogisticRegression",
         "accuracy": float(skm.accuracy_score(y_test, pred)),
         "macro_f1": float(skm.f1_score(y_test, pred, average="macro", zero_division=0)),
+        "n": float(len(y_test)),
     }
 
 
