@@ -9,14 +9,15 @@ beside each topic as a dimension.
 ``SupportTrends`` counts every phrase's new tickets in a sliding window (an hour by default)
 and, for the tickets older than that, keeps a count that decays with a half-life (a week): the
 phrase's own baseline. A phrase rises when the window holds more tickets than its baseline
-makes believable: the baseline rate is a Gamma posterior (a weak prior of one ticket in one
-hour, plus the decayed count over the decayed hours watched), so the window's count is
-negative-binomial under "nothing changed"; the phrase is reported when that tail probability
-is below ``alpha`` and the window also holds ``min_tickets`` tickets from ``min_customers``
-customers, ``min_growth`` times the expected count. A phrase never seen before has a zero count
-over all the hours watched, so its rate is the prior's spread over them: a new topic needs a
-handful of tickets, a steady one a real jump. The negative binomial (not a Poisson at the
-point estimate) keeps rare phrases, whose rate is known poorly, from alarming on luck.
+makes believable: the baseline rate is a Gamma posterior (a prior of one ticket an hour that
+weighs a fifth of an hour, plus the decayed count over the decayed hours watched), so the
+window's count is negative-binomial under "nothing changed"; the phrase is reported when that
+tail probability is below ``alpha`` and the window also holds ``min_tickets`` tickets from
+``min_customers`` customers, ``min_growth`` times the expected count. A phrase never seen
+before has a zero count over all the hours watched, so its rate is the prior's spread over
+them: a new topic needs a handful of tickets, a steady one a real jump. The negative binomial
+(not a Poisson at the point estimate) keeps rare phrases, whose rate is known poorly, from
+alarming on luck.
 
 Rising phrases that share most of their window's tickets are one topic (a burst of "promo
 code WINTER25 not accepted" raises "promo code", "winter25" and "code winter25" together);
@@ -24,8 +25,8 @@ each topic comes with its volume per hour, growth against baseline, a few exampl
 (ids and short redacted snippets), its tickets' triage categories and the friction signals
 seen in the same customers' web sessions (``SessionSummary`` events, by customer).
 
-State is bounded: at most ``max_topics`` phrases (stale ones, no ticket in the window and the
-smallest decayed count, are evicted first), ``max_customers`` customers' friction, and the
+State is bounded: at most ``max_topics`` phrases (the stalest evicted first: fewest tickets in
+the window, then the smallest decayed count), ``max_customers`` customers' friction, and the
 window's tickets. Kleinberg (2002), "Bursty and hierarchical structure in streams", frames
 bursts as a rate above a state's own; this is the one-state-versus-baseline test of it, with
 a false-alarm control instead of a state machine.
@@ -182,7 +183,10 @@ class SupportTrends:
     """Rising support-ticket topics, each against its own baseline (see the module).
 
     Parameters: ``window`` seconds of new tickets tested; ``half_life`` seconds of the
-    baseline's memory; ``prior_tickets`` in ``prior_hours``: a phrase's rate before any data;
+    baseline's memory; ``prior_tickets`` in ``prior_hours``: a phrase's rate before any data
+    (light: at one ticket in one hour, six hours of a phrase seen 18 times an hour came out
+    at 12 an hour, and a steady hour of 37 was a burst; ``bench/trends_quality.py``, seed
+    10);
     ``alpha``: the tail probability below which a window is a burst; ``min_tickets``,
     ``min_customers``, ``min_growth``: what a burst must also be; ``warmup``: seconds watched
     before anything is reported; ``bucket`` seconds of the volume buckets, ``history`` buckets
@@ -191,7 +195,7 @@ class SupportTrends:
     """
 
     def __init__(self, window: float = 3600.0, half_life: float = 7 * 86400.0,
-                 prior_tickets: float = 1.0, prior_hours: float = 1.0, alpha: float = 1e-6,
+                 prior_tickets: float = 0.2, prior_hours: float = 0.2, alpha: float = 1e-6,
                  min_tickets: int = 5, min_customers: int = 3, min_growth: float = 3.0,
                  warmup: float = 6 * 3600.0, bucket: float = 3600.0, history: int = 24,
                  max_topics: int = 5000, max_customers: int = 50_000,
@@ -294,12 +298,11 @@ class SupportTrends:
         seen = self.tickets.pop(tid)
         for p in seen.phrases:
             ph = self.phrases.get(p)
-            if ph is None:
-                continue  # evicted meanwhile
-            while ph.recent and ph.recent[0][1] != tid and ph.recent[0][0] <= seen.time:
-                ph.recent.popleft()  # entries of tickets retired while this one was evicted
-            if ph.recent and ph.recent[0][1] == tid:
-                ph.recent.popleft()
+            # Tickets leave in order, so a phrase's oldest is this one, unless the phrase was
+            # evicted since (and maybe started again by newer tickets).
+            if ph is None or not ph.recent or ph.recent[0][1] != tid:
+                continue
+            ph.recent.popleft()
             ph.base = self._decayed(ph, seen.time) + 1.0
             ph.base_t = seen.time
 
@@ -307,12 +310,12 @@ class SupportTrends:
         return ph.base * 0.5 ** ((t - ph.base_t) / self.half_life)
 
     def _evict(self) -> None:
-        """Drop the stalest tenth of the phrases with no ticket in the window: the smallest
-        decayed counts (rare or long-quiet phrases; one that returns starts as new)."""
-        idle = [(self._decayed(ph, self.clock), p) for p, ph in self.phrases.items()
-                if not ph.recent]
-        idle.sort()
-        for _, p in idle[:max(1, len(self.phrases) // 10)]:
+        """Drop the stalest tenth of the phrases: fewest tickets in the window first (none,
+        while there are such), then the smallest decayed counts (rare or long-quiet phrases;
+        one that returns starts as new)."""
+        stale = sorted((len(ph.recent), self._decayed(ph, self.clock), p)
+                       for p, ph in self.phrases.items())
+        for _, _, p in stale[:max(1, len(self.phrases) // 10)]:
             del self.phrases[p]
             self.evicted += 1
 
