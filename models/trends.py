@@ -63,8 +63,8 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from detectors.events import SessionSummary, Ticket
 
-__all__ = ["SupportTrends", "covered", "key_phrases", "kb_tokens", "redact_snippet",
-           "uncovered"]
+__all__ = ["SupportTrends", "TrendWatch", "covered", "key_phrases", "kb_tokens",
+           "redact_snippet", "uncovered"]
 
 #: Prices ("$12.34", "12,50"), so a ticket's amount is not a phrase.
 _MONEY = re.compile(r"[$€£]?\d+[.,]\d{2}\b")
@@ -328,13 +328,14 @@ class SupportTrends:
         h = self.half_life
         return h / math.log(2) * (1 - 0.5 ** (span / h)) / 3600.0
 
-    def score(self, phrase: str, now: float) -> dict[str, float] | None:
-        """The burst test of one phrase at ``now``: window tickets, expected tickets, growth
-        and the tail probability (None: the phrase is not tracked)."""
+    def score(self, phrase: str, now: float, tickets: int | None = None
+              ) -> dict[str, float] | None:
+        """The burst test of one phrase at ``now``: window tickets (or ``tickets``, if
+        given), expected tickets, growth and the tail probability (None: not tracked)."""
         ph = self.phrases.get(phrase)
         if ph is None:
             return None
-        n = len(ph.recent)
+        n = len(ph.recent) if tickets is None else tickets
         # Gamma(a, b) posterior of the hourly rate; the window's count is then negative
         # binomial(a, b / (b + w)) and P(X >= n) = I_{w/(b+w)}(n, a).
         a = self.prior_tickets + self._decayed(ph, now - self.window)
@@ -367,10 +368,14 @@ class SupportTrends:
         groups: list[tuple[set[str], list[str], dict[str, float]]] = []
         for _, p, s in found:
             ids = {tid for _, tid in self.phrases[p].recent}
-            for gids, phrases, _ in groups:
-                if len(ids & gids) >= self.overlap * min(len(ids), len(gids)):
-                    phrases.append(p)
-                    break
+            shared = [len(ids & gids) for gids, _, _ in groups]
+            best = max(range(len(groups)), key=shared.__getitem__, default=None)
+            if best is not None and shared[best] > 0 and (
+                    shared[best] >= self.overlap * min(len(ids), len(groups[best][0]))
+                    or not self._rises(p, now, len(ids.difference(*(g[0] for g in groups))))):
+                # Mostly the same tickets, or rising only through a stronger topic's tickets
+                # (a steady "discount" during a burst of "WINTER25 discount doesn't work").
+                groups[best][1].append(p)
             else:
                 groups.append((ids, [p], s))
         out = []
@@ -379,6 +384,11 @@ class SupportTrends:
             if rec is not None:
                 out.append(rec)
         return out
+
+    def _rises(self, phrase: str, now: float, tickets: int) -> bool:
+        s = self.score(phrase, now, tickets)
+        return (s is not None and tickets >= self.min_tickets and s["p_value"] <= self.alpha
+                and s["growth"] >= self.min_growth)
 
     def _topic(self, phrases: list[str], ids: set[str], s: Mapping[str, float], now: float
                ) -> dict[str, Any] | None:
@@ -417,3 +427,65 @@ class SupportTrends:
             "customers_with_friction": with_friction,
             "friction": dict(friction.most_common()),
         }
+
+
+class TrendWatch:
+    """What a worker publishes about support trends: ``update(event)`` learns the event and,
+    each ``every`` seconds of event time, asks ``model`` what is rising; a topic is published
+    when it starts rising and again every ``repeat`` seconds while it rises, marked with the
+    knowledge-base article that covers it (``covered``), if any, in ``kb_article``.
+
+    >>> from detectors.events import Ticket
+    >>> def ticket(i, t, text):
+    ...     return Ticket(id=f"t{i}", time=t, session_id="s", customer_id=f"c{i}",
+    ...                   action="created", ticket_id=str(i), subject=text)
+    >>> w = TrendWatch(articles=["Using promo codes", "Tracking your parcel: link not working"])
+    >>> out = w.update(ticket(0, 0.0, "Where is my order?"))  # a day before
+    >>> for i in range(1, 13):  # then a ticket every 5 minutes about a tracking link
+    ...     out += w.update(ticket(i, 86400.0 + 300.0 * i, "Tracking link 404"))
+    >>> [(r["topic"], r["tickets"], r["kb_article"]) for r in out]  # once, not every 5 min
+    [('link 404', 5, 'Tracking your parcel: link not working')]
+    """
+
+    def __init__(self, model: SupportTrends | None = None, articles: Sequence[str] = (),
+                 every: float = 300.0, repeat: float = 3600.0, min_overlap: int = 2) -> None:
+        if every <= 0 or repeat < 0:
+            raise ValueError("every must be positive and repeat not negative")
+        self.model = model if model is not None else SupportTrends()
+        self.articles = list(articles)
+        self.every = every
+        self.repeat = repeat
+        self.min_overlap = min_overlap
+        self._tokens = [kb_tokens(a) for a in self.articles]
+        self.next_query: float | None = None
+        #: Topic -> event time it was last published (only topics rising within ``repeat``).
+        self.published: dict[str, float] = {}
+
+    def update(self, event: Any) -> list[dict[str, Any]]:
+        """Learn ``event``; the records to publish now (usually none)."""
+        self.model.learn_one(event)
+        if self.model.start is None:
+            return []
+        now = self.model.clock
+        if self.next_query is None:
+            self.next_query = now + self.every
+        out: list[dict[str, Any]] = []
+        while now >= self.next_query:
+            out += self.query(self.next_query)
+            self.next_query += self.every
+        return out
+
+    def query(self, now: float) -> list[dict[str, Any]]:
+        """The rising topics at ``now`` that are due to be published."""
+        out = []
+        for topic in self.model.rising(now):
+            last = self.published.get(topic["topic"])
+            if last is not None and now - last < self.repeat:
+                continue
+            self.published[topic["topic"]] = now
+            art = next((a for a, toks in zip(self.articles, self._tokens, strict=True)
+                        if covered(topic["phrases"], [toks], self.min_overlap)), None)
+            out.append({**topic, "kb_article": art})
+        for k in [k for k, t in self.published.items() if now - t >= self.repeat]:
+            del self.published[k]  # bounded: only topics published within ``repeat``
+        return out

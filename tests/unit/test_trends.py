@@ -165,3 +165,25 @@ def test_a_burst_in_the_full_simulator_is_in_its_output_and_truth_and_off_change
     write_truth(sim, tmp_path / "truth.jsonl")
     [rec] = read_truth(tmp_path / "truth.jsonl").bursts
     assert rec["topic"] == "tracking_404" and rec["start"] == START + 60.0
+
+
+def test_the_report_lists_this_weeks_uncovered_rising_topics(tmp_path) -> None:
+    from models.trends import TrendWatch
+    from streams.report import ReportData, render, uncovered_trends
+    from streams.settings import Settings
+
+    records: list[dict] = []
+    for topic, at in (("tracking_404", 30.0), ("promo_winter25", 60.0)):
+        watch = TrendWatch()
+        burst = TicketBurst(topic, start=at * 3600.0, duration=3600.0, per_hour=20)
+        for e in ticket_stream(seed=2, hours=at + 1, per_hour=PER_HOUR, burst=burst):
+            records += watch.update(e)
+    old = {**records[0], "topic": "old news", "time": records[-1]["time"] - 8 * 86400.0}
+    data = ReportData("test", trends=[old, *records])
+    rows = uncovered_trends(data, ["The WINTER25 sale: promo code terms"])
+    [row] = rows  # the promo burst is covered; the old topic is not this week's
+    assert "404" in row["phrases"] and row["examples"]
+    settings = Settings(_env_file=None, kb_articles=["The WINTER25 sale: promo code terms"])
+    page = render(tmp_path, data, settings).read_text()
+    assert "Support trends" in page and "tracking link" in page
+    assert "code winter25" not in page and "old news" not in page
