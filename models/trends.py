@@ -62,6 +62,7 @@ from scipy.special import betainc
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from detectors.events import SessionSummary, Ticket
+from models import checkpoint
 
 __all__ = ["SupportTrends", "TrendWatch", "covered", "key_phrases", "kb_tokens",
            "redact_snippet", "uncovered"]
@@ -179,7 +180,7 @@ class _Seen:
     phrases: list[str]
 
 
-class SupportTrends:
+class SupportTrends(checkpoint.Learned):
     """Rising support-ticket topics, each against its own baseline (see the module).
 
     Parameters: ``window`` seconds of new tickets tested; ``half_life`` seconds of the
@@ -192,7 +193,14 @@ class SupportTrends:
     before anything is reported; ``bucket`` seconds of the volume buckets, ``history`` buckets
     kept; ``max_topics``, ``max_customers``, ``max_window_tickets``, ``max_examples``: bounds;
     ``overlap``: share of the smaller ticket set two phrases must share to be one topic.
+
+    ``checkpoint()`` and ``restore()`` keep what it learned across a restart.
     """
+
+    #: What a checkpoint holds: the baselines, the window and the customers' friction.
+    LEARNED = ("start", "clock", "phrases", "tickets", "friction", "learned", "evicted")
+    #: Event times and decayed counts, finite by the events' bounds: nothing to walk.
+    FINITE = ()
 
     def __init__(self, window: float = 3600.0, half_life: float = 7 * 86400.0,
                  prior_tickets: float = 0.2, prior_hours: float = 0.2, alpha: float = 1e-6,
@@ -318,6 +326,10 @@ class SupportTrends:
         for _, _, p in stale[:max(1, len(self.phrases) // 10)]:
             del self.phrases[p]
             self.evicted += 1
+
+    def quality(self) -> dict[str, float]:
+        """Nothing to judge it by online (what rises has no label): no quality gauges."""
+        return {}
 
     # --- the query -----------------------------------------------------------------------
 

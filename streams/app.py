@@ -247,12 +247,12 @@ def create_worker(
     if settings.incident_detection:
         register_incidents(app, settings, topics["journey_stats"], topics["alerts"], guard,
                            metrics, shared)
-    if settings.support_trends:
-        register_trends(app, settings, topics, guard)
+    trends = register_trends(app, settings, topics, guard) if settings.support_trends else None
     if settings.holdout:
         register_experiments(app, settings, topics["experiments"], guard, metrics, acks)
     tally, reweigh = register_learning(ctx, shared, triage=customer_models.triage,
-                                       churn=customer_models.churn)
+                                       churn=customer_models.churn,
+                                       trends=trends.model if trends is not None else None)
     register_feedback(app, topics["feedback"], topics["labels"], guard, metrics, tally,
                       on_verdict=reweigh if settings.learn_from_feedback else None,
                       tokens=tuple(settings.collector_tokens))

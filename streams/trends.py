@@ -7,8 +7,11 @@ tickets an hour, which one partition carries easily. The trends agent feeds them
 ``TrendWatch`` and sends what it says to the support-trends topic, keyed by topic, with the
 knowledge-base article that covers each (``FRICTIONWATCH_KB_ARTICLES``), if any.
 
-The model lives in the agent's memory: a worker that starts, or takes the partition over,
-starts with no baseline and reports nothing for its warm-up (6 hours of event time).
+The model is checkpointed with the others (``streams.learning``: under the data dir, and on
+the checkpoints topic), so a restarted worker keeps its baselines. A worker that takes the
+partition over starts from the published copy only if it learned more than its own: every
+worker publishes its copy, so the one written last wins, as for the other models, and a new
+owner may start with no baseline and report nothing for its warm-up (6 hours of event time).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import faust
 import msgspec
 
 from detectors.events import SessionSummary, Ticket, decode_batch, encode_batch
-from models.trends import TrendWatch
+from models.trends import MAX_TEXT, TrendWatch
 from streams.deadletter import decode_reason
 from streams.guard import Guard
 from streams.settings import Settings
@@ -30,21 +33,31 @@ __all__ = ["TREND_KEY", "for_trends", "register_trends", "trend_batches"]
 STAGE = "trends"
 #: The trend-events topic's one key.
 TREND_KEY = b"all"
-#: Events per trend-events message: far below the producer's limit at the largest tickets.
-CHUNK = 50
+#: Events per trend-events message. A forwarded ticket is at most about 20 KB of JSON (its
+#: subject, 2,048 characters, and the text the model reads, every character escaped), so a
+#: message stays far below the producer's 1 MiB limit.
+CHUNK = 20
 
 
 def for_trends(events: Iterable[Any]) -> list[Any]:
-    """What the trends model learns from: new tickets, and session summaries with friction.
+    """What the trends model learns from: new tickets (their text cut to what the model
+    reads, no tags), and session summaries with friction.
 
     >>> t = Ticket(id="t", time=1.0, session_id="s", customer_id="c", action="created",
-    ...            ticket_id="1", subject="Tracking link 404")
-    >>> for_trends([t, Ticket(id="u", time=2.0, session_id="s", customer_id="c",
-    ...                       action="solved", ticket_id="1")]) == [t]
-    True
+    ...            ticket_id="1", subject="Tracking link 404", text="x" * 5000, tags=("a",))
+    >>> [f] = for_trends([t, Ticket(id="u", time=2.0, session_id="s", customer_id="c",
+    ...                             action="solved", ticket_id="1")])
+    >>> f.subject, len(f.text), f.tags
+    ('Tracking link 404', 600, ())
     """
-    return [e for e in events if (type(e) is Ticket and e.action == "created")
-            or (type(e) is SessionSummary and e.friction)]
+    out: list[Any] = []
+    for e in events:
+        if type(e) is Ticket and e.action == "created":
+            out.append(msgspec.structs.replace(e, text=e.text[:MAX_TEXT] if e.text else e.text,
+                                               tags=()))
+        elif type(e) is SessionSummary and e.friction:
+            out.append(e)
+    return out
 
 
 def trend_batches(events: Sequence[Any]) -> list[bytes]:

@@ -187,3 +187,11 @@ def test_the_report_lists_this_weeks_uncovered_rising_topics(tmp_path) -> None:
     page = render(tmp_path, data, settings).read_text()
     assert "Support trends" in page and "tracking link" in page
     assert "code winter25" not in page and "old news" not in page
+
+
+def test_a_checkpoint_restores_the_baselines() -> None:
+    model = SupportTrends()
+    now = _day_then_burst(model, "Tracking link 404 not found")
+    fresh = SupportTrends()
+    fresh.restore(model.checkpoint())
+    assert fresh.rising(now) == model.rising(now) != [] and fresh.learned == model.learned
