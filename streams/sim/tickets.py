@@ -8,8 +8,8 @@ without it is the run it always was.
 
 ``ticket_stream`` is the ticket-only generator, for judging support trends over days in
 seconds: steady tickets at ``per_hour`` with the simulator's wording (``formats.ticket_text``)
-and its mix of reasons, each after a session summary carrying the friction it is about, and
-the burst's tickets, as canonical events in time order.
+and its mix of reasons, and the burst's tickets, as canonical events: tickets in time order,
+each after a session summary (dated a minute before it) carrying the friction it is about.
 
 >>> burst = TicketBurst.parse("promo_winter25@6h+2h:per_hour=12")
 >>> evs = list(ticket_stream(seed=1, hours=8, per_hour=30, burst=burst))
@@ -169,7 +169,7 @@ class _Cart:
 def ticket_stream(seed: int = 0, hours: float = 24.0, per_hour: float = 30.0,
                   start: float = 1767225600.0, burst: TicketBurst | None = None,
                   customers: int = 20_000) -> Iterator[Ticket | SessionSummary]:
-    """Steady tickets (and a burst's) as canonical events in time order; see the module."""
+    """Steady tickets (and a burst's) as canonical events; see the module."""
     rng = random.Random(f"{seed}:tickets")
     reasons, weights = list(STEADY_MIX), list(STEADY_MIX.values())
     end = start + hours * 3600.0
