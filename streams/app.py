@@ -4,9 +4,10 @@ one ``Settings``.
 Each agent lives in its own module and registers itself from a shared ``streams.context``:
 ``streams.ingest`` (payloads to canonical events), ``streams.sessions`` (per-session state and
 the detectors), ``streams.customers`` (customer state, triage, churn), ``streams.incidents``,
-``streams.experiments``, ``streams.learning`` (the online models' checkpoints and gauges),
-``streams.feedback`` and ``streams.collector`` (the HTTP endpoints). The logic they call is
-pure and lives in ``detectors/`` and ``models/``.
+``streams.experiments``, ``streams.trends`` (rising support topics), ``streams.learning``
+(the online models' checkpoints and gauges), ``streams.feedback`` and ``streams.collector``
+(the HTTP endpoints). The logic they call is pure and lives in ``detectors/`` and
+``models/``.
 
 Throughput design (DEVELOPERS.md, "Measured facts"; README "The fast path"): Faust costs about
 150 us per message, so the ingest topic is read in bulk outside Faust (``streams.bulk``), a
@@ -55,6 +56,7 @@ from streams.sessions import register_sessions
 from streams.settings import Settings
 from streams.tables import Changelogs, stored_keys
 from streams.topics import TOPICS, topic_name
+from streams.trends import register_trends
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,8 @@ def create_worker(
             "chat_triggers",
             "labels",
             "triage",
+            "trend_events",
+            "support_trends",
             "journey_stats",
             "experiments",
             "feedback",
@@ -243,10 +247,12 @@ def create_worker(
     if settings.incident_detection:
         register_incidents(app, settings, topics["journey_stats"], topics["alerts"], guard,
                            metrics, shared)
+    trends = register_trends(app, settings, topics, guard) if settings.support_trends else None
     if settings.holdout:
         register_experiments(app, settings, topics["experiments"], guard, metrics, acks)
     tally, reweigh = register_learning(ctx, shared, triage=customer_models.triage,
-                                       churn=customer_models.churn)
+                                       churn=customer_models.churn,
+                                       trends=trends.model if trends is not None else None)
     register_feedback(app, topics["feedback"], topics["labels"], guard, metrics, tally,
                       on_verdict=reweigh if settings.learn_from_feedback else None,
                       tokens=tuple(settings.collector_tokens))
@@ -305,7 +311,7 @@ def _register_gauges(app: faust.App, settings: Settings, metrics: Metrics, guard
     # worker committed (tables' changelogs, which Faust reads to recover, are left out).
     inputs = {topic_name(k, settings.topic_prefix): k for k in
               ("ingest", "web_events", "support_events", "journey_stats", "experiments",
-               "feedback")}
+               "feedback", "trend_events")}
 
     agents_lag = PartitionGauges(metrics.consumer_lag)
 

@@ -27,6 +27,7 @@ from streams import detection
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
 from streams.take import take_batches
+from streams.trends import TREND_KEY, for_trends, trend_batches
 
 __all__ = ["CustomerModels", "register_customers"]
 
@@ -49,6 +50,9 @@ def register_customers(ctx: Context) -> CustomerModels:
         if settings.ticket_triage else None
     churn = detection.churn(settings)
     triage_topic, alert_topic = ctx.topics["triage"], ctx.topics["alerts"]
+    # What the trends agent learns from, sent on once per batch (streams.trends).
+    trend_topic = ctx.topics["trend_events"] if settings.support_trends else None
+    trend_events: list[Any] = []
     m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
     m_churn_risk = metrics.churn_risk
     m_msgs = metrics.messages.labels(topic="support_events")
@@ -61,6 +65,8 @@ def register_customers(ctx: Context) -> CustomerModels:
                             at: tuple[str, int], msg: Any) -> CustomerState:
         if state is not None and is_replay(state.positions, at):
             return state
+        if trend_topic is not None:
+            trend_events.extend(for_trends(evs))
         if triage is not None:
             for e in evs:
                 if type(e) is Ticket:
@@ -109,6 +115,11 @@ def register_customers(ctx: Context) -> CustomerModels:
                 applied += len(entry.events)
                 touched[key] = (state, event)
         m_applied.inc(applied)
+        if trend_topic is not None and trend_events:
+            for value in trend_batches(trend_events):
+                await guard.send(trend_topic, TREND_KEY, value, stage=STAGE,
+                                 what="trend events")
+            trend_events.clear()
         t1 = time.perf_counter()
         for k, (state, event) in touched.items():
             ctx.write(table, k, state, ctx.dump_customer, STAGE, event, dead)

@@ -38,6 +38,7 @@ from models.attribution import MODELS, Attribution, Credit, journeys_from_outcom
 from models.experiments import Ledger
 from models.kpis import CustomerKpis, SegmentKpis, by_segment, customer_kpis, total
 from models.lift import LiftEstimate, path
+from models.trends import TrendWatch, uncovered
 from streams import detection
 from streams.backtest import run
 from streams.normalize import normalize
@@ -81,6 +82,8 @@ class ReportData:
     churn: list[tuple[str, bool]] | None = None
     #: Simulated journeys only: each channel's true incremental conversions.
     true_incremental: dict[str, float] | None = None
+    #: Rising support topics (``models.trends`` records), in the order they were reported.
+    trends: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Records from several partitions interleave; the lift-over-time path needs them in
@@ -111,18 +114,23 @@ def gather_file(file: Path, settings: Settings) -> ReportData:
 
 
 def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
-                     chat_effect: float, incidents: Sequence[Any] = ()) -> ReportData:
+                     chat_effect: float, incidents: Sequence[Any] = (),
+                     ticket_burst: Any = None) -> ReportData:
     """The detection core over ``seconds`` of simulated traffic (event time) at ``rate``
     events per second, where a chat offer truly rescues ``chat_effect`` of the shoppers it
     reaches, so the report shows whether the holdout finds that; ``incidents``:
-    ``streams.sim.Incident`` s to schedule."""
+    ``streams.sim.Incident`` s to schedule; ``ticket_burst``: a ``streams.sim.tickets.
+    TicketBurst`` to inject."""
     from streams.sim import SimConfig, Simulator
 
     exps = detection.experiments(settings)
     sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=seconds,
                               chat_effect=chat_effect, incidents=tuple(incidents),
-                              chat_experiment=exps[0] if exps else Experiment()))
+                              chat_experiment=exps[0] if exps else Experiment(),
+                              ticket_burst=ticket_burst))
     eng = detection.engine(settings)
+    watch = TrendWatch(articles=settings.kb_articles) if settings.support_trends else None
+    trends: list[dict[str, Any]] = []
     pipeline = detection.incidents(settings, eng)
     out = Outputs()
     found: list[dict[str, Any]] = []
@@ -131,14 +139,20 @@ def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
                          max_events=settings.max_events_per_message, now=0.0)
         for evs in norm.web.values():
             eng.feed(evs, None, out)
+        if watch is not None:
+            for evs in norm.support.values():
+                for e in evs:
+                    trends += watch.update(e)
         if i % 1000 == 999:  # windows close as event time passes, as in the backtest
             _close_windows(eng, pipeline, found)
     _close_windows(eng, pipeline, found)
     eng.close(out)
     if pipeline is not None:
         found += pipeline.finish()
-    return _from_outputs(f"{seconds:g} s of simulated traffic at {rate:g} events/s (seed "
+    data = _from_outputs(f"{seconds:g} s of simulated traffic at {rate:g} events/s (seed "
                          f"{seed}, true chat effect {chat_effect:g})", out, found)
+    data.trends = trends
+    return data
 
 
 def gather_journeys(settings: Settings, journeys: int, seed: int) -> ReportData:
@@ -175,7 +189,8 @@ def gather_kafka(settings: Settings, bootstrap: str, timeout: float = 120.0) -> 
     again after a crash) are counted once."""
     from kafka import KafkaConsumer, TopicPartition
 
-    names = {t: topic_name(t, settings.topic_prefix) for t in ("experiments", "labels", "alerts")}
+    names = {t: topic_name(t, settings.topic_prefix)
+             for t in ("experiments", "labels", "alerts", "support_trends")}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", client_id=f"{settings.app_id}-report",
                              **settings.kafka_client_kwargs())
@@ -203,9 +218,10 @@ def gather_kafka(settings: Settings, bootstrap: str, timeout: float = 120.0) -> 
     incidents = [d for d in docs["alerts"] if str(d.get("type", "")).startswith(INCIDENT_PREFIX)]
     outcomes = [d for d in docs["labels"] if d.get("type") == "session_outcome"]
     records = [d for d in docs["experiments"] if d.get("type") in ("exposure", "result")]
+    trends = [d for d in docs["support_trends"] if d.get("type") == "support_trend"]
     return ReportData(f"Kafka {bootstrap}, topics {', '.join(names.values())}",
                       outcomes=outcomes, experiments=records, alerts=alerts,
-                      incidents=incidents)
+                      incidents=incidents, trends=trends)
 
 
 def _decode(raws: Iterable[bytes]) -> list[dict[str, Any]]:
@@ -602,6 +618,48 @@ def _incidents_html(docs: Sequence[Mapping[str, Any]]) -> str:
                    "summary"), rows)
 
 
+#: What "this week" means for rising support topics: before the latest record's time.
+WEEK = 7 * 86_400.0
+
+
+def uncovered_trends(data: ReportData, articles: Sequence[str]) -> list[dict[str, Any]]:
+    """The topics reported rising in the week up to the latest report that no knowledge-base
+    article covers (judged against ``articles`` now, not when the worker wrote them): each
+    topic once, its largest report (most tickets in its window), most tickets first."""
+    if not data.trends:
+        return []
+    end = max(float(t.get("time") or 0.0) for t in data.trends)
+    best: dict[str, dict[str, Any]] = {}
+    for t in data.trends:
+        if float(t.get("time") or 0.0) < end - WEEK or not t.get("phrases"):
+            continue
+        first = best.get(t["topic"], {}).get("_first", t.get("since", t.get("time")))
+        if t["topic"] not in best or t.get("tickets", 0) > best[t["topic"]].get("tickets", 0):
+            best[t["topic"]] = {**t}
+        best[t["topic"]]["_first"] = first
+    rows = [dict(t) for t in uncovered(list(best.values()), articles)]
+    return sorted(rows, key=lambda t: (-int(t.get("tickets", 0)), t["topic"]))
+
+
+def _trends_html(rows: Sequence[Mapping[str, Any]], articles: int) -> str:
+    if not rows:
+        return (f"<p>No support topic rose this week that the {articles:,} knowledge-base "
+                "articles (FRICTIONWATCH_KB_ARTICLES) leave uncovered.</p>")
+
+    def when(t: Any) -> str:
+        return f"{datetime.fromtimestamp(float(t or 0.0), UTC):%Y-%m-%d %H:%M}"
+
+    return _table(("topic", "key phrases", "rising since (UTC)", "tickets in an hour",
+                   "growth vs baseline", "same customers' friction", "examples"),
+                  [(t["topic"], ", ".join(t.get("phrases", [])[:5]), when(t.get("_first")),
+                    f"{t.get('tickets', 0):,}", f"{float(t.get('growth', 0.0)):,.1f}x",
+                    ", ".join(f"{k} {v}" for k, v in (t.get("friction") or {}).items())
+                    or "none seen",
+                    " | ".join(f"#{x.get('ticket_id')}: {x.get('snippet')}"
+                               for x in (t.get("examples") or [])[:2]))
+                   for t in rows])
+
+
 def _elements_html(rows: Sequence[ElementRow]) -> str:
     if not rows:
         return "<p>No dead, rage or error clicks on named elements.</p>"
@@ -687,6 +745,12 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         "journey step they were in (a page's path outside any journey); a session counts "
         "once per element and kind.</p>",
         "<h2>Journey incidents</h2>", _incidents_html(data.incidents),
+        "<h2>Support trends: topics rising this week that no knowledge-base article covers"
+        "</h2>",
+        _trends_html(uncovered_trends(data, settings.kb_articles), len(settings.kb_articles)),
+        "<p class='note'>Ticket topics (key phrases) whose tickets in an hour rose far above "
+        "their own baseline (models.trends), in the week up to the latest; covered: an "
+        "article title shares two words with the topic's key phrases.</p>",
         "</body></html>",
     ]
     page = out_dir / "index.html"

@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     #: go to ``triage_default_queue``.
     triage_queues: dict[str, str] = {}
     triage_default_queue: str = "general"
+    #: Find support topics rising against their own baseline (``models.trends``); records go
+    #: to the support-trends topic.
+    support_trends: bool = True
+    #: Knowledge-base article titles or URLs a rising topic is matched against (by title
+    #: words): a JSON list, or the path of a file holding one (or one title per line).
+    kb_articles: Annotated[list[str], NoDecode] = []
     #: Let people's verdicts on alerts tune the alert policy: a friction type often judged a
     #: false alarm weighs less in the friction score (``models.feedback.FeedbackTally``).
     learn_from_feedback: bool = True
@@ -247,6 +253,19 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+    @field_validator("kb_articles", mode="before")
+    @classmethod
+    def _kb_articles(cls, value: object) -> object:
+        """A JSON list, or a file of one (or of one title per line)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text and not text.startswith("["):
+            text = Path(text).read_text().strip()  # a missing file fails the start, clearly
+            if not text.startswith("["):
+                return [line.strip() for line in text.splitlines() if line.strip()]
+        return json.loads(text) if text else []
+
     @field_validator("detector_ignore")
     @classmethod
     def _check_ignore(cls, value: dict[str, dict[str, list[str]]]

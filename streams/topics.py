@@ -148,6 +148,23 @@ TOPICS: dict[str, TopicSpec] = {
         doc="Ticket triage records for support tooling: what a new ticket is about and where "
         "it should go.",
     ),
+    "trend_events": TopicSpec(
+        suffix="trend-events",
+        key="all (one key: every record on one partition, so one worker sees every ticket)",
+        schema="JSON array of canonical events: new tickets, and session summaries with friction",
+        doc="What the support-trends agent learns from, forwarded by the customers agent from "
+        "every customer partition.",
+    ),
+    "support_trends": TopicSpec(
+        suffix="support-trends",
+        key="topic: the rising topic's leading key phrase",
+        schema="JSON object models.trends.SupportTrends record: key phrases, tickets in the "
+        "window, expected, growth, hourly volume, example tickets (ids, redacted snippets), "
+        "categories, the same customers' friction, and the knowledge-base article covering it "
+        "(kb_article, null: none)",
+        doc="Support ticket topics rising against their own baseline, when they start rising "
+        "and hourly while they do.",
+    ),
     "feedback": TopicSpec(
         suffix="feedback",
         key="session_id",

@@ -22,6 +22,7 @@ from streams.report import (
 )
 from streams.settings import load
 from streams.sim import Incident
+from streams.sim.tickets import TicketBurst
 
 
 def report(
@@ -48,6 +49,10 @@ def report(
     incident: Annotated[list[str] | None, typer.Option(help="Scheduled incident in the "
                                                        "simulation, kind@start+duration (as "
                                                        "for simulate); repeatable.")] = None,
+    ticket_burst: Annotated[str | None, typer.Option(help="Support ticket burst in the "
+                                                     "simulation, TOPIC@START[+DURATION]"
+                                                     "[:per_hour=N] (as for simulate).")
+                            ] = None,
     control_share: Annotated[float | None, typer.Option(help="Share of units held out "
                                                         "(default: the settings'). Offline "
                                                         "only: a worker's arms are fixed.",
@@ -74,10 +79,11 @@ def report(
         raise fail("--control-share applies offline only: the worker's arms are already drawn")
     try:
         scheduled = tuple(Incident.parse(i) for i in incident or ())
+        burst = TicketBurst.parse(ticket_burst) if ticket_burst else None
     except ValueError as exc:
         raise fail(str(exc)) from None
-    if scheduled and simulate is None:
-        raise fail("--incident needs --simulate")
+    if (scheduled or burst) and simulate is None:
+        raise fail("--incident and --ticket-burst need --simulate")
     settings = load(bootstrap_servers=broker, holdout_control_share=control_share)
     console = Console(stderr=True)
     with console.status("gathering..."):
@@ -86,7 +92,8 @@ def report(
         elif journeys is not None:
             data = gather_journeys(settings, journeys, seed)
         elif simulate is not None:
-            data = gather_simulated(settings, simulate, rate, seed, chat_effect, scheduled)
+            data = gather_simulated(settings, simulate, rate, seed, chat_effect, scheduled,
+                                    burst)
         else:
             if not settings.bootstrap_servers:
                 raise fail("no Kafka to read: pass --broker or set "

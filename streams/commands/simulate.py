@@ -25,6 +25,7 @@ from streams.sim import (
     Simulator,
     write_truth,
 )
+from streams.sim.tickets import TicketBurst
 
 #: What runs when no --incident is given (and not --no-incidents): a payment provider declines
 #: most cards for three minutes, ten minutes in: late enough for the journey incidents'
@@ -156,6 +157,11 @@ def simulate(
         help="Seconds simulated before the start without sending, so traffic starts in steady "
         "state. Default: 600, shorter at high rates.", min=0, show_default=False,
     )] = None,
+    ticket_burst: Annotated[str | None, typer.Option(
+        help="Extra support tickets about a new topic: TOPIC@START[+DURATION][:per_hour=N] "
+        "(topics: promo_winter25, tracking_404; default 12 an hour), e.g. "
+        "promo_winter25@30m:per_hour=20. Recorded in the truth.", show_default=False,
+    )] = None,
     broker: BrokerOption = None,
 ) -> None:
     """Generate realistic shop traffic with injected friction and send it to the ingest topic
@@ -191,6 +197,7 @@ def simulate(
             ga4_share=ga4_share,
             snowplow_share=snowplow_share,
             posthog_share=posthog_share,
+            ticket_burst=TicketBurst.parse(ticket_burst) if ticket_burst else None,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

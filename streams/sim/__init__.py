@@ -75,7 +75,9 @@ The package's modules:
 - ``formats``: Segment and GA4 payloads, help-desk ticket times and wording;
 - ``truth``: ``FrictionTruth``, ``SessionOutcome``, ``write_truth`` and ``read_truth``;
 - ``run``: ``Simulator``, the run loop, and ``SimMessage``;
-- ``traffic``: the paced send loop to Kafka; ``lifecycle``: subscription customers over months.
+- ``traffic``: the paced send loop to Kafka; ``lifecycle``: subscription customers over months;
+- ``tickets``: support-ticket topic bursts (``SimConfig.ticket_burst``) and a ticket-only
+  generator.
 
 >>> from streams.adapters import adapt
 >>> from streams.sim import SimConfig, Simulator

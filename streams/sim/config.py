@@ -7,9 +7,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detectors.holdout import Experiment
+
+if TYPE_CHECKING:  # tickets imports formats, which imports (via truth) this module
+    from streams.sim.tickets import TicketBurst
 
 __all__ = [
     "DEFAULT_FRICTION",
@@ -232,6 +235,9 @@ class SimConfig:
     #: worker's holdout uses) are offered it, once per session. 0: chat changes nothing.
     chat_effect: float = 0.0
     chat_experiment: Experiment = field(default_factory=Experiment)
+    #: Extra support tickets about a new topic from a given time (``streams.sim.tickets``);
+    #: drawn from a random stream of their own, so None leaves the run unchanged.
+    ticket_burst: TicketBurst | None = None
 
     def __post_init__(self) -> None:
         if not (self.events_per_second > 0 and math.isfinite(self.events_per_second)):

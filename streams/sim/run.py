@@ -17,6 +17,7 @@ from streams.sim.behaviour import PING, Behaviour
 from streams.sim.config import Incident, SimConfig
 from streams.sim.formats import Iso, ga4_payload, posthog_payload, segment_payload, snowplow_payload
 from streams.sim.session import END, TICKET, Session
+from streams.sim.tickets import burst_webhook
 from streams.sim.truth import FrictionTruth, SessionOutcome, defines
 
 __all__ = ["SimMessage", "Simulator"]
@@ -144,12 +145,26 @@ class Simulator:
         segment_render = segment_payload
         ga4_render = ga4_payload
         other_render = {"snowplow": snowplow_payload, "posthog": posthog_payload}
+        burst = cfg.ticket_burst
+        bursts = burst.draws(cfg.seed, cfg.start, None if end_ms is None else end_ms / 1000) \
+            if burst is not None else None
+        burst_next = next(bursts, None) if bursts is not None else None
+        burst_rng = random.Random(f"{cfg.seed}:burst-customers")
         try:
             while heap:
                 t, _, s, act = pop(heap)
                 if end_ms is not None and t >= end_ms:
                     push(heap, (t, seq + 1, s, act))  # still pending: for _truncate
                     break
+                while burst_next is not None and burst_next[0] * 1000 <= t:
+                    bt, bn, subject, text = burst_next
+                    u = burst_rng.random()
+                    customer = f"cust_{int(cfg.customers * u * u):06d}"
+                    counts["support"] += 1
+                    self.clock = bt
+                    yield SimMessage(bt, "support", None,
+                                     burst_webhook(bn, bt, customer, subject, text))
+                    burst_next = next(bursts, None) if bursts is not None else None
                 if s is None:  # a session arrives
                     s = world.new_session(t)
                     s.gen = world.session(s)

@@ -5,7 +5,7 @@ output, a ``SessionOutcome`` per session, and the JSONL file ``write_truth`` wri
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -89,6 +89,8 @@ class TruthFile:
     frictions: list[FrictionTruth]
     outcomes: list[SessionOutcome]
     incidents: list[dict[str, Any]]
+    #: Injected ticket bursts (``streams.sim.tickets.TicketBurst.truth``).
+    bursts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _incident_record(inc: Incident, start: float) -> dict[str, Any]:
@@ -136,11 +138,14 @@ def defines(tr: FrictionTruth, kind: str, props: dict[str, Any],
 
 
 def write_truth(sim: Simulator, out: str | Path | IO[str]) -> int:
-    """Write the truth as JSONL: ``{"record": "incident" | "friction" | "outcome", ...}`` lines
-    (incidents first, then frictions in order of first emitted event, then outcomes); returns
-    lines written. Works mid-run too (e.g. after Ctrl-C): ``truncated`` is brought up to date."""
+    """Write the truth as JSONL: ``{"record": "incident" | "ticket_burst" | "friction" |
+    "outcome", ...}`` lines (incidents and the ticket burst first, then frictions in order of
+    first emitted event, then outcomes); returns lines written. Works mid-run too (e.g. after
+    Ctrl-C): ``truncated`` is brought up to date."""
     sim.mark_truncated()
     lines = [_incident_record(i, sim.config.start) for i in sim.config.incidents]
+    if sim.config.ticket_burst is not None:
+        lines.append(sim.config.ticket_burst.truth(sim.config.start))
     lines += [{"record": "friction", **asdict(t)} for t in sim.truth]
     lines += [{"record": "outcome", **asdict(o)} for o in sim.outcomes]
     text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
@@ -164,6 +169,8 @@ def read_truth(path: str | Path) -> TruthFile:
                 out.frictions.append(FrictionTruth(**rec))
             elif kind == "outcome":
                 out.outcomes.append(SessionOutcome(**rec))
+            elif kind == "ticket_burst":
+                out.bursts.append(rec)
             else:
                 out.incidents.append(rec)
     return out
