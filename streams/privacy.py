@@ -120,7 +120,7 @@ def _maybe(text: str) -> bool:
 # phone or card number). Not found there, by design: a number glued inside it with none of
 # these ("msg-4111111111111111"), a JWT.
 def _id_maybe(value: str) -> bool:
-    """Whether an id needs scanning (``event`` has these tests inline: its hot path)."""
+    """Whether an id needs scanning (``events`` has these tests inline: its hot path)."""
     return ("@" in value or "%" in value or "+" in value or " " in value or "(" in value
             or "=" in value or "?" in value or "#" in value or "0" <= value[:1] <= "9")
 
@@ -360,6 +360,7 @@ class Privacy:
     _key_kinds: dict[str, int] = field(init=False, repr=False)
     _clean: set[str | None] = field(init=False, repr=False)
     _clean_ids: set[str | None] = field(init=False, repr=False)
+    _fast: dict[type, Callable[[Any], tuple[Any, ...]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         allow = frozenset(_norm_key(k) for k in self.allow)
@@ -374,6 +375,8 @@ class Privacy:
         object.__setattr__(self, "_clean_ids", {None})
         object.__setattr__(self, "_plans", {cls: self._plan(cls)
                                             for cls in ev.EVENT_TYPES.values()})
+        object.__setattr__(self, "_fast", {cls: plan.both for cls, plan in self._plans.items()
+                                           if not plan.other})
 
     # --- strings ----------------------------------------------------------------------------
 
@@ -464,21 +467,46 @@ class Privacy:
 
     def event(self, event: Any) -> Any:
         """The event with personal data replaced (the same object when there is none)."""
+        return self.events([event])[0]
+
+    def events(self, events: list[Any]) -> list[Any]:
+        """Each event with personal data replaced; the same list when nothing changed."""
         if not self.enabled:
-            return event
+            return events
+        # The common case is tested here, inline, not in a method per event: in the backtest
+        # each Python call on this path cost ~0.3 us of ~2.3 us an event (caches cold between
+        # messages, measured), and most messages hold one event. An event passes when its
+        # own id needs no look (``_id_maybe``'s tests) and, in one getter and one set test,
+        # every other id and text was seen clean before (``_clean`` holds the ids found clean
+        # as texts too). Events with traits, tags or denied fields (``_Plan.other``) never do.
+        fast = self._fast
+        clean = self._clean
+        out = None
+        for i, e in enumerate(events):
+            both = fast.get(type(e))
+            if both is not None:
+                first = e.id
+                if type(first) is not str or not (
+                        "@" in first or "%" in first or "+" in first or " " in first
+                        or "(" in first or "=" in first or "?" in first or "#" in first
+                        or "0" <= first[:1] <= "9"):
+                    try:
+                        if clean.issuperset(both(e)):
+                            continue
+                    except TypeError:
+                        pass
+            new = self._redact(e)
+            if new is not e:
+                if out is None:
+                    out = list(events)
+                out[i] = new
+        return events if out is None else out
+
+    def _redact(self, event: Any) -> Any:
+        """``event`` redacted, the long way (``events`` tried the common case)."""
         plan = self._plans[type(event)]
         first = event.id
-        first_ok = type(first) is not str or not (
-            "@" in first or "%" in first or "+" in first or " " in first or "(" in first
-            or "=" in first or "?" in first or "#" in first or "0" <= first[:1] <= "9")
-        if first_ok and not plan.other:
-            # The common case, in one getter and one set test: every id and text seen clean
-            # before (``_clean`` holds the ids found clean as texts too).
-            try:
-                if self._clean.issuperset(plan.both(event)):
-                    return event
-            except TypeError:
-                pass
+        first_ok = type(first) is not str or not _id_maybe(first)
         ids = plan.ids(event)
         texts = plan.texts(event)
         # Texts and most ids repeat (a site has so many pages, titles and referrers, a
@@ -540,17 +568,6 @@ class Privacy:
             if repl is not value:
                 changes[name] = repl
         return msgspec.structs.replace(event, **changes) if changes else event
-
-    def events(self, events: list[Any]) -> list[Any]:
-        """Each event with personal data replaced; the same list when nothing changed."""
-        if not self.enabled:
-            return events
-        event = self.event
-        if len(events) == 1:  # most messages (one call, one event)
-            e = event(events[0])
-            return events if e is events[0] else [e]
-        out = [event(e) for e in events]
-        return events if all(a is b for a, b in zip(out, events, strict=True)) else out
 
     # --- JSON and raw bytes (dead letters) ------------------------------------------------
 
