@@ -9,18 +9,34 @@ on then off (the second run of a pair is the slower one), each with a fresh engi
 on a shared machine hits both alike; each is timed in CPU
 seconds of this process (other tenants' time is not counted), and the cost is the median of
 the pairs' ratios (time with / time without). Issue 15's target: at most 1.10.
+
+    git show main:streams/privacy.py > /tmp/privacy_old.py
+    python bench/privacy_cost.py --against /tmp/privacy_old.py --minutes 2 --pairs 14
+
+``--against`` compares two versions of the redaction code rather than with and without: the
+given file's ``Privacy``, this tree's and none, in rounds of three runs (order reversed every
+other round) in one process over the same traffic, with each run's CPU seconds and the time
+spent in ``Privacy.events`` per event (a timing wrapper, the same for all three). On a shared
+machine the ratios between separate runs move by 5 to 20%; within a round, much less.
+
+Last measured (2026-12-07, on a machine other jobs loaded: see the README, Privacy at the
+edge): 1.123 median (1.063 to 1.283) over 6 pairs; ``--against`` the previous code, 2 minutes,
+14 rounds: cost 1.111 -> 1.063, Privacy.events 2.88 -> 2.37 us an event in place (0.27 of it
+the wrapper's).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import io
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,14 +88,64 @@ def ratio(data: bytes, pairs: int = 2) -> float:
                                                       for i in range(pairs)))
 
 
+def timed(privacy: Privacy) -> tuple[Privacy, list[int]]:
+    """A copy of ``privacy`` whose ``events`` adds its nanoseconds to the list returned."""
+    spent = [0]
+    cls: Any = type(privacy)
+    clock = time.perf_counter_ns
+
+    class Timed(cls):  # type: ignore[misc, valid-type]
+        def events(self, events: list[Any]) -> list[Any]:
+            t0 = clock()
+            out = super().events(events)
+            spent[0] += clock() - t0
+            return out
+
+    return Timed(enabled=privacy.enabled), spent
+
+
+def against(data: bytes, path: str, rounds: int) -> None:
+    """Print the CPU seconds and the redaction time an event of the ``Privacy`` in ``path``
+    (an older ``streams/privacy.py``), of this tree's and of none, alternated in one process."""
+    spec = importlib.util.spec_from_file_location("privacy_against", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    variants = {"given": timed(module.Privacy()), "this": timed(Privacy()),
+                "none": timed(Privacy(enabled=False))}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for p, _ in variants.values():
+        backtest(data, p)  # warm: imports, and each one's remembered-clean texts
+    for i in range(rounds):
+        order = list(variants.items())
+        for name, (p, spent) in order[::-1] if i % 2 else order:
+            gc.collect()
+            spent[0] = 0
+            res, cpu = backtest(data, p)
+            runs[name].append((cpu, spent[0] / 1e3 / res.events))
+    none = statistics.median(cpu for cpu, _ in runs["none"])
+    for name, rows in runs.items():
+        cpu = statistics.median(c for c, _ in rows)
+        print(f"{name:5s}: {cpu:7.3f} CPU-s median, cost {cpu / none:.3f}; "
+              f"Privacy.events {statistics.median(us for _, us in rows):.2f} us an event "
+              f"(the wrapper's own time included)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=20)
     ap.add_argument("--rate", type=float, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pairs", type=int, default=6)
+    ap.add_argument("--against", metavar="PRIVACY_PY",
+                    help="compare with an older streams/privacy.py (module docstring)")
     args = ap.parse_args()
     data = traffic(args.seed, args.rate, args.minutes * 60)
+    if args.against:
+        against(data, args.against, max(1, args.pairs))
+        return
     events = backtest(data, OFF)[0].events  # also warms up imports and caches
     runs = [pair(data, i % 2 == 1) for i in range(max(1, args.pairs))]
     offs, ons = sorted(r[0] for r in runs), sorted(r[1] for r in runs)

@@ -304,6 +304,22 @@ def test_dead_letters_keep_redacted_originals_and_true_sizes() -> None:
     assert d.reason == "too_large" and b"jo@x.io" not in base64.b64decode(d.original)
 
 
+@pytest.mark.parametrize("doc", [
+    {"email": "a@b.io", "plan": "pro", "api_key": 42, "n": 3, "ok": True, "x": None},
+    {"Password": "", "token": REDACTED, "phone": "+44 20 7946 0958", "coupon": "SAVE10"},
+    {"tier": "gold", "orders": 2, "price": 12.5},
+    {"user": {"email": "a@b.io"}, "plan": "pro"},  # nested: the general path
+])
+def test_flat_dicts_redact_as_the_general_walk_does(doc: dict[str, Any]) -> None:
+    # Traits take a one-pass path (``Privacy._flat``); it must agree with the JSON walk,
+    # which the nested document below each takes (wrapped in a list).
+    p = Privacy(allow=("coupon",), deny=("plan",))
+    flat = p.json(doc)
+    (walked,) = p.json([doc])
+    assert flat == walked
+    assert (flat is doc) == (walked == doc)
+
+
 def test_hostile_strings_cost_linear_time() -> None:
     import time
 
