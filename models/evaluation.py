@@ -28,7 +28,7 @@ from typing import Any
 
 from sklearn.model_selection import train_test_split
 
-from models.progressive import Progressive
+from models.progressive import Progressive, progressive
 
 __all__ = ["holdout", "id_columns", "spread", "train_then_test"]
 
@@ -85,17 +85,7 @@ def train_then_test(model: Any, train: Iterable[tuple[Any, Hashable]],
     ``progressive``'s, so the same reports apply."""
     for x, y in train:
         model.learn_one(x, y)
-    run = Progressive()
-    proba = hasattr(model, "predict_proba_one")
-    for x, y in test:
-        if proba:
-            p = model.predict_proba_one(x)
-            run.scores.append(float(p.get(positive, 0.0)))
-            run.predicted.append(max(p, key=p.__getitem__) if p else None)
-        else:
-            run.predicted.append(model.predict_one(x))
-        run.y_true.append(y)
-    return run
+    return progressive(model, test, positive, learn=False)
 
 
 def spread(values: Iterable[float]) -> dict[str, float]:

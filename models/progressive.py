@@ -45,8 +45,9 @@ class Progressive:
 
 
 def progressive(model: Any, stream: Iterable[tuple[Mapping[str, Any] | str, Hashable]],
-                positive: Hashable = True) -> Progressive:
-    """Predict, then learn, each ``(x, y)`` of ``stream`` once, in order.
+                positive: Hashable = True, learn: bool = True) -> Progressive:
+    """Predict, then learn, each ``(x, y)`` of ``stream`` once, in order (``learn`` False:
+    predict only, as on a test set).
 
     Binary models (those with ``predict_proba_one``) record the probability of ``positive``
     and the predicted class; others record the predicted class only.
@@ -61,7 +62,8 @@ def progressive(model: Any, stream: Iterable[tuple[Mapping[str, Any] | str, Hash
         else:
             run.predicted.append(model.predict_one(x))
         run.y_true.append(y)
-        model.learn_one(x, y)
+        if learn:
+            model.learn_one(x, y)
     return run
 
 
