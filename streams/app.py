@@ -204,6 +204,7 @@ def create_worker(
             "friction_signals",
             "alerts",
             "chat_triggers",
+            "email_triggers",
             "labels",
             "triage",
             "journey_stats",
