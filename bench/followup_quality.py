@@ -1,7 +1,7 @@
 """Does the follow-ups' holdout find their true effect? Simulated traffic in which followed-up
 abandoned shoppers come back to order at a known rate, through the worker's core, per seed.
 
-    python bench/followup_quality.py                        # 6 seeds, 2 h at 100 events/s
+    python bench/followup_quality.py                        # 4 seeds, 2 h at 100 events/s
     python bench/followup_quality.py --seeds 10 --hours 2 --effect 0.1 --base 0.05
 
 Per seed: ``--hours`` of simulated traffic at ``--rate`` events/s with follow-ups on
@@ -75,15 +75,16 @@ def one(seed: int, args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--hours", type=float, default=2.0, help="simulated hours per seed")
     ap.add_argument("--rate", type=float, default=100.0, help="simulated events per second")
     ap.add_argument("--effect", type=float, default=0.15,
                     help="true extra chance to come back and order after a follow-up")
-    ap.add_argument("--base", type=float, default=0.05,
+    ap.add_argument("--base", type=float, default=0.1,
                     help="chance to come back and order on one's own (both arms)")
-    ap.add_argument("--delay", type=float, default=3600.0, help="FRICTIONWATCH_FOLLOWUP_DELAY")
+    ap.add_argument("--delay", type=float, default=1800.0, help="FRICTIONWATCH_FOLLOWUP_DELAY "
+                    "(the session gap: so that most returns fall within the data)")
     ap.add_argument("--customers", type=int, default=10**8)
     args = ap.parse_args()
     print(f"{args.seeds} seeds x {args.hours:g} simulated hours at {args.rate:g} events/s; "
