@@ -45,6 +45,7 @@ from typing import Any
 from detectors.alerting import Alerting
 from detectors.base import Signal
 from detectors.elements import record_hits
+from detectors.followup import FollowUps
 from detectors.funnel import Funnel
 from detectors.holdout import Holdout, results
 from detectors.session import SessionProcessor, SessionState
@@ -70,6 +71,8 @@ class Outputs:
     experiments: list[dict[str, Any]] = field(default_factory=list)
     #: Sessions whose state a deadline changed (the worker writes them back).
     ticked: set[str] = field(default_factory=set)
+    #: Follow-ups of abandoned carts and checkouts to send (``detectors.followup``).
+    followups: list[dict[str, Any]] = field(default_factory=list)
 
 
 def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
@@ -125,12 +128,19 @@ class Engine:
     explicit_gap
         Seconds after its last event within which a session id the source named continues
         its session (module docstring); at most ``session_gap`` splits every id on idle time.
+    followups
+        Follow-ups of abandoned sessions (``detectors.followup``), due by event time like
+        deadlines; None: none.
     """
 
     def __init__(self, processor: SessionProcessor, alerting: Alerting | None = None,
                  session_gap: float = 1800.0, funnel: Funnel | None = None,
-                 holdout: Holdout | None = None, explicit_gap: float = 14400.0) -> None:
+                 holdout: Holdout | None = None, explicit_gap: float = 14400.0,
+                 followups: FollowUps | None = None) -> None:
         self.processor = processor
+        self.followups = followups
+        # The follow-ups' heap (always a list, so the hot path's check stays one truth test).
+        self._fdue: list[tuple[float, str]] = followups.heap if followups is not None else []
         self.alerting = alerting
         self.session_gap = session_gap
         self.explicit_gap = explicit_gap
@@ -160,8 +170,9 @@ class Engine:
         # The hot path: most messages carry one event and nothing is due before it.
         first = events[0].time if len(events) == 1 else min(e.time for e in events)
         if first > self.watermark:
-            due, expiry = self._due, self._expiry
-            if (due and due[0][0] <= first) or (expiry and expiry[0][0] <= first):
+            due, expiry, fdue = self._due, self._expiry, self._fdue
+            if (due and due[0][0] <= first) or (expiry and expiry[0][0] <= first) or (
+                    fdue and fdue[0][0] <= first):
                 self._advance(first, out, strict=True)
             else:
                 self.watermark = first
@@ -181,6 +192,8 @@ class Engine:
             state, signals = self.processor.apply(state, events, origin)
         if signals:
             self._emit(state, signals, out)
+        if state.converted and self.followups is not None:
+            self.followups.ordered(state.session_id, state.customer_id, state.last_time)
         # An unchanged deadline is in the heap already (it leaves only when it comes due).
         if state.due_at is not None and state.due_at != before:
             self._schedule(state)
@@ -191,12 +204,13 @@ class Engine:
         each, without a call per event (the backtest's hot path). Each must be a session (web)
         event with an id and a session id."""
         sessions, gap, step = self.sessions, self.session_gap, self._step
-        due, expiry = self._due, self._expiry
+        due, expiry, fdue, fu = self._due, self._expiry, self._fdue, self.followups
         watermark = self.watermark
         for event in events:
             now = event.time
             if now > watermark:
-                if (due and due[0][0] <= now) or (expiry and expiry[0][0] <= now):
+                if (due and due[0][0] <= now) or (expiry and expiry[0][0] <= now) or (
+                        fdue and fdue[0][0] <= now):
                     self._advance(now, out, strict=True)
                 watermark = self.watermark = now
             sid = event.session_id
@@ -212,6 +226,8 @@ class Engine:
             signals = step(state, event)
             if signals:
                 self._emit(state, signals, out)
+            if fu is not None and state.converted:
+                fu.ordered(sid, state.customer_id, state.last_time)
             after = state.due_at
             if after is not None and after != before:
                 self._schedule(state)
@@ -298,6 +314,8 @@ class Engine:
         out.outcomes.append(done)
         if self.holdout is not None:
             out.experiments += results(state, done["expired_at"])
+        if self.followups is not None:
+            out.experiments += self.followups.ended(state, done["expired_at"])
 
     def _remember(self, sid: str, until: float) -> None:
         ended, order = self._ended, self._ended_order
@@ -326,14 +344,22 @@ class Engine:
         """Run what is due before ``now`` (``strict``: due < now, so an event at exactly a
         deadline is applied by ``feed`` itself, which ticks first) or at ``now``."""
         self.watermark = max(self.watermark, now)
-        due, expiry = self._due, self._expiry
+        due, expiry, fdue = self._due, self._expiry, self._fdue
         while True:
             next_due = due[0][0] if due else math.inf
             next_exp = expiry[0][0] if expiry else math.inf
-            t = min(next_due, next_exp)
+            next_fu = fdue[0][0] if fdue else math.inf
+            t = min(next_due, next_exp, next_fu)
             if t > now or (strict and t == now) or t == math.inf:
                 return
-            if next_due <= next_exp:
+            if next_fu < min(next_due, next_exp):
+                # Follow-ups in event-time order with expiries: a return session ending
+                # after one must find its customer exposed.
+                assert self.followups is not None
+                sent, records = self.followups.fire(t)
+                out.followups += sent
+                out.experiments += records
+            elif next_due <= next_exp:
                 _, sid = heapq.heappop(due)
                 if self._scheduled.get(sid) != t:
                     continue  # stale: superseded by an earlier deadline

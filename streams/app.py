@@ -206,6 +206,7 @@ def create_worker(
             "friction_signals",
             "alerts",
             "chat_triggers",
+            "email_triggers",
             "labels",
             "triage",
             "trend_events",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from detectors.alerting import Alerting
 from detectors.catalog import default_detectors
 from detectors.engine import Engine
+from detectors.followup import FollowUps
 from detectors.funnel import Funnel
 from detectors.holdout import Experiment, Holdout
 from detectors.incidents import IncidentConfig, IncidentPipeline
@@ -25,8 +26,8 @@ from models.experiments import Ledger
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
-__all__ = ["alerting", "churn", "engine", "experiments", "funnel", "holdout", "incident_config",
-           "incidents", "ledger", "processor", "scorer"]
+__all__ = ["alerting", "churn", "engine", "experiments", "followups", "funnel", "holdout",
+           "incident_config", "incidents", "ledger", "processor", "scorer"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
@@ -68,17 +69,32 @@ def engine(settings: Settings, proc: SessionProcessor | None = None,
     proc = proc or processor(settings, extra)
     return Engine(proc, alert or alerting(settings, proc),
                   session_gap=settings.session_gap, funnel=funnel(proc),
-                  holdout=holdout(settings), explicit_gap=settings.explicit_session_gap)
+                  holdout=holdout(settings), explicit_gap=settings.explicit_session_gap,
+                  followups=followups(settings))
 
 
 def experiments(settings: Settings) -> list[Experiment]:
     """The interventions' holdout experiments (none when the holdout is off)."""
     if not settings.holdout:
         return []
-    return [Experiment("chat_offer", "chat", control_share=settings.holdout_control_share,
-                       salt=settings.holdout_salt,
-                       attribution_window=settings.attribution_window,
-                       cost_per_intervention=settings.intervention_costs.get("chat", 0.0))]
+    found = [Experiment("chat_offer", "chat", control_share=settings.holdout_control_share,
+                        salt=settings.holdout_salt,
+                        attribution_window=settings.attribution_window,
+                        cost_per_intervention=settings.intervention_costs.get("chat", 0.0))]
+    if settings.followups:
+        found.append(Experiment(
+            "followup", "followup", control_share=settings.holdout_control_share,
+            salt=settings.holdout_salt, attribution_window=settings.attribution_window,
+            cost_per_intervention=settings.intervention_costs.get("followup", 0.0)))
+    return found
+
+
+def followups(settings: Settings) -> FollowUps | None:
+    """Follow-ups of abandoned sessions (``detectors.followup``), in their holdout; None: off."""
+    if not settings.followups:
+        return None
+    exp = next((e for e in experiments(settings) if e.intervention == "followup"), None)
+    return FollowUps(exp, delay=settings.followup_delay, customer_salt=settings.customer_salt)
 
 
 def holdout(settings: Settings) -> Holdout | None:

@@ -86,6 +86,12 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.followup_triggers = Counter(
+            "frictionwatch_followup_triggers_total",
+            "Follow-ups of abandoned sessions sent, by kind (abandoned_cart, abandoned_checkout).",
+            ["kind"],
+            registry=registry,
+        )
         self.sessions_ended = Counter(
             "frictionwatch_sessions_ended_total",
             "Sessions expired after their idle gap, by outcome (converted, abandoned, browsed).",

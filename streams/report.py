@@ -115,19 +115,28 @@ def gather_file(file: Path, settings: Settings) -> ReportData:
 
 def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
                      chat_effect: float, incidents: Sequence[Any] = (),
-                     ticket_burst: Any = None) -> ReportData:
+                     ticket_burst: Any = None, followup_effect: float = 0.0,
+                     followup_base: float = 0.0) -> ReportData:
     """The detection core over ``seconds`` of simulated traffic (event time) at ``rate``
     events per second, where a chat offer truly rescues ``chat_effect`` of the shoppers it
     reaches, so the report shows whether the holdout finds that; ``incidents``:
     ``streams.sim.Incident`` s to schedule; ``ticket_burst``: a ``streams.sim.tickets.
-    TicketBurst`` to inject."""
+    TicketBurst`` to inject. ``followup_effect`` / ``followup_base``: the chance that a
+    followed-up abandoned shopper comes back to order because of it / on their own
+    (``SimConfig``); the follow-ups themselves need ``settings.followups``."""
     from streams.sim import SimConfig, Simulator
 
     exps = detection.experiments(settings)
+    fexp = next((e for e in exps if e.intervention == "followup"), None)
     sim = Simulator(SimConfig(seed=seed, events_per_second=rate, duration=seconds,
                               chat_effect=chat_effect, incidents=tuple(incidents),
                               chat_experiment=exps[0] if exps else Experiment(),
-                              ticket_burst=ticket_burst))
+                              ticket_burst=ticket_burst,
+                              followup_effect=followup_effect, followup_base=followup_base,
+                              followup_delay=max(settings.followup_delay,
+                                                 settings.session_gap),
+                              followup_experiment=fexp or Experiment("followup",
+                                                                     "followup")))
     eng = detection.engine(settings)
     watch = TrendWatch(articles=settings.kb_articles) if settings.support_trends else None
     trends: list[dict[str, Any]] = []
@@ -149,8 +158,10 @@ def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
     eng.close(out)
     if pipeline is not None:
         found += pipeline.finish()
+    truth = (f", true follow-up effect {followup_effect:g} over a base return rate "
+             f"{followup_base:g}" if followup_effect or followup_base else "")
     data = _from_outputs(f"{seconds:g} s of simulated traffic at {rate:g} events/s (seed "
-                         f"{seed}, true chat effect {chat_effect:g})", out, found)
+                         f"{seed}, true chat effect {chat_effect:g}{truth})", out, found)
     data.trends = trends
     return data
 

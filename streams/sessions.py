@@ -75,6 +75,7 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     engines: dict[int, Engine] = {}
     signal_topic, alert_topic = topics["friction_signals"], topics["alerts"]
     chat_topic, labels_topic = topics["chat_triggers"], topics["labels"]
+    email_topic = topics["email_triggers"]
     experiments_topic, support_topic = topics["experiments"], topics["support_events"]
     m_signals, m_alerts, m_site = metrics.signals, metrics.alerts, metrics.site_health
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
@@ -216,6 +217,9 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         for doc in out.chats:
             m_chats.labels(reason=doc["data"]["reason"]).inc()
             await emit(chat_topic, doc["subject"], doc, "chat trigger", at)
+        for doc in out.followups:
+            metrics.followup_triggers.labels(kind=doc["data"]["kind"]).inc()
+            await emit(email_topic, doc["subject"], doc, "follow-up trigger", at)
         for rec in out.experiments:
             if rec["type"] == "exposure":
                 metrics.exposures.labels(rec["experiment"], rec["arm"]).inc()

@@ -204,6 +204,13 @@ class Settings(BaseSettings):
     #: Lift intervals (``models.lift``): 1 - coverage at every look, and the number of units
     #: at which they are tightest.
     lift_alpha: float = Field(default=0.05, gt=0, lt=1)
+    #: Follow-ups of abandoned carts and checkouts of reachable sessions (a customer id) on
+    #: the email triggers topic (``detectors.followup``), in a holdout of their own when
+    #: ``holdout`` is on. Off by default: messaging customers is the shop's decision.
+    followups: bool = False
+    #: Seconds after an abandoned session's last event at which its follow-up goes out
+    #: (not before the session has expired); one hour is the usual first abandoned-cart email.
+    followup_delay: float = Field(default=3600.0, ge=0)
     lift_horizon: float = Field(default=50_000.0, gt=0)
     #: Seconds between checkpoints of what the models learned (``data_dir/models``).
     model_checkpoint_interval: float = Field(default=60.0, gt=0)

@@ -115,6 +115,13 @@ TOPICS: dict[str, TopicSpec] = {
         schema="CloudEvents 1.0 JSON document with a deterministic id and an expiry time",
         doc="Requests to a chat system to offer proactive help.",
     ),
+    "email_triggers": TopicSpec(
+        suffix="email-triggers",
+        key="session_id (of the abandoned session)",
+        schema="CloudEvents 1.0 JSON document with a deterministic id: the abandoned cart or "
+        "checkout, the customer id to reach, the friction met",
+        doc="Follow-ups of abandoned carts and checkouts, for an email or messaging system.",
+    ),
     "labels": TopicSpec(
         suffix="labels",
         key="session_id or customer_id",

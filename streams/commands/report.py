@@ -46,6 +46,15 @@ def report(
                                                "simulation: the share of shoppers about to "
                                                "leave after a checkout blocker that it keeps "
                                                "(--simulate).", min=0, max=1)] = 0.3,
+    followup_effect: Annotated[float, typer.Option(help="True effect of a follow-up in the "
+                                                   "simulation: the extra chance that a "
+                                                   "followed-up abandoned shopper comes back "
+                                                   "to order (--simulate; follow-ups need "
+                                                   "FRICTIONWATCH_FOLLOWUPS=true).",
+                                                   min=0, max=1)] = 0.0,
+    followup_base: Annotated[float, typer.Option(help="Chance that an abandoned shopper "
+                                                 "comes back to order on their own "
+                                                 "(--simulate).", min=0, max=1)] = 0.0,
     incident: Annotated[list[str] | None, typer.Option(help="Scheduled incident in the "
                                                        "simulation, kind@start+duration (as "
                                                        "for simulate); repeatable.")] = None,
@@ -77,6 +86,8 @@ def report(
                    "--broker/--from-kafka")
     if kafka and control_share is not None:
         raise fail("--control-share applies offline only: the worker's arms are already drawn")
+    if followup_base + followup_effect > 1:
+        raise fail("--followup-base and --followup-effect add up to more than 1")
     try:
         scheduled = tuple(Incident.parse(i) for i in incident or ())
         burst = TicketBurst.parse(ticket_burst) if ticket_burst else None
@@ -93,7 +104,8 @@ def report(
             data = gather_journeys(settings, journeys, seed)
         elif simulate is not None:
             data = gather_simulated(settings, simulate, rate, seed, chat_effect, scheduled,
-                                    burst)
+                                    burst, followup_effect=followup_effect,
+                                    followup_base=followup_base)
         else:
             if not settings.bootstrap_servers:
                 raise fail("no Kafka to read: pass --broker or set "

@@ -215,6 +215,8 @@ class Behaviour:
         self.noise_rng = random.Random(f"{config.seed}:noise")
         # Heartbeats too: a run without Snowplow sessions is what it was before them.
         self.ping_rng = random.Random(f"{config.seed}:pings")
+        # Follow-up returns too: with them off nothing draws from it.
+        self.followup_rng = random.Random(f"{config.seed}:followup")
         self.ticket_base = rng.randrange(1_000_000, 9_000_000)
         self.tickets = 0
 
@@ -326,6 +328,58 @@ class Behaviour:
         unit = customer_unit(s.customer_id) if s.customer_id else "s:" + s.sid
         o.chat_arm = assign(unit, exp.name, exp.salt, exp.control_share)
         return o.chat_arm == "treatment" and self.chat_rng.random() < self.config.chat_effect
+
+    def follow_up(self, s: Session) -> Session | None:
+        """``s`` ended: if it left a cart or a checkout and can be reached (a customer id),
+        the worker follows it up (treatment arm); the shopper's return visit that orders the
+        cart (``SimConfig.followup_base`` / ``followup_effect``), or None."""
+        o, cfg = s.outcome, self.config
+        if o is None or o.converted or not o.cart or not s.customer_id or not s.registered:
+            return None
+        exp = cfg.followup_experiment
+        o.followup_arm = assign(customer_unit(s.customer_id), exp.name, exp.salt,
+                                exp.control_share)
+        o.followup_at = s.last_t / 1000 + cfg.followup_delay
+        rng = self.followup_rng
+        u = rng.random()
+        if u < cfg.followup_base:
+            o.followup_return = "base"
+        elif o.followup_arm == "treatment" and u < cfg.followup_base + cfg.followup_effect:
+            o.followup_return = "caused"
+        else:
+            return None
+        r = Session()
+        r.sid = f"sess_{rng.getrandbits(64):016x}"
+        r.key = r.sid.encode()
+        o.returned = r.sid
+        # From the email's link, as a Segment session (the formats draw nothing of their own).
+        r.fmt, r.device, r.anon, r.client_id = "segment", s.device, s.anon, s.client_id
+        r.ga4_device, r.customer_id, r.source, r.landing = s.ga4_device, s.customer_id, \
+            "email", None
+        r.cart, r.cart_value = list(s.cart), s.cart_value
+        r.path, r.url, r.ctx = "/cart", SHOP_URL + "/cart", None
+        r.pay_style, r.dead_sdk, r.flags, r.hesitancy = True, True, set(), 0.0
+        r.t = r.last_t = int(o.followup_at * 1000) + self.ms(rng.uniform(60.0, 3600.0))
+        r.gen = self.return_visit(r)
+        return r
+
+    def return_visit(self, s: Session) -> Iterator[Act]:
+        """Back to the cart, and the order: a short session that buys what was left."""
+        rng = self.followup_rng
+        s.page_t = s.t
+        yield (s.t, "page", {"path": s.path, "url": s.url, "title": "Cart"}, None)
+        s.t += self.ms(rng.uniform(5.0, 30.0))
+        value = round(s.cart_value, 2)
+        yield (s.t, "Checkout Started", {"checkout_id": "chk_" + s.sid[5:], "value": value,
+                                         "revenue": value, "currency": self.config.currency,
+                                         "products": s.cart}, None)
+        s.t += self.ms(rng.uniform(30.0, 180.0))
+        yield (s.t, "Order Completed", {
+            "order_id": "ord_" + s.sid[5:], "checkout_id": "chk_" + s.sid[5:],
+            "total": value, "revenue": value, "currency": self.config.currency,
+            "products": s.cart}, None)
+        s.page_t = None
+        yield (s.t, END, None, None)
 
     def goes_on(self, s: Session, p: float) -> bool:
         return self.rng.random() < p * s.patience

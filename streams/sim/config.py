@@ -238,6 +238,19 @@ class SimConfig:
     #: Extra support tickets about a new topic from a given time (``streams.sim.tickets``);
     #: drawn from a random stream of their own, so None leaves the run unchanged.
     ticket_burst: TicketBurst | None = None
+    #: Follow-ups of abandoned carts and checkouts (``detectors.followup``), the ground truth:
+    #: a reachable shopper (a customer id) who left a cart or a checkout comes back after the
+    #: follow-up's time and orders that cart with chance ``followup_base`` on their own (both
+    #: arms), plus ``followup_effect`` because of the follow-up (only in the treatment arm of
+    #: ``followup_experiment``, the worker's hash). Both 0: nobody comes back, and no draw is
+    #: made (the ``followup`` stream is apart), so seeded output is what it always was.
+    followup_base: float = 0.0
+    followup_effect: float = 0.0
+    #: When the worker sends the follow-up, in seconds after the session's last event: its
+    #: ``max(followup_delay, session_gap)``. Returns come within the hour after it.
+    followup_delay: float = 3600.0
+    followup_experiment: Experiment = field(
+        default_factory=lambda: Experiment("followup", "followup"))
 
     def __post_init__(self) -> None:
         if not (self.events_per_second > 0 and math.isfinite(self.events_per_second)):
@@ -256,13 +269,19 @@ class SimConfig:
                         "posthog_share": self.posthog_share,
                         "segment_beacons": self.segment_beacons,
                         "support_share": self.support_share,
-                        "chat_effect": self.chat_effect}.items():
+                        "chat_effect": self.chat_effect,
+                        "followup_base": self.followup_base,
+                        "followup_effect": self.followup_effect,
+                        "followup_base + followup_effect":
+                            self.followup_base + self.followup_effect}.items():
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {p}")
         if self.ga4_share + self.snowplow_share + self.posthog_share > 1.0 + 1e-9:
             raise ValueError("ga4_share, snowplow_share and posthog_share add up to more than 1")
         if self.customers < 1:
             raise ValueError("customers must be >= 1")
+        if self.followup_delay < 0:
+            raise ValueError("followup_delay must be >= 0")
         object.__setattr__(self, "incidents", tuple(self.incidents))
 
     @property

@@ -142,6 +142,7 @@ class Simulator:
         registered: set[int] = set()
         defining: dict[int, tuple[FrictionTruth, int]] = {}  # see defines
         expo = rng.expovariate
+        follow_ups = bool(cfg.followup_base or cfg.followup_effect)
         segment_render = segment_payload
         ga4_render = ga4_payload
         other_render = {"snowplow": snowplow_payload, "posthog": posthog_payload}
@@ -190,6 +191,12 @@ class Simulator:
                             o.abandoned_step = s.last_step if o.checkout else 0 if o.cart else None
                         if o.checkout:
                             o.intent = round(1.0 - s.hesitancy / 2.5, 4)
+                        if follow_ups:
+                            back = world.follow_up(s)
+                            if back is not None:
+                                first = next(back.gen)
+                                seq += 1
+                                push(heap, (first[0], seq, back, first))
                 elif kind is TICKET:
                     if visible:
                         counts["support"] += 1

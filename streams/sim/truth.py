@@ -78,6 +78,14 @@ class SessionOutcome:
     #: (``SimConfig.chat_effect``). Converted and rescued: the offer made this order.
     chat_arm: str | None = None
     rescued: bool = False
+    #: Holdout arm of a reachable abandoned session's customer in the follow-up experiment
+    #: (``SimConfig.followup_*``), when its follow-up is due (Unix seconds), and whether the
+    #: shopper came back to order: ``base`` (on their own) or ``caused`` (by the follow-up);
+    #: ``returned``: that return visit's session id.
+    followup_arm: str | None = None
+    followup_at: float | None = None
+    followup_return: str | None = None
+    returned: str | None = None
     #: The session's source sends presence signals (leave beacons or heartbeats), and when
     #: the shopper left the site (the end of the web part; a lost beacon does not hide it here).
     presence: bool = False

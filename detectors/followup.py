@@ -1,0 +1,272 @@
+"""Follow-ups of abandoned carts and checkouts: who gets one, when, and what both arms did.
+
+A session that ends (expires) with a cart and no order is *abandoned*: an abandoned checkout
+if it started checkout, else an abandoned cart. If it can be reached (a customer id: the
+shop's email system finds the address by it; an anonymous session has no way to be reached,
+so it gets none) a follow-up is due ``delay`` seconds (event time) after its last event, and
+at the latest when it expires. At that time it is sent (a CloudEvents 1.0 document on the
+email triggers topic) unless the customer ordered meanwhile: in any session with the same
+customer id, or in the same session id continuing (``Engine``'s ``explicit_gap``). Orders of
+other sessions that name no customer cannot be known to be theirs.
+
+Follow-ups run in a randomized holdout of their own (intervention ``followup``, the
+``Experiment``'s hash, so the same customer lands in the same arm everywhere): a control unit
+gets none, and leaves a counterfactual exposure record instead, as the chat offer's holdout
+does (``detectors.holdout``). The unit is the customer. A later session of an exposed customer
+within the attribution window reports its orders as a ``result`` record when it ends, so the
+ledger (``models.experiments``) counts what each arm did after its follow-up.
+
+What is pending lives in memory (like ``Engine``'s expired session ids): the worker keeps it
+per partition, so a restart or a rebalance loses the follow-ups still waiting, and a return
+session of the customer on another partition is not seen by this one (both arms alike: the
+lift is diluted, not biased).
+
+>>> from detectors.holdout import Experiment
+>>> from detectors.session import SessionState
+>>> f = FollowUps(Experiment("followup", "followup", control_share=0.5, salt="s"), delay=3600)
+>>> s = SessionState(session_id="s1", customer_id="c1", first_time=0.0, last_time=100.0,
+...                  cart_value=80.0, checkout_step=2, max_checkout_step=2,
+...                  friction={"payment_declined": 2})
+>>> f.ended(s, expired_at=1900.0)
+[]
+>>> f.next_due
+3700.0
+>>> sent, records = f.fire(3700.0)
+>>> records[0]["experiment"], records[0]["arm"] == ("treatment" if sent else "control")
+('followup', True)
+>>> # Had the customer ordered in another session before then, nothing would be due:
+>>> f.ended(s, expired_at=1900.0); f.ordered("s2", "c1", 200.0); f.fire(3700.0)
+[]
+([], [])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.alerting import hash_customer
+from detectors.bounds import iso
+from detectors.holdout import Experiment, customer_unit
+from detectors.session import SessionState
+
+__all__ = ["FollowUps", "Pending", "kind_of"]
+
+INTERVENTION = "followup"
+
+
+def kind_of(state: SessionState) -> str | None:
+    """``abandoned_checkout``, ``abandoned_cart``, or None (ordered, or nothing to follow up)."""
+    if state.converted:
+        return None
+    if state.max_checkout_step > 0:
+        return "abandoned_checkout"
+    if state.cart_value > 0:
+        return "abandoned_cart"
+    return None
+
+
+@dataclass
+class Pending:
+    """A follow-up waiting for its time."""
+
+    due: float
+    kind: str
+    customer_id: str
+    session_id: str
+    session_start: float
+    last_time: float
+    cart_value: float
+    checkout_step: int
+    device: str | None
+    friction: dict[str, int]
+
+
+@dataclass
+class _Exposed:
+    unit: str
+    arm: str
+    time: float
+
+
+class FollowUps:
+    """Which abandoned sessions get a follow-up, and the holdout records of both arms.
+
+    Parameters
+    ----------
+    experiment
+        The follow-ups' holdout (``intervention`` ``followup``); None: every one is sent and
+        nothing is measured.
+    delay
+        Seconds after the session's last event at which the follow-up goes out (not before
+        the session has expired: while it may still go on, it has not been abandoned).
+    customer_salt
+        Salt of the customer pseudonyms (as alerts and the chat holdout use).
+    source
+        The CloudEvents ``source``.
+    """
+
+    def __init__(self, experiment: Experiment | None = None, delay: float = 3600.0,
+                 customer_salt: str = "", source: str = "frictionwatch/sessions") -> None:
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, not {delay}")
+        self.experiment = experiment
+        self.delay = delay
+        self.customer_salt = customer_salt
+        self.source = source
+        #: Waiting follow-ups by customer id (one per customer: the latest abandonment).
+        self.pending: dict[str, Pending] = {}
+        self._by_session: dict[str, str] = {}
+        #: (due, customer id), earliest first; entries of replaced or cancelled ones are stale.
+        self.heap: list[tuple[float, str]] = []
+        # Last order per customer, for abandonments that expire after the customer ordered
+        # elsewhere; only orders after a session's last event matter, so a session gap of
+        # them (pruned in order) is enough.
+        self._orders: dict[str, float] = {}
+        self._order_times: deque[tuple[float, str]] = deque()
+        #: Exposed customers in their attribution window: their later sessions report.
+        self._exposed: dict[str, _Exposed] = {}
+        self._exposed_order: deque[tuple[float, str]] = deque()
+
+    @property
+    def next_due(self) -> float | None:
+        return self.heap[0][0] if self.heap else None
+
+    def ordered(self, session_id: str, customer_id: str | None, time: float) -> None:
+        """A session ordered: no follow-up for its customer, nor for its id's earlier part."""
+        cid = customer_id or self._by_session.get(session_id)
+        if cid is None:
+            return
+        p = self.pending.pop(cid, None)
+        if p is not None:
+            self._by_session.pop(p.session_id, None)
+        if customer_id is not None:
+            # Called on each event of a converted session: one queue entry per customer.
+            if customer_id not in self._orders:
+                self._order_times.append((time, customer_id))
+            self._orders[customer_id] = time
+
+    def ended(self, state: SessionState, expired_at: float) -> list[dict[str, Any]]:
+        """A session expired: maybe a follow-up becomes due; the result records of an exposed
+        customer's session (what it ordered after the follow-up)."""
+        self._prune(expired_at)
+        cid = state.customer_id
+        if not cid:
+            return []
+        out = self._result(state, cid, expired_at)
+        kind = kind_of(state)
+        if kind is None or self._orders.get(cid, -1.0) >= state.last_time:
+            return out
+        old = self.pending.get(cid)
+        if old is not None:
+            self._by_session.pop(old.session_id, None)
+        due = max(state.last_time + self.delay, expired_at)
+        self.pending[cid] = Pending(due, kind, cid, state.session_id, state.first_time,
+                                   state.last_time, round(state.cart_value, 2),
+                                   state.max_checkout_step, state.device, dict(state.friction))
+        self._by_session[state.session_id] = cid
+        heapq.heappush(self.heap, (due, cid))
+        return out
+
+    def fire(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The follow-ups due at or before ``now``: the triggers to send (treatment arm, or
+        all without a holdout) and the exposure records of both arms."""
+        sent: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            due, cid = heapq.heappop(heap)
+            p = self.pending.get(cid)
+            if p is None or p.due != due:
+                continue  # cancelled by an order, or replaced by a later abandonment
+            del self.pending[cid]
+            self._by_session.pop(p.session_id, None)
+            unit = customer_unit(cid, self.customer_salt)
+            exp = self.experiment
+            arm = exp.arm(unit) if exp is not None else "treatment"
+            doc = self._trigger(p, unit, arm)
+            if exp is not None:
+                records.append(self._exposure(p, exp, unit, arm, doc["id"]))
+                seen = self._exposed.get(cid)
+                if seen is None or seen.time + exp.attribution_window < due:
+                    self._exposed[cid] = _Exposed(unit, arm, due)
+                    self._exposed_order.append((due + exp.attribution_window, cid))
+            if arm == "treatment":
+                sent.append(doc)
+        return sent, records
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _result(self, state: SessionState, cid: str, end: float) -> list[dict[str, Any]]:
+        e = self._exposed.get(cid)
+        exp = self.experiment
+        if e is None or exp is None or state.last_time <= e.time:
+            return []  # no follow-up before this session ended
+        return [{
+            "type": "result", "experiment": exp.name, "arm": e.arm, "unit": e.unit,
+            "unit_kind": "customer", "session_id": state.session_id,
+            # The session's part after the follow-up: it began within the window or not.
+            "exposed_at": max(state.first_time, e.time), "end": end,
+            "converted": state.orders > 0, "orders": state.orders,
+            "revenue": round(state.revenue, 2), "device": state.device,
+        }]
+
+    def _prune(self, now: float) -> None:
+        order, orders = self._order_times, self._orders
+        # Kept a day: sessions expire hours at most after their last event, and only orders
+        # after that matter.
+        cutoff = now - 86_400.0
+        while order and order[0][0] < cutoff:
+            _, cid = order.popleft()
+            t = orders.get(cid)
+            if t is not None and t < cutoff:
+                del orders[cid]
+            elif t is not None:
+                order.append((t, cid))  # ordered again since
+        ex, exposed = self._exposed_order, self._exposed
+        # A session that began within the window may end a while after it.
+        while ex and ex[0][0] < now - 86_400.0:
+            until, cid = ex.popleft()
+            e = exposed.get(cid)
+            if e is not None and self.experiment is not None and \
+                    e.time + self.experiment.attribution_window == until:
+                del exposed[cid]
+
+    def _trigger(self, p: Pending, unit: str, arm: str) -> dict[str, Any]:
+        key = f"followup:{p.session_id}:{p.session_start!r}:{p.last_time!r}"
+        return {
+            "specversion": "1.0",
+            "type": f"io.frictionwatch.{p.kind.split('_')[1]}.abandoned",
+            "source": self.source,
+            "id": hashlib.sha256(key.encode()).hexdigest()[:32],
+            "time": iso(p.due),
+            "subject": p.session_id,
+            "datacontenttype": "application/json",
+            "data": {
+                "kind": p.kind,
+                "session_id": p.session_id,
+                # The shop's own id, which its email system addresses the message by.
+                "customer_id": p.customer_id,
+                "customer": hash_customer(p.customer_id, self.customer_salt),
+                "abandoned_at": iso(p.last_time),
+                "cart_value": p.cart_value,
+                # Sessions keep the cart's value, not its lines.
+                "items": None,
+                "checkout_step": p.checkout_step or None,
+                "friction": sorted(p.friction),
+                "device": p.device,
+            },
+        }
+
+    def _exposure(self, p: Pending, exp: Experiment, unit: str, arm: str,
+                  doc_id: str) -> dict[str, Any]:
+        return {
+            "type": "exposure", "experiment": exp.name, "intervention": INTERVENTION,
+            "arm": arm, "delivered": arm == "treatment", "unit": unit, "unit_kind": "customer",
+            "session_id": p.session_id, "time": p.due, "first_in_session": True,
+            "score": p.cart_value, "reason": p.kind, "device": p.device,
+            "cart_value": p.cart_value, "id": doc_id,
+        }
