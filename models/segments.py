@@ -84,6 +84,12 @@ class Segmenter:
         # take different customers from the first ones on.
         self.kmeans = cluster.KMeans(n_clusters=k, halflife=halflife, mu=0.0, sigma=1.0,
                                      seed=seed)
+        # River draws a centre's coordinate when a feature is first met, in an order that
+        # follows string hashing (it differs per process): drawn here in a fixed order, the
+        # same seed gives the same centres in every process.
+        for i in range(k):
+            for feature in WORDS:
+                _ = self.kmeans.centers[i][feature]
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         self.scaler.learn_one(dict(x))
@@ -99,6 +105,8 @@ class Segmenter:
         centre: dict[str, float] = self.kmeans.centers.get(int(segment[1:]), {})
         words = []
         for feature, (high, low) in WORDS.items():
+            if not self.scaler.counts.get(feature):
+                continue  # never seen: its coordinate is still the random start
             z = centre.get(feature, 0.0)
             if z >= self.threshold:
                 words.append(high)
