@@ -68,7 +68,7 @@ from detectors.events import (
     Presence,
 )
 from streams.adapters import segment
-from streams.adapters.base import Adapted, AdapterError, convert_each
+from streams.adapters.base import Adapted, AdapterError, calls_of, convert_each
 from streams.adapters.segment import (
     as_bool,
     as_float,
@@ -283,19 +283,4 @@ def convert(msg: Any) -> Any:
 
 def adapt(payload: Any) -> Adapted:
     """A capture body (one event or ``{"batch": [...]}``) or a JSON array of events."""
-    if type(payload) is list:
-        if not payload:
-            raise AdapterError("empty", "empty PostHog batch")
-        return convert_each(payload, convert)
-    if type(payload) is not dict:
-        raise AdapterError("unknown_format", "a PostHog payload is a JSON object or array")
-    batch = payload.get("batch")
-    if batch is not None:
-        if type(batch) is not list:
-            raise AdapterError("unknown_format", "PostHog batch is not an array")
-        if not batch:
-            raise AdapterError("empty", "empty PostHog batch")
-        return convert_each(batch, convert)
-    if not payload:
-        raise AdapterError("empty", "empty PostHog payload")
-    return convert_each([payload], convert)
+    return convert_each(calls_of(payload, "PostHog")[0], convert)

@@ -71,7 +71,7 @@ from detectors.events import (
     Presence,
     Subscription,
 )
-from streams.adapters.base import Adapted, AdapterError, convert_each
+from streams.adapters.base import Adapted, AdapterError, calls_of, convert_each
 
 __all__ = [
     "adapt",
@@ -725,21 +725,9 @@ def _convert_all(items: list[Any], batch_context: dict[str, Any] | None) -> Adap
 
 def adapt(payload: Any) -> Adapted:
     """A Segment call, ``/v1/batch`` body or list of calls as canonical events."""
-    if type(payload) is list:
-        if not payload:
-            raise AdapterError("empty", "empty Segment batch")
-        return _convert_all(payload, None)
-    if type(payload) is not dict:
-        raise AdapterError("unknown_format", "a Segment payload is a JSON object or array")
-    batch = payload.get("batch")
-    if batch is not None:
-        if type(batch) is not list:
-            raise AdapterError("unknown_format", "Segment batch is not an array")
-        if not batch:
-            raise AdapterError("empty", "empty Segment batch")
-        return _convert_all(batch, _batch_context(payload.get("context")))
-    if not payload:
-        raise AdapterError("empty", "empty Segment payload")
-    if "type" not in payload:
+    calls, batch = calls_of(payload, "Segment")
+    if batch:
+        return _convert_all(calls, _batch_context(payload.get("context")))
+    if type(payload) is dict and "type" not in payload:
         raise AdapterError("unknown_format", "not a Segment call: no type and no batch")
-    return _convert_all([payload], None)
+    return _convert_all(calls, None)
