@@ -26,6 +26,11 @@ from streams.sim import Incident, SimConfig, SimMessage, Simulator, write_truth
 from streams.sim.traffic import run_until_signal, send_live
 from streams.worker_process import WorkerError, WorkerProcess
 
+# After the live part, wait for the worker while it still makes progress (a loaded machine can
+# leave it minutes behind the history burst), but never longer than this.
+CATCH_UP_MAX_SECONDS = 180.0
+CATCH_UP_STALL_SECONDS = 15.0
+
 #: Input a real pipeline receives now and then; the demo sends some so dead letters show.
 BAD_INPUT: tuple[tuple[bytes, str | None], ...] = (
     (b'{"type": "track", "event": "Checkout Started", "anonymousId": ', "segment"),  # cut off
@@ -133,14 +138,21 @@ async def _run(watch: Watch, sim: Simulator, settings: Settings, bootstrap: str,
             watch.live_started = time.monotonic()
             timer = asyncio.get_running_loop().call_later(wall_seconds, time_up)
             await send_live(now, sink, speed=speed, stop=stop)
-        # Let the worker catch up with what was sent (bounded: a demo must end).
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        # Let the worker catch up with what was sent. On a busy machine the worker may still be
+        # well behind (the history burst), so wait while it makes progress, not a fixed time;
+        # bounded all the same, because a demo must end.
+        start = time.monotonic()
+        stalled_since, last = start, -1
+        while time.monotonic() - start < CATCH_UP_MAX_SECONDS:
             await asyncio.to_thread(watch.scrape)
             refresh()
             processed = sum(watch.events_by_type.values())
             if (processed >= watch.sent_messages
                     and sum(watch.dead_by_reason.values()) >= watch.sent_bad):
+                break
+            if processed > last:
+                stalled_since, last = time.monotonic(), processed
+            elif time.monotonic() - stalled_since > CATCH_UP_STALL_SECONDS:
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # the last changelog flush
