@@ -29,6 +29,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Docstrings wrap at the source's line length; markdown joins a paragraph's lines again.
+    rich_markup_mode="markdown",
 )
 
 

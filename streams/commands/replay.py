@@ -68,8 +68,9 @@ def replay(
     and counted in the summary; blank lines are skipped.
 
     Examples:
-      frictionwatch replay traffic.jsonl --rate 500 --broker localhost:9092
-      frictionwatch replay segment-export.jsonl --source segment
+
+        frictionwatch replay traffic.jsonl --rate 500 --broker localhost:9092
+        frictionwatch replay segment-export.jsonl --source segment
     """
     from streams.kafka_io import IngestProducer
     from streams.replay import ReplayStats

@@ -174,11 +174,11 @@ def simulate(
     every injected friction with its session, time, step and incident, and every session's
     outcome.
 
-    \b
     Examples:
-      frictionwatch simulate --rate 50 --broker localhost:9092
-      frictionwatch simulate --rate 500 --duration 600 --out traffic.jsonl --truth truth.jsonl
-      frictionwatch simulate --speed 10 --incident broken_field@2m+3m --incident slow_step@8m+2m
+
+        frictionwatch simulate --rate 50 --broker localhost:9092
+        frictionwatch simulate --rate 500 --duration 600 --out traffic.jsonl --truth truth.jsonl
+        frictionwatch simulate --speed 10 --incident broken_field@2m+3m --incident slow_step@8m+2m
     """
     if out is not None and not duration and sessions is None:
         raise fail("--out needs --duration or --sessions (a file cannot grow until Ctrl-C)")
