@@ -10,6 +10,10 @@ How account events come in (no new event type; the canonical events already carr
 - The trait ``quote_status`` is the CRM's status of the account's quote: ``requested`` (or
   ``open``, ``sent``) puts the account in the quote stage; ``won`` or ``lost`` ends it: the
   outcome the lead score learns from (``models.b2b``).
+- The CRM's record of the sales conversation while a quote is open, as traits too (named in
+  ``QUOTE_TRAITS``, forgotten when a new quote opens): ``demo_requested`` and
+  ``discount_requested`` (true once asked), ``sales_replies`` (the emails to sales the
+  account answered, a running count), as a HubSpot or Salesforce sync sends them.
 - ``Subscription`` of a user of the account: ``started`` is the contract (the spec's "Trial
   Started" / "Subscription Started"), ``renewed`` and ``cancelled`` / ``expired`` are the
   outcomes the renewal-risk score learns from.
@@ -41,7 +45,7 @@ import msgspec
 from detectors import events as ev
 from detectors.customer import is_negative
 
-__all__ = ["AccountState", "OPEN_QUOTE", "apply_account", "outcome", "route"]
+__all__ = ["AccountState", "OPEN_QUOTE", "QUOTE_TRAITS", "apply_account", "outcome", "route"]
 
 #: Users, sessions and tickets kept per account: state stays bounded; the windowed counts
 #: the models use (30/90 days) rarely need more for an account of a few dozen active users.
@@ -52,6 +56,9 @@ MAX_TRAITS = 50
 #: ``quote_status`` values that open the quote stage, and the two that close it.
 OPEN_QUOTE = frozenset({"requested", "open", "sent", "draft"})
 CLOSED_QUOTE = frozenset({"won", "lost"})
+#: Traits that describe the open quote's sales conversation: dropped when a new quote opens,
+#: so an account's second quote is not credited with the first one's demo.
+QUOTE_TRAITS = ("demo_requested", "discount_requested", "sales_replies")
 
 #: Fields of a ``recent_tickets`` entry: [created, high priority, bad rating, negative, id].
 K_TIME, K_HIGH, K_BAD, K_NEGATIVE, K_ID = range(5)
@@ -73,6 +80,8 @@ class AccountState(msgspec.Struct, kw_only=True):
     #: not windowed: a long quote stage of a big account outgrows ``recent_sessions``).
     quote_sessions: int = 0
     quote_friction: float = 0.0
+    #: The users who visited since the open quote was requested (the buying committee).
+    quote_users: list[str] = []
     quotes_won: int = 0
     quotes_lost: int = 0
     #: When the current contract started; None when the account has none.
@@ -128,6 +137,10 @@ def apply_account(state: AccountState | None, account_id: str,
             if state.quote_since is not None:
                 state.quote_sessions += 1
                 state.quote_friction += friction
+                user = e.customer_id
+                if user is not None and user not in state.quote_users \
+                        and len(state.quote_users) < MAX_USERS:
+                    state.quote_users.append(user)
         elif type(e) is ev.Ticket:
             _ticket(state, e)
         elif type(e) is ev.Subscription:
@@ -143,14 +156,17 @@ def _push(items: list[Any], item: Any) -> None:
 
 def _identify(state: AccountState, e: ev.Identify) -> None:
     status = e.traits.get("quote_status")
+    opens = status in OPEN_QUOTE and state.quote_since is None
+    if opens:  # before the event's own traits, which may carry the new quote's first ones
+        state.traits = {k: v for k, v in state.traits.items() if k not in QUOTE_TRAITS}
     traits = {k: v for k, v in e.traits.items() if k not in ("account_id", "quote_status")}
     state.traits = dict(list({**state.traits, **traits}.items())[:MAX_TRAITS])
     plan = traits.get("plan")
     if isinstance(plan, str):
         state.plan = plan
-    if status in OPEN_QUOTE and state.quote_since is None:
+    if opens:
         state.quote_since = e.time
-        state.quote_sessions, state.quote_friction = 0, 0.0
+        state.quote_sessions, state.quote_friction, state.quote_users = 0, 0.0, []
     elif status in CLOSED_QUOTE and state.quote_since is not None:
         state.quote_since = None
         if status == "won":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import river
@@ -96,6 +96,9 @@ class Learned:
 
     LEARNED: ClassVar[tuple[str, ...]] = ()
     FINITE: ClassVar[tuple[str, ...]] = ("model",)
+    #: Attributes of ``LEARNED`` added in a later version, each with a factory of its fresh
+    #: value: a checkpoint written before may lack them, and the rest of it is still taken.
+    ADDED: ClassVar[dict[str, Callable[[], Any]]] = {}
 
     def checkpoint(self) -> bytes:
         """What it has learned, for ``restore`` after a restart."""
@@ -107,6 +110,7 @@ class Learned:
         saved = loads(data)
         if isinstance(saved, dict):
             self._check_finite(saved, "not restored")
+            saved = {**{name: make() for name, make in self.ADDED.items()}, **saved}
         _set_fields(self, saved, self.LEARNED)
 
     def _check_finite(self, obj: Any, what: str) -> None:

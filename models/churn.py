@@ -42,8 +42,8 @@ import hashlib
 import heapq
 import math
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, ClassVar
 
 from river import linear_model, optim, preprocessing
 
@@ -67,6 +67,9 @@ from models.progressive import live_quality
 __all__ = ["ChurnScorer", "churn_features", "churn_model", "describe"]
 
 DAY = 86400.0
+#: Plans remembered for the one-hot plan features (``churn_features``): bounded, as plan names
+#: come from the customers' events.
+MAX_PLANS = 30
 
 
 def churn_model(learning_rate: float = 0.03, l2: float = 1e-4) -> Any:
@@ -90,10 +93,15 @@ _TICKET_FLAGS = {"high_priority": T_HIGH, "negative": T_NEGATIVE, "bad_rating": 
                  "reopened": T_REOPENED, "escalated": T_ESCALATED}
 
 
-def churn_features(state: CustomerState, now: float) -> dict[str, float]:
+def churn_features(state: CustomerState, now: float,
+                   plans: Collection[str] = ()) -> dict[str, float]:
     """What is known of the customer at ``now``: account, support history and web friction.
     Support and web counts over the last 30 and 90 days (recent trouble, not lifetime totals,
-    which only grow with tenure); the lifetime ones as ``log1p``."""
+    which only grow with tenure); the lifetime ones as ``log1p``.
+
+    The plan is one-hot, with 0.0 for each other plan of ``plans`` (those seen so far):
+    River's ``StandardScaler`` only sees a feature when it is present, so a one-hot feature
+    given only as 1.0 has no variance, scales to 0 and the plan is never learned."""
     since = state.subscribed_at if state.subscribed_at is not None else state.first_time
     x: dict[str, float] = {
         "tenure_days": _days(now - since),
@@ -102,6 +110,8 @@ def churn_features(state: CustomerState, now: float) -> dict[str, float]:
         "orders": math.log1p(state.orders),
         "revenue": math.log1p(state.revenue),
     }
+    for plan in plans:
+        x[f"plan={plan}"] = 0.0
     if state.plan:
         x[f"plan={state.plan}"] = 1.0
     seats = state.traits.get("seats")
@@ -220,7 +230,8 @@ class ChurnScorer(checkpoint.Learned):
     """
 
     name = "churn"
-    LEARNED = ("model", "recent", "learned", "pending", "_seq", "watermark")
+    LEARNED = ("model", "recent", "learned", "pending", "_seq", "watermark", "plans")
+    ADDED: ClassVar[dict[str, Callable[[], Any]]] = {"plans": list}
 
     def __init__(self, model: Any = None, window_days: float = 30.0,
                  snapshot_every_days: float = 7.0, alert_at: float = 0.6,
@@ -248,6 +259,8 @@ class ChurnScorer(checkpoint.Learned):
         self.history: list[tuple[float, bool, float]] = []
         #: Updates not scored and snapshots not learned: see the class docstring.
         self.rejected = 0
+        #: Plans seen, in order seen (``churn_features``), at most ``MAX_PLANS``.
+        self.plans: list[str] = []
 
     def update(self, state: CustomerState, now: float | None = None) -> dict[str, Any] | None:
         """Label what can be labelled, score the customer at ``now`` (default: their latest
@@ -273,8 +286,10 @@ class ChurnScorer(checkpoint.Learned):
         while memory and now - memory[0][2] > self.window_s:
             x, p, t = memory.pop(0)
             self._learn(x, p, t, False)
+        if state.plan and state.plan not in self.plans and len(self.plans) < MAX_PLANS:
+            self.plans.append(state.plan)
         try:
-            x = churn_features(state, now)
+            x = churn_features(state, now, self.plans)
         except (ValueError, TypeError, OverflowError):  # e.g. log1p of a negative amount
             x = None
         p = fast_path(self).predict_proba_one(x) if x and usable(x) \
@@ -333,6 +348,8 @@ class ChurnScorer(checkpoint.Learned):
         90-day counts of the same thing are one reason)."""
         words, kinds = [], set()
         for f in pushes(x, self.model, 3 * self.top):
+            if f.startswith("plan=") and not x[f]:
+                continue  # not being on another plan is no reason to name
             kind = f.rpartition("_")[0] if f[-1] == "d" and f[-2].isdigit() else f
             if kind not in kinds:
                 kinds.add(kind)

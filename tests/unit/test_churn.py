@@ -202,6 +202,41 @@ def test_a_restored_checkpoint_gives_the_same_risks() -> None:
         scorer.learned, scorer.pending, scorer.watermark)
 
 
+def test_the_plan_is_learned_and_named_only_for_the_customers_own_plan() -> None:
+    # Given only as 1.0, a plan feature has no variance through the scaler and is never
+    # learned: each other plan seen must come as 0.0.
+    scorer = ChurnScorer(min_learned=100, alert_at=0.7, rearm_at=0.4)
+    for i in range(400):
+        cid, plan = f"c{i}", ("basic", "pro")[i % 2]
+        state = apply_customer(None, [_sub(i * DAY, "started", cid=cid, plan=plan)])
+        scorer.update(state)
+        leaves = plan == "basic"
+        end = _sub((i + (5 if leaves else 31)) * DAY, "cancelled" if leaves else "renewed",
+                   cid=cid)
+        scorer.update(apply_customer(state, [end]))
+    scorer.update(apply_customer(None, [_sub(460 * DAY, "started", cid="clock")]))
+    assert scorer.plans == ["basic", "pro"]
+    basic = apply_customer(None, [_sub(500 * DAY, "started", cid="b", plan="basic")])
+    pro = apply_customer(None, [_sub(500 * DAY, "started", cid="p", plan="pro")])
+    scorer.update(basic)
+    scorer.update(pro)
+    assert basic.churn_risk is not None and pro.churn_risk is not None
+    assert basic.churn_risk > 0.7 > 0.3 > pro.churn_risk
+    x = churn_features(pro, 500 * DAY, scorer.plans)
+    assert (x["plan=basic"], x["plan=pro"]) == (0.0, 1.0)
+    assert "on the basic plan" not in scorer.explain(pro, x)
+
+
+def test_a_checkpoint_from_before_the_plans_were_kept_is_still_taken() -> None:
+    from models import checkpoint
+
+    scorer = _taught(200)
+    old = {name: getattr(scorer, name) for name in ChurnScorer.LEARNED if name != "plans"}
+    restored = ChurnScorer()
+    restored.restore(checkpoint.dumps(old))
+    assert restored.learned == scorer.learned and restored.plans == []
+
+
 def test_simulated_customers_are_deterministic_ordered_and_churn_with_trouble() -> None:
     config = LifecycleConfig(customers=300, days=120, seed=5)
     events = list(simulate_customers(config))
