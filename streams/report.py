@@ -38,6 +38,7 @@ from models.attribution import MODELS, Attribution, Credit, journeys_from_outcom
 from models.experiments import Ledger
 from models.kpis import CustomerKpis, SegmentKpis, by_segment, customer_kpis, total
 from models.lift import LiftEstimate, path
+from models.segments import SegmentRow, segment_rows
 from models.trends import TrendWatch, uncovered
 from streams import detection
 from streams.backtest import run
@@ -46,7 +47,7 @@ from streams.settings import Settings
 from streams.topics import topic_name
 
 __all__ = ["PLOTS", "ReportData", "attribution", "gather_file", "gather_journeys", "gather_kafka",
-           "gather_simulated",
+           "gather_simulated", "customer_segments",
            "headline", "ledger", "render", "top_elements"]
 
 #: The images ``render`` writes, by what they show.
@@ -600,6 +601,26 @@ def _kpi_rows(rows: Iterable[SegmentKpis]) -> list[tuple[str, ...]]:
              _money(s.average_order_value), _money(s.revenue)) for s in rows]
 
 
+def customer_segments(data: ReportData, settings: Settings) -> list[SegmentRow]:
+    """The customer segments of the outcomes, learned by the worker's own code
+    (``models.segments``) over the outcomes in the order they ended; [] when switched off."""
+    seg = detection.segments(settings)
+    if seg is None:
+        return []
+    return segment_rows(seg, sorted(data.outcomes, key=lambda o: float(o.get("end") or 0.0)))
+
+
+def _segments_html(rows: Sequence[SegmentRow]) -> str:
+    if not rows:
+        return "<p>Customer segments are switched off (FRICTIONWATCH_CUSTOMER_SEGMENTS).</p>"
+    return _table(("segment", "in words", "customers", "sessions", "conversion",
+                   "average order value", "friction rate", "revenue"),
+                  [(r.segment, r.words, "" if r.customers is None else f"{r.customers:,}",
+                    f"{r.kpis.sessions:,}", _pct(r.kpis.conversion_rate),
+                    _money(r.kpis.average_order_value), _pct(r.friction_rate),
+                    _money(r.kpis.revenue)) for r in rows])
+
+
 def _customers_html(k: CustomerKpis) -> str:
     days = k.period / 86_400
     how = (f"inactive for more than {days:g} days before the end of the data"
@@ -741,6 +762,13 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         "<h3>By device</h3>",
         _table(("device", "sessions", "conversion", "orders", "average order value",
                 "revenue"), _kpi_rows(by_segment(data.outcomes, "device"))),
+        "<h3>By customer segment</h3>",
+        _segments_html(customer_segments(data, settings)),
+        "<p class='note'>A session counts under the segment its customer was in when it "
+        "began (unknown: no customer id); customers: known customers in each segment at the "
+        "end of the data. The segments are learned here from the outcomes by the worker's "
+        "code, without support tickets (their load counts zero), so their ids can differ "
+        "from the dashboards'.</p>",
         "<h3>Customers</h3>",
         _customers_html(customer_kpis(data.outcomes, data.churn,
                                       period=settings.churn_window_days * 86_400.0)),
