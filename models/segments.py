@@ -195,7 +195,7 @@ def label_outcomes(seg: Segmenter, outcomes: Iterable[Mapping[str, Any]]) -> lis
     return _fold(seg, outcomes)[0]
 
 
-def _fold(seg: Segmenter, outcomes: Iterable[Mapping[str, Any]]
+def _fold(seg: Segmenter, outcomes: Iterable[Mapping[str, Any]], learn: bool = True
           ) -> tuple[list[str], dict[str, CustomerState]]:
     states: dict[str, CustomerState] = {}
     labels: list[str] = []
@@ -209,7 +209,8 @@ def _fold(seg: Segmenter, outcomes: Iterable[Mapping[str, Any]]
         found = session_segments(seg, state, [summary])
         states[cid] = state = apply_customer(state, [summary])
         if found:
-            learn_customer(seg, state)
+            if learn:
+                learn_customer(seg, state)
             labels.append(found[0][1])
         else:  # the same session's summary again: where the customer is now
             labels.append(seg.predict_one(segment_features(state, summary.time)))
@@ -234,11 +235,13 @@ class SegmentRow:
         return self.friction_sessions / s if s else math.nan
 
 
-def segment_rows(seg: Segmenter, outcomes: Sequence[Mapping[str, Any]]) -> list[SegmentRow]:
+def segment_rows(seg: Segmenter, outcomes: Sequence[Mapping[str, Any]], learn: bool = True
+                 ) -> list[SegmentRow]:
     """Every segment (``s0`` .. and ``unknown`` when anonymous sessions exist) with its words,
     size and KPIs, from session outcomes in the order they ended (``label_outcomes``); the
-    KPIs as ``models.kpis`` computes them per journey (continued sessions folded in)."""
-    labels, states = _fold(seg, outcomes)
+    KPIs as ``models.kpis`` computes them per journey (continued sessions folded in).
+    ``learn=False``: ``seg`` (the worker's, restored) only assigns, and stays as it was."""
+    labels, states = _fold(seg, outcomes, learn)
     labelled = [{**o, "segment": label} for o, label in zip(outcomes, labels, strict=True)]
     end = max((st.last_time for st in states.values()), default=0.0)
     sizes = Counter(seg.predict_one(segment_features(st, end)) for st in states.values())

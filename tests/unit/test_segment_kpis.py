@@ -18,7 +18,7 @@ from detectors.customer import CustomerState, apply_customer, session_summary
 from models.segments import UNKNOWN, Segmenter, label_outcomes, segment_rows
 from streams import checkpoints
 from streams.metrics import Metrics
-from streams.report import ReportData, render
+from streams.report import ReportData, customer_segments, render
 from streams.segments import CustomerSegments, SegmentInfo, SegmentKpis
 from streams.settings import Settings
 
@@ -260,3 +260,18 @@ def test_the_report_has_the_segment_table(tmp_path: Path) -> None:
     off = render(tmp_path / "off", ReportData("x", outcomes=outcomes),
                  Settings(customer_segments=False)).read_text()
     assert "Customer segments are switched off" in off
+
+
+def test_the_report_names_segments_with_the_workers_published_segmenter(
+        tmp_path: Path) -> None:
+    """From Kafka the report takes the workers' segmenter (ids as on the dashboards) and
+    only assigns with it: it learns nothing more."""
+    _, _, worker = _worker_run(_outcomes(days=60), k=2)
+    learned, words = worker.learned, worker.segments()
+    data = ReportData("kafka", outcomes=_outcomes(days=30, seed=6), segmenter=worker)
+    rows = customer_segments(data, Settings(segments_k=2))
+    assert worker.learned == learned and worker.segments() == words
+    assert {r.segment: r.words for r in rows if r.segment != UNKNOWN} == words
+    assert sum(r.customers or 0 for r in rows) == 80
+    page = render(tmp_path, data, Settings(segments_k=2)).read_text()
+    assert "workers&#x27; as last published" in page or "workers' as last published" in page
