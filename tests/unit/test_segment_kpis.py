@@ -13,10 +13,12 @@ from typing import Any, cast
 import pytest
 from deployfiles import DASHBOARD_FILES, panels_of, promql_names, recorded_series
 from prometheus_client import CollectorRegistry, generate_latest
+from rich.console import Console
 
 from detectors.customer import CustomerState, apply_customer, session_summary
 from models.segments import UNKNOWN, Segmenter, label_outcomes, segment_rows
 from streams import checkpoints
+from streams.commands.backtest import segments_table
 from streams.metrics import Metrics
 from streams.report import ReportData, customer_segments, render
 from streams.segments import CustomerSegments, SegmentInfo, SegmentKpis
@@ -275,3 +277,13 @@ def test_the_report_names_segments_with_the_workers_published_segmenter(
     assert sum(r.customers or 0 for r in rows) == 80
     page = render(tmp_path, data, Settings(segments_k=2)).read_text()
     assert "workers&#x27; as last published" in page or "workers' as last published" in page
+
+
+def test_the_backtest_prints_kpis_by_segment() -> None:
+    console = Console(record=True, width=100)
+    console.print(segments_table(Segmenter(k=2, seed=3), _outcomes(days=60)))
+    text = console.export_text()
+    rows = {line.split()[0]: line for line in text.splitlines()
+            if line.strip().startswith(("s0", "s1", "unknown"))}
+    assert set(rows) == {"s0", "s1", UNKNOWN}
+    assert "anonymous sessions" in rows[UNKNOWN] and "segments learned in" in text
