@@ -16,14 +16,21 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from detectors.customer import CustomerState, apply_customer, session_summary  # noqa: E402
+from models.segments import Segmenter  # noqa: E402
 from streams import detection  # noqa: E402
 from streams.backtest import BacktestResult, run  # noqa: E402
+from streams.metrics import Metrics  # noqa: E402
+from streams.segments import CustomerSegments, SegmentKpis  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.sim import SimConfig, Simulator  # noqa: E402
 
@@ -68,7 +75,35 @@ def main() -> None:
         print(f"backtest, canonical file (core only):    {rates[-1]:12,.0f} events/s best, "
               f"{rates[len(rates) // 2]:,.0f} median of {len(rates)}")
         print(f"the same with the abandonment model:     {m.events_per_second:12,.0f} events/s")
+        # Customer segments: what they add to the worker's customers agent, which folds each
+        # known customer's session summary into the customer's state anyway. Timed here over
+        # the run's outcomes in the order they ended: the fold alone, then the fold with the
+        # segments' steps (streams.segments.CustomerSegments); best of the repeats.
+        summaries = [x for x in map(session_summary, b.outputs.outcomes) if x is not None]
+        plain, segmented = [], []
+        for _ in range(max(1, args.repeat)):
+            plain.append(_fold(summaries, None))
+            segmented.append(_fold(summaries, CustomerSegments(
+                Segmenter(), SegmentKpis(Metrics(CollectorRegistry()), 4))))
+        added = min(segmented) - min(plain)
+        print(f"customer segments: +{added:.3f} s over {len(summaries):,} known customers' "
+              f"session ends ({added / max(len(summaries), 1) * 1e6:,.0f} us each; "
+              f"{added / max(b.events, 1) * 1e6:.2f} us per event of the run; the fold "
+              f"alone {min(plain) / max(len(summaries), 1) * 1e6:,.0f} us each)")
 
+
+def _fold(summaries: list[Any], segments: CustomerSegments | None) -> float:
+    """Seconds to fold ``summaries`` into their customers' states, as the customers agent
+    does, with ``segments``' steps around each fold if given."""
+    states: dict[str, CustomerState] = {}
+    t0 = time.perf_counter()
+    for e in summaries:
+        state = states.get(e.customer_id)
+        ended = segments.before(state, [e]) if segments is not None else []
+        states[e.customer_id] = state = apply_customer(state, [e])
+        if segments is not None:
+            segments.after(state, ended)
+    return time.perf_counter() - t0
 
 if __name__ == "__main__":
     main()

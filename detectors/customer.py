@@ -201,6 +201,7 @@ def session_summary(outcome: dict[str, Any]) -> ev.SessionSummary | None:
         # decode enforces: a session whose events span years (times are only bounded by
         # datetime's range) must not cost its customer the whole summary.
         revenue=min(outcome["revenue"], MAX_MONEY_SUM),
+        orders=min(int(outcome.get("orders") or outcome["converted"]), 1_000_000_000),
         cart_value=outcome["cart_value"],
         abandoned_step=outcome["abandoned_step"],
         friction=dict(outcome["friction"]),

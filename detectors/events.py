@@ -28,6 +28,7 @@ import msgspec
 from detectors.bounds import (
     Cls,
     Coord,
+    Count,
     Currency,
     Device,
     Field,
@@ -284,6 +285,8 @@ class SessionSummary(BaseEvent, frozen=True, kw_only=True, tag="session_summary"
 
     converted: bool = False
     revenue: MoneySum = 0.0
+    #: Orders the session placed (0 from senders older than the field: then 1 if converted).
+    orders: Count = 0
     cart_value: Money = 0.0
     #: Checkout step the session was abandoned at (0: with a cart, before checkout), or None.
     abandoned_step: Step | None = None

@@ -23,12 +23,24 @@ centres, so the id is a bounded label (metrics, dashboards) and stays the same a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from river import cluster, preprocessing
 
-__all__ = ["Segmenter", "WORDS", "segment_features"]
+from detectors.customer import CustomerState, apply_customer, session_summary
+from detectors.events import SessionSummary
+from models import checkpoint
+from models.finite import usable
+from models.kpis import SegmentKpis, by_segment, merged
+
+__all__ = ["UNKNOWN", "SegmentRow", "Segmenter", "WORDS", "label_outcomes", "learn_customer",
+           "segment_features", "segment_rows", "session_segments"]
+
+#: The segment of a session without a known customer (anonymous): the label's k+1-th value.
+UNKNOWN = "unknown"
 
 DAY = 86400.0
 
@@ -58,8 +70,9 @@ def segment_features(state: Any, now: float) -> dict[str, float]:
     }
 
 
-class Segmenter:
-    """Online segments of customers (see the module).
+class Segmenter(checkpoint.Learned):
+    """Online segments of customers (see the module). Its learned state is the scaler's
+    running statistics and the ``k`` centres: bounded, whatever the number of customers.
 
     Parameters
     ----------
@@ -74,11 +87,15 @@ class Segmenter:
         Seeds the initial centres.
     """
 
+    LEARNED = ("scaler", "kmeans", "learned")
+    FINITE = ("scaler", "kmeans")
+
     def __init__(self, k: int = 4, halflife: float = 0.1, threshold: float = 0.5,
                  seed: int = 42) -> None:
         if k < 1 or not 0 < halflife <= 1 or threshold < 0:
             raise ValueError("need k >= 1, 0 < halflife <= 1, threshold >= 0")
         self.k, self.halflife, self.threshold, self.seed = k, halflife, threshold, seed
+        self.learned = 0
         self.scaler = preprocessing.StandardScaler()
         # Centres start near the population mean (0 in standard units), spread enough to
         # take different customers from the first ones on.
@@ -94,6 +111,11 @@ class Segmenter:
     def learn_one(self, x: Mapping[str, float]) -> None:
         self.scaler.learn_one(dict(x))
         self.kmeans.learn_one(self.scaler.transform_one(dict(x)))
+        self.learned += 1
+
+    def quality(self) -> dict[str, float]:
+        """Nothing to score it against (no labels): the worker's model gauges stay empty."""
+        return {}
 
     def predict_one(self, x: Mapping[str, float]) -> str:
         """The segment id of ``x``: ``"s0"`` .. ``"s{k-1}"``."""
@@ -117,3 +139,116 @@ class Segmenter:
     def segments(self) -> dict[str, str]:
         """Every segment id with its description."""
         return {f"s{i}": self.describe(f"s{i}") for i in range(self.k)}
+
+
+# --- fed from customer state: the same code in the worker and offline ------------------------
+#
+# The segmenter learns at customer-level moments, a web session's end (its summary reaching
+# the customer's state), not at every customer event: a learn costs tens of microseconds
+# (bench/backtest_throughput.py measures what segments add). A session is labelled with the
+# segment its customer was in before it (features just before the summary is folded in), so
+# a session's own order does not pick its segment: conversion by segment is not conversion
+# by conversion.
+
+
+def session_segments(seg: Segmenter, state: CustomerState | None,
+                     events: Sequence[Any]) -> list[tuple[SessionSummary, str]]:
+    """Each session summary in ``events`` that ``state`` has not counted yet, with the
+    segment of its customer just before it; call before folding ``events`` into ``state``.
+    A customer without state yet is a new customer (recency, frequency and spend zero)."""
+    out: list[tuple[SessionSummary, str]] = []
+    for e in events:
+        if type(e) is not SessionSummary:
+            continue
+        if state is not None and any(s[3] == e.id for s in state.recent_sessions):
+            continue  # sent again after a crash: the customer's state counted it already
+        before = state if state is not None else CustomerState(
+            customer_id=e.customer_id or "", first_time=e.time, last_time=e.time)
+        x = segment_features(before, e.time)
+        out.append((e, seg.predict_one(x) if usable(x) else UNKNOWN))
+    return out
+
+
+def learn_customer(seg: Segmenter, state: CustomerState) -> None:
+    """Learn the customer as they are now (after a session's end was folded in)."""
+    x = segment_features(state, state.last_time)
+    if usable(x):
+        seg.learn_one(x)
+
+
+def label_outcomes(seg: Segmenter, outcomes: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The segment of each session outcome (``detectors.engine.outcome``), in their order
+    (the order the worker's customers agent gets their summaries): what the worker labels
+    the KPIs with, from the outcomes alone (no support tickets: their load counts zero).
+    Anonymous sessions are ``UNKNOWN``. Keeps every customer's state while it runs (offline).
+
+    >>> day = 86400.0
+    >>> seg = Segmenter(k=2, seed=1)
+    >>> outs = [{"session_id": f"s{i}", "customer_id": "c1" if i % 2 else None,
+    ...          "start": i * day, "end": i * day + 60, "converted": True, "orders": 1,
+    ...          "revenue": 30.0, "cart_value": 30.0, "abandoned_step": None, "friction": {}}
+    ...         for i in range(4)]
+    >>> labels = label_outcomes(seg, outs)
+    >>> labels[0], labels[1] in ("s0", "s1"), seg.learned
+    ('unknown', True, 2)
+    """
+    return _fold(seg, outcomes)[0]
+
+
+def _fold(seg: Segmenter, outcomes: Iterable[Mapping[str, Any]], learn: bool = True
+          ) -> tuple[list[str], dict[str, CustomerState]]:
+    states: dict[str, CustomerState] = {}
+    labels: list[str] = []
+    for o in outcomes:
+        summary = session_summary(dict(o))
+        if summary is None:
+            labels.append(UNKNOWN)
+            continue
+        cid = summary.customer_id or ""
+        state = states.get(cid)
+        found = session_segments(seg, state, [summary])
+        states[cid] = state = apply_customer(state, [summary])
+        if found:
+            if learn:
+                learn_customer(seg, state)
+            labels.append(found[0][1])
+        else:  # the same session's summary again: where the customer is now
+            labels.append(seg.predict_one(segment_features(state, summary.time)))
+    return labels, states
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One segment of a report: its words, its customers at the end, its sessions' KPIs."""
+
+    segment: str
+    words: str
+    #: Known customers in the segment at the end of the data (None for ``unknown``).
+    customers: int | None
+    kpis: SegmentKpis
+    #: Sessions that met at least one friction signal.
+    friction_sessions: int
+
+    @property
+    def friction_rate(self) -> float:
+        s = self.kpis.sessions
+        return self.friction_sessions / s if s else math.nan
+
+
+def segment_rows(seg: Segmenter, outcomes: Sequence[Mapping[str, Any]], learn: bool = True
+                 ) -> list[SegmentRow]:
+    """Every segment (``s0`` .. and ``unknown`` when anonymous sessions exist) with its words,
+    size and KPIs, from session outcomes in the order they ended (``label_outcomes``); the
+    KPIs as ``models.kpis`` computes them per journey (continued sessions folded in).
+    ``learn=False``: ``seg`` (the worker's, restored) only assigns, and stays as it was."""
+    labels, states = _fold(seg, outcomes, learn)
+    labelled = [{**o, "segment": label} for o, label in zip(outcomes, labels, strict=True)]
+    end = max((st.last_time for st in states.values()), default=0.0)
+    sizes = Counter(seg.predict_one(segment_features(st, end)) for st in states.values())
+    kpis = {k.key: k for k in by_segment(labelled, "segment")}
+    friction = Counter(str(o["segment"]) for o in merged(labelled)
+                       if sum((o.get("friction") or {}).values()) > 0)
+    ids = [f"s{i}" for i in range(seg.k)] + ([UNKNOWN] if UNKNOWN in kpis else [])
+    return [SegmentRow(s, "anonymous sessions" if s == UNKNOWN else seg.describe(s),
+                       None if s == UNKNOWN else sizes[s], kpis.get(s, SegmentKpis(s)),
+                       friction[s]) for s in ids]

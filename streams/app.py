@@ -253,6 +253,7 @@ def create_worker(
         register_experiments(app, settings, topics["experiments"], guard, metrics, acks)
     tally, reweigh = register_learning(ctx, shared, triage=customer_models.triage,
                                        churn=customer_models.churn,
+                                       segments=customer_models.segments,
                                        trends=trends.model if trends is not None else None)
     register_feedback(app, topics["feedback"], topics["labels"], guard, metrics, tally,
                       on_verdict=reweigh if settings.learn_from_feedback else None,

@@ -22,10 +22,12 @@ from detectors.customer import CustomerState, apply_customer, decode_customer
 from detectors.events import Ticket
 from detectors.session import is_replay
 from models.churn import ChurnScorer
+from models.segments import Segmenter
 from models.triage import TicketTriage
 from streams import detection
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
+from streams.segments import CustomerSegments, SegmentKpis, register_segment_info
 from streams.take import take_batches
 from streams.trends import TREND_KEY, for_trends, trend_batches
 
@@ -40,6 +42,7 @@ class CustomerModels:
 
     triage: TicketTriage | None
     churn: ChurnScorer | None
+    segments: Segmenter | None = None
 
 
 def register_customers(ctx: Context) -> CustomerModels:
@@ -49,6 +52,11 @@ def register_customers(ctx: Context) -> CustomerModels:
                           default_queue=settings.triage_default_queue) \
         if settings.ticket_triage else None
     churn = detection.churn(settings)
+    segments = detection.segments(settings)
+    segmenting = None
+    if segments is not None:
+        segmenting = CustomerSegments(segments, SegmentKpis(metrics, settings.segments_k))
+        register_segment_info(ctx.app, guard, metrics, segments)
     triage_topic, alert_topic = ctx.topics["triage"], ctx.topics["alerts"]
     # What the trends agent learns from, sent on once per batch (streams.trends).
     trend_topic = ctx.topics["trend_events"] if settings.support_trends else None
@@ -75,7 +83,11 @@ def register_customers(ctx: Context) -> CustomerModels:
                         await guard.send(triage_topic, key, msgspec.json.encode(record),
                                          stage=STAGE, what="triage record", at=msg)
         was_churned = state is not None and state.churned_at is not None
+        # Sessions that ended, each with its customer's segment before it (streams.segments).
+        ended = segmenting.before(state, evs) if segmenting is not None else []
         state = apply_customer(state, evs, at)
+        if segmenting is not None:
+            segmenting.after(state, ended)
         if state.churned_at is not None and not was_churned:
             metrics.customers_churned.inc()
         if churn is not None:
@@ -140,4 +152,4 @@ def register_customers(ctx: Context) -> CustomerModels:
             m_msgs.inc(len(batch))
             m_batch.observe(time.perf_counter() - t0)
 
-    return CustomerModels(triage, churn)
+    return CustomerModels(triage, churn, segments)

@@ -23,11 +23,12 @@ from detectors.session import Detector, SessionProcessor
 from models.abandonment import AbandonmentScorer
 from models.churn import ChurnScorer
 from models.experiments import Ledger
+from models.segments import Segmenter
 from streams.journeys import load_journeys
 from streams.settings import Settings
 
 __all__ = ["alerting", "churn", "engine", "experiments", "followups", "funnel", "holdout",
-           "incident_config", "incidents", "ledger", "processor", "scorer"]
+           "incident_config", "incidents", "ledger", "processor", "scorer", "segments"]
 
 
 def processor(settings: Settings, extra: Sequence[Detector] = ()) -> SessionProcessor:
@@ -121,6 +122,13 @@ def incidents(settings: Settings, eng: Engine) -> IncidentPipeline | None:
     if not settings.incident_detection:
         return None
     return IncidentPipeline(eng.funnel, incident_config(settings), settings.incident_lateness)
+
+
+def segments(settings: Settings) -> Segmenter | None:
+    """The customer segmenter (``settings.customer_segments``), or None."""
+    if not settings.customer_segments:
+        return None
+    return Segmenter(k=settings.segments_k)
 
 
 def churn(settings: Settings) -> ChurnScorer | None:

@@ -252,6 +252,40 @@ class Metrics:
             ["journey", "device"],
             registry=registry,
         )
+        # --- KPIs by customer segment (models.segments, streams.segments) -----------------
+        # segment: s0 .. s{k-1} (FRICTIONWATCH_SEGMENTS_K) or unknown (anonymous sessions).
+        self.segment_sessions = Counter(
+            "frictionwatch_segment_sessions_total",
+            "Sessions ended, by the customer's segment before the session (unknown: "
+            "anonymous) and outcome (converted, abandoned, browsed).",
+            ["segment", "outcome"],
+            registry=registry,
+        )
+        self.segment_friction_sessions = Counter(
+            "frictionwatch_segment_friction_sessions_total",
+            "Sessions ended that met at least one friction signal, by customer segment.",
+            ["segment"],
+            registry=registry,
+        )
+        self.segment_orders = Counter(
+            "frictionwatch_segment_orders_total",
+            "Orders of the sessions ended, by customer segment.",
+            ["segment"],
+            registry=registry,
+        )
+        self.segment_revenue = Counter(
+            "frictionwatch_segment_revenue_total",
+            "Revenue of the sessions ended, by customer segment (the shop's currency).",
+            ["segment"],
+            registry=registry,
+        )
+        self.segment_info = Gauge(
+            "frictionwatch_segment_info",
+            "1 for each segment with its description in words, from its centre now (one "
+            "series per segment: a new description replaces the old).",
+            ["segment", "description"],
+            registry=registry,
+        )
         self.customers_known = Gauge(
             "frictionwatch_customers_known",
             "Customers whose state this worker keeps.",

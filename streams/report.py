@@ -19,6 +19,7 @@ numbers come from the pure core (``models.experiments``, ``models.lift``, ``mode
 
 from __future__ import annotations
 
+import copy
 import html
 import math
 import time
@@ -38,16 +39,18 @@ from models.attribution import MODELS, Attribution, Credit, journeys_from_outcom
 from models.experiments import Ledger
 from models.kpis import CustomerKpis, SegmentKpis, by_segment, customer_kpis, total
 from models.lift import LiftEstimate, path
+from models.segments import Segmenter, SegmentRow, segment_rows
 from models.trends import TrendWatch, uncovered
 from streams import detection
 from streams.backtest import run
+from streams.checkpoints import adopt_model, unwrap
 from streams.normalize import normalize
 from streams.settings import Settings
 from streams.topics import topic_name
 
-__all__ = ["PLOTS", "ReportData", "attribution", "gather_file", "gather_journeys", "gather_kafka",
-           "gather_simulated",
-           "headline", "ledger", "render", "top_elements"]
+__all__ = ["PLOTS", "ReportData", "attribution", "customer_segments", "gather_file",
+           "gather_journeys", "gather_kafka", "gather_simulated",
+           "headline", "ledger", "published_segmenter", "render", "top_elements"]
 
 #: The images ``render`` writes, by what they show.
 PLOTS = {"lift": "lift.png", "funnel": "funnel.png", "risk": "revenue_at_risk.png",
@@ -78,6 +81,9 @@ class ReportData:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     #: Journey incident documents (CloudEvents, ``io.frictionwatch.journey.incident.*``).
     incidents: list[dict[str, Any]] = field(default_factory=list)
+    #: The workers' customer segmenter as last published (Kafka), or None: then the report
+    #: learns its own from the outcomes.
+    segmenter: Segmenter | None = None
     #: ``(customer_id, churned)`` when known; None: churn is derived from inactivity.
     churn: list[tuple[str, bool]] | None = None
     #: Simulated journeys only: each channel's true incremental conversions.
@@ -202,13 +208,16 @@ def gather_kafka(settings: Settings, bootstrap: str, timeout: float = 120.0) -> 
 
     names = {t: topic_name(t, settings.topic_prefix)
              for t in ("experiments", "labels", "alerts", "support_trends")}
+    # The workers' segmenter, as last published (compacted: its key's latest value wins).
+    ckpt_topic, ckpt_key = topic_name("checkpoints", settings.topic_prefix), b"model/segments"
+    ckpt: bytes | None = None
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", client_id=f"{settings.app_id}-report",
                              **settings.kafka_client_kwargs())
     values: dict[str, dict[bytes, None]] = {n: {} for n in names.values()}
     try:
         existing = consumer.topics()
-        tps = [TopicPartition(n, p) for n in names.values() if n in existing
+        tps = [TopicPartition(n, p) for n in [*names.values(), ckpt_topic] if n in existing
                for p in sorted(consumer.partitions_for_topic(n) or ())]
         if tps:
             consumer.assign(tps)
@@ -220,7 +229,12 @@ def gather_kafka(settings: Settings, bootstrap: str, timeout: float = 120.0) -> 
                     raise TimeoutError(f"Kafka topics not read to their end in {timeout:g} s")
                 for tp, batch in consumer.poll(timeout_ms=300, max_records=10_000).items():
                     for r in batch:
-                        if r.value is not None and r.offset < ends[tp]:
+                        if r.offset >= ends[tp]:
+                            continue
+                        if tp.topic == ckpt_topic:
+                            if r.key == ckpt_key:
+                                ckpt = r.value
+                        elif r.value is not None:
                             values[tp.topic][r.value] = None  # ordered set: dedup, keep order
     finally:
         consumer.close()
@@ -232,7 +246,21 @@ def gather_kafka(settings: Settings, bootstrap: str, timeout: float = 120.0) -> 
     trends = [d for d in docs["support_trends"] if d.get("type") == "support_trend"]
     return ReportData(f"Kafka {bootstrap}, topics {', '.join(names.values())}",
                       outcomes=outcomes, experiments=records, alerts=alerts,
-                      incidents=incidents, trends=trends)
+                      incidents=incidents, trends=trends,
+                      segmenter=published_segmenter(settings, ckpt))
+
+
+def published_segmenter(settings: Settings, value: bytes | None) -> Segmenter | None:
+    """The workers' customer segmenter from its value on the checkpoints topic
+    (``model/segments``), so that the report's segment ids are the dashboards'; None when
+    segments are off, nothing was published yet, it does not load, or it has another number
+    of segments."""
+    seg = detection.segments(settings)
+    if seg is None:
+        return None
+    if not adopt_model(seg, unwrap(value), "segments") or seg.kmeans.n_clusters != seg.k:
+        return None
+    return seg
 
 
 def _decode(raws: Iterable[bytes]) -> list[dict[str, Any]]:
@@ -600,6 +628,29 @@ def _kpi_rows(rows: Iterable[SegmentKpis]) -> list[tuple[str, ...]]:
              _money(s.average_order_value), _money(s.revenue)) for s in rows]
 
 
+def customer_segments(data: ReportData, settings: Settings) -> list[SegmentRow]:
+    """The customer segments of the outcomes, learned by the worker's own code
+    (``models.segments``) over the outcomes in the order they ended; [] when switched off."""
+    outcomes = sorted(data.outcomes, key=lambda o: float(o.get("end") or 0.0))
+    if data.segmenter is not None and settings.customer_segments:
+        return segment_rows(copy.deepcopy(data.segmenter), outcomes, learn=False)
+    seg = detection.segments(settings)
+    if seg is None:
+        return []
+    return segment_rows(seg, outcomes)
+
+
+def _segments_html(rows: Sequence[SegmentRow]) -> str:
+    if not rows:
+        return "<p>Customer segments are switched off (FRICTIONWATCH_CUSTOMER_SEGMENTS).</p>"
+    return _table(("segment", "in words", "customers", "sessions", "conversion",
+                   "average order value", "friction rate", "revenue"),
+                  [(r.segment, r.words, "" if r.customers is None else f"{r.customers:,}",
+                    f"{r.kpis.sessions:,}", _pct(r.kpis.conversion_rate),
+                    _money(r.kpis.average_order_value), _pct(r.friction_rate),
+                    _money(r.kpis.revenue)) for r in rows])
+
+
 def _customers_html(k: CustomerKpis) -> str:
     days = k.period / 86_400
     how = (f"inactive for more than {days:g} days before the end of the data"
@@ -741,6 +792,17 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         "<h3>By device</h3>",
         _table(("device", "sessions", "conversion", "orders", "average order value",
                 "revenue"), _kpi_rows(by_segment(data.outcomes, "device"))),
+        "<h3>By customer segment</h3>",
+        _segments_html(customer_segments(data, settings)),
+        "<p class='note'>A session counts under the segment its customer was in when it "
+        "began (unknown: no customer id); customers: known customers in each segment at the "
+        "end of the data. "
+        + ("The segments are the workers' as last published (their ids are the "
+           "dashboards'), assigned from the outcomes without support tickets (their load "
+           "counts zero).</p>" if data.segmenter is not None else
+           "The segments are learned here from the outcomes by the worker's code, without "
+           "support tickets (their load counts zero), so their ids can differ from the "
+           "dashboards'.</p>"),
         "<h3>Customers</h3>",
         _customers_html(customer_kpis(data.outcomes, data.churn,
                                       period=settings.churn_window_days * 86_400.0)),

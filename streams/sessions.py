@@ -30,6 +30,7 @@ from faust.types import EventT
 from detectors.customer import session_summary
 from detectors.engine import Engine, Outputs
 from detectors.session import decode_state
+from models.segments import UNKNOWN
 from streams import detection
 from streams.bundle import Bundle, Entry
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
@@ -38,6 +39,7 @@ from streams.dirty import DirtyStates, Pending
 from streams.guard import inc_finite
 from streams.incidents import JourneyStats
 from streams.rebalance import Ownership, rewind_uncommitted
+from streams.segments import SegmentKpis
 from streams.tables import At, del_in_partition
 from streams.take import take_batches
 from streams.topics import partition_for, topic_name
@@ -79,6 +81,10 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
     experiments_topic, support_topic = topics["experiments"], topics["support_events"]
     m_signals, m_alerts, m_site = metrics.signals, metrics.alerts, metrics.site_health
     m_chats, m_outcomes = metrics.chat_triggers, metrics.sessions_ended
+    # Anonymous sessions' KPIs under segment "unknown"; known customers' are counted by the
+    # customers agent, under their segment (streams.segments).
+    segment_kpis = SegmentKpis(metrics, settings.segments_k) \
+        if settings.customer_segments else None
     m_at_risk, m_abandoned = metrics.revenue_at_risk, metrics.step_abandoned
     m_msgs = metrics.messages.labels(topic="web_events")
     m_applied = metrics.events_applied.labels(agent=STAGE)
@@ -267,6 +273,11 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         if o["converted"]:
             inc_finite(metrics.session_orders.labels(journey, device), o.get("orders") or 1)
             inc_finite(metrics.session_revenue.labels(journey, device), o["revenue"])
+        if segment_kpis is not None and not o.get("customer_id"):
+            segment_kpis.count(UNKNOWN, converted=o["converted"],
+                               abandoned=label == "abandoned", orders=o.get("orders") or 1,
+                               revenue=o["revenue"],
+                               friction=sum((o.get("friction") or {}).values()))
 
     @app.agent(topics["web_events"], name=STAGE)
     async def sessions_agent(stream: faust.StreamT[bytes]) -> None:

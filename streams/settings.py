@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     churn_window_days: float = Field(default=30.0, gt=0)
     churn_alert_at: float = Field(default=0.6, ge=0, le=1)
     churn_rearm_at: float = Field(default=0.45, ge=0, le=1)
+    #: Group customers into segments online (``models.segments``), learning at each web
+    #: session's end; the KPIs are also counted by segment (``frictionwatch_segment_*``).
+    customer_segments: bool = True
+    #: Number of segments: the segment label takes this many values, plus ``unknown``
+    #: (anonymous sessions). A handful reads well on a dashboard; 20 is plenty.
+    segments_k: int = Field(default=4, ge=1, le=20)
     #: Predict new tickets' category and queue (``models.triage``), learning from the
     #: category agents set; records go to the triage topic.
     ticket_triage: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from detectors.quality import Quality, Truth, evaluate, split_truth
 from models.kpis import merged, total
+from models.segments import Segmenter, segment_rows
 from streams import detection
 from streams.backtest import BacktestResult, run
 from streams.commands.common import fail
@@ -80,6 +82,9 @@ def backtest(
             w.close()
     out = Console()
     _report(out, res, dead_letters_out)
+    seg = detection.segments(settings)
+    if seg is not None:
+        out.print(segments_table(seg, res.outputs.outcomes))
     for path, docs in ((alerts_out, res.outputs.alerts), (chats_out, res.outputs.chats),
                        (signals_out, [_signal(s) for s in res.outputs.signals]),
                        (incidents_out, res.incidents)):
@@ -166,6 +171,25 @@ def _report(console: Console, res: BacktestResult, dead_file: Path | None = None
         data = doc["data"]
         if data["status"] != "updated":
             console.print(f"incident {data['status']} {doc['time']}: {data['summary']}")
+
+
+def segments_table(seg: Segmenter, outcomes: list[dict[str, Any]]) -> Table:
+    """KPIs by customer segment (``models.segments``: the worker's code, over the outcomes in
+    the order they ended), with the time the segments took."""
+    t0 = time.perf_counter()
+    rows = segment_rows(seg, outcomes)
+    took = time.perf_counter() - t0
+    t = Table(title="customer segments", box=box.SIMPLE_HEAD, pad_edge=False,
+              caption=f"segments learned in {took:.2f} s")
+    for col in ("segment", "in words", "customers", "sessions", "conv.", "AOV", "friction"):
+        t.add_column(col, justify="left" if col in ("segment", "in words") else "right")
+    for r in rows:
+        k = r.kpis
+        t.add_row(r.segment, r.words, "" if r.customers is None else f"{r.customers:,}",
+                  f"{k.sessions:,}", f"{k.conversion_rate:.1%}" if k.sessions else "-",
+                  f"{k.average_order_value:,.2f}" if k.orders else "-",
+                  f"{r.friction_rate:.1%}" if k.sessions else "-")
+    return t
 
 
 def quality_table(rows: Mapping[str, Quality], title: str = "detection quality") -> Table:

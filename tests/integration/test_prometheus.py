@@ -237,3 +237,19 @@ def test_a_bad_journey_stats_record_is_a_dead_letter_not_a_crash(live: Live) -> 
                 if x.startswith("frictionwatch_dead_letters_total{")
                 and 'stage="incidents"' in x and 'reason="not_json"' in x)
     assert float(line.rsplit(" ", 1)[1]) == 1.0
+
+
+def test_sessions_are_counted_by_customer_segment_with_a_bounded_label(live: Live) -> None:
+    """Known customers' sessions under their segment (the customers agent), anonymous ones
+    under unknown (the sessions agent); the label takes only the k ids and unknown."""
+    sessions: dict[str, float] = {}
+    for line in live.metrics.splitlines():
+        if line.startswith("frictionwatch_segment_sessions_total{"):
+            segment = line.split('segment="', 1)[1].split('"', 1)[0]
+            sessions[segment] = sessions.get(segment, 0.0) + float(line.rsplit(" ", 1)[1])
+    assert set(sessions) == {"s0", "s1", "s2", "s3", "unknown"}
+    assert sessions["unknown"] > 0
+    assert sum(v for k, v in sessions.items() if k != "unknown") > 0
+    described = [x for x in live.metrics.splitlines()
+                 if x.startswith("frictionwatch_segment_info{")]
+    assert len(described) == 4
