@@ -19,7 +19,7 @@ from models.attribution import (
     rank,
     removal_effects,
 )
-from streams.sim.journeys import EFFECTS, FIRST_TOUCH, JourneyConfig, simulate_journeys
+from streams.sim.journeys import BASE, EFFECTS, FIRST_TOUCH, JourneyConfig, simulate_journeys
 
 
 def _kendall(order: list[str], truth: list[str]) -> float:
@@ -75,6 +75,22 @@ def test_simulation_is_deterministic_and_truth_follows_the_effects() -> None:
     even = dict.fromkeys(FIRST_TOUCH, 1.0)
     sim = simulate_journeys(JourneyConfig(journeys=4000, seed=1, first=even, returning=even))
     assert sim.true_order() == sorted(EFFECTS, key=lambda c: -EFFECTS[c])
+
+
+def test_truth_is_the_conversions_lost_when_a_channel_is_taken_out_of_every_journey() -> None:
+    # What a marketer means by a channel's incremental conversions, recomputed by brute force:
+    # drop the channel's touches from each journey and sum the fall in its order chance.
+    sim = simulate_journeys(JourneyConfig(journeys=300, seed=11))
+
+    def p_order(channels: list[str]) -> float:
+        return 1.0 - (1.0 - BASE) * math.prod(1.0 - EFFECTS[c] for c in channels)
+
+    for ch in EFFECTS:
+        lost = 0.0
+        for j in sim.journeys:
+            channels = [c for c, _ in j.touches]
+            lost += p_order(channels) - p_order([c for c in channels if c != ch])
+        assert sim.incremental[ch] == pytest.approx(lost, rel=1e-9), ch
 
 
 def test_markov_ranking_against_the_truth_as_the_readme_says() -> None:
