@@ -292,7 +292,16 @@ class Attribution:
     def touch_effects(self) -> dict[str, float]:
         """Each channel's fitted per-touch effect: the chance that one touch on it, by
         itself, turns a journey into an order (``1 - exp(-hazard)``); key ``BASELINE`` holds
-        the chance of an order with no touch's help. Empty when there is nothing to fit."""
+        the chance of an order with no touch's help. Empty when there is nothing to fit.
+
+        >>> a = Attribution()
+        >>> for touched, orders in ((["email"], 100), (["social"], 20),
+        ...                         (["email", "social"], 118)):
+        ...     for i in range(1000):
+        ...         a.learn_one(Journey(tuple((ch, 0.0) for ch in touched), i < orders))
+        >>> {ch: round(e, 3) for ch, e in a.touch_effects().items()}
+        {'(baseline)': 0.0, 'email': 0.1, 'social': 0.02}
+        """
         channels, _, _, theta = self._fit()
         if not len(theta):
             return {}
