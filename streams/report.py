@@ -596,17 +596,22 @@ def _experiment_html(led: Ledger, name: str, settings: Settings) -> str:
 
 
 _MODEL_WORDS = {"last_click": "last click", "linear": "linear", "time_decay": "time decay",
-                "position": "position 40/20/40", "markov": "data-driven (Markov)",
-                "counterfactual": "data-driven (regression counterfactual)"}
+                "position": "position 40/20/40",
+                "markov": "Markov removal effect (biased to frequent closing channels)",
+                "counterfactual": "data-driven (touch-effect counterfactual)"}
 
 
 def _attribution_html(credits: Mapping[str, Mapping[str, Credit]], lift: Sequence[str],
                       truth: Mapping[str, float] | None = None) -> str:
-    channels = sorted(credits["markov"], key=lambda ch: -credits["markov"][ch].conversions)
+    channels = sorted(credits["counterfactual"],
+                      key=lambda ch: -credits["counterfactual"][ch].conversions)
     warn = ("<p class='note'><b>Attribution is correlational.</b> It shares out the "
-            "conversions that happened among the channels on the paths to them; it does not "
-            "say what would be lost without a channel. A channel that closes journeys people "
-            "had already decided on (often direct) gets credit it did not cause. Only the "
+            "conversions that happened among the channels on the paths to them. The "
+            "rule-based and Markov models do not ask what would be lost without a channel: "
+            "one that closes journeys people had already decided on (often direct) gets "
+            "credit it did not cause. The data-driven model asks it, but answers from the "
+            "observed paths, so whatever drives both visits and orders (intent) inflates "
+            "it. Only the "
             "randomized holdout shows cause: " + "; ".join(html.escape(x) for x in lift)
             + ".</p>")
     if not channels:
@@ -781,10 +786,13 @@ def render(out_dir: Path, data: ReportData, settings: Settings) -> Path:
         _attribution_html(attribution(data), headline(data, settings), data.true_incremental),
         "<p class='note'>A journey is one customer's sessions up to an order (or to the end "
         "of the data), each session a touch of its traffic channel; time decay halves a "
-        "touch's weight every 7 days before the order; the Markov model shares out by each "
-        "channel's removal effect in a first-order Markov chain of the journeys; the "
-        "regression counterfactual by the conversions a logistic regression on the journeys' "
-        "touch counts predicts would be lost without the channel.</p>",
+        "touch's weight every 7 days before the order. The data-driven model fits each "
+        "channel's per-touch chance of turning a journey into an order (every touch an "
+        "independent chance) and credits the conversions it predicts would be lost without "
+        "the channel's touches; rows are in its order. The Markov removal effect (a "
+        "first-order chain of the journeys) is shown for comparison: it credits being on "
+        "converting paths, so frequent channels that close journeys (often direct) get "
+        "more than they cause.</p>",
         "<h2>KPIs</h2><h3>By journey</h3>",
         _table(("journey", "sessions", "conversion", "orders", "average order value",
                 "revenue"), _kpi_rows([*by_segment(data.outcomes, "journey"),

@@ -225,5 +225,6 @@ def test_attribution_table_beside_the_lift(data: ReportData, rendered: Path) -> 
     assert set(credits["markov"]) <= {"direct", "organic_search", "paid_search", "social",
                                       "paid_social", "email", "referral"}
     page = (rendered / "index.html").read_text()
-    assert "Attribution is correlational" in page and "data-driven (Markov)" in page
+    assert "Attribution is correlational" in page
+    assert "data-driven (touch-effect counterfactual)" in page and "Markov removal" in page
     assert "Only the randomized holdout shows cause: chat_offer:" in page
