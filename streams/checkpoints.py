@@ -150,10 +150,10 @@ async def read_published(bootstrap: str, topic: str, client_kwargs: dict[str, An
     deadline = loop.time() + timeout
     try:
         await asyncio.wait_for(consumer.start(), timeout)
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer.topics()  # refresh metadata once: the topic may be new
-            parts = consumer.partitions_for_topic(topic) or set()
+        # A consumer with no subscription keeps no metadata for the topic, and ``topics()``
+        # returns a fresh copy without storing it: ask for it and read that copy.
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
             return latest
