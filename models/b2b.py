@@ -49,6 +49,7 @@ from detectors.account import (
     apply_account,
     outcome,
 )
+from models import checkpoint
 from models.explain import pushes
 from models.finite import usable
 from models.progressive import live_quality
@@ -215,7 +216,7 @@ def describe(feature: str, state: AccountState, x: Mapping[str, float]) -> str:
     }.get(feature, feature)
 
 
-class B2BScorer:
+class B2BScorer(checkpoint.Learned):
     """Lead score and renewal risk of accounts, learned from their outcomes (see the module).
 
     Parameters
@@ -232,9 +233,18 @@ class B2BScorer:
 
     Outcomes whose features are not all finite and of a sane magnitude
     (``models.finite.usable``) are not learned; ``rejected`` counts them.
+
+    ``checkpoint`` and ``restore`` (``models.checkpoint.Learned``) keep what it learned
+    across restarts, as the churn scorer's do.
+
+    >>> copy = B2BScorer()
+    >>> copy.restore(B2BScorer(top=2).checkpoint()); copy.learned, copy.top
+    ({'lead': 0, 'renewal': 0}, 3)
     """
 
     name = "b2b"
+    LEARNED = ("models", "recent", "learned", "vocabulary", "rejected")
+    FINITE = ("models",)
 
     def __init__(self, lead_model: Any = None, renewal_model: Any = None, top: int = 3,
                  window: int = 1000, record: bool = False) -> None:
