@@ -29,6 +29,9 @@ True
 False
 >>> scorer.explain(big, "lead")
 ['account size: 500 seats']
+>>> doc = scorer.document(big)
+>>> doc["account_id"], doc["lead_score"] > 0.8, doc["lead_reasons"], "renewal_risk" in doc
+('b', True, ['account size: 500 seats'], False)
 """
 
 from __future__ import annotations
@@ -323,6 +326,21 @@ class B2BScorer(checkpoint.Learned):
                 seen.add(base)
                 words.append(describe(f, state, x))
         return words[:self.top]
+
+    def document(self, state: AccountState) -> dict[str, Any] | None:
+        """The account's score document for people and tools (the account-scores topic):
+        each live score with its reasons in words; None when the account has none (no open
+        quote, no running contract)."""
+        scores = self.score(state)
+        if not scores:
+            return None
+        doc: dict[str, Any] = {"account_id": state.account_id, "time": state.last_time,
+                               "users": len(state.users), "plan": state.plan}
+        for kind, key in (("lead", "lead_score"), ("renewal", "renewal_risk")):
+            if key in scores:
+                doc[key] = scores[key]
+                doc[f"{kind}_reasons"] = self.explain(state, kind)
+        return doc
 
     def quality(self) -> dict[str, dict[str, float]]:
         """Per kind, ROC AUC, log loss and accuracy of the latest ``window`` outcomes, each

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     churn_window_days: float = Field(default=30.0, gt=0)
     churn_alert_at: float = Field(default=0.6, ge=0, le=1)
     churn_rearm_at: float = Field(default=0.45, ge=0, le=1)
+    #: B2B accounts (``streams.accounts``): the events of customers tied to an account (the
+    #: trait ``account_id``, a Segment ``group`` call) are forwarded to the accounts agent,
+    #: which keeps each account's state and publishes its lead score (quote stage) and
+    #: renewal risk (contract) to the account-scores topic, learning from the outcomes.
+    b2b_accounts: bool = True
     #: Predict new tickets' category and queue (``models.triage``), learning from the
     #: category agents set; records go to the triage topic.
     ticket_triage: bool = True

@@ -1,0 +1,56 @@
+"""Routing B2B account events in the worker's shell (``streams.accounts``): which customer
+events reach which account, as the customers agent forwards them."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.customer import CustomerState, apply_customer
+from detectors.events import Click, Identify, SessionSummary, Subscription, Ticket
+from streams.accounts import account_of, forwarded
+from streams.bundle import decode_bundle
+
+
+def _identify(t: float, **traits: object) -> Identify:
+    return Identify(id=f"i{t}", time=t, session_id="u1", customer_id="u1", traits=traits)
+
+
+def test_a_customers_account_events_are_forwarded_keyed_by_its_account() -> None:
+    joined = _identify(1.0, account_id="acme", seats=40)
+    state = apply_customer(None, [joined])
+    ticket = Ticket(id="t", time=2.0, session_id="u1", customer_id="u1", ticket_id="7",
+                    action="created")
+    visit = SessionSummary(id="s", time=3.0, session_id="s", customer_id="u1")
+    renewal = Subscription(id="r", time=4.0, session_id="u1", customer_id="u1",
+                           action="renewed")
+    found = forwarded(state, [joined, ticket, visit, renewal])
+    assert found is not None
+    key, value = found
+    [entry] = decode_bundle(value)
+    assert key == b"acme" and entry.key == "acme" and entry.origin is None
+    assert entry.events == [joined, ticket, visit, renewal]
+
+
+def test_nothing_is_forwarded_without_an_account_or_account_events() -> None:
+    plain = apply_customer(None, [_identify(1.0, plan="pro")])
+    assert forwarded(plain, [_identify(1.0, plan="pro")]) is None
+    member = apply_customer(None, [_identify(1.0, account_id="acme")])
+    click = Click(id="c", time=2.0, session_id="s", x=1, y=1)
+    assert forwarded(member, [click]) is None
+
+
+def test_a_later_account_id_moves_the_customer() -> None:
+    state = apply_customer(None, [_identify(1.0, account_id="acme")])
+    moved = _identify(2.0, account_id="globex")
+    state = apply_customer(state, [moved])
+    found = forwarded(state, [moved])
+    assert found is not None and found[0] == b"globex"
+
+
+@pytest.mark.parametrize("value", [True, "", None, 3.5, "x" * 10_000, ["acme"]])
+def test_an_unusable_account_id_is_no_account(value: object) -> None:
+    assert account_of(CustomerState(customer_id="u1", traits={"account_id": value})) is None
+
+
+def test_a_numeric_account_id_is_its_text() -> None:
+    assert account_of(CustomerState(customer_id="u1", traits={"account_id": 42})) == "42"
