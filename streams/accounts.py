@@ -8,7 +8,8 @@ accounts table, the scorer (``B2BScorer``) learns the outcomes as they settle (q
 lost, contracts renewed or cancelled), and each account changed in a batch that has a live
 score (an open quote, a running contract) gets its score document on the account-scores topic.
 The scorer is checkpointed to the worker's disk and the checkpoints topic like the other
-models, and restored from disk at start.
+models: restored from disk at start, and at the first assignment from the checkpoints topic
+if the copy published there learned more (``adopt``).
 
 State stays bounded per account (``detectors.account``: users, sessions, tickets and traits
 are capped); accounts are not expired, as customers are not: their number is the business's
@@ -23,9 +24,10 @@ True
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -39,14 +41,16 @@ from detectors.session import is_replay
 from models.b2b import KINDS, B2BScorer
 from streams import checkpoints
 from streams.bundle import Entry, encode_bundle
-from streams.checkpoints import Shared
+from streams.checkpoints import Published, Shared
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
 from streams.guard import inc_finite, set_finite
 from streams.take import take_batches
 
-__all__ = ["ACCOUNTS_TABLE", "AccountRecord", "account_of", "for_account", "forwarded",
+__all__ = ["ACCOUNTS_TABLE", "AccountRecord", "account_of", "adopt", "for_account", "forwarded",
            "register_accounts"]
+
+log = logging.getLogger(__name__)
 
 STAGE = "accounts"
 ACCOUNTS_TABLE = "accounts"
@@ -92,6 +96,20 @@ def forwarded(state: CustomerState, events: Sequence[Any]) -> tuple[bytes, bytes
     if account is None or not found:
         return None
     return account.encode(), encode_bundle([Entry(account, None, found)])
+
+
+def adopt(scorer: B2BScorer, published: Published | None) -> bool:
+    """Restore ``scorer`` from the copy published on the checkpoints topic if that one learned
+    more outcomes (both kinds together); True if it did. A copy that does not load leaves
+    the scorer as it was."""
+    if published is None or published.learned <= sum(scorer.learned.values()):
+        return False
+    try:
+        scorer.restore(published.data)
+    except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not keep the worker down
+        log.warning("not adopting the published b2b scorer (%s: %s)", type(exc).__name__, exc)
+        return False
+    return True
 
 
 def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
@@ -171,6 +189,21 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
             m_batch.observe(time.perf_counter() - t0)
 
     learned = {kind: scorer.learned[kind] for kind in KINDS}
+
+    if shared is not None:
+        adopted = False
+
+        async def adopt_published(sender: Any, *args: Any, **kw: Any) -> None:
+            """At the first assignment, as ``streams.learning`` does for the other models."""
+            nonlocal adopted
+            if adopted:
+                return
+            adopted = True
+            if adopt(scorer, (await shared.read()).get(checkpoints.model_key(scorer.name))):
+                learned.update(scorer.learned)
+
+        # Faust's stubs want a keyword-only ``signal`` argument; its senders pass it so.
+        app.on_rebalance_complete.connect(cast(Any, adopt_published))
 
     @guard.timer(app, settings.model_checkpoint_interval)
     async def checkpoint_b2b() -> None:

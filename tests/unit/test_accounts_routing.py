@@ -7,8 +7,10 @@ import pytest
 
 from detectors.customer import CustomerState, apply_customer
 from detectors.events import Click, Identify, SessionSummary, Subscription, Ticket
-from streams.accounts import account_of, forwarded
+from models.b2b import B2BScorer
+from streams.accounts import account_of, adopt, forwarded
 from streams.bundle import decode_bundle
+from streams.checkpoints import Published
 
 
 def _identify(t: float, **traits: object) -> Identify:
@@ -54,3 +56,18 @@ def test_an_unusable_account_id_is_no_account(value: object) -> None:
 
 def test_a_numeric_account_id_is_its_text() -> None:
     assert account_of(CustomerState(customer_id="u1", traits={"account_id": 42})) == "42"
+
+
+def test_a_published_scorer_is_adopted_only_when_it_learned_more() -> None:
+    taught = B2BScorer()
+    taught.learned = {"lead": 3, "renewal": 2}
+    mine = B2BScorer()
+    mine.learned = {"lead": 6, "renewal": 0}
+    assert not adopt(mine, envelope_of(taught, 5))
+    assert not adopt(mine, None)
+    assert adopt(mine, envelope_of(taught, 7)) and mine.learned == {"lead": 3, "renewal": 2}
+    assert not adopt(B2BScorer(), Published(9, 0.0, b"not a checkpoint"))
+
+
+def envelope_of(scorer: B2BScorer, learned: int) -> Published:
+    return Published(learned, 0.0, scorer.checkpoint())
