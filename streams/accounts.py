@@ -126,6 +126,9 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
     m_outcome = {key: metrics.account_outcomes.labels(kind=key[0], outcome=name)
                  for key, name in OUTCOMES.items()}
     m_msgs = metrics.messages.labels(topic="account_events")
+    # Acknowledged only once applied, in partition order, as the other stateful agents'
+    # inputs (streams.acks).
+    ctx.acks.guard(ctx.topics["account_events"].get_topic_name())
     m_applied = metrics.events_applied.labels(agent=STAGE)
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
 
@@ -148,7 +151,7 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
         touched: dict[bytes, tuple[AccountRecord, EventT]] = {}
         dead: list[DeadLetter] = []
         applied = 0
-        for event in batch:
+        for event in ctx.acks.current(batch):
             msg = event.message
             entries = decode_entries(event, STAGE, dead)
             for entry in entries or ():
@@ -179,6 +182,7 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
             await guard.send(scores_topic, key, msgspec.json.encode(doc), stage=STAGE,
                              what="account score", at=event.message)
         await guard.dead(dead)
+        await ctx.acks.seek_back(app.consumer)
 
     @app.agent(ctx.topics["account_events"], name=STAGE)
     async def accounts_agent(stream: faust.StreamT[bytes]) -> None:
