@@ -47,8 +47,8 @@ from streams.deadletter import DeadLetter
 from streams.guard import inc_finite, set_finite
 from streams.take import take_batches
 
-__all__ = ["ACCOUNTS_TABLE", "AccountRecord", "account_of", "adopt", "for_account", "forwarded",
-           "register_accounts"]
+__all__ = ["ACCOUNTS_TABLE", "AccountRecord", "account_of", "adopt", "fold", "for_account",
+           "forwarded", "register_accounts"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,29 @@ def adopt(scorer: B2BScorer, published: Published | None) -> bool:
     return True
 
 
+def fold(scorer: B2BScorer, record: AccountRecord | None, account: str,
+         events: Sequence[Any], at: tuple[str, int]
+         ) -> tuple[AccountRecord, list[tuple[str, bool]]] | None:
+    """Fold one message's events of ``account`` (from ``at``: origin, offset) into its
+    record, the scorer learning the outcomes they settle; the new record and those outcomes
+    (``detectors.account.outcome``), or None when ``at`` was already applied."""
+    if record is not None and is_replay(record.positions, at):
+        return None
+    state = record.state if record is not None else None
+    learned: list[tuple[str, bool]] = []
+    for e in events:
+        settled = outcome(state, e) if state is not None else None
+        before = scorer.learned[settled[0]] if settled is not None else 0
+        state = scorer.observe(state, account, e)
+        if settled is not None and scorer.learned[settled[0]] > before:
+            learned.append(settled)
+    if state is None:  # streams.bundle refuses entries without events
+        raise ValueError("an account entry without events")
+    positions = dict(record.positions) if record is not None else {}
+    positions[at[0]] = at[1]
+    return AccountRecord(state=state, positions=positions), learned
+
+
 def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
     """The accounts agent, its table, and its scorer's checkpoints; returns the scorer."""
     settings, metrics, guard = ctx.settings, ctx.metrics, ctx.guard
@@ -132,21 +155,6 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
     m_applied = metrics.events_applied.labels(agent=STAGE)
     m_batch = metrics.batch_seconds.labels(agent=STAGE)
 
-    def apply(record: AccountRecord | None, account: str, events: Sequence[Any],
-              at: tuple[str, int]) -> AccountRecord:
-        state = record.state if record is not None else None
-        for e in events:
-            settled = outcome(state, e) if state is not None else None
-            learned = scorer.learned[settled[0]] if settled is not None else 0
-            state = scorer.observe(state, account, e)
-            if settled is not None and scorer.learned[settled[0]] > learned:
-                m_outcome[settled].inc()
-        if state is None:  # streams.bundle refuses entries without events
-            raise ValueError("an account entry without events")
-        positions = dict(record.positions) if record is not None else {}
-        positions[at[0]] = at[1]
-        return AccountRecord(state=state, positions=positions)
-
     async def fold_batch(batch: Sequence[EventT]) -> None:
         touched: dict[bytes, tuple[AccountRecord, EventT]] = {}
         dead: list[DeadLetter] = []
@@ -161,9 +169,12 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
                     prev = touched.get(key)
                     record = prev[0] if prev is not None else ctx.stored(
                         table, key, _decode_record, STAGE, event, dead)
-                    if record is not None and is_replay(record.positions, at):
+                    folded = fold(scorer, record, entry.key, entry.events, at)
+                    if folded is None:
                         continue  # re-read after a crash: already learned
-                    record = apply(record, entry.key, entry.events, at)
+                    record, settled = folded
+                    for one in settled:
+                        m_outcome[one].inc()
                 except Exception as exc:  # noqa: BLE001 - a core bug must not stop it
                     ctx.bug(STAGE)
                     dead.append(dead_letter(event, "processing_error", failed(exc), STAGE))

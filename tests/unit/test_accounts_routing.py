@@ -8,7 +8,7 @@ import pytest
 from detectors.customer import CustomerState, apply_customer
 from detectors.events import Click, Identify, SessionSummary, Subscription, Ticket
 from models.b2b import B2BScorer
-from streams.accounts import account_of, adopt, forwarded
+from streams.accounts import _decode_record, _encode_record, account_of, adopt, fold, forwarded
 from streams.bundle import decode_bundle
 from streams.checkpoints import Published
 
@@ -71,3 +71,19 @@ def test_a_published_scorer_is_adopted_only_when_it_learned_more() -> None:
 
 def envelope_of(scorer: B2BScorer, learned: int) -> Published:
     return Published(learned, 0.0, scorer.checkpoint())
+
+
+def test_a_message_read_again_is_not_learned_twice() -> None:
+    scorer = B2BScorer()
+    quote = [_identify(1.0, account_id="acme", quote_status="requested")]
+    won = [_identify(2.0, account_id="acme", quote_status="won")]
+    first = fold(scorer, None, "acme", quote, ("a0", 10))
+    assert first is not None
+    second = fold(scorer, first[0], "acme", won, ("a0", 11))
+    assert second is not None and second[1] == [("lead", True)]
+    record = second[0]
+    assert scorer.learned["lead"] == 1 and record.state.quotes_won == 1
+    assert fold(scorer, record, "acme", won, ("a0", 11)) is None  # re-read after a crash
+    assert scorer.learned["lead"] == 1
+    stored = _decode_record(_encode_record(record))
+    assert stored == record and stored.positions == {"a0": 11}
