@@ -29,6 +29,9 @@ True
 False
 >>> scorer.explain(big, "lead")
 ['account size: 500 seats']
+>>> doc = scorer.document(big)
+>>> doc["account_id"], doc["lead_score"] > 0.8, doc["lead_reasons"], "renewal_risk" in doc
+('b', True, ['account size: 500 seats'], False)
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from detectors.account import (
     apply_account,
     outcome,
 )
+from models import checkpoint
 from models.explain import pushes
 from models.finite import usable
 from models.progressive import live_quality
@@ -215,7 +219,7 @@ def describe(feature: str, state: AccountState, x: Mapping[str, float]) -> str:
     }.get(feature, feature)
 
 
-class B2BScorer:
+class B2BScorer(checkpoint.Learned):
     """Lead score and renewal risk of accounts, learned from their outcomes (see the module).
 
     Parameters
@@ -232,9 +236,18 @@ class B2BScorer:
 
     Outcomes whose features are not all finite and of a sane magnitude
     (``models.finite.usable``) are not learned; ``rejected`` counts them.
+
+    ``checkpoint`` and ``restore`` (``models.checkpoint.Learned``) keep what it learned
+    across restarts, as the churn scorer's do.
+
+    >>> copy = B2BScorer()
+    >>> copy.restore(B2BScorer(top=2).checkpoint()); copy.learned, copy.top
+    ({'lead': 0, 'renewal': 0}, 3)
     """
 
     name = "b2b"
+    LEARNED = ("models", "recent", "learned", "vocabulary", "rejected")
+    FINITE = ("models",)
 
     def __init__(self, lead_model: Any = None, renewal_model: Any = None, top: int = 3,
                  window: int = 1000, record: bool = False) -> None:
@@ -313,6 +326,21 @@ class B2BScorer:
                 seen.add(base)
                 words.append(describe(f, state, x))
         return words[:self.top]
+
+    def document(self, state: AccountState) -> dict[str, Any] | None:
+        """The account's score document for people and tools (the account-scores topic):
+        each live score with its reasons in words; None when the account has none (no open
+        quote, no running contract)."""
+        scores = self.score(state)
+        if not scores:
+            return None
+        doc: dict[str, Any] = {"account_id": state.account_id, "time": state.last_time,
+                               "users": len(state.users), "plan": state.plan}
+        for kind, key in (("lead", "lead_score"), ("renewal", "renewal_risk")):
+            if key in scores:
+                doc[key] = scores[key]
+                doc[f"{kind}_reasons"] = self.explain(state, kind)
+        return doc
 
     def quality(self) -> dict[str, dict[str, float]]:
         """Per kind, ROC AUC, log loss and accuracy of the latest ``window`` outcomes, each

@@ -36,6 +36,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from detectors.session import SessionProcessor
 from streams import checkpoints, detection
+from streams.accounts import register_accounts
 from streams.acks import TakenAcks
 from streams.budgets import state_writers
 from streams.clientfixes import cap_fetch_wait, pause_what_faust_pauses
@@ -216,6 +217,8 @@ def create_worker(
             "feedback",
             "dead_letters",
             "checkpoints",
+            "account_events",
+            "account_scores",
         )
     }
     sessions = app.Table(SESSIONS_TABLE, partitions=settings.partitions, key_type=bytes,
@@ -245,6 +248,8 @@ def create_worker(
     # out"): a worker that starts or takes over partitions starts from it.
     shared = checkpoints.Shared(topics["checkpoints"], guard, bootstrap,
                                 settings.kafka_client_kwargs())
+    if settings.b2b_accounts:
+        register_accounts(ctx, shared)
     if settings.incident_detection:
         register_incidents(app, settings, topics["journey_stats"], topics["alerts"], guard,
                            metrics, shared)
@@ -313,7 +318,7 @@ def _register_gauges(app: faust.App, settings: Settings, metrics: Metrics, guard
     # worker committed (tables' changelogs, which Faust reads to recover, are left out).
     inputs = {topic_name(k, settings.topic_prefix): k for k in
               ("ingest", "web_events", "support_events", "journey_stats", "experiments",
-               "feedback", "trend_events")}
+               "feedback", "trend_events", "account_events")}
 
     agents_lag = PartitionGauges(metrics.consumer_lag)
 

@@ -25,6 +25,7 @@ from models.churn import ChurnScorer
 from models.segments import Segmenter
 from models.triage import TicketTriage
 from streams import detection
+from streams.accounts import forwarded
 from streams.context import Context, dead_letter, decode_entries, entry_origin, failed
 from streams.deadletter import DeadLetter
 from streams.segments import CustomerSegments, SegmentKpis, register_segment_info
@@ -61,6 +62,8 @@ def register_customers(ctx: Context) -> CustomerModels:
     # What the trends agent learns from, sent on once per batch (streams.trends).
     trend_topic = ctx.topics["trend_events"] if settings.support_trends else None
     trend_events: list[Any] = []
+    # The events of customers tied to a B2B account, to the accounts agent (streams.accounts).
+    account_topic = ctx.topics["account_events"] if settings.b2b_accounts else None
     m_churn_alerts = metrics.alerts.labels(reason="churn_risk")
     m_churn_risk = metrics.churn_risk
     m_msgs = metrics.messages.labels(topic="support_events")
@@ -88,6 +91,11 @@ def register_customers(ctx: Context) -> CustomerModels:
         state = apply_customer(state, evs, at)
         if segmenting is not None:
             segmenting.after(state, ended)
+        if account_topic is not None:
+            to_account = forwarded(state, evs)
+            if to_account is not None:
+                await guard.send(account_topic, *to_account, stage=STAGE,
+                                 what="account events", at=msg)
         if state.churned_at is not None and not was_churned:
             metrics.customers_churned.inc()
         if churn is not None:

@@ -187,6 +187,22 @@ class Metrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
             registry=registry,
         )
+        # --- B2B accounts (streams.accounts, models.b2b) ----------------------------------
+        self.account_score = Histogram(
+            "frictionwatch_account_score_ratio",
+            "B2B account scores as published, by kind: lead (quote won) or renewal (risk of "
+            "cancelling).",
+            ["kind"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            registry=registry,
+        )
+        self.account_outcomes = Counter(
+            "frictionwatch_account_outcomes_total",
+            "B2B account outcomes the scores learned from, by kind (lead, renewal) and outcome "
+            "(won, lost; renewed, cancelled).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
         # --- journey incidents (detectors.incidents) --------------------------------------
         self.incidents_opened = Counter(
             "frictionwatch_incidents_opened_total",

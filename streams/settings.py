@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     #: Number of segments: the segment label takes this many values, plus ``unknown``
     #: (anonymous sessions). A handful reads well on a dashboard; 20 is plenty.
     segments_k: int = Field(default=4, ge=1, le=20)
+    #: B2B accounts (``streams.accounts``): the events of customers tied to an account (the
+    #: trait ``account_id``, a Segment ``group`` call) are forwarded to the accounts agent,
+    #: which keeps each account's state and publishes its lead score (quote stage) and
+    #: renewal risk (contract) to the account-scores topic, learning from the outcomes.
+    b2b_accounts: bool = True
     #: Predict new tickets' category and queue (``models.triage``), learning from the
     #: category agents set; records go to the triage topic.
     ticket_triage: bool = True

@@ -172,6 +172,23 @@ TOPICS: dict[str, TopicSpec] = {
         doc="Support ticket topics rising against their own baseline, when they start rising "
         "and hourly while they do.",
     ),
+    "account_events": TopicSpec(
+        suffix="account-events",
+        key="account_id",
+        schema="a bundle (streams.bundle) of canonical support events (Identify, Ticket, "
+        "Subscription, SessionSummary) by account",
+        doc="The events of customers tied to a B2B account (the trait account_id), forwarded "
+        "by the customers agent; consumed by the accounts agent (streams.accounts).",
+    ),
+    "account_scores": TopicSpec(
+        suffix="account-scores",
+        key="account_id",
+        schema="JSON object models.b2b.B2BScorer.document: account id, time, users, plan, "
+        "lead_score and lead_reasons (quote stage), renewal_risk and renewal_reasons "
+        "(contract)",
+        doc="B2B accounts' lead score and renewal risk, explained in words, each time an "
+        "account with an open quote or a running contract changes.",
+    ),
     "feedback": TopicSpec(
         suffix="feedback",
         key="session_id",

@@ -2,8 +2,8 @@ r"""Which adapter a payload is for, from its shape alone (when no ``fw-source`` 
 
 One or two dict lookups per payload, never per event:
 
-- Segment: a dict with a ``batch`` array, a dict whose ``type`` is track/page/screen/identify,
-  or a JSON array whose first item is such a call;
+- Segment: a dict with a ``batch`` array, a dict whose ``type`` is a Segment call
+  (track/page/screen/identify/group), or a JSON array whose first item is such a call;
 - GA4 Measurement Protocol: a dict with an ``events`` array and ``client_id`` or
   ``app_instance_id``;
 - support: a dict with a ``ticket`` object (Zendesk trigger webhook) or whose ``type`` starts
@@ -49,7 +49,7 @@ __all__ = ["detect", "Source", "SOURCES"]
 Source = Literal["segment", "ga4", "support", "snowplow", "posthog", "canonical"]
 SOURCES: tuple[Source, ...] = ("segment", "ga4", "support", "snowplow", "posthog", "canonical")
 
-_SEGMENT_CALLS = frozenset(("track", "page", "screen", "identify"))
+_SEGMENT_CALLS = frozenset(("track", "page", "screen", "identify", "group"))
 
 
 def _of_call(item: dict[str, Any]) -> Source | None:

@@ -24,7 +24,11 @@ Rules beyond the spec's own names:
   ``properties.step`` is therefore step 3, named "payment".
 - money and counts may arrive as numeric strings (``"27.50"``, as many server libraries send
   them); anything else that is not a finite number, or a negative amount, is ``invalid_field``.
-- unmapped track names, and calls other than track/page/screen/identify (group, alias), are
+- a ``group`` call (``groupId`` and the company's traits: ``name``, ``industry``,
+  ``employees``, ``plan``, ...) ties its user to a B2B account: an ``Identify`` of the user with
+  the group's traits and ``account_id = groupId`` (``detectors.account``). Without a
+  ``groupId`` it is ``missing_id``.
+- unmapped track names, and calls other than track/page/screen/identify/group (alias), are
   ``unknown_event``.
 
 This module also holds the small field converters the other adapters share.
@@ -36,8 +40,12 @@ This module also holds the small field converters the other adapters share.
 >>> order = out.events[0]
 >>> order.id, order.time, order.session_id, order.revenue, order.currency
 ('m1', 1714564800.0, 'a1', 25.0, 'USD')
->>> segment.adapt({"type": "group", "messageId": "m2"}).rejected[0].reason
+>>> segment.adapt({"type": "alias", "messageId": "m2"}).rejected[0].reason
 'unknown_event'
+>>> joined = segment.adapt({"type": "group", "messageId": "m3", "userId": "u1",
+...     "groupId": "acme", "timestamp": 1714564800, "traits": {"employees": 40}}).events[0]
+>>> type(joined).__name__, joined.customer_id, joined.traits
+('Identify', 'u1', {'employees': 40, 'account_id': 'acme'})
 """
 
 from __future__ import annotations
@@ -612,10 +620,22 @@ def _identify(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> A
     return Identify(**base, traits=traits)
 
 
-_CALLS: dict[str, _Builder] = {"page": _page, "screen": _page, "identify": _identify}
+def _group(base: dict[str, Any], p: dict[str, Any], msg: dict[str, Any]) -> Any:
+    """The user joins the account ``groupId``: its traits, as the account's, on an Identify
+    (``detectors.account.route`` maps users to accounts by the trait ``account_id``)."""
+    account = as_id(msg.get("groupId"), "groupId")
+    if account is None:
+        raise AdapterError("missing_id", "segment group call without groupId")
+    joined = _identify(base, p, msg)
+    # Last: the group id is the account, whatever trait of the same name the call carries.
+    return Identify(**base, traits={**joined.traits, "account_id": account})
 
-#: The Segment call types this adapter reads (others, e.g. group and alias, are unknown_event).
-CALL_TYPES = frozenset(("track", "page", "screen", "identify"))
+
+_CALLS: dict[str, _Builder] = {"page": _page, "screen": _page, "identify": _identify,
+                               "group": _group}
+
+#: The Segment call types this adapter reads (others, e.g. alias, are unknown_event).
+CALL_TYPES = frozenset(("track", "page", "screen", "identify", "group"))
 
 
 # --- one call --------------------------------------------------------------------------------

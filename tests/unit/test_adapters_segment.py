@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from detectors.account import route
 from detectors.events import (
     ApiError,
     CartUpdated,
@@ -37,6 +38,8 @@ from detectors.events import (
 )
 from streams.adapters import segment
 from streams.adapters.base import AdapterError
+from streams.adapters.detect import detect
+from streams.normalize import normalize
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "adapters"
 NOON = 1714564800.0  # 2024-05-01T12:00:00Z
@@ -295,8 +298,43 @@ def test_unmapped_track_name_is_unknown_event(order: dict[str, Any], name: str) 
 
 
 def test_unmapped_call_type_is_unknown_event(order: dict[str, Any]) -> None:
-    order["type"] = "group"
+    order["type"] = "alias"
     assert reason(order) == "unknown_event"
+
+
+def _group(**fields: Any) -> dict[str, Any]:
+    return {"type": "group", "messageId": "g1", "userId": "u1", "groupId": "acme",
+            "timestamp": "2024-05-01T12:00:00Z",
+            "traits": {"name": "Acme", "industry": "retail", "employees": 40}, **fields}
+
+
+def test_a_group_call_ties_its_user_to_the_account() -> None:
+    joined = one(_group(traits={"employees": 40, "account_id": "other"}))
+    assert isinstance(joined, Identify)
+    assert joined.customer_id == "u1"
+    # the group id is the account, whatever trait of that name the call carries
+    assert joined.traits == {"employees": 40, "account_id": "acme"}
+    assert route(joined, {}) == "acme"
+
+
+def test_a_group_call_is_detected_as_segment() -> None:
+    assert detect(_group()) == "segment"
+
+
+@pytest.mark.parametrize("group_id", [None, ""])
+def test_a_group_call_without_group_id_is_missing_id(group_id: Any) -> None:
+    assert reason(_group(groupId=group_id)) == "missing_id"
+
+
+@pytest.mark.parametrize("fields", [{"groupId": "g" * 5000}, {"groupId": ["acme"]},
+                                    {"traits": {"name": "x" * 100_000}},
+                                    {"traits": {"employees": 10**30}},
+                                    {"traits": "acme"}])
+def test_a_group_call_out_of_bounds_is_invalid_field(fields: dict[str, Any]) -> None:
+    # The adapter checks types; the edge (normalize) checks every field's length and range.
+    out = normalize(json.dumps(_group(**fields)).encode(), "segment", max_bytes=1 << 20,
+                    max_events=10, now=NOON)
+    assert not out.support and [d.reason for d in out.dead] == ["invalid_field"]
 
 
 @pytest.mark.parametrize("value", [None, ""])

@@ -212,3 +212,21 @@ def test_simulated_accounts_are_seeded_and_their_own_stream() -> None:
     assert random.random() == before  # the global random stream is not touched
     assert a == simulated_between
     assert a != list(simulate_accounts(AccountsConfig(accounts=20, days=120, seed=2)))
+
+
+def test_a_checkpoint_keeps_the_scores_and_refuses_a_broken_model() -> None:
+    users: dict[str, str] = {}
+    scorer = B2BScorer()
+    accounts: dict[str, AccountState] = {}
+    for event in simulate_accounts(AccountsConfig(accounts=40, days=200, seed=3)):
+        account = route(event, users)
+        if account is not None:
+            accounts[account] = scorer.observe(accounts.get(account), account, event)
+    state = next(a for a in accounts.values() if a.contract_since is not None)
+    restored = B2BScorer()
+    restored.restore(scorer.checkpoint())
+    assert restored.learned == scorer.learned and sum(scorer.learned.values()) > 0
+    assert restored.score(state) == scorer.score(state) and "renewal_risk" in scorer.score(state)
+    scorer.models["lead"]["StandardScaler"].means["seats"] = math.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        scorer.checkpoint()

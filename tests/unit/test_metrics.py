@@ -12,6 +12,7 @@ from streams.metrics import Metrics
 BOUNDED = {"source", "type", "reason", "stage", "topic", "agent", "endpoint", "code", "outcome",
            "journey", "step", "device", "partition",
            "table",  # table: sessions or customers (the state tables)
+           "kind",  # kind: lead or renewal (the B2B account scores)
            "le"}  # le: histogram buckets
 
 
