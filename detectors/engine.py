@@ -45,6 +45,7 @@ from typing import Any
 from detectors.alerting import Alerting
 from detectors.base import Signal
 from detectors.elements import record_hits
+from detectors.events import OrderCompleted
 from detectors.followup import FollowUps
 from detectors.funnel import Funnel
 from detectors.holdout import Holdout, results
@@ -186,14 +187,18 @@ class Engine:
             self.sessions[sid] = state
             if self._ended and self._returns(events[0]):
                 state.continued = True
-            before = None
+            before, orders = None, 0
         else:  # updated in place
-            before = state.due_at
+            before, orders = state.due_at, state.orders
             state, signals = self.processor.apply(state, events, origin)
         if signals:
             self._emit(state, signals, out)
-        if state.converted and self.followups is not None:
-            self.followups.ordered(state.session_id, state.customer_id, state.last_time)
+        if state.orders != orders and self.followups is not None:
+            # Once, at the order (a replayed message applies none), by its own time: the
+            # session's later events do not make an order placed before another session's
+            # abandonment come after it.
+            self.followups.ordered(sid, state.customer_id,
+                                   max(e.time for e in events if type(e) is OrderCompleted))
         # An unchanged deadline is in the heap already (it leaves only when it comes due).
         if state.due_at is not None and state.due_at != before:
             self._schedule(state)
@@ -226,8 +231,8 @@ class Engine:
             signals = step(state, event)
             if signals:
                 self._emit(state, signals, out)
-            if fu is not None and state.converted:
-                fu.ordered(sid, state.customer_id, state.last_time)
+            if fu is not None and type(event) is OrderCompleted:
+                fu.ordered(sid, state.customer_id, now)  # once, at the order (as ``feed``)
             after = state.due_at
             if after is not None and after != before:
                 self._schedule(state)

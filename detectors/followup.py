@@ -144,7 +144,7 @@ class FollowUps:
         if p is not None:
             self._by_session.pop(p.session_id, None)
         if customer_id is not None:
-            # Called on each event of a converted session: one queue entry per customer.
+            # One queue entry per customer (``_prune`` re-queues one who ordered again).
             if customer_id not in self._orders:
                 self._order_times.append((time, customer_id))
             self._orders[customer_id] = time

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from detectors.engine import Engine
+from detectors.engine import Engine, Outputs
 from detectors.events import (
     CartUpdated,
     CheckoutStarted,
@@ -163,3 +163,41 @@ def test_simulated_returns_follow_the_worker_s_arms_and_the_report_shows_the_lif
     data = ReportData("sim", outcomes=out.outcomes, experiments=out.experiments)
     line = next(h for h in headline(data, settings) if h.startswith("followup"))
     assert "conversion lift +" in line, line
+
+
+class _Counting(FollowUps):
+    """Follow-ups that remember each order they were told of."""
+
+    def __init__(self) -> None:
+        super().__init__(None, delay=3600.0)
+        self.orders: list[tuple[str, str | None, float]] = []
+
+    def ordered(self, session_id: str, customer_id: str | None, time: float) -> None:
+        self.orders.append((session_id, customer_id, time))
+        super().ordered(session_id, customer_id, time)
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_an_order_is_told_once_at_its_own_time_not_on_each_later_event(many: bool) -> None:
+    fu = _Counting()
+    eng = Engine(SessionProcessor(), session_gap=1800.0, followups=fu)
+    # c1 abandons a cart in s1 (last event 1005), and in s2 has ordered at 900 but browses on
+    # until 1500: the order came before the abandonment, so s1's cart is still followed up.
+    events = [*_cart("s2", 0.0), OrderCompleted(id="o", time=900.0, session_id="s2",
+                                                customer_id="c1", revenue=5.0),
+              *_cart("s1", 1000.0),
+              *[PageView(id=f"s2-{i}", time=1100.0 + 100 * i, session_id="s2",
+                         customer_id="c1") for i in range(5)]]
+    if many:
+        eng.feed_many(events, Outputs())
+    else:
+        for e in events:
+            eng.feed([e])
+    # An order in a new message is told again; its replay applies nothing, so is not.
+    eng.feed([OrderCompleted(id="o", time=900.0, session_id="s2", customer_id="c1",
+                             revenue=5.0)], origin=("w-0", 1))
+    eng.feed([OrderCompleted(id="o", time=900.0, session_id="s2", customer_id="c1",
+                             revenue=5.0)], origin=("w-0", 1))
+    assert fu.orders == [("s2", "c1", 900.0), ("s2", "c1", 900.0)]
+    out = eng.advance(10_000.0)
+    assert [d["subject"] for d in out.followups] == ["s1"]
