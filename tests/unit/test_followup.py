@@ -201,3 +201,37 @@ def test_an_order_is_told_once_at_its_own_time_not_on_each_later_event(many: boo
     assert fu.orders == [("s2", "c1", 900.0), ("s2", "c1", 900.0)]
     out = eng.advance(10_000.0)
     assert [d["subject"] for d in out.followups] == ["s1"]
+
+
+def test_a_waiting_follow_up_survives_a_restart_through_its_stored_state_once() -> None:
+    from detectors.session import decode_state, encode_state
+
+    _, treated = _both_arms()
+    eng = _engine()
+    eng.feed(_cart("s1", 0.0, treated))
+    eng.feed(_cart("s2", 0.0, "buyer"))
+    out = eng.advance(2000.0)  # both expired; their follow-ups are due at 3605
+    assert {o["session_id"] for o in out.outcomes} == {"s1", "s2"}
+    # What the worker keeps stored under each id, as its table holds it.
+    stored = {sid: encode_state(s) for sid in ("s1", "s2")
+              if (s := eng.stored(sid)) is not None}
+    assert set(stored) == {"s1", "s2"}
+    # A restart: a new engine takes the stored states over (twice: the adopt timer's safety
+    # net comes by again), and the buyer's order reaches it before the follow-up is due.
+    new = _engine()
+    for _ in range(2):
+        for raw in stored.values():
+            new.adopt(decode_state(raw))
+    assert not new.sessions  # ended sessions: only their follow-ups are taken back
+    out = new.feed([OrderCompleted(id="o", time=3000.0, session_id="s3", customer_id="buyer",
+                                   revenue=80.0)])
+    assert out.released == {"s2"} and new.stored("s2") is None  # the worker deletes it
+    out = new.advance(3605.0)
+    assert [d["subject"] for d in out.followups] == ["s1"]
+    assert [r["arm"] for r in out.experiments if r["type"] == "exposure"] == ["treatment"]
+    assert out.released == {"s1"} and new.stored("s1") is None
+    # Taken over again after it was sent (a stale copy): nothing is sent twice.
+    new.adopt(decode_state(stored["s1"]))
+    assert new.advance(99_999.0).followups == []
+    # The same document as the engine that never stopped would have sent.
+    assert eng.advance(3605.0).followups == out.followups
