@@ -235,3 +235,22 @@ def test_a_waiting_follow_up_survives_a_restart_through_its_stored_state_once() 
     assert new.advance(99_999.0).followups == []
     # The same document as the engine that never stopped would have sent.
     assert eng.advance(3605.0).followups == out.followups
+
+
+def test_the_simulated_report_names_the_true_lift_its_interval_is_held_to() -> None:
+    from streams.report import gather_simulated
+    from streams.sim.truth import followup_truth
+
+    settings = load(followups=True, followup_delay=1800.0, holdout_control_share=0.5)
+    data = gather_simulated(settings, 4800.0, 5.0, 5, 0.0, followup_effect=0.5,
+                            followup_base=0.1)
+    assert "true follow-up lift here +" in data.source, data.source
+    # The truth counts treated customers whose follow-up fell within the data, and only
+    # returns that caused an order the data holds.
+    sim = Simulator(SimConfig(seed=1, events_per_second=5, duration=4800.0, customers=10**8,
+                              followup_base=0.2, followup_effect=0.5, followup_delay=1800.0))
+    list(sim.messages())
+    caused, per_unit, units = followup_truth(sim.outcomes, sim.clock)
+    treated = [o for o in sim.outcomes if o.followup_arm == "treatment"]
+    assert units and units <= len(treated) and 0 < caused < 0.5 and per_unit > 0
+    assert followup_truth(sim.outcomes, 0.0)[2] == 0
