@@ -45,6 +45,7 @@ from typing import Any
 from detectors.alerting import Alerting
 from detectors.base import Signal
 from detectors.elements import record_hits
+from detectors.events import OrderCompleted
 from detectors.followup import FollowUps
 from detectors.funnel import Funnel
 from detectors.holdout import Holdout, results
@@ -73,6 +74,9 @@ class Outputs:
     ticked: set[str] = field(default_factory=set)
     #: Follow-ups of abandoned carts and checkouts to send (``detectors.followup``).
     followups: list[dict[str, Any]] = field(default_factory=list)
+    #: Ids of ended sessions whose waiting follow-up left (sent, cancelled, replaced): the
+    #: worker stores ``Engine.stored(id)`` under each (deletes it, unless the id is live).
+    released: set[str] = field(default_factory=set)
 
 
 def outcome(state: SessionState, expired_at: float) -> dict[str, Any]:
@@ -158,6 +162,10 @@ class Engine:
         self._scheduled: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
         self._step = processor.step
+        # Ids whose stored follow-up state goes (``Outputs.released``): the follow-ups' own
+        # set, filled as they leave; without follow-ups, the waiting ones ``adopt`` found
+        # (one set either way: the hot path tests one).
+        self._released: set[str] = followups.released if followups is not None else set()
 
     def feed(self, events: Sequence[Any], origin: tuple[str, int] | None = None,
              out: Outputs | None = None) -> Outputs:
@@ -186,14 +194,20 @@ class Engine:
             self.sessions[sid] = state
             if self._ended and self._returns(events[0]):
                 state.continued = True
-            before = None
+            before, orders = None, 0
         else:  # updated in place
-            before = state.due_at
+            before, orders = state.due_at, state.orders
             state, signals = self.processor.apply(state, events, origin)
         if signals:
             self._emit(state, signals, out)
-        if state.converted and self.followups is not None:
-            self.followups.ordered(state.session_id, state.customer_id, state.last_time)
+        if state.orders != orders and self.followups is not None:
+            # Once, at the order (a replayed message applies none), by its own time: the
+            # session's later events do not make an order placed before another session's
+            # abandonment come after it.
+            self.followups.ordered(sid, state.customer_id,
+                                   max(e.time for e in events if type(e) is OrderCompleted))
+        if self._released:
+            self._take_released(out)
         # An unchanged deadline is in the heap already (it leaves only when it comes due).
         if state.due_at is not None and state.due_at != before:
             self._schedule(state)
@@ -226,17 +240,35 @@ class Engine:
             signals = step(state, event)
             if signals:
                 self._emit(state, signals, out)
-            if fu is not None and state.converted:
-                fu.ordered(sid, state.customer_id, state.last_time)
+            if fu is not None and type(event) is OrderCompleted:
+                fu.ordered(sid, state.customer_id, now)  # once, at the order (as ``feed``)
             after = state.due_at
             if after is not None and after != before:
                 self._schedule(state)
+        if self._released:
+            self._take_released(out)
+
+    def stored(self, session_id: str) -> SessionState | None:
+        """The state to keep stored under ``session_id``: the live session's, or that of an
+        ended one whose follow-up waits (``detectors.followup``); None: none (delete it)."""
+        state = self.sessions.get(session_id)
+        if state is None and self.followups is not None:
+            state = self.followups.state_of(session_id)
+        return state
 
     def adopt(self, state: SessionState) -> None:
         """Take over a session whose state was stored elsewhere (the worker's table after a
-        restart or a rebalance): its expiry and deadlines are scheduled again."""
+        restart or a rebalance): its expiry and deadlines are scheduled again, or, for an
+        ended one whose follow-up waits, that follow-up (a stale one is ``released`` by the
+        next call that returns ``Outputs``)."""
         sid = state.session_id
         if sid in self.sessions:
+            return
+        if state.followup_due is not None:
+            if self.followups is not None:
+                self.followups.restore(state)  # releases it if no longer due
+            else:
+                self._released.add(sid)  # follow-ups turned off since
             return
         self.sessions[sid] = state
         heapq.heappush(self._expiry, (state.last_time + self.session_gap, sid))
@@ -247,6 +279,8 @@ class Engine:
         if out is None:
             out = Outputs()
         self._advance(now, out, strict=False)
+        if self._released:
+            self._take_released(out)
         return out
 
     def close(self, out: Outputs | None = None) -> Outputs:
@@ -267,6 +301,10 @@ class Engine:
         return out
 
     # --- internals -----------------------------------------------------------------------
+
+    def _take_released(self, out: Outputs) -> None:
+        out.released |= self._released
+        self._released.clear()
 
     def _emit(self, state: SessionState, signals: Iterable[Signal], out: Outputs) -> None:
         signals = list(signals)

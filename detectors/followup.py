@@ -16,10 +16,14 @@ does (``detectors.holdout``). The unit is the customer. A later session of an ex
 within the attribution window reports its orders as a ``result`` record when it ends, so the
 ledger (``models.experiments``) counts what each arm did after its follow-up.
 
-What is pending lives in memory (like ``Engine``'s expired session ids): the worker keeps it
-per partition, so a restart or a rebalance loses the follow-ups still waiting, and a return
-session of the customer on another partition is not seen by this one (both arms alike: the
-lift is diluted, not biased).
+A pending follow-up is its ended session's state, marked with when it is due
+(``SessionState.followup_due``; ``state_of``): the worker keeps that state stored under the
+session's id until the follow-up is sent or cancelled (``released`` says which ids left), and
+after a restart or a rebalance ``restore`` takes it back, as the detectors' deadlines and the
+sessions' expiry are. What the engine's partition knows of orders and of exposed customers
+stays in memory: a return session of the customer on another partition, or one after a
+restart, is not seen as the follow-up's result (both arms alike: the lift is diluted, not
+biased).
 
 >>> from detectors.holdout import Experiment
 >>> from detectors.session import SessionState
@@ -37,7 +41,18 @@ lift is diluted, not biased).
 >>> # Had the customer ordered in another session before then, nothing would be due:
 >>> f.ended(s, expired_at=1900.0); f.ordered("s2", "c1", 200.0); f.fire(3700.0)
 []
+'s1'
 ([], [])
+
+A worker that restarts takes a waiting follow-up back from the stored state:
+
+>>> exp = Experiment("followup", "followup", control_share=0.5, salt="s")
+>>> before, after = FollowUps(exp, delay=3600), FollowUps(exp, delay=3600)
+>>> before.ended(s, expired_at=1900.0); stored = before.state_of("s1"); stored.followup_due
+[]
+3700.0
+>>> after.restore(stored), after.next_due
+(True, 3700.0)
 """
 
 from __future__ import annotations
@@ -71,18 +86,13 @@ def kind_of(state: SessionState) -> str | None:
 
 @dataclass
 class Pending:
-    """A follow-up waiting for its time."""
+    """A follow-up waiting for its time: its ended session's state (``state.followup_due``
+    is ``due``)."""
 
     due: float
     kind: str
     customer_id: str
-    session_id: str
-    session_start: float
-    last_time: float
-    cart_value: float
-    checkout_step: int
-    device: str | None
-    friction: dict[str, int]
+    state: SessionState
 
 
 @dataclass
@@ -119,6 +129,9 @@ class FollowUps:
         self.source = source
         #: Waiting follow-ups by customer id (one per customer: the latest abandonment).
         self.pending: dict[str, Pending] = {}
+        #: Ids of sessions whose waiting follow-up left (sent, cancelled, replaced, or stale
+        #: when restored) since the caller last cleared this: their stored states go.
+        self.released: set[str] = set()
         self._by_session: dict[str, str] = {}
         #: (due, customer id), earliest first; entries of replaced or cancelled ones are stale.
         self.heap: list[tuple[float, str]] = []
@@ -135,41 +148,62 @@ class FollowUps:
     def next_due(self) -> float | None:
         return self.heap[0][0] if self.heap else None
 
-    def ordered(self, session_id: str, customer_id: str | None, time: float) -> None:
-        """A session ordered: no follow-up for its customer, nor for its id's earlier part."""
+    def state_of(self, session_id: str) -> SessionState | None:
+        """The ended state of ``session_id`` while its follow-up waits (to be kept stored)."""
+        cid = self._by_session.get(session_id)
+        p = self.pending.get(cid) if cid is not None else None
+        return p.state if p is not None else None
+
+    def ordered(self, session_id: str, customer_id: str | None, time: float) -> str | None:
+        """A session ordered (at ``time``): no follow-up for its customer, nor for its id's
+        earlier part. Returns the session id whose waiting follow-up this cancelled."""
         cid = customer_id or self._by_session.get(session_id)
         if cid is None:
-            return
+            return None
         p = self.pending.pop(cid, None)
         if p is not None:
-            self._by_session.pop(p.session_id, None)
+            self._release(p)
         if customer_id is not None:
-            # Called on each event of a converted session: one queue entry per customer.
+            # One queue entry per customer (``_prune`` re-queues one who ordered again).
             if customer_id not in self._orders:
                 self._order_times.append((time, customer_id))
             self._orders[customer_id] = time
+        return p.state.session_id if p is not None else None
 
     def ended(self, state: SessionState, expired_at: float) -> list[dict[str, Any]]:
-        """A session expired: maybe a follow-up becomes due; the result records of an exposed
-        customer's session (what it ordered after the follow-up)."""
+        """A session expired: maybe a follow-up becomes due (``state.followup_due`` is set,
+        and this keeps ``state``); the result records of an exposed customer's session (what
+        it ordered after the follow-up)."""
         self._prune(expired_at)
         cid = state.customer_id
         if not cid:
             return []
         out = self._result(state, cid, expired_at)
-        kind = kind_of(state)
-        if kind is None or self._orders.get(cid, -1.0) >= state.last_time:
-            return out
-        old = self.pending.get(cid)
-        if old is not None:
-            self._by_session.pop(old.session_id, None)
-        due = max(state.last_time + self.delay, expired_at)
-        self.pending[cid] = Pending(due, kind, cid, state.session_id, state.first_time,
-                                   state.last_time, round(state.cart_value, 2),
-                                   state.max_checkout_step, state.device, dict(state.friction))
-        self._by_session[state.session_id] = cid
-        heapq.heappush(self.heap, (due, cid))
+        if kind_of(state) is not None and self._orders.get(cid, -1.0) < state.last_time:
+            state.followup_due = max(state.last_time + self.delay, expired_at)
+            self._wait(state)
         return out
+
+    def restore(self, state: SessionState) -> bool:
+        """Take back a waiting follow-up from its stored state (a restart or a rebalance);
+        False if it is no longer due (ordered meanwhile, a later abandonment of the customer
+        waits, or this one was sent here already): then its id is ``released``. Restoring one
+        already waiting changes nothing. A worker that crashed after sending one and before
+        its stored state was deleted sends it again, with the same id (at least once, as
+        alerts and chat triggers)."""
+        cid, due, sid = state.customer_id, state.followup_due, state.session_id
+        old = self.pending.get(cid) if cid else None
+        if old is not None and old.state.session_id == sid:
+            return True
+        sent = self._exposed.get(cid) if cid else None
+        if not cid or due is None or kind_of(state) is None or (
+                self._orders.get(cid, -1.0) >= state.last_time) or (
+                old is not None and old.state.last_time >= state.last_time) or (
+                sent is not None and sent.time >= due):  # a stale copy of one sent here
+            self.released.add(sid)
+            return False
+        self._wait(state)
+        return True
 
     def fire(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The follow-ups due at or before ``now``: the triggers to send (treatment arm, or
@@ -183,7 +217,7 @@ class FollowUps:
             if p is None or p.due != due:
                 continue  # cancelled by an order, or replaced by a later abandonment
             del self.pending[cid]
-            self._by_session.pop(p.session_id, None)
+            self._release(p)
             unit = customer_unit(cid, self.customer_salt)
             exp = self.experiment
             arm = exp.arm(unit) if exp is not None else "treatment"
@@ -199,6 +233,26 @@ class FollowUps:
         return sent, records
 
     # --- internals -----------------------------------------------------------------------
+
+    def _wait(self, state: SessionState) -> None:
+        """``state``'s follow-up waits (``followup_due`` set), in place of its customer's."""
+        cid, due = state.customer_id, state.followup_due
+        assert cid is not None and due is not None
+        old = self.pending.get(cid)
+        if old is not None:
+            self._release(old)
+        kind = kind_of(state)
+        assert kind is not None
+        self.pending[cid] = Pending(due, kind, cid, state)
+        self._by_session[state.session_id] = cid
+        self.released.discard(state.session_id)  # its id is stored again
+        heapq.heappush(self.heap, (due, cid))
+
+    def _release(self, p: Pending) -> None:
+        sid = p.state.session_id
+        if self._by_session.get(sid) == p.customer_id:
+            del self._by_session[sid]
+        self.released.add(sid)
 
     def _result(self, state: SessionState, cid: str, end: float) -> list[dict[str, Any]]:
         e = self._exposed.get(cid)
@@ -236,28 +290,29 @@ class FollowUps:
                 del exposed[cid]
 
     def _trigger(self, p: Pending, unit: str, arm: str) -> dict[str, Any]:
-        key = f"followup:{p.session_id}:{p.session_start!r}:{p.last_time!r}"
+        s = p.state
+        key = f"followup:{s.session_id}:{s.first_time!r}:{s.last_time!r}"
         return {
             "specversion": "1.0",
             "type": f"io.frictionwatch.{p.kind.split('_')[1]}.abandoned",
             "source": self.source,
             "id": hashlib.sha256(key.encode()).hexdigest()[:32],
             "time": iso(p.due),
-            "subject": p.session_id,
+            "subject": s.session_id,
             "datacontenttype": "application/json",
             "data": {
                 "kind": p.kind,
-                "session_id": p.session_id,
+                "session_id": s.session_id,
                 # The shop's own id, which its email system addresses the message by.
                 "customer_id": p.customer_id,
                 "customer": hash_customer(p.customer_id, self.customer_salt),
-                "abandoned_at": iso(p.last_time),
-                "cart_value": p.cart_value,
+                "abandoned_at": iso(s.last_time),
+                "cart_value": round(s.cart_value, 2),
                 # Sessions keep the cart's value, not its lines.
                 "items": None,
-                "checkout_step": p.checkout_step or None,
-                "friction": sorted(p.friction),
-                "device": p.device,
+                "checkout_step": s.max_checkout_step or None,
+                "friction": sorted(s.friction),
+                "device": s.device,
             },
         }
 
@@ -266,7 +321,7 @@ class FollowUps:
         return {
             "type": "exposure", "experiment": exp.name, "intervention": INTERVENTION,
             "arm": arm, "delivered": arm == "treatment", "unit": unit, "unit_kind": "customer",
-            "session_id": p.session_id, "time": p.due, "first_in_session": True,
-            "score": p.cart_value, "reason": p.kind, "device": p.device,
-            "cart_value": p.cart_value, "id": doc_id,
+            "session_id": p.state.session_id, "time": p.due, "first_in_session": True,
+            "score": round(p.state.cart_value, 2), "reason": p.kind, "device": p.state.device,
+            "cart_value": round(p.state.cart_value, 2), "id": doc_id,
         }

@@ -115,6 +115,10 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     friction: dict[str, int] = {}
     #: Per-detector memory, by detector name (kept small by each detector).
     detector_state: dict[str, Any] = {}
+    #: Set on an ended session whose follow-up waits (``detectors.followup``): when it is
+    #: due (event time). The worker keeps such a state stored until it is sent or
+    #: cancelled, so a restart or a rebalance takes the follow-up over (``Engine.adopt``).
+    followup_due: float | None = None
 
 
 class Detector(Protocol):

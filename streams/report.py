@@ -131,6 +131,7 @@ def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
     followed-up abandoned shopper comes back to order because of it / on their own
     (``SimConfig``); the follow-ups themselves need ``settings.followups``."""
     from streams.sim import SimConfig, Simulator
+    from streams.sim.truth import followup_truth
 
     exps = detection.experiments(settings)
     fexp = next((e for e in exps if e.intervention == "followup"), None)
@@ -166,6 +167,15 @@ def gather_simulated(settings: Settings, seconds: float, rate: float, seed: int,
         found += pipeline.finish()
     truth = (f", true follow-up effect {followup_effect:g} over a base return rate "
              f"{followup_base:g}" if followup_effect or followup_base else "")
+    if settings.followups and (followup_effect or followup_base):
+        # What the follow-ups' lift per exposed unit estimates, as it happened in this run
+        # (returns after the end of the data are seen by neither): the interval should hold
+        # it. Counted per followed-up session: a customer with two abandoned sessions is one
+        # unit in the ledger, so with a small customer base the two differ a little.
+        caused, per_unit, units = followup_truth(sim.outcomes, sim.clock)
+        truth += (f"; true follow-up lift here {_pct(caused, points=True, sign=True)} "
+                  f"conversion, {per_unit:+,.2f} revenue per unit, over {units:,} "
+                  f"followed-up treatment-arm sessions")
     data = _from_outputs(f"{seconds:g} s of simulated traffic at {rate:g} events/s (seed "
                          f"{seed}, true chat effect {chat_effect:g}{truth})", out, found)
     data.trends = trends

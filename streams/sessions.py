@@ -106,14 +106,16 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
 
     def store_keys(engine: Engine, keys: dict[str, Any]) -> list[DeadLetter]:
         """Write back sessions by id, each with the message its write is attributed to;
-        delete those no longer live. A session whose state cannot be written (too large for
-        its changelog record) is dropped and starts fresh; its dead letters are returned."""
+        delete those no longer stored (``Engine.stored``: live, or ended with a follow-up
+        waiting). A session whose state cannot be written (too large for its changelog
+        record) is dropped and starts fresh; its dead letters are returned."""
         dead: list[DeadLetter] = []
         for sid, event in keys.items():
             key = sid.encode()
-            state = engine.sessions.get(sid)
+            state = engine.stored(sid)
             if state is not None:
-                if not ctx.write(sessions, key, state, ctx.dump_session, STAGE, event, dead):
+                if not ctx.write(sessions, key, state, ctx.dump_session, STAGE, event,
+                                 dead) and sid in engine.sessions:
                     # Its stale deadline and expiry entries are skipped when they come up.
                     del engine.sessions[sid]
             elif key in sessions:
@@ -335,17 +337,18 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
                 # Outputs before the states that record them (see flush_dirty).
                 for out, _, _ in work.values():
                     await publish_outputs(out)
-                if any(out.outcomes for out, _, _ in work.values()):
+                if any(out.outcomes or out.released for out, _, _ in work.values()):
                     for partition, (out, touched, _) in work.items():
                         engine = fed[partition]
                         if engines.get(partition) is not engine:
                             continue
-                        for sid in {o["session_id"] for o in out.outcomes}:
-                            # Ended sessions leave the table now: the adopt timer must not take
-                            # a stale copy back while the deletion waits for the flush.
-                            if sid not in engine.sessions and sid.encode() in sessions:
-                                del_in_partition(sessions, sid.encode(),
-                                                 touched.get(sid, At(web_name, partition)))
+                        # Ended sessions leave the table now (or stay as their waiting
+                        # follow-up, and go with it): the adopt timer must not take a stale
+                        # copy back while the deletion waits for the flush.
+                        gone = {o["session_id"] for o in out.outcomes} | out.released
+                        dead += store_keys(engine, {
+                            sid: touched.get(sid, At(web_name, partition))
+                            for sid in gone if sid not in engine.sessions})
                 await guard.dead(dead)
                 await ctx.acks.seek_back(app.consumer)
             if dirty.due() and settled():
@@ -380,15 +383,17 @@ def register_sessions(ctx: Context, journey_stats: JourneyStats | None) -> dict[
         for partition, engine in list(engines.items()):
             try:
                 out = engine.advance(engine.watermark)
-                if out.signals or out.outcomes or out.ticked:
+                if (out.signals or out.outcomes or out.ticked or out.followups
+                        or out.experiments or out.released):
                     await publish_outputs(out)
                     at = At(web_name, partition)
                     ended = {o["session_id"] for o in out.outcomes}
-                    if ended:
+                    if ended or out.released:
                         # Ended sessions leave the table now (the adopt timer must not take
-                        # a stale copy back); their outcomes reach the broker first
-                        # (streams.tables.Changelogs).
-                        await guard.dead(store_keys(engine, dict.fromkeys(ended, at)))
+                        # a stale copy back), or stay as their waiting follow-up and go with
+                        # it; their outcomes reach the broker first (streams.tables.Changelogs).
+                        await guard.dead(store_keys(engine, dict.fromkeys(
+                            ended | (out.released - engine.sessions.keys()), at)))
                     # Ticked ones are written with the next flush, as a batch's are: at
                     # 14,000 events/s a deadline per click made this timer write thousands
                     # of states a second on its own, holding the sessions stage for 1.5 s.
@@ -437,7 +442,8 @@ def register_rebalance(ctx: Context, ownership: Ownership, engines: dict[int, En
 
         def adopt(keys: Iterable[bytes]) -> None:
             ownership.adopt(keys, partition_of,
-                            lambda sid: any(sid in e.sessions for e in engines.values()),
+                            lambda sid: any(e.stored(sid) is not None
+                                            for e in engines.values()),
                             load, lambda p, state: engine_for(p).adopt(state))
 
         if slice_size is None:

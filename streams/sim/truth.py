@@ -14,8 +14,8 @@ from streams.sim.config import Incident
 if TYPE_CHECKING:
     from streams.sim.run import Simulator
 
-__all__ = ["FrictionTruth", "SessionOutcome", "TruthFile", "defines", "read_truth",
-           "write_truth"]
+__all__ = ["FrictionTruth", "SessionOutcome", "TruthFile", "defines", "followup_truth",
+           "read_truth", "write_truth"]
 
 
 @dataclass(slots=True)
@@ -182,3 +182,18 @@ def read_truth(path: str | Path) -> TruthFile:
             else:
                 out.incidents.append(rec)
     return out
+
+
+def followup_truth(outcomes: list[SessionOutcome], end: float) -> tuple[float, float, int]:
+    """What the follow-ups truly caused, as their lift is defined (per exposed unit): among
+    the treatment arm's followed-up shoppers whose follow-up fell within the data (due by
+    ``end``), the share who came back *because of it* and whose order the data holds (a
+    return after the end is seen by neither), their revenue per unit, and how many units.
+    A customer is one abandoned session when the customer base is large, as in the truth."""
+    by_id = {o.session_id: o for o in outcomes}
+    treated = [o for o in outcomes if o.followup_arm == "treatment"
+               and o.followup_at is not None and o.followup_at <= end]
+    caused = [by_id[o.returned] for o in treated if o.followup_return == "caused"
+              and o.returned in by_id and by_id[o.returned].converted]
+    n = max(len(treated), 1)
+    return len(caused) / n, sum(o.revenue for o in caused) / n, len(treated)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from detectors.engine import Engine
+from detectors.engine import Engine, Outputs
 from detectors.events import (
     CartUpdated,
     CheckoutStarted,
@@ -163,3 +163,94 @@ def test_simulated_returns_follow_the_worker_s_arms_and_the_report_shows_the_lif
     data = ReportData("sim", outcomes=out.outcomes, experiments=out.experiments)
     line = next(h for h in headline(data, settings) if h.startswith("followup"))
     assert "conversion lift +" in line, line
+
+
+class _Counting(FollowUps):
+    """Follow-ups that remember each order they were told of."""
+
+    def __init__(self) -> None:
+        super().__init__(None, delay=3600.0)
+        self.orders: list[tuple[str, str | None, float]] = []
+
+    def ordered(self, session_id: str, customer_id: str | None, time: float) -> None:
+        self.orders.append((session_id, customer_id, time))
+        super().ordered(session_id, customer_id, time)
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_an_order_is_told_once_at_its_own_time_not_on_each_later_event(many: bool) -> None:
+    fu = _Counting()
+    eng = Engine(SessionProcessor(), session_gap=1800.0, followups=fu)
+    # c1 abandons a cart in s1 (last event 1005), and in s2 has ordered at 900 but browses on
+    # until 1500: the order came before the abandonment, so s1's cart is still followed up.
+    events = [*_cart("s2", 0.0), OrderCompleted(id="o", time=900.0, session_id="s2",
+                                                customer_id="c1", revenue=5.0),
+              *_cart("s1", 1000.0),
+              *[PageView(id=f"s2-{i}", time=1100.0 + 100 * i, session_id="s2",
+                         customer_id="c1") for i in range(5)]]
+    if many:
+        eng.feed_many(events, Outputs())
+    else:
+        for e in events:
+            eng.feed([e])
+    # An order in a new message is told again; its replay applies nothing, so is not.
+    eng.feed([OrderCompleted(id="o", time=900.0, session_id="s2", customer_id="c1",
+                             revenue=5.0)], origin=("w-0", 1))
+    eng.feed([OrderCompleted(id="o", time=900.0, session_id="s2", customer_id="c1",
+                             revenue=5.0)], origin=("w-0", 1))
+    assert fu.orders == [("s2", "c1", 900.0), ("s2", "c1", 900.0)]
+    out = eng.advance(10_000.0)
+    assert [d["subject"] for d in out.followups] == ["s1"]
+
+
+def test_a_waiting_follow_up_survives_a_restart_through_its_stored_state_once() -> None:
+    from detectors.session import decode_state, encode_state
+
+    _, treated = _both_arms()
+    eng = _engine()
+    eng.feed(_cart("s1", 0.0, treated))
+    eng.feed(_cart("s2", 0.0, "buyer"))
+    out = eng.advance(2000.0)  # both expired; their follow-ups are due at 3605
+    assert {o["session_id"] for o in out.outcomes} == {"s1", "s2"}
+    # What the worker keeps stored under each id, as its table holds it.
+    stored = {sid: encode_state(s) for sid in ("s1", "s2")
+              if (s := eng.stored(sid)) is not None}
+    assert set(stored) == {"s1", "s2"}
+    # A restart: a new engine takes the stored states over (twice: the adopt timer's safety
+    # net comes by again), and the buyer's order reaches it before the follow-up is due.
+    new = _engine()
+    for _ in range(2):
+        for raw in stored.values():
+            new.adopt(decode_state(raw))
+    assert not new.sessions  # ended sessions: only their follow-ups are taken back
+    out = new.feed([OrderCompleted(id="o", time=3000.0, session_id="s3", customer_id="buyer",
+                                   revenue=80.0)])
+    assert out.released == {"s2"} and new.stored("s2") is None  # the worker deletes it
+    out = new.advance(3605.0)
+    assert [d["subject"] for d in out.followups] == ["s1"]
+    assert [r["arm"] for r in out.experiments if r["type"] == "exposure"] == ["treatment"]
+    assert out.released == {"s1"} and new.stored("s1") is None
+    # Taken over again after it was sent (a stale copy): nothing is sent twice.
+    new.adopt(decode_state(stored["s1"]))
+    assert new.advance(99_999.0).followups == []
+    # The same document as the engine that never stopped would have sent.
+    assert eng.advance(3605.0).followups == out.followups
+
+
+def test_the_simulated_report_names_the_true_lift_its_interval_is_held_to() -> None:
+    from streams.report import gather_simulated
+    from streams.sim.truth import followup_truth
+
+    settings = load(followups=True, followup_delay=1800.0, holdout_control_share=0.5)
+    data = gather_simulated(settings, 4800.0, 5.0, 5, 0.0, followup_effect=0.5,
+                            followup_base=0.1)
+    assert "true follow-up lift here +" in data.source, data.source
+    # The truth counts treated customers whose follow-up fell within the data, and only
+    # returns that caused an order the data holds.
+    sim = Simulator(SimConfig(seed=1, events_per_second=5, duration=4800.0, customers=10**8,
+                              followup_base=0.2, followup_effect=0.5, followup_delay=1800.0))
+    list(sim.messages())
+    caused, per_unit, units = followup_truth(sim.outcomes, sim.clock)
+    treated = [o for o in sim.outcomes if o.followup_arm == "treatment"]
+    assert units and units <= len(treated) and 0 < caused < 0.5 and per_unit > 0
+    assert followup_truth(sim.outcomes, 0.0)[2] == 0
