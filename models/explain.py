@@ -33,12 +33,18 @@ def pushes(x: Mapping[str, float], model: Any, top: int = 3) -> list[str]:
     scaler, lr, scaled = found
     terms = []
     for f, v in x.items():
-        if scaled is not None and f not in scaled:
-            z = v
-        else:
-            var = scaler.vars.get(f, 0.0)
-            z = (v - scaler.means.get(f, 0.0)) / math.sqrt(var) if var > 0 else 0.0
-        term = lr.weights.get(f, 0.0) * z
+        w = lr.weights.get(f, 0.0)
+        if not w:
+            continue  # never learned: no push (and no arithmetic on what it holds)
+        try:
+            if scaled is not None and f not in scaled:
+                z = float(v)
+            else:
+                var = scaler.vars.get(f, 0.0)
+                z = (v - scaler.means.get(f, 0.0)) / math.sqrt(var) if var > 0 else 0.0
+            term = w * z
+        except (OverflowError, TypeError):
+            continue  # a value no float holds: the score itself was refused (models.finite)
         if term > 0:
             terms.append((term, f))
     terms.sort(reverse=True)
