@@ -47,6 +47,9 @@ from streams.sim import FRICTION_TYPES, SimConfig, Simulator  # noqa: E402
 
 MODELS: dict[str, Callable[[], Any]] = {
     "lr": abandonment_model,
+    # Before: every feature standardised (the indicators, always 1.0, then add nothing).
+    "lr-all-scaled": lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        optimizer=optim.AdaGrad(0.1), l2=1e-4),
     "arf": lambda: forest.ARFClassifier(n_models=10, seed=1),
     "lr-unscaled": lambda: linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-4),
     "lr-adam": lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(
@@ -72,11 +75,11 @@ class _Sessions(AbandonmentScorer):
         self.outcome: dict[str, bool] = {}
 
     def update(self, state: Any, event: Any) -> Any:
-        grid = state.detector_state.get("abandonment_grid")
-        taken = grid[0] if grid else 0
+        sample = state.detector_state.get("abandonment_sample")
+        taken = sample[0] if sample else 0
         out = super().update(state, event)
-        grid = state.detector_state.get("abandonment_grid")
-        if grid and grid[0] > taken:  # scored
+        sample = state.detector_state.get("abandonment_sample")
+        if sample and sample[0] > taken:  # scored
             x, p, _ = state.detector_state["abandonment"][-1]
             self.session_of[msgspec.json.encode(x)] = state.session_id
             self.scores.append((state.session_id, p, x))

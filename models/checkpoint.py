@@ -87,7 +87,7 @@ class Learned:
 
     >>> from models.abandonment import AbandonmentScorer
     >>> m = AbandonmentScorer()
-    >>> m.model["StandardScaler"].means["x"] = float("nan")
+    >>> m.model["LogisticRegression"].intercept = float("nan")
     >>> m.checkpoint()
     Traceback (most recent call last):
       ...

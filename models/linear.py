@@ -13,6 +13,11 @@ stays River's own object, so checkpoints, explanations (``models.explain``) and 
 that reads it are unchanged; the results agree with River's to the last bits of a float
 (summation order), which ``tests/unit/test_linear.py`` checks over thousands of updates.
 
+The same goes for a pipeline that standardises only some features and passes the others as
+they are (``scaled_some``: ``Present(*keys) | StandardScaler`` beside ``Discard(*keys)``),
+as the abandonment model does with its indicators: a feature sent only when it is 1.0 (an
+event type, a device) has no variance when scaled, scales to 0 and is never learned.
+
 Any other model, or a pipeline configured otherwise (an L1 penalty, another optimizer, loss,
 scheduler or initializer, a windowed scaler), goes through its own ``learn_one`` and
 ``predict_proba_one``.
@@ -32,21 +37,68 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
-from river import compose, linear_model, optim, preprocessing
+from river import base, compose, linear_model, optim, preprocessing
 
-__all__ = ["Linear", "fast_path"]
+__all__ = ["Linear", "Present", "fast_path", "parts", "scaled_some"]
 
 
-def _steps(model: Any) -> tuple[Any, Any] | None:
-    """The scaler and the regression of a pipeline ``Linear`` can run, else None."""
+class Present(base.Transformer):
+    """River's ``compose.Select``, but a key missing from ``x`` is left out (``Select``
+    raises ``KeyError``): features such as the time in the current step are not always there.
+
+    >>> Present("a", "b").transform_one({"a": 1.0, "c": 2.0})
+    {'a': 1.0}
+    """
+
+    def __init__(self, *keys: Hashable) -> None:
+        self.keys = frozenset(keys)
+
+    def transform_one(self, x: dict[Hashable, Any]) -> dict[Hashable, Any]:
+        keys = self.keys
+        return {i: xi for i, xi in x.items() if i in keys}
+
+
+def scaled_some(keys: tuple[str, ...], regression: Any) -> Any:
+    """``keys`` standardised (``StandardScaler``), every other feature as it is, into
+    ``regression``: River's own pieces, which ``Linear`` runs at its lower cost."""
+    return compose.TransformerUnion(Present(*keys) | preprocessing.StandardScaler(),
+                                    compose.Discard(*keys)) | regression
+
+
+def parts(model: Any) -> tuple[Any, Any, frozenset[Hashable] | None] | None:
+    """The scaler, the regression and the features scaled (None: all of them) of a
+    ``StandardScaler | LogisticRegression`` pipeline or of a ``scaled_some`` one, else None."""
     if type(model) is not compose.Pipeline or len(model.steps) != 2:
         return None
-    scaler, lr = model.steps.values()
-    if (type(scaler) is not preprocessing.StandardScaler or not scaler.with_std
-            or getattr(scaler, "window_size", None) is not None):
+    first, lr = model.steps.values()
+    scaled: frozenset[Hashable] | None = None
+    if type(first) is compose.TransformerUnion:
+        inner = list(first.transformers.values())
+        if len(inner) != 2 or type(inner[0]) is not compose.Pipeline or type(
+                inner[1]) is not compose.Discard or len(inner[0].steps) != 2:
+            return None
+        select, scaler = inner[0].steps.values()
+        if type(select) is not Present or select.keys != inner[1].keys:
+            return None
+        scaled = select.keys
+    else:
+        scaler = first
+    if type(scaler) is not preprocessing.StandardScaler:
+        return None
+    return scaler, lr, scaled
+
+
+def _steps(model: Any) -> tuple[Any, Any, frozenset[Hashable] | None] | None:
+    """The scaler, the regression and the scaled features of a pipeline ``Linear`` can run,
+    else None."""
+    found = parts(model)
+    if found is None:
+        return None
+    scaler, lr, scaled = found
+    if not scaler.with_std or getattr(scaler, "window_size", None) is not None:
         return None
     if (type(lr) is not linear_model.LogisticRegression
             or type(lr.optimizer) is not optim.AdaGrad
@@ -55,14 +107,14 @@ def _steps(model: Any) -> tuple[Any, Any] | None:
             or type(lr.intercept_lr) is not optim.schedulers.Constant
             or lr.l1 != 0):
         return None
-    return scaler, lr
+    return scaler, lr, scaled
 
 
 class Linear:
     """``learn_one`` and ``predict_proba_one`` (the probability of ``True``) of ``model``:
     River's arithmetic on River's state when ``fast``, else the model's own methods."""
 
-    __slots__ = ("fast", "model", "_coef", "_coef_at", "_lr", "_scaler")
+    __slots__ = ("fast", "model", "_coef", "_coef_at", "_lr", "_scaled", "_scaler")
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -70,6 +122,7 @@ class Linear:
         self.fast = steps is not None
         self._scaler: Any = steps[0] if steps is not None else None
         self._lr: Any = steps[1] if steps is not None else None
+        self._scaled: frozenset[Hashable] | None = steps[2] if steps is not None else None
         # Per feature (weight, mean, standard deviation), for features with a weight and a
         # nonzero variance (the others add 0): a predict is then one plain dict read per
         # feature instead of three reads, one of them a call into River's Rust VectorDict.
@@ -95,9 +148,13 @@ class Linear:
 
     def _read_coefficients(self) -> None:
         means, vars_, w = self._scaler.means, self._scaler.vars, self._lr._weights
+        scaled = self._scaled
         coef = self._coef
         coef.clear()
         for i, wi in w.items():
+            if scaled is not None and i not in scaled:
+                coef[i] = (wi, 0.0, 1.0)  # passed as it is: (x - 0) / 1 is x, same bits
+                continue
             v = vars_.get(i, 0.0)
             if v:
                 coef[i] = (wi, means.get(i, 0.0), v**0.5)
@@ -120,9 +177,18 @@ class Linear:
         # current weights' dot product with the scaled features, in one pass: each weight is
         # read once (River's weights are a Rust VectorDict: a call per read).
         counts, means, vars_ = scaler.counts, scaler.means, scaler.vars
+        scaled = self._scaled
         seen: list[tuple[str, float, float]] = []
         dot = 0.0
         for i, xi in x.items():
+            if scaled is not None and i not in scaled:
+                wi = w.get(i)
+                if wi is None:
+                    wi = 0.0
+                else:
+                    dot += wi * xi
+                seen.append((i, xi, wi))
+                continue
             n = counts[i] + 1
             counts[i] = n
             old = means[i]
@@ -149,6 +215,9 @@ class Linear:
             q = g2[i] = g2[i] + gi**2
             wi = w[i] = wi - rate / (q + eps) ** 0.5 * gi
             if current:
+                if scaled is not None and i not in scaled:
+                    coef[i] = (wi, 0.0, 1.0)
+                    continue
                 v = vars_[i]
                 if v:
                     coef[i] = (wi, means[i], v**0.5)

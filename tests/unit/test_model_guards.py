@@ -116,9 +116,11 @@ def test_finite_walks_river_models_numpy_and_containers() -> None:
     import numpy as np
 
     scorer = AbandonmentScorer()
-    scorer.model.learn_one({"a": 1.0, "b": 2.0}, True)
+    scorer.model.learn_one({"cart_value": 1.0, "clicks": 2.0}, True)
     assert finite(scorer.model)
-    scorer.model["StandardScaler"].vars["b"] = math.inf
+    # The scaler sits inside the model's union (``models.linear.scaled_some``).
+    scorer.model["TransformerUnion"].transformers["Pipeline"]["StandardScaler"].vars[
+        "clicks"] = math.inf
     assert not finite(scorer.model)
     assert not finite({"a": (1.0, np.array([1.0, np.nan]))})
     assert finite({"a": [1, "x", None, np.array([1, 2])]})
