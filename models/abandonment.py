@@ -277,6 +277,9 @@ class AbandonmentScorer(checkpoint.Learned, BaseDetector):
 
     name = "abandonment"
     LEARNED = ("model", "recent", "learned", "held", "_seq")
+    # 2: indicators passed unscaled and weighted snapshots (a form-1 checkpoint would keep the
+    # old pipeline, which never learned the indicators, and its held snapshots lack weights).
+    FORM = 2
     handles: ClassVar[tuple[type, ...]] = (*SCORED_EVENTS, ev.OrderCompleted)
 
     def __init__(self, model: Any = None, label_after_s: float = 600.0,

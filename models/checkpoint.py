@@ -31,6 +31,8 @@ from models.finite import finite
 __all__ = ["CheckpointError", "Learned", "dump_fields", "dumps", "load_fields", "loads"]
 
 _MAGIC = b"FWCK1"
+#: Key of the learned state's form (``Learned.FORM``) in a checkpoint of fields.
+_FORM = "__form__"
 
 
 class CheckpointError(ValueError):
@@ -99,16 +101,25 @@ class Learned:
     #: Attributes of ``LEARNED`` added in a later version, each with a factory of its fresh
     #: value: a checkpoint written before may lack them, and the rest of it is still taken.
     ADDED: ClassVar[dict[str, Callable[[], Any]]] = {}
+    #: The form of the learned state: raised when the model changes so that what an older
+    #: version learned would keep running the old model (its pipeline, its features). A
+    #: checkpoint of another form is refused and the model starts fresh.
+    FORM: ClassVar[int] = 1
 
     def checkpoint(self) -> bytes:
         """What it has learned, for ``restore`` after a restart."""
         self._check_finite(self, "not checkpointed")
-        return dump_fields(self, self.LEARNED)
+        fields = {name: getattr(self, name) for name in self.LEARNED}
+        return dumps({**fields, _FORM: self.FORM} if self.FORM != 1 else fields)
 
     def restore(self, data: bytes) -> None:
         """Take back a ``checkpoint`` (``CheckpointError`` if unusable: then unchanged)."""
         saved = loads(data)
         if isinstance(saved, dict):
+            form = saved.get(_FORM, 1)  # checkpoints before forms were form 1
+            if form != self.FORM:
+                raise CheckpointError(f"checkpoint of an older form of the model ({form}, "
+                                      f"this is {self.FORM}): not restored")
             self._check_finite(saved, "not restored")
             saved = {**{name: make() for name, make in self.ADDED.items()}, **saved}
         _set_fields(self, saved, self.LEARNED)

@@ -290,6 +290,19 @@ def test_a_checkpoint_from_another_river_version_is_refused(
         checkpoint.loads(b"not a checkpoint")
 
 
+def test_a_checkpoint_of_the_models_older_form_is_refused_and_it_starts_fresh() -> None:
+    """A worker upgraded past a change of the model's form must not keep running the old model
+    it learned (the old pipeline never learned the indicator features)."""
+    scorer = _trained(10)
+    old_form = checkpoint.dump_fields(scorer, AbandonmentScorer.LEARNED)  # before forms
+    fresh = AbandonmentScorer()
+    with pytest.raises(checkpoint.CheckpointError, match="older form"):
+        fresh.restore(old_form)
+    assert fresh.learned == 0
+    fresh.restore(scorer.checkpoint())  # this form: taken
+    assert fresh.learned == scorer.learned > 0
+
+
 def test_a_state_written_and_read_back_between_events_teaches_the_same() -> None:
     """Earlier snapshots are kept as their JSON: a worker that keeps a session in memory and
     one that reads it back from the changelog after every event store the same bytes and
