@@ -29,7 +29,6 @@ ratios show bias apart from noise). Nothing here is timed.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import statistics
@@ -48,11 +47,10 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from models.attribution import Attribution, Journey  # noqa: E402
 from streams.sim.journeys import FIRST_TOUCH, JourneyConfig, simulate_journeys  # noqa: E402
 
-SCENARIOS = {
-    "default": {},
-    "even": {"first": dict.fromkeys(FIRST_TOUCH, 1.0),
-             "returning": dict.fromkeys(FIRST_TOUCH, 1.0)},
-}
+sys.path.insert(0, str(ROOT / "bench"))
+import attribution_quality  # noqa: E402
+
+SCENARIOS = attribution_quality.SCENARIOS
 CHANNELS = sorted(FIRST_TOUCH)
 
 
@@ -182,16 +180,5 @@ def evaluate(scenario: str, sizes: list[int], seeds: list[int]) -> None:
                   f"  {ratios}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000, 100000])
-    p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    a = p.parse_args()
-    for scenario in SCENARIOS if a.scenario == "all" else [a.scenario]:
-        evaluate(scenario, a.sizes, a.seeds)
-
-
 if __name__ == "__main__":
-
-    main()
+    attribution_quality.main(evaluate, __doc__)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +78,10 @@ def evaluate(scenario: str, sizes: list[int], seeds: list[int]) -> None:
                   f"{statistics.mean(s['direct']):>10.1f}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(evaluate: Callable[[str, list[int], list[int]], None] = evaluate,
+         doc: str = __doc__) -> None:
+    """Parse the options shared with ``attribution_candidates`` and run ``evaluate``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000, 100000])
     p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
