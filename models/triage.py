@@ -116,8 +116,11 @@ class TicketTriage(checkpoint.Learned):
         if known is not None:
             if ticket.category:
                 self.recent.append(known[1] == ticket.category)
-                self.model.learn_one(known[0], ticket.category)
-                self.learned += 1
+                # A text too short for one n-gram teaches nothing; learned first, it would
+                # leave naive Bayes with a class of no terms, dividing by zero on every text.
+                if char_ngrams(known[0]):
+                    self.model.learn_one(known[0], ticket.category)
+                    self.learned += 1
             else:
                 self.open[ticket.ticket_id] = known  # re-inserted last: the newest
                 if len(self.open) > self.max_open:
