@@ -117,8 +117,8 @@ def churn_features(state: CustomerState, now: float,
     seats = state.traits.get("seats")
     if isinstance(seats, int | float) and not isinstance(seats, bool):
         x["seats"] = math.log1p(max(float(seats), 0.0))
-    if state.traits.get("company") or seats is not None:
-        x["b2b"] = 1.0
+    # Always given, 0.0 or 1.0: a feature only ever 1.0 scales to 0 and is never learned.
+    x["b2b"] = 1.0 if state.traits.get("company") or seats is not None else 0.0
     x["tickets_7d"] = float(sum(1 for t in state.recent_tickets if now - t[T_TIME] <= 7 * DAY))
     for days in WINDOWS:
         start = now - days * DAY

@@ -227,6 +227,30 @@ def test_the_plan_is_learned_and_named_only_for_the_customers_own_plan() -> None
     assert "on the basic plan" not in scorer.explain(pro, x)
 
 
+def test_being_a_business_customer_is_learned() -> None:
+    # Given only as 1.0, "b2b" has no variance through the scaler and is never learned.
+    scorer = ChurnScorer(min_learned=100, alert_at=0.7, rearm_at=0.4)
+
+    def start(t: float, cid: str, company: bool) -> Any:
+        first = [ev.Identify(id=f"{cid}:id", time=t, session_id=cid, customer_id=cid,
+                             traits={"company": "Acme"})] if company else []
+        return apply_customer(None, [*first, _sub(t, "started", cid=cid, plan="pro")])
+
+    for i in range(400):
+        cid, company = f"c{i}", i % 2 == 0
+        state = start(i * DAY, cid, company)
+        scorer.update(state)
+        end = _sub((i + (5 if company else 31)) * DAY, "cancelled" if company else "renewed",
+                   cid=cid)
+        scorer.update(apply_customer(state, [end]))
+    scorer.update(apply_customer(None, [_sub(460 * DAY, "started", cid="clock")]))
+    business, person = start(500 * DAY, "b", True), start(500 * DAY, "p", False)
+    scorer.update(business)
+    scorer.update(person)
+    assert business.churn_risk is not None and person.churn_risk is not None
+    assert business.churn_risk > 0.7 > 0.3 > person.churn_risk
+
+
 def test_a_checkpoint_from_before_the_plans_were_kept_is_still_taken() -> None:
     from models import checkpoint
 
