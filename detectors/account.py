@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 
 from detectors import events as ev
-from detectors.customer import is_negative
+from detectors.customer import is_negative, push_recent
 
 __all__ = ["AccountState", "OPEN_QUOTE", "QUOTE_TRAITS", "apply_account", "outcome", "route"]
 
@@ -133,7 +133,7 @@ def apply_account(state: AccountState | None, account_id: str,
         elif type(e) is ev.SessionSummary:
             abandoned = float(e.abandoned_step is not None and not e.converted)
             friction = float(sum(e.friction.values()))
-            _push(state.recent_sessions, [e.time, friction, abandoned])
+            push_recent(state.recent_sessions, [e.time, friction, abandoned], MAX_RECENT)
             if state.quote_since is not None:
                 state.quote_sessions += 1
                 state.quote_friction += friction
@@ -146,12 +146,6 @@ def apply_account(state: AccountState | None, account_id: str,
         elif type(e) is ev.Subscription:
             _subscription(state, e)
     return state
-
-
-def _push(items: list[Any], item: Any) -> None:
-    items.append(item)
-    if len(items) > MAX_RECENT:
-        del items[0]
 
 
 def _identify(state: AccountState, e: ev.Identify) -> None:
@@ -180,7 +174,7 @@ def _ticket(state: AccountState, e: ev.Ticket) -> None:
     if entry is None:
         entry = [e.time, int(e.priority in ("high", "urgent")), 0,
                  int(is_negative(e.subject, e.text)), e.ticket_id]
-        _push(state.recent_tickets, entry)
+        push_recent(state.recent_tickets, entry, MAX_RECENT)
         state.tickets += 1
     if e.satisfaction == "bad":
         entry[K_BAD] = 1

@@ -118,9 +118,10 @@ def apply_customer(
     return state
 
 
-def _push(items: list[Any], item: Any) -> None:
+def push_recent(items: list[Any], item: Any, cap: int = MAX_RECENT) -> None:
+    """Append ``item``, dropping the oldest past ``cap`` (state lists stay bounded)."""
     items.append(item)
-    if len(items) > MAX_RECENT:
+    if len(items) > cap:
         del items[0]
 
 
@@ -129,7 +130,7 @@ def _ticket(state: CustomerState, e: ev.Ticket) -> None:
     if entry is None:
         # [created, id, high, negative, bad, reopened, escalated, solved]
         entry = [e.time, e.ticket_id, 0, 0, 0, 0, 0, 0]
-        _push(state.recent_tickets, entry)
+        push_recent(state.recent_tickets, entry)
         state.tickets_created += 1
         state.tickets_open += 1
         if e.priority in ("high", "urgent"):
@@ -164,7 +165,7 @@ def _session(state: CustomerState, e: ev.SessionSummary) -> None:
         state.orders += 1
         state.revenue += e.revenue
     abandoned = 1 if e.abandoned_step is not None and not e.converted else 0
-    _push(state.recent_sessions, [e.time, sum(e.friction.values()), abandoned, e.id])
+    push_recent(state.recent_sessions, [e.time, sum(e.friction.values()), abandoned, e.id])
 
 
 def _subscription(state: CustomerState, e: ev.Subscription) -> None:

@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -50,7 +49,6 @@ from streams.take import take_batches
 __all__ = ["ACCOUNTS_TABLE", "AccountRecord", "account_of", "adopt", "fold", "for_account",
            "forwarded", "register_accounts"]
 
-log = logging.getLogger(__name__)
 
 STAGE = "accounts"
 ACCOUNTS_TABLE = "accounts"
@@ -100,16 +98,8 @@ def forwarded(state: CustomerState, events: Sequence[Any]) -> tuple[bytes, bytes
 
 def adopt(scorer: B2BScorer, published: Published | None) -> bool:
     """Restore ``scorer`` from the copy published on the checkpoints topic if that one learned
-    more outcomes (both kinds together); True if it did. A copy that does not load leaves
-    the scorer as it was."""
-    if published is None or published.learned <= sum(scorer.learned.values()):
-        return False
-    try:
-        scorer.restore(published.data)
-    except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not keep the worker down
-        log.warning("not adopting the published b2b scorer (%s: %s)", type(exc).__name__, exc)
-        return False
-    return True
+    more outcomes (both kinds together); True if it did (``checkpoints.adopt_model``)."""
+    return checkpoints.adopt_model(scorer, published, scorer.name)
 
 
 def fold(scorer: B2BScorer, record: AccountRecord | None, account: str,
@@ -224,8 +214,7 @@ def register_accounts(ctx: Context, shared: Shared | None = None) -> B2BScorer:
     async def checkpoint_b2b() -> None:
         # Published only when it could be saved (a model with a non-finite weight is not).
         if checkpoints.save(scorer, saved_at) and shared is not None:
-            await shared.publish(checkpoints.model_key(scorer.name), scorer.checkpoint(),
-                                 sum(scorer.learned.values()))
+            await shared.publish_model(scorer.name, scorer)
 
     @guard.timer(app, 5.0)
     async def gauge_b2b() -> None:

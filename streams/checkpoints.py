@@ -120,10 +120,16 @@ def step_key(journey_step: str) -> str:
     return f"incidents/{journey_step}"
 
 
+def examples(model: Any) -> int:
+    """Examples ``model`` learned: its ``learned``, summed when it counts per kind (B2B)."""
+    learned = getattr(model, "learned", 0)
+    return int(sum(learned.values()) if isinstance(learned, dict) else learned)
+
+
 def adopt_model(model: Any, published: Published | None, name: str = "") -> bool:
     """Restore ``model`` from ``published`` if that copy learned more than ``model`` has;
     True if it did. A checkpoint that does not load leaves the model as it was."""
-    if published is None or published.learned <= getattr(model, "learned", 0):
+    if published is None or published.learned <= examples(model):
         return False
     try:
         model.restore(published.data)
@@ -251,7 +257,7 @@ class Shared:
         except CheckpointError as exc:
             log.error("not publishing %s (%s): the last published stays", name, exc)
             return False
-        return await self.publish(model_key(name), data, int(getattr(model, "learned", 0)))
+        return await self.publish(model_key(name), data, examples(model))
 
     async def read(self) -> dict[str, Published]:
         return await read_published(self.bootstrap, self.topic.get_topic_name(),
